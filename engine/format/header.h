@@ -1,0 +1,48 @@
+// Reads and validates one safetensors header exactly as strictly as the
+// reference reader (docs/format.md), and stricter on duplicate keys.
+// Thread-safe: pure functions.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "shardload/checkpoint.h"
+#include "shardload/dtype.h"
+#include "shardload/error.h"
+
+namespace shardload::format {
+
+inline constexpr std::uint64_t kMaxHeaderSize = 100'000'000;
+inline constexpr int kMaxJsonDepth = 127;
+
+struct HeaderTensor {
+  std::string name;
+  DType dtype = DType::kU8;
+  std::vector<std::uint64_t> shape;
+  std::uint64_t begin = 0;  // relative to the start of the data buffer
+  std::uint64_t end = 0;
+};
+
+struct Header {
+  std::uint64_t header_size = 0;     // N
+  std::optional<Metadata> metadata;  // nullopt: absent or null; keys in file order
+  std::vector<HeaderTensor> tensors;  // in JSON order
+};
+
+// Steps 4-8 of the reference algorithm on the N header bytes, for a file of
+// `file_size` bytes. `path` only names the file in errors.
+Result<Header> ParseHeader(std::string_view json, std::uint64_t file_size,
+                           const std::string& path);
+
+// Steps 1-8 on an open file descriptor: pread of the prefix and the header
+// only; memory bounded by N. `path` only names the file in errors.
+Result<Header> ReadHeader(int fd, std::uint64_t file_size,
+                          const std::string& path);
+
+// Opens `path` (following symlinks; regular files only) and reads its header.
+Result<Header> ReadHeaderFile(const std::string& path);
+
+}  // namespace shardload::format

@@ -1,0 +1,39 @@
+// Helpers shared by all tests: the seed, temporary directories, paths of the
+// shared fixtures, and raw file writing.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace shardload::test {
+
+// The run's random seed (printed at start; SHARDLOAD_TEST_SEED overrides).
+std::uint64_t Seed();
+
+// A fresh directory under $TMPDIR, removed with its contents on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string operator/(std::string_view name) const { return path_ + "/" + std::string(name); }
+
+ private:
+  std::string path_;
+};
+
+// $SHARDLOAD_SHARED_DIR or ../shared beside the source tree.
+std::string SharedDir();
+
+// Writes `bytes` to `path` (creating parent directories).
+void WriteFile(const std::string& path, std::string_view bytes);
+std::string ReadFile(const std::string& path);
+
+// An 8-byte little-endian length followed by `json` and then `data`: a raw
+// safetensors file with exactly the given header text.
+std::string RawSafetensors(std::string_view json, std::string_view data = {});
+
+}  // namespace shardload::test
