@@ -34,6 +34,10 @@ struct Header {
 
 // Steps 4-8 of the reference algorithm on the N header bytes, for a file of
 // `file_size` bytes. `path` only names the file in errors.
+// Within step 5, lexical errors (syntax, depth > kMaxJsonDepth, numbers out
+// of double range, escapes that decode to invalid UTF-8) are reported first,
+// then the first schema error in document order. A lone surrogate escape
+// (\ud800 or \udc00 unpaired) is kInvalidUtf8, like the raw bytes it encodes.
 Result<Header> ParseHeader(std::string_view json, std::uint64_t file_size,
                            const std::string& path);
 

@@ -20,11 +20,14 @@
 namespace shardload {
 
 // Fills `out` with the tensor's bytes starting at byte `offset` of the tensor.
+// Called with consecutive offsets, in chunks of at most 8 MiB. An exception
+// it throws fails the write (kInternal) and does not escape the writer.
 using TensorFiller =
     std::function<void(std::uint64_t offset, std::span<std::byte> out)>;
 
 // One tensor to write. Its bytes come from `bytes`, or from `fill` when set
-// (so that checkpoints larger than memory can be generated).
+// (then `bytes` is ignored), so that checkpoints larger than memory can be
+// generated. The name must be valid UTF-8 and not "__metadata__".
 struct TensorData {
   std::string name;
   DType dtype = DType::kU8;
@@ -33,15 +36,29 @@ struct TensorData {
   TensorFiller fill;
 };
 
-// Writes one .safetensors file at `path`. Refuses duplicate names and byte
-// counts that do not match dtype and shape.
+// Writes one .safetensors file at `path`, atomically: a failed write leaves
+// the previous file (or none) and no temporary file. Tensor data is streamed
+// through an 8 MiB buffer. Refuses, before creating anything:
+//   kInvalidArgument     duplicate tensor names or metadata keys, the name
+//                        "__metadata__", `bytes` not of the size that dtype
+//                        and shape imply;
+//   kInvalidUtf8         a name, metadata key or value not valid UTF-8;
+//   kMisalignedSlice     a sub-byte dtype whose elements do not fill whole
+//                        bytes (F4: odd count; F6: not a multiple of 4);
+//   kValidationOverflow  sizes that overflow 64 bits;
+//   kHeaderTooLarge      a header above 100,000,000 bytes.
+// System call failures are kIoError (errno in sys_errno). Metadata keys are
+// written in the given order (the reference writer's order is random for
+// more than one key).
 Status WriteSafetensors(const std::string& path,
                         std::span<const TensorData> tensors,
                         const std::optional<Metadata>& metadata = std::nullopt);
 
 struct CheckpointWriteOptions {
-  // A new shard starts when the next tensor would push the current one past
-  // this many tensor bytes; a larger tensor gets a shard of its own.
+  // huggingface_hub's greedy split, in the order given: a tensor larger than
+  // this many bytes becomes a shard of its own right away (so it may precede
+  // the shard being filled); otherwise a new shard starts when the tensor
+  // would push the current one past the limit.
   // Default: 5 GB (decimal), as transformers and huggingface_hub.
   std::uint64_t max_shard_size = 5'000'000'000ULL;
   // File name stem: "model" -> model.safetensors,
@@ -54,8 +71,14 @@ struct CheckpointWriteOptions {
 };
 
 // Writes `tensors` into directory `dir` (created if missing): one file when
-// they fit in one shard, else shards plus index in the order given (greedy).
-// The index holds {"metadata": {"total_size": tensor bytes}, "weight_map"}.
+// they fit in one shard (also when there are none), else shards plus index.
+// The index is transformers' json.dumps(index, indent=2, sort_keys=True)
+// + "\n" of {"metadata": {"total_size": tensor bytes}, "weight_map"}.
+// Every tensor is validated (as WriteSafetensors, names unique across
+// shards) before any file is written; each file is written atomically, the
+// shards first and the index last, so a failure leaves no index (shards
+// written before it stay). Files of an earlier checkpoint in `dir` that this
+// one does not overwrite are left alone.
 Status WriteCheckpoint(const std::string& dir,
                        std::span<const TensorData> tensors,
                        const CheckpointWriteOptions& options = {});
