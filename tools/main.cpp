@@ -1,0 +1,56 @@
+// shardload: command-line entry point; dispatches to the commands.
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <new>
+#include <string>
+
+#include "commands.h"
+
+namespace shardload::cli {
+namespace {
+
+const Command kCommands[] = {
+    {&kInspectSpec, RunInspect},
+    {&kGenerateSpec, RunGenerate},
+};
+
+void PrintUsage(std::FILE* out) {
+  std::fputs("usage: shardload COMMAND [ARGS] (shardload COMMAND --help for details)\n\ncommands:\n", out);
+  for (const Command& c : kCommands) {
+    std::fprintf(out, "  %-10s %s\n", c.spec->name.c_str(), c.spec->summary.c_str());
+  }
+}
+
+int Dispatch(int argc, char** argv) {
+  if (argc < 2) {
+    PrintUsage(stderr);
+    return kExitUsage;
+  }
+  std::string name = argv[1];
+  if (name == "--help" || name == "-h" || name == "help") {
+    PrintUsage(stdout);
+    return kExitOk;
+  }
+  for (const Command& c : kCommands) {
+    if (c.spec->name == name) return c.run(argc - 2, argv + 2);
+  }
+  std::fprintf(stderr, "shardload: unknown command '%s'\n", name.c_str());
+  PrintUsage(stderr);
+  return kExitUsage;
+}
+
+}  // namespace
+}  // namespace shardload::cli
+
+int main(int argc, char** argv) {
+  try {
+    return shardload::cli::Dispatch(argc, argv);
+  } catch (const std::bad_alloc&) {
+    std::fputs("shardload: error: out of memory\n", stderr);
+    return shardload::cli::kExitUnsupported;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "shardload: internal error: %s\n", e.what());
+    return shardload::cli::kExitInternal;
+  }
+}
