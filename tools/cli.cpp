@@ -15,6 +15,7 @@ int ExitCodeFor(ErrorCode code) {
   if (code == ErrorCode::kTruncated) return kExitCorruptFile;
   if (value >= 100 && value < 200) return kExitCorruptFile;
   if (value >= 200 && value < 300) return kExitBadCheckpoint;
+  if (value >= 400 && value < 500) return kExitBadRequest;  // tensor-parallel plans
   switch (code) {
     case ErrorCode::kIoError: return kExitIo;
     case ErrorCode::kInvalidArgument:

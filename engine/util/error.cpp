@@ -46,6 +46,13 @@ std::string_view ErrorCodeName(ErrorCode code) {
     case ErrorCode::kResourceExhausted: return "resource_exhausted";
     case ErrorCode::kCancelled: return "cancelled";
     case ErrorCode::kInternal: return "internal";
+    case ErrorCode::kTpPlanJson: return "tp_plan_json";
+    case ErrorCode::kTpBadPattern: return "tp_bad_pattern";
+    case ErrorCode::kTpBadRule: return "tp_bad_rule";
+    case ErrorCode::kTpShapeMismatch: return "tp_shape_mismatch";
+    case ErrorCode::kTpIndivisible: return "tp_indivisible";
+    case ErrorCode::kTpMisaligned: return "tp_misaligned";
+    case ErrorCode::kTpUnmatched: return "tp_unmatched";
   }
   return "unknown";
 }

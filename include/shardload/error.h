@@ -61,6 +61,15 @@ enum class ErrorCode : int {
   kResourceExhausted,       // out of memory or similar
   kCancelled,               // stopped because another part of the job failed
   kInternal,                // a bug in shardload
+
+  // Tensor-parallel plans.
+  kTpPlanJson = 400,        // a plan or config.json is not JSON of the expected shape
+  kTpBadPattern,            // a rule's match pattern is malformed (glob or regex)
+  kTpBadRule,               // unknown split style or option, or a bad option value
+  kTpShapeMismatch,         // a rule does not fit a tensor (dim, blocks sum, expert)
+  kTpIndivisible,           // unit, blocks, exact, replicate_when_fewer, vocab, experts
+  kTpMisaligned,            // a split of a sub-byte dtype not on whole bytes
+  kTpUnmatched,             // "unmatched": "error" and no rule matches a tensor
 };
 
 // Stable lower-case name of a code, e.g. "invalid_offset".

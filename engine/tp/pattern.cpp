@@ -1,0 +1,220 @@
+// Compiles and matches the tensor-name patterns of a plan (see pattern.h).
+// Thread-safe: no shared mutable state.
+#include "tp/pattern.h"
+
+#include <regex>
+#include <utility>
+
+namespace shardload::tp {
+
+struct Pattern::CompiledRegex {
+  std::regex regex;
+};
+
+namespace {
+
+constexpr std::string_view kRegexPrefix = "re:";
+constexpr std::string_view kExpertToken = "{expert}";
+
+Error PatternError(std::string detail) {
+  return MakeError(ErrorCode::kTpBadPattern, {}, {}, std::move(detail));
+}
+
+std::vector<std::string_view> SplitComponents(std::string_view name) {
+  std::vector<std::string_view> out;
+  std::size_t start = 0;
+  while (true) {
+    std::size_t dot = name.find('.', start);
+    out.push_back(name.substr(start, dot - start));
+    if (dot == std::string_view::npos) return out;
+    start = dot + 1;
+  }
+}
+
+// fnmatch with only `*` (any run of characters, the empty run included).
+bool WildMatch(std::string_view pattern, std::string_view s) {
+  std::size_t p = 0, i = 0, star = std::string_view::npos, mark = 0;
+  while (i < s.size()) {
+    if (p < pattern.size() && pattern[p] == '*') {
+      star = p++;
+      mark = i;
+    } else if (p < pattern.size() && pattern[p] == s[i]) {
+      ++p;
+      ++i;
+    } else if (star != std::string_view::npos) {
+      p = star + 1;
+      i = ++mark;
+    } else {
+      return false;
+    }
+  }
+  while (p < pattern.size() && pattern[p] == '*') ++p;
+  return p == pattern.size();
+}
+
+// Capturing groups opened in ECMAScript regex text: `(` not escaped, not in
+// a character class and not followed by `?`.
+std::size_t CountGroups(std::string_view re) {
+  std::size_t count = 0;
+  bool in_class = false;
+  for (std::size_t i = 0; i < re.size(); ++i) {
+    char c = re[i];
+    if (c == '\\') {
+      ++i;
+    } else if (in_class) {
+      in_class = c != ']';
+    } else if (c == '[') {
+      in_class = true;
+    } else if (c == '(' && (i + 1 >= re.size() || re[i + 1] != '?')) {
+      ++count;
+    }
+  }
+  return count;
+}
+
+}  // namespace
+
+std::optional<std::uint64_t> ParseDigits(std::string_view text) {
+  if (text.empty()) return std::nullopt;
+  std::uint64_t value = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return std::nullopt;
+    std::uint64_t digit = static_cast<std::uint64_t>(c - '0');
+    if (__builtin_mul_overflow(value, 10u, &value) ||
+        __builtin_add_overflow(value, digit, &value)) {
+      return std::nullopt;
+    }
+  }
+  return value;
+}
+
+Result<Pattern> Pattern::Compile(std::string_view text) {
+  Result<Pattern> out = text.starts_with(kRegexPrefix)
+                            ? CompileRegex(text.substr(kRegexPrefix.size()))
+                            : CompileGlob(text);
+  if (out) out->text_ = std::string(text);
+  return out;
+}
+
+Result<Pattern> Pattern::CompileGlob(std::string_view text) {
+  if (text.empty()) return PatternError("empty pattern");
+  Pattern p;
+  for (std::string_view c : SplitComponents(text)) {
+    if (c.empty()) {
+      return PatternError("empty component (leading, trailing or doubled `.`)");
+    }
+    if (c == kExpertToken) {
+      if (p.has_expert_) return PatternError("`{expert}` appears twice");
+      p.has_expert_ = true;
+      p.tokens_.push_back({Kind::kExpert, {}});
+    } else if (c.find_first_of("{}") != std::string_view::npos) {
+      return PatternError(
+          "`{` and `}` are allowed only in the whole component `{expert}` "
+          "(use `re:` for alternatives)");
+    } else if (c == "**") {
+      if (p.tokens_.empty() || p.tokens_.back().kind != Kind::kAny) {
+        p.tokens_.push_back({Kind::kAny, {}});
+      }
+    } else if (c.find("**") != std::string_view::npos) {
+      return PatternError("`**` must be a whole component");
+    } else if (c == "*") {
+      p.tokens_.push_back({Kind::kOne, {}});
+    } else {
+      Kind kind = c.find('*') == std::string_view::npos ? Kind::kLiteral : Kind::kWild;
+      p.tokens_.push_back({kind, std::string(c)});
+    }
+  }
+  return p;
+}
+
+Result<Pattern> Pattern::CompileRegex(std::string_view text) {
+  if (text.empty()) return PatternError("empty regex after `re:`");
+  Pattern p;
+  std::string re(text);
+  std::size_t pos = re.find(kExpertToken);
+  if (pos != std::string::npos) {
+    if (re.find(kExpertToken, pos + 1) != std::string::npos) {
+      return PatternError("`{expert}` appears twice");
+    }
+    p.has_expert_ = true;
+    p.expert_group_ = CountGroups(std::string_view(re).substr(0, pos)) + 1;
+    re.replace(pos, kExpertToken.size(), "([0-9]+)");
+  }
+  try {
+    p.regex_ = std::make_shared<const CompiledRegex>(
+        CompiledRegex{std::regex(re, std::regex::ECMAScript)});
+  } catch (const std::regex_error& e) {
+    return PatternError("invalid regex: " + std::string(e.what()));
+  }
+  return p;
+}
+
+Result<bool> Pattern::Match(std::string_view name,
+                            std::optional<std::uint64_t>* expert) const {
+  if (regex_) return MatchRegex(name, expert);
+  return MatchGlob(name, expert);
+}
+
+bool Pattern::TokenMatches(const Token& token, std::string_view component,
+                           std::optional<std::uint64_t>* expert) const {
+  switch (token.kind) {
+    case Kind::kLiteral: return component == token.text;
+    case Kind::kOne: return true;
+    case Kind::kWild: return WildMatch(token.text, component);
+    case Kind::kExpert:
+      *expert = ParseDigits(component);
+      return expert->has_value();
+    case Kind::kAny: return false;  // handled by MatchGlob
+  }
+  return false;
+}
+
+// The classic greedy wildcard walk with `**` as the star and components as
+// characters: O(tokens x components), no recursion. `{expert}` is re-captured
+// whenever the walk backtracks over it, so the final capture is the one of
+// the successful alignment.
+bool Pattern::MatchGlob(std::string_view name,
+                        std::optional<std::uint64_t>* expert) const {
+  std::vector<std::string_view> comps = SplitComponents(name);
+  std::optional<std::uint64_t> capture;
+  std::size_t t = 0, c = 0, star = tokens_.size(), mark = 0;
+  while (c < comps.size()) {
+    if (t < tokens_.size() && tokens_[t].kind == Kind::kAny) {
+      star = t++;
+      mark = c;
+    } else if (t < tokens_.size() && TokenMatches(tokens_[t], comps[c], &capture)) {
+      ++t;
+      ++c;
+    } else if (star != tokens_.size()) {
+      t = star + 1;
+      c = ++mark;
+    } else {
+      return false;
+    }
+  }
+  while (t < tokens_.size() && tokens_[t].kind == Kind::kAny) ++t;
+  if (t != tokens_.size()) return false;
+  if (expert != nullptr) *expert = capture;
+  return true;
+}
+
+Result<bool> Pattern::MatchRegex(std::string_view name,
+                                 std::optional<std::uint64_t>* expert) const {
+  std::match_results<std::string_view::const_iterator> m;
+  try {
+    if (!std::regex_match(name.begin(), name.end(), m, regex_->regex)) return false;
+  } catch (const std::regex_error& e) {
+    return PatternError("regex failed on this name: " + std::string(e.what()));
+  }
+  if (!has_expert_) return true;
+  const auto& group = m[expert_group_];
+  if (!group.matched) return false;
+  std::optional<std::uint64_t> capture = ParseDigits(name.substr(
+      static_cast<std::size_t>(group.first - name.begin()),
+      static_cast<std::size_t>(group.length())));
+  if (!capture) return false;
+  if (expert != nullptr) *expert = capture;
+  return true;
+}
+
+}  // namespace shardload::tp

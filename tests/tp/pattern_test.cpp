@@ -1,0 +1,94 @@
+// Plan patterns: `*`, `**`, `{expert}`, in-component `*`, `re:` regexes
+// (whole-name matches, `{expert}` capture) and malformed patterns.
+#include <doctest/doctest.h>
+
+#include "tp/pattern.h"
+
+namespace shardload::tp {
+namespace {
+
+Pattern MustCompile(std::string_view text) {
+  Result<Pattern> p = Pattern::Compile(text);
+  if (!p) FAIL(p.error().ToString());
+  return std::move(*p);
+}
+
+bool Matches(std::string_view pattern, std::string_view name,
+             std::optional<std::uint64_t>* expert = nullptr) {
+  Result<bool> r = MustCompile(pattern).Match(name, expert);
+  REQUIRE(r.has_value());
+  return *r;
+}
+
+TEST_CASE("glob: * is exactly one component, ** any number") {
+  CHECK(Matches("model.layers.*.mlp", "model.layers.0.mlp"));
+  CHECK(Matches("model.layers.*.mlp", "model.layers.abc.mlp"));
+  CHECK_FALSE(Matches("model.layers.*.mlp", "model.layers.mlp"));
+  CHECK_FALSE(Matches("model.layers.*.mlp", "model.layers.0.1.mlp"));
+  CHECK(Matches("**.mlp", "mlp"));
+  CHECK(Matches("**.mlp", "a.b.c.mlp"));
+  CHECK_FALSE(Matches("**.mlp", "a.mlp.b"));
+  CHECK(Matches("model.**", "model"));
+  CHECK(Matches("model.**", "model.a.b"));
+  CHECK(Matches("**", "anything.at.all"));
+  CHECK(Matches("a.**.b.**.c", "a.b.c"));
+  CHECK(Matches("a.**.b.**.c", "a.x.b.y.z.c"));
+  CHECK_FALSE(Matches("a.**.b.**.c", "a.x.c"));
+  CHECK(Matches("a.**.**.b", "a.b"));
+  CHECK_FALSE(Matches("model.layers", "model.layers.0"));
+  CHECK_FALSE(Matches("layers.0", "model.layers.0"));  // whole name only
+}
+
+TEST_CASE("glob: * inside a component stays inside it") {
+  CHECK(Matches("**.*norm*", "model.layers.0.input_layernorm"));
+  CHECK(Matches("**.*norm*", "model.norm"));
+  CHECK_FALSE(Matches("**.*norm*", "model.normal.x"));
+  CHECK(Matches("model.*_proj", "model.q_proj"));
+  CHECK_FALSE(Matches("model.*_proj", "model.a.q_proj"));
+}
+
+TEST_CASE("glob: {expert} captures one all-digit component") {
+  std::optional<std::uint64_t> e;
+  CHECK(Matches("model.layers.*.mlp.experts.{expert}.gate_proj",
+                "model.layers.3.mlp.experts.17.gate_proj", &e));
+  CHECK(e == 17u);
+  CHECK_FALSE(Matches("**.experts.{expert}.w1", "x.experts.a1.w1", &e));
+  CHECK_FALSE(Matches("**.experts.{expert}.w1", "x.experts..w1", &e));
+  CHECK_FALSE(Matches("**.experts.{expert}", "x.experts.99999999999999999999", &e));
+  // Backtracking over ** re-captures: the successful alignment wins.
+  CHECK(Matches("**.{expert}.a", "1.a.2.a", &e));
+  CHECK(e == 2u);
+}
+
+TEST_CASE("regex: ECMAScript, whole name, {expert} capture") {
+  CHECK(Matches(R"(re:model\.layers\.\d+\.mlp\..*)", "model.layers.12.mlp.up_proj.weight"));
+  CHECK_FALSE(Matches(R"(re:mlp)", "model.mlp"));  // regex_match: the whole name
+  CHECK(Matches(R"(re:.*mlp)", "model.mlp"));
+  std::optional<std::uint64_t> e;
+  CHECK(Matches(R"(re:(model|lm)\.(?:x)\.[a-z]+\.{expert}\.(w1|w3))", "model.x.experts.5.w3", &e));
+  CHECK(e == 5u);
+  CHECK(Matches(R"(re:[(]\(a\){expert})", "((a)42", &e));  // escaped and bracketed parens
+  CHECK(e == 42u);
+}
+
+TEST_CASE("malformed patterns are refused") {
+  for (std::string_view bad :
+       {"", "a..b", ".a", "a.", "a**", "a.**b", "{expert}.{expert}", "a.{x}", "a{expert}",
+        "layers.*.self_attn.{q,k,v}_proj", "re:", "re:(", "re:a{expert}b{expert}", "re:[a"}) {
+    CAPTURE(bad);
+    Result<Pattern> p = Pattern::Compile(bad);
+    REQUIRE_FALSE(p.has_value());
+    CHECK(p.error().code == ErrorCode::kTpBadPattern);
+  }
+}
+
+TEST_CASE("ParseDigits") {
+  CHECK(ParseDigits("0") == 0u);
+  CHECK(ParseDigits("18446744073709551615") == 18446744073709551615ull);
+  CHECK_FALSE(ParseDigits("18446744073709551616"));
+  CHECK_FALSE(ParseDigits(""));
+  CHECK_FALSE(ParseDigits("1a"));
+}
+
+}  // namespace
+}  // namespace shardload::tp
