@@ -82,7 +82,8 @@ void PrintJson(const Checkpoint& ckpt, bool with_tensors) {
       ckpt.tensors().size(), ckpt.TotalBytes());
   out += "\"shards\":[";
   for (std::size_t i = 0; i < ckpt.shards().size(); ++i) {
-    out += (i ? "," : "") + ShardJson(ckpt.shards()[i]);
+    if (i) out += ',';
+    out += ShardJson(ckpt.shards()[i]);
   }
   out += "],\"dtypes\":{";
   bool first = true;
@@ -94,13 +95,15 @@ void PrintJson(const Checkpoint& ckpt, bool with_tensors) {
   out += "},\"index_metadata\":" + MetadataJson(ckpt.index_metadata());
   out += ",\"warnings\":[";
   for (std::size_t i = 0; i < ckpt.warnings().size(); ++i) {
-    out += (i ? "," : "") + ErrorJson(ckpt.warnings()[i]);
+    if (i) out += ',';
+    out += ErrorJson(ckpt.warnings()[i]);
   }
   out += "]";
   if (with_tensors) {
     out += ",\"tensors\":[";
     for (std::size_t i = 0; i < ckpt.tensors().size(); ++i) {
-      out += (i ? "," : "") + TensorJson(ckpt, ckpt.tensors()[i]);
+      if (i) out += ',';
+      out += TensorJson(ckpt, ckpt.tensors()[i]);
     }
     out += "]";
   }

@@ -13,6 +13,12 @@ struct Command {
 
 extern const CommandSpec kInspectSpec;
 int RunInspect(int argc, char** argv);
+extern const CommandSpec kLoadSpec;
+int RunLoad(int argc, char** argv);
+extern const CommandSpec kPlanSpec;
+int RunPlan(int argc, char** argv);
+extern const CommandSpec kSplitSpec;
+int RunSplit(int argc, char** argv);
 extern const CommandSpec kGenerateSpec;
 int RunGenerate(int argc, char** argv);
 

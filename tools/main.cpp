@@ -12,6 +12,9 @@ namespace {
 
 const Command kCommands[] = {
     {&kInspectSpec, RunInspect},
+    {&kLoadSpec, RunLoad},
+    {&kPlanSpec, RunPlan},
+    {&kSplitSpec, RunSplit},
     {&kGenerateSpec, RunGenerate},
 };
 

@@ -72,7 +72,7 @@ TEST_CASE("usage errors exit 2 and name the problem") {
 
 TEST_CASE("--help works for every command") {
   TempDir tmp;
-  for (std::string cmd : {"inspect", "generate"}) {
+  for (std::string cmd : {"inspect", "generate", "load"}) {
     Run r = Cli(cmd + " --help", tmp);
     CHECK(r.exit_code == 0);
     CHECK(r.out.find("usage: shardload " + cmd) != std::string::npos);
@@ -168,6 +168,148 @@ TEST_CASE("inspect warns about an unindexed tensor but succeeds") {
   REQUIRE(doc["warnings"].GetArray().Size() == 1);
   CHECK(std::string(doc["warnings"][0]["tensor"].GetString()) == "b");
   CHECK(r.err.find("warning") != std::string::npos);
+}
+
+TEST_CASE("load --json reports the contract fields") {
+  TempDir tmp;
+  Run r = Cli("load " + Generated() + " --json", tmp);
+  REQUIRE_MESSAGE(r.exit_code == 0, r.err);
+  rapidjson::Document doc = LastJsonLine(r.out);
+  Run info = Cli("inspect " + Generated() + " --json", tmp);
+  rapidjson::Document ckpt = LastJsonLine(info.out);
+  CHECK(doc["tensors"].GetUint64() == ckpt["tensor_count"].GetUint64());
+  CHECK(doc["bytes"].GetUint64() == ckpt["total_bytes"].GetUint64());
+  CHECK(doc["bytes_read"].GetUint64() >= doc["bytes"].GetUint64());
+  double seconds = doc["seconds"].GetDouble();
+  CHECK(seconds > 0);
+  CHECK(doc["gb_per_s"].GetDouble() ==
+        doctest::Approx(doc["bytes"].GetDouble() / seconds / 1e9).epsilon(0.01));
+  std::string backend = doc["backend"].GetString();
+  CHECK((backend == "io_uring" || backend == "pread"));
+  CHECK(doc["threads"].GetUint() >= 1);
+  CHECK(doc["direct"].GetBool() == false);
+  CHECK(!doc.HasMember("steady_gb_per_s"));
+}
+
+TEST_CASE("load --repeat reports steady_gb_per_s; flags reach the engine") {
+  TempDir tmp;
+  Run r = Cli("load " + Generated() + " --json --repeat 3 --threads 1 --direct --backend pread", tmp);
+  REQUIRE_MESSAGE(r.exit_code == 0, r.err);
+  rapidjson::Document doc = LastJsonLine(r.out);
+  CHECK(doc["steady_gb_per_s"].GetDouble() > 0);
+  CHECK(doc["reload_gb_per_s"].GetArray().Size() == 2);
+  CHECK(std::string(doc["backend"].GetString()) == "pread");
+  CHECK(doc["threads"].GetUint() == 1);
+  CHECK(doc["direct"].GetBool());
+}
+
+TEST_CASE("load --select picks tensors; errors have their exit codes") {
+  TempDir tmp;
+  Run r = Cli("load " + Generated() + " --json --select 'model.layers.*.mlp.**'", tmp);
+  REQUIRE_MESSAGE(r.exit_code == 0, r.err);
+  rapidjson::Document doc = LastJsonLine(r.out);
+  CHECK(doc["tensors"].GetUint64() % 3 == 0);
+  CHECK(doc["tensors"].GetUint64() > 0);
+  Run none = Cli("load " + Generated() + " --select 'no.such.*' --json", tmp);
+  CHECK(none.exit_code == 6);
+  CHECK(none.err.find("no.such.*") != std::string::npos);
+  CHECK(Cli("load " + Generated() + " --threads 0", tmp).exit_code == 2);
+  CHECK(Cli("load " + Generated() + " --backend mmap", tmp).exit_code == 2);
+  CHECK(Cli("load " + Generated() + " --chunk-size 1X", tmp).exit_code == 2);
+}
+
+TEST_CASE("load refuses a shard whose data is cut short, naming the shard (exit 3)") {
+  TempDir tmp;
+  std::string dir = tmp / "ckpt";
+  std::string data(4096, 'x');
+  // A valid header whose data the file does not hold: the header check
+  // refuses it before any read (exit 3), naming file and rule.
+  std::string cut = RawSafetensors(R"({"t":{"dtype":"U8","shape":[4096],"data_offsets":[0,4096]}})",
+                                   data.substr(0, 100));
+  WriteFile(dir + "/a.safetensors", cut);
+  Run r = Cli("load " + dir, tmp);
+  CHECK(r.exit_code == 3);
+  CHECK(r.err.find("a.safetensors") != std::string::npos);
+}
+
+}  // namespace
+}  // namespace shardload::test
+
+// --- tensor parallel: load --rank/--world/--plan, plan, split ---------------
+
+namespace shardload::test {
+namespace {
+
+TEST_CASE("plan --json predicts what load --rank reads, buffered and --direct") {
+  TempDir tmp;
+  for (std::string direct : {"", " --direct"}) {
+    Run p = Cli("plan " + Generated() + " --world 4 --plan hf --json" + direct, tmp);
+    REQUIRE_MESSAGE(p.exit_code == 0, p.err);
+    rapidjson::Document plan = LastJsonLine(p.out);
+    CHECK(plan["world"].GetUint() == 4);
+    REQUIRE(plan["ranks"].GetArray().Size() == 4);
+    for (unsigned r = 0; r < 4; ++r) {
+      const rapidjson::Value& rp = plan["ranks"][r];
+      Run l = Cli("load " + Generated() + " --rank " + std::to_string(r) +
+                      " --world 4 --plan hf --json" + direct, tmp);
+      REQUIRE_MESSAGE(l.exit_code == 0, l.err);
+      rapidjson::Document load = LastJsonLine(l.out);
+      CHECK(load["rank"].GetUint() == r);
+      CHECK(load["world"].GetUint() == 4);
+      CHECK(std::string(load["plan"].GetString()) == "hf");
+      CHECK(load["bytes"].GetUint64() == rp["bytes"].GetUint64());
+      CHECK(load["read_ops"].GetUint64() == rp["read_ops"].GetUint64());
+      CHECK(load["bytes_read"].GetUint64() <= rp["bytes_read"].GetUint64());
+      CHECK(load["tensors"].GetUint64() == rp["num_tensors"].GetUint64());
+      if (direct.empty()) CHECK(rp["bytes_read"].GetUint64() == rp["bytes"].GetUint64());
+    }
+  }
+}
+
+TEST_CASE("load takes the rank and world from RANK and WORLD_SIZE") {
+  TempDir tmp;
+  Run r = Cli("load " + Generated() + " --plan hf --json", tmp);  // no world: usage
+  CHECK(r.exit_code == 2);
+  std::string cmd = "env RANK=1 WORLD_SIZE=2 " + std::string(SHARDLOAD_CLI) + " load " +
+                    Generated() + " --plan hf --json";
+  FILE* pipe = ::popen(cmd.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  std::string out;
+  std::array<char, 4096> buf;
+  while (std::size_t n = std::fread(buf.data(), 1, buf.size(), pipe)) out.append(buf.data(), n);
+  REQUIRE(::pclose(pipe) == 0);
+  rapidjson::Document doc = LastJsonLine(out);
+  CHECK(doc["rank"].GetUint() == 1);
+  CHECK(doc["world"].GetUint() == 2);
+}
+
+TEST_CASE("tensor-parallel usage and plan errors have their exit codes") {
+  TempDir tmp;
+  CHECK(Cli("load " + Generated() + " --rank 1", tmp).exit_code == 2);
+  CHECK(Cli("load " + Generated() + " --rank 2 --world 2 --plan hf", tmp).exit_code == 2);
+  CHECK(Cli("plan " + Generated() + " --plan hf", tmp).exit_code == 2);
+  CHECK(Cli("split " + Generated() + " --world 2 --plan hf", tmp).exit_code == 2);
+  Run bad = Cli("plan " + Generated() + " --world 2 --plan " + (tmp / "none.json"), tmp);
+  CHECK(bad.exit_code == 5);
+  WriteFile(tmp / "bad.json", R"({"tp_plan_version": 1, "rules": [{"match": "**", "split": "nope"}]})");
+  Run rule = Cli("load " + Generated() + " --rank 0 --world 2 --plan " + (tmp / "bad.json"), tmp);
+  CHECK(rule.exit_code == 6);
+  CHECK(rule.err.find("tp_bad_rule") != std::string::npos);
+}
+
+TEST_CASE("split writes rank-<r>/ checkpoints that inspect accepts") {
+  TempDir tmp;
+  std::string out = tmp / "split";
+  Run s = Cli("split " + Generated() + " --world 2 --plan hf --out " + out + " --json", tmp);
+  REQUIRE_MESSAGE(s.exit_code == 0, s.err);
+  rapidjson::Document doc = LastJsonLine(s.out);
+  REQUIRE(doc["ranks"].GetArray().Size() == 2);
+  for (unsigned r = 0; r < 2; ++r) {
+    Run info = Cli("inspect " + out + "/rank-" + std::to_string(r) + " --json", tmp);
+    REQUIRE_MESSAGE(info.exit_code == 0, info.err);
+    rapidjson::Document ckpt = LastJsonLine(info.out);
+    CHECK(ckpt["total_bytes"].GetUint64() == doc["ranks"][r]["bytes"].GetUint64());
+  }
 }
 
 }  // namespace

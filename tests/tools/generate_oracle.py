@@ -1,7 +1,9 @@
 #!/usr/bin/python3
-"""Independent oracle for `shardload generate` and the writer: parses every
-shard with json + numpy (no shardload code) and recomputes each BF16 element
-from (seed, tensor name, element index).
+"""Independent oracle for `shardload generate`, the writer and `shardload
+load --save`: parses every shard with json + numpy (no shardload code) and
+recomputes each BF16 element from (seed, tensor name, element index). The
+generated checkpoint is then loaded with several engine settings and saved,
+and every saved tensor is verified the same way.
 
 usage: generate_oracle.py SHARDLOAD_BINARY WORK_DIR
 Exit 0 when everything matches, 1 on a mismatch, 77 when numpy is missing.
@@ -78,26 +80,61 @@ def check_shard(path, seed):
     return {name: header[name] for name in names}
 
 
+def check_checkpoint(out, seed, min_shards=1):
+    """Verifies an index + shards checkpoint; returns (tensor count, bytes)."""
+    with open(os.path.join(out, "model.safetensors.index.json")) as f:
+        index = json.load(f)
+    shards = sorted(set(index["weight_map"].values()))
+    assert len(shards) >= min_shards, shards
+    total = 0
+    for shard in shards:
+        tensors = check_shard(os.path.join(out, shard), seed)
+        assert {t for t, s in index["weight_map"].items() if s == shard} == set(tensors), shard
+        total += sum(t["data_offsets"][1] - t["data_offsets"][0] for t in tensors.values())
+    assert index["metadata"]["total_size"] == total
+    return len(index["weight_map"]), total
+
+
+LOAD_SETTINGS = [
+    [],
+    ["--backend", "pread"],
+    ["--direct"],
+    ["--direct", "--backend", "pread"],
+    ["--threads", "1", "--queue-depth", "1", "--chunk-size", "4KiB"],
+    ["--threads", "8", "--queue-depth", "64", "--chunk-size", "64KiB", "--repeat", "2"],
+]
+
+
+def check_load_save(binary, work, src, seed, count):
+    """Loads `src` with each engine setting, saves, and verifies the copy."""
+    for i, flags in enumerate(LOAD_SETTINGS):
+        dst = os.path.join(work, f"saved-{i}")
+        subprocess.run([binary, "load", src, "--save", dst, "--max-shard-size", "1MB"] + flags,
+                       check=True, stdout=subprocess.DEVNULL)
+        n, _ = check_checkpoint(dst, seed, min_shards=2)
+        assert n == count, f"load {flags}: saved {n} of {count} tensors"
+    dst = os.path.join(work, "saved-select")
+    subprocess.run([binary, "load", src, "--save", dst, "--select", "model.layers.*.mlp.**",
+                    "--select", "lm_head.weight"], check=True, stdout=subprocess.DEVNULL)
+    header = check_shard(os.path.join(dst, "model.safetensors"), seed)
+    want = 1 + 3 * (count - 3) // 9
+    assert "lm_head.weight" in header and len(header) == want, sorted(header)
+    assert all(".mlp." in n or n == "lm_head.weight" for n in header), sorted(header)
+
+
 def main():
     binary, work = sys.argv[1], sys.argv[2]
     shutil.rmtree(work, ignore_errors=True)
     out = os.path.join(work, "ckpt")
-    subprocess.run([binary, "generate", out, "--size", "6MB", "--max-shard-size", "2MB",
-                    "--seed", str(SEED)], check=True)
-    with open(os.path.join(out, "model.safetensors.index.json")) as f:
-        index = json.load(f)
-    shards = sorted(set(index["weight_map"].values()))
-    assert len(shards) >= 3, shards
-    total = 0
-    for shard in shards:
-        tensors = check_shard(os.path.join(out, shard), SEED)
-        assert {t for t, s in index["weight_map"].items() if s == shard} == set(tensors), shard
-        total += sum(t["data_offsets"][1] - t["data_offsets"][0] for t in tensors.values())
-    assert index["metadata"]["total_size"] == total
-    config = json.load(open(os.path.join(out, "config.json")))
-    layers = config["num_hidden_layers"]
-    assert len(index["weight_map"]) == 3 + 9 * layers
-    print(f"ok: {len(index['weight_map'])} tensors in {len(shards)} shards, {total} bytes verified")
+    subprocess.run([binary, "generate", out, "--size", "12MB", "--max-shard-size", "4MB",
+                    "--seed", str(SEED)], check=True, stdout=subprocess.DEVNULL)
+    count, total = check_checkpoint(out, SEED, min_shards=3)
+    with open(os.path.join(out, "config.json")) as f:
+        layers = json.load(f)["num_hidden_layers"]
+    assert count == 3 + 9 * layers
+    check_load_save(binary, work, out, SEED, count)
+    print(f"ok: {count} tensors, {total} bytes verified as generated and after "
+          f"{len(LOAD_SETTINGS) + 1} loads")
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -1,0 +1,102 @@
+// The seam between the scheduler and the kernel: an IoBackend runs one
+// worker's list of ReadOps on the calling thread. Implementations: the
+// io_uring scheduler (uring_backend.h) and the pread pool (pread_backend.h);
+// tests can wrap one to inject faults.
+// Thread-safe: Execute may run concurrently on many threads (one per worker);
+// an IoBackend holds no per-load state.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+
+#include "plan/read_op.h"
+#include "shardload/error.h"
+
+namespace shardload {
+
+class FileTable;
+class FaultInPolicy;
+
+// Reports bytes delivered to a progress callback, at most about once per
+// `step` bytes (plus once at the end). Thread-safe.
+class ProgressMeter {
+ public:
+  // `callback` may be empty (then Add only counts).
+  ProgressMeter(std::uint64_t total, std::uint64_t step,
+                std::function<void(std::uint64_t, std::uint64_t)> callback)
+      : total_(total), step_(step == 0 ? 1 : step), callback_(std::move(callback)) {}
+
+  // An exception from the callback is swallowed and turns the callback off:
+  // it must not unwind a worker with reads in flight.
+  void Add(std::uint64_t bytes) noexcept {
+    if (bytes == 0) return;
+    std::uint64_t before = done_.fetch_add(bytes, std::memory_order_relaxed);
+    std::uint64_t after = before + bytes;
+    if (!callback_ || failed_.load(std::memory_order_relaxed)) return;
+    if (before / step_ != after / step_ || after == total_) {
+      try {
+        callback_(after, total_);
+      } catch (...) {
+        failed_.store(true, std::memory_order_relaxed);
+      }
+    }
+  }
+  std::uint64_t done() const { return done_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<std::uint64_t> done_{0};
+  std::atomic<bool> failed_{false};
+  const std::uint64_t total_;
+  const std::uint64_t step_;
+  const std::function<void(std::uint64_t, std::uint64_t)> callback_;
+};
+
+// Shared, read-only inputs of one load, plus the two shared counters.
+struct ExecContext {
+  const FileTable* files = nullptr;   // must outlive Execute
+  std::atomic<bool>* stop = nullptr;  // set by the first worker that fails
+  ProgressMeter* progress = nullptr;  // may be null
+  unsigned queue_depth = 32;          // reads in flight per worker (>= 1)
+  std::uint64_t alignment = 1;        // O_DIRECT alignment; 1 when buffered
+  std::uint64_t staging_size = 0;     // bytes of one staging buffer; 0: none staged
+  // Destination pages are faulted in by the workers, for the reads they
+  // issue: in a library-owned arena as `arena_fault_in` decides
+  // (buffers/fault_in_policy.h); elsewhere by the read's own copy, or with
+  // `prefault` by MADV_POPULATE_WRITE just before each read.
+  FaultInPolicy* arena_fault_in = nullptr;
+  bool prefault = false;
+  bool allow_fallback = true;         // io_uring: run pread if the ring fails
+};
+
+// What one worker did. Owned by that worker; read after it finished.
+struct WorkerStats {
+  std::uint64_t bytes_read = 0;       // bytes the kernel returned
+  std::uint64_t bytes_delivered = 0;  // destination bytes filled
+  std::uint64_t read_ops = 0;         // ops started (resubmissions excluded)
+  std::uint64_t short_reads = 0;
+  std::uint64_t retries = 0;
+  std::size_t failed_op = static_cast<std::size_t>(-1);  // index of the failing op
+  std::uint64_t failed_offset = 0;    // file offset where that op failed
+  bool first_error = false;           // this worker's error stopped the load
+  bool fell_back = false;             // io_uring worker ran the pread loop
+  std::string note;                   // why it fell back
+};
+
+class IoBackend {
+ public:
+  virtual ~IoBackend() = default;
+  // Runs `ops` (in order, each fully, subject to the completion policy in
+  // completion.h) on the calling thread. Returns the first error; after an
+  // error, or once ctx.stop is set, starts nothing new, waits for reads in
+  // flight, and returns (kCancelled when stopped by another worker). No read
+  // is in flight when it returns.
+  virtual Status Execute(std::span<const ReadOp> ops, const ExecContext& ctx,
+                         WorkerStats& stats) const = 0;
+  virtual const char* name() const = 0;
+};
+
+}  // namespace shardload

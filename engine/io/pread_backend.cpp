@@ -1,0 +1,65 @@
+// The pread worker loop.
+// Thread-safe: all state is local to Execute.
+#include "io/pread_backend.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "buffers/mapped_memory.h"
+#include "io/completion.h"
+#include "io/file_table.h"
+
+namespace shardload {
+namespace {
+
+Status RunOne(const ReadOp& op, const ExecContext& ctx, std::byte* staging,
+              WorkerStats& stats) {
+  OpCursor cursor;
+  const int fd = ctx.files->fd(op.file);
+  for (;;) {
+    ssize_t n = ::pread(fd, cursor.target(op, staging), cursor.remaining(op),
+                        static_cast<off_t>(cursor.offset(op)));
+    std::int64_t res = n < 0 ? -static_cast<std::int64_t>(errno) : n;
+    Error error;
+    switch (OnReadResult(op, res, ctx.alignment, ctx.files->path(op.file), cursor, stats,
+                         &error)) {
+      case Verdict::kDone:
+        DeliverOp(op, staging, ctx, stats);
+        return {};
+      case Verdict::kResubmit:
+        continue;
+      case Verdict::kFailed:
+        return error;
+    }
+  }
+}
+
+}  // namespace
+
+Status PreadBackend::Execute(std::span<const ReadOp> ops, const ExecContext& ctx,
+                             WorkerStats& stats) const {
+  MappedMemory staging;
+  if (ctx.staging_size > 0) {
+    auto mem = MappedMemory::Map(ctx.staging_size, /*huge_pages=*/false);
+    if (!mem) {
+      SignalStop(ctx, stats);
+      return std::move(mem).error();
+    }
+    staging = std::move(*mem);
+  }
+  for (std::size_t i = 0; i < ops.size(); ++i) {
+    if (ctx.stop->load(std::memory_order_relaxed)) return CancelledError();
+    const ReadOp& op = ops[i];
+    PrepareDestination(op, ctx);
+    ++stats.read_ops;
+    if (Status s = RunOne(op, ctx, staging.data(), stats); !s) {
+      stats.failed_op = i;
+      SignalStop(ctx, stats);
+      return s;
+    }
+  }
+  return {};
+}
+
+}  // namespace shardload

@@ -1,0 +1,67 @@
+// The read planner: turns segments (shard byte range -> destination address)
+// into per-worker lists of ReadOps.
+//
+//   1. sort by (file, offset);
+//   2. coalesce: merge a segment into the previous one only when it follows it
+//      both in the file and in destination memory:
+//
+//        file:  |--- s1 ---|--- s2 ---|    |--- s3 ---|
+//        dst:   |--- s1 ---|--- s2 ---|  |--- s3 ---|      s1+s2 merge; s3 not
+//
+//   3. O_DIRECT only: widen each range to the alignment grid. When the
+//      destination sits at the same offset modulo the alignment as the file
+//      (dst ≡ offset mod A) and the slack lies inside a Window and outside
+//      every other range's destination, the widened read goes straight to the
+//      destination; otherwise it goes through a staging buffer and is copied:
+//
+//        file:    A0       a=====================b        B1     (A-aligned)
+//        direct:  [slack   |==== tensor bytes ===|  slack]  -> dst - (a - A0)
+//        staged:  [A0 ......... read into staging ..... B1] -> copy a..b to dst
+//
+//   4. split into chunks of at most chunk_size (direct reads at aligned
+//      boundaries; staged reads at most staging_chunk bytes each);
+//   5. balance: cut the (file, offset)-ordered list into `workers` contiguous
+//      runs of about equal bytes, so each worker reads each file sequentially.
+//
+// Thread-safe: a pure function.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "plan/read_op.h"
+#include "shardload/error.h"
+
+namespace shardload {
+
+struct PlanOptions {
+  // Largest read. Default: 4 MiB. Capped at kMaxReadLength.
+  std::uint64_t chunk_size = 4ULL << 20;
+  // Number of per-worker lists. Default: 1.
+  unsigned workers = 1;
+  // Plan aligned reads for O_DIRECT. Default: off.
+  bool direct = false;
+  // O_DIRECT alignment of offsets, lengths and memory (a power of two).
+  // Default: 4096.
+  std::uint64_t alignment = 4096;
+  // Largest staged read (rounded up to the alignment). Default: 1 MiB.
+  std::uint64_t staging_chunk = 1ULL << 20;
+  // Memory that aligned reads may overwrite outside the segments. Default: none.
+  std::span<const Window> windows;
+};
+
+struct ReadPlan {
+  std::vector<std::vector<ReadOp>> workers;  // workers.size() == options.workers
+  std::uint64_t bytes_requested = 0;  // sum of ReadOp::length
+  std::uint64_t bytes_delivered = 0;  // sum of ReadOp::delivered
+  std::uint64_t staging_size = 0;     // largest staged read; 0: none staged
+  std::uint64_t num_ops = 0;
+};
+
+// Plans the reads. Fails with kInvalidArgument on a null destination, a range
+// that overflows, destinations that overlap, or bad options.
+Result<ReadPlan> PlanReads(std::span<const Segment> segments,
+                           const PlanOptions& options);
+
+}  // namespace shardload

@@ -1,0 +1,18 @@
+// Tensor selection: exact names and globs over dot-separated names. The
+// public entry point is shardload::Select (loader.h); the matcher is here so
+// that it can be tested alone.
+// Thread-safe: pure functions.
+#pragma once
+
+#include <string_view>
+
+namespace shardload {
+
+// Matches `name` against `pattern`, both split at '.'. A pattern component
+// `**` matches any number of name components (zero included); any other
+// component matches exactly one, where `*` inside it matches any run of
+// characters ("layers.*.mlp.*" or "layers.1*.weight"). Everything else is
+// literal.
+bool GlobMatch(std::string_view pattern, std::string_view name);
+
+}  // namespace shardload

@@ -1,0 +1,232 @@
+// `shardload load PATH ...`: loads a checkpoint (or a selection of it) into
+// memory with the parallel engine, reports throughput, optionally reloads
+// into the same memory (--repeat) and saves what was loaded (--save). With
+// --plan, loads only tensor-parallel rank --rank of --world's slices.
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "commands.h"
+#include "tp_flags.h"
+#include "shardload/loader.h"
+#include "shardload/writer.h"
+
+namespace shardload::cli {
+
+const CommandSpec kLoadSpec = {
+    "load",
+    "PATH [--select GLOB]... [--threads N] [--queue-depth N] [--chunk-size BYTES] "
+    "[--direct] [--repeat N] [--save OUT] [--rank R --world W --plan P] [--json]",
+    "Load a checkpoint into memory in parallel and report the throughput.",
+    {"PATH"},
+    {{"--select", "GLOB", "load only matching tensors (`*` one name component, `**` any); repeatable", true},
+     {"--threads", "N", "worker threads (default: one per CPU)"},
+     {"--queue-depth", "N", "reads in flight per worker (default 32)"},
+     {"--chunk-size", "BYTES", "largest single read (default 4MiB)"},
+     {"--direct", "", "O_DIRECT reads, bypassing the page cache"},
+     {"--backend", "NAME", "auto (default), io_uring or pread"},
+     {"--repeat", "N", "load N times into the same memory; reports steady_gb_per_s"},
+     {"--save", "OUT", "write what was loaded to directory OUT"},
+     {"--max-shard-size", "BYTES", "shard size limit for --save (default 5GB)"},
+     RankFlag(),
+     WorldFlag(),
+     PlanFlag(),
+     {"--json", "", "print one JSON object on the last line of stdout"}},
+};
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point since) {
+  return std::chrono::duration<double>(Clock::now() - since).count();
+}
+
+// A progress bar on stderr, drawn by whichever worker gets the lock.
+class ProgressBar {
+ public:
+  void Start() { start_ = Clock::now(); }
+  void Update(std::uint64_t done, std::uint64_t total) {
+    std::unique_lock lock(mu_, std::try_to_lock);
+    if (!lock.owns_lock()) return;
+    double elapsed = Seconds(start_);
+    if (done < total && elapsed - last_draw_ < 0.1) return;
+    last_draw_ = elapsed;
+    double rate = elapsed > 0 ? static_cast<double>(done) / elapsed : 0;
+    double eta = rate > 0 ? static_cast<double>(total - done) / rate : 0;
+    int filled = total ? static_cast<int>(30 * done / total) : 30;
+    std::fprintf(stderr, "\r[%s%s] %s / %s  %.2f GB/s  ETA %.1fs ",
+                 std::string(filled, '#').c_str(), std::string(30 - filled, ' ').c_str(),
+                 HumanBytes(done).c_str(), HumanBytes(total).c_str(), rate / 1e9, eta);
+    drawn_ = true;
+  }
+  void Finish() {
+    if (drawn_) std::fputs("\n", stderr);
+    drawn_ = false;
+  }
+
+ private:
+  std::mutex mu_;
+  Clock::time_point start_;
+  double last_draw_ = -1;
+  bool drawn_ = false;
+};
+
+struct LoadFlags {
+  LoadOptions options;
+  Selection selection;
+  std::uint64_t repeat = 1;
+  std::uint64_t max_shard_size = 5'000'000'000ULL;
+  bool json = false;
+  TpFlags tp;
+};
+
+// Fills `flags` from the parsed arguments; returns an exit code != 0 on misuse.
+int ReadFlags(const Args& args, LoadFlags& flags) {
+  auto uint_flag = [&](const char* name, std::uint64_t& out, bool bytes) -> bool {
+    auto text = args.Get(name);
+    if (!text) return true;
+    auto v = bytes ? ParseBytes(*text) : ParseUint(*text);
+    if (!v || *v == 0) return false;
+    out = *v;
+    return true;
+  };
+  std::uint64_t threads = 0, depth = flags.options.queue_depth;
+  if (!uint_flag("--threads", threads, false) || threads > 1024) {
+    return UsageError(kLoadSpec, "--threads needs a positive integer (at most 1024)");
+  }
+  if (!uint_flag("--queue-depth", depth, false) || depth > 4096) {
+    return UsageError(kLoadSpec, "--queue-depth needs a positive integer (at most 4096)");
+  }
+  if (!uint_flag("--chunk-size", flags.options.chunk_size, true)) {
+    return UsageError(kLoadSpec, "--chunk-size needs a positive byte count");
+  }
+  if (!uint_flag("--repeat", flags.repeat, false)) {
+    return UsageError(kLoadSpec, "--repeat needs a positive integer");
+  }
+  if (!uint_flag("--max-shard-size", flags.max_shard_size, true)) {
+    return UsageError(kLoadSpec, "--max-shard-size needs a positive byte count");
+  }
+  std::string backend = args.Get("--backend").value_or("auto");
+  if (backend == "io_uring") {
+    flags.options.backend = Backend::kIoUring;
+  } else if (backend == "pread") {
+    flags.options.backend = Backend::kPread;
+  } else if (backend != "auto") {
+    return UsageError(kLoadSpec, "--backend must be auto, io_uring or pread");
+  }
+  flags.options.threads = static_cast<unsigned>(threads);
+  flags.options.queue_depth = static_cast<unsigned>(depth);
+  flags.options.direct = args.Has("--direct");
+  flags.selection.globs = args.GetAll("--select");
+  flags.json = args.Has("--json");
+  return kExitOk;
+}
+
+std::optional<Metadata> CommonShardMetadata(const Checkpoint& ckpt) {
+  if (ckpt.shards().empty()) return std::nullopt;
+  const auto& first = ckpt.shards().front().metadata;
+  for (const ShardInfo& s : ckpt.shards()) {
+    if (s.metadata != first) return std::nullopt;
+  }
+  return first;
+}
+
+Status Save(const Loader& loader, const LoadedCheckpoint& loaded, const std::string& out,
+            std::uint64_t max_shard_size) {
+  std::vector<TensorData> tensors;
+  tensors.reserve(loaded.tensors().size());
+  for (const LoadedTensor& t : loaded.tensors()) {
+    tensors.push_back(TensorData{t.name, t.dtype, t.shape, t.data, {}});
+  }
+  CheckpointWriteOptions options;
+  options.max_shard_size = max_shard_size;
+  options.shard_metadata = CommonShardMetadata(loader.checkpoint());
+  return WriteCheckpoint(out, tensors, options);
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+void PrintReport(const LoadFlags& flags, const LoadStats& first, double first_seconds,
+                 const std::vector<double>& rates) {
+  double gbps = first_seconds > 0 ? static_cast<double>(first.bytes) / first_seconds / 1e9 : 0;
+  std::string steady = rates.empty() ? "" : fmt::format("{:.3f}", Median(rates));
+  if (!flags.json) {
+    fmt::print("loaded {} tensors, {} ({} read) in {:.3f} s: {:.2f} GB/s [{}, {} threads{}]\n",
+               first.tensors, HumanBytes(first.bytes), HumanBytes(first.bytes_read),
+               first_seconds, gbps, first.backend, first.threads,
+               first.direct ? ", O_DIRECT" : "");
+    if (!rates.empty()) fmt::print("steady state over {} reloads: {} GB/s\n", rates.size(), steady);
+    if (!first.backend_reason.empty()) fmt::print("backend: {}\n", first.backend_reason);
+    if (flags.tp.enabled) {
+      fmt::print("tensor parallel: rank {} of {}, plan {}\n", flags.tp.tp.rank, flags.tp.tp.world,
+                 flags.tp.tp.plan);
+    }
+    return;
+  }
+  std::string tp = flags.tp.enabled ? "," + TpJsonFields(flags.tp.tp) : "";
+  std::string runs;
+  for (double r : rates) runs += fmt::format("{}{:.3f}", runs.empty() ? "" : ",", r);
+  fmt::print(
+      "{{\"tensors\":{},\"bytes\":{},\"bytes_read\":{},\"seconds\":{:.6f},\"gb_per_s\":{:.3f},"
+      "\"backend\":{},\"backend_reason\":{},\"threads\":{},\"direct\":{},\"read_ops\":{},"
+      "\"short_reads\":{},\"retries\":{},\"repeat\":{}{}{}}}\n",
+      first.tensors, first.bytes, first.bytes_read, first_seconds, gbps, JsonString(first.backend),
+      JsonString(first.backend_reason), first.threads, first.direct ? "true" : "false",
+      first.read_ops, first.short_reads, first.retries, flags.repeat, tp,
+      rates.empty() ? "" : fmt::format(",\"steady_gb_per_s\":{},\"reload_gb_per_s\":[{}]", steady, runs));
+}
+
+}  // namespace
+
+int RunLoad(int argc, char** argv) {
+  int exit_code = kExitOk;
+  auto args = ParseArgs(kLoadSpec, argc, argv, &exit_code);
+  if (!args) return exit_code;
+  LoadFlags flags;
+  if (int rc = ReadFlags(*args, flags); rc != kExitOk) return rc;
+  if (int rc = ReadTpFlags(kLoadSpec, *args, true, flags.tp); rc != kExitOk) return rc;
+  ProgressBar bar;
+  if (::isatty(STDERR_FILENO)) {
+    flags.options.progress = [&bar](std::uint64_t done, std::uint64_t total) { bar.Update(done, total); };
+  }
+  bar.Start();
+  Clock::time_point start = Clock::now();
+  Result<Loader> loader = Loader::Open(args->Positional(0), flags.options);
+  if (!loader) return ReportError(loader.error(), flags.json);
+  Result<LoadedCheckpoint> loaded = flags.tp.enabled ? loader->Load(flags.selection, flags.tp.tp)
+                                                     : loader->Load(flags.selection);
+  double first_seconds = Seconds(start);
+  bar.Finish();
+  if (!loaded) return ReportError(loaded.error(), flags.json);
+  LoadStats first = loaded->stats();
+  std::vector<double> rates;
+  for (std::uint64_t i = 1; i < flags.repeat; ++i) {
+    bar.Start();
+    Status s = loader->Reload(*loaded);
+    bar.Finish();
+    if (!s) return ReportError(s.error(), flags.json);
+    const LoadStats& st = loaded->stats();
+    rates.push_back(st.seconds > 0 ? static_cast<double>(st.bytes) / st.seconds / 1e9 : 0);
+  }
+  if (auto out = args->Get("--save")) {
+    if (Status s = Save(*loader, *loaded, *out, flags.max_shard_size); !s) {
+      return ReportError(s.error(), flags.json);
+    }
+  }
+  PrintReport(flags, first, first_seconds, rates);
+  return kExitOk;
+}
+
+}  // namespace shardload::cli
