@@ -11,3 +11,5 @@ if [ ! -f "$demo/model.safetensors.index.json" ]; then
   build/tools/shardload generate "$demo" --size 1GB
 fi
 build/tools/shardload inspect "$demo"
+build/tools/shardload load "$demo" --repeat 3
+build/tools/shardload plan "$demo" --world 4 --plan hf --rank 0
