@@ -137,13 +137,14 @@ Status ParseMetadata(const Value& v, const std::string& index_path, ParsedIndex&
   for (const auto& m : v.GetObject()) {
     std::string_view key = View(m.name);
     if (Status s = CheckUtf8(key, "a metadata key", index_path); !s) return s;
-    if (key == "total_size") {
-      if (Status s = ParseTotalSize(m.value, index_path, out); !s) return s;
-    }
+    // Depth first: CompactJson (also used by ParseTotalSize's message) recurses.
     if (Depth(m.value) > kMaxMetadataDepth) {
       return IndexError(
           index_path, {},
           fmt::format("metadata \"{}\" nests deeper than {} levels", key, kMaxMetadataDepth));
+    }
+    if (key == "total_size") {
+      if (Status s = ParseTotalSize(m.value, index_path, out); !s) return s;
     }
     std::string text = m.value.IsString() ? std::string(View(m.value)) : CompactJson(m.value);
     if (Status s = CheckUtf8(text, fmt::format("metadata \"{}\"", key), index_path); !s) {

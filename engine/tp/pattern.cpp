@@ -2,8 +2,11 @@
 // Thread-safe: no shared mutable state.
 #include "tp/pattern.h"
 
+#include <optional>
 #include <regex>
+#include <string>
 #include <utility>
+#include <vector>
 
 namespace shardload::tp {
 
@@ -72,6 +75,87 @@ std::size_t CountGroups(std::string_view re) {
   return count;
 }
 
+
+// Limits that keep std::regex (a recursive backtracking engine) away from
+// exponential time and deep recursion on hostile tensor names.
+constexpr std::size_t kMaxRegexLength = 512;
+constexpr std::size_t kMaxRegexGroupDepth = 16;
+constexpr std::size_t kMaxRegexRepeat = 1000;
+constexpr std::size_t kMaxRegexNameLength = 1024;
+
+// Skips a bracket expression starting at re[i] == '['; returns the index of
+// its closing ']' (or re.size()).
+std::size_t SkipClass(std::string_view re, std::size_t i) {
+  std::size_t j = i + 1;
+  if (j < re.size() && re[j] == '^') ++j;
+  if (j < re.size() && re[j] == ']') ++j;
+  while (j < re.size() && re[j] != ']') j += re[j] == '\\' ? 2 : 1;
+  return j;
+}
+
+// Checks the counts of a `{n}` / `{n,m}` repeat at re[i] == '{'; returns
+// the index of its '}' or nullopt when a count is too large.
+std::optional<std::size_t> CheckRepeat(std::string_view re, std::size_t i) {
+  std::size_t value = 0;
+  for (std::size_t j = i + 1; j < re.size(); ++j) {
+    char c = re[j];
+    if (c == '}') return j;
+    if (c == ',') {
+      value = 0;
+    } else if (c >= '0' && c <= '9') {
+      value = value * 10 + static_cast<std::size_t>(c - '0');
+      if (value > kMaxRegexRepeat) return std::nullopt;
+    } else {
+      return j - 1;  // not a repeat: std::regex decides
+    }
+  }
+  return re.size();
+}
+
+// Why `re` is refused before compiling, or "" when it is fine: too long,
+// groups nested too deep, backreferences, huge repeat counts, or a repeated
+// group that itself contains a repeat (`(a*)*`: exponential backtracking).
+std::string RegexHazard(std::string_view re) {
+  if (re.size() > kMaxRegexLength) return "regex longer than 512 characters";
+  std::vector<bool> groups;           // per open group: holds a quantifier
+  bool atom = false, atom_repeats = false;  // last atom; is it a group with a repeat
+  for (std::size_t i = 0; i < re.size(); ++i) {
+    char c = re[i];
+    bool quantifier = c == '*' || c == '+' || c == '{' || (c == '?' && atom);
+    if (quantifier) {
+      if (c == '{') {
+        std::optional<std::size_t> end = CheckRepeat(re, i);
+        if (!end) return "repeat count above 1000";
+        i = *end;
+      }
+      if (atom_repeats) return "nested repeats such as `(a*)*` can take exponential time";
+      if (!groups.empty()) groups.back() = true;
+      atom = atom_repeats = false;
+      continue;
+    }
+    atom_repeats = false;
+    atom = true;
+    if (c == '\\') {
+      if (i + 1 < re.size() && re[i + 1] >= '1' && re[i + 1] <= '9') {
+        return "backreferences are not supported";
+      }
+      ++i;
+    } else if (c == '[') {
+      i = SkipClass(re, i);
+    } else if (c == '(') {
+      if (groups.size() >= kMaxRegexGroupDepth) return "groups nested deeper than 16";
+      groups.push_back(false);
+      atom = false;
+    } else if (c == ')' && !groups.empty()) {
+      atom_repeats = groups.back();
+      groups.pop_back();
+      if (atom_repeats && !groups.empty()) groups.back() = true;
+    } else if (c == '|' || c == '?') {
+      atom = false;
+    }
+  }
+  return "";
+}
 }  // namespace
 
 std::optional<std::uint64_t> ParseDigits(std::string_view text) {
@@ -140,6 +224,9 @@ Result<Pattern> Pattern::CompileRegex(std::string_view text) {
     p.expert_group_ = CountGroups(std::string_view(re).substr(0, pos)) + 1;
     re.replace(pos, kExpertToken.size(), "([0-9]+)");
   }
+  if (std::string hazard = RegexHazard(re); !hazard.empty()) {
+    return PatternError("regex refused: " + hazard);
+  }
   try {
     p.regex_ = std::make_shared<const CompiledRegex>(
         CompiledRegex{std::regex(re, std::regex::ECMAScript)});
@@ -200,6 +287,10 @@ bool Pattern::MatchGlob(std::string_view name,
 
 Result<bool> Pattern::MatchRegex(std::string_view name,
                                  std::optional<std::uint64_t>* expert) const {
+  if (name.size() > kMaxRegexNameLength) {
+    return PatternError("a name of " + std::to_string(name.size()) +
+                        " bytes is too long for `re:` matching (limit 1024)");
+  }
   std::match_results<std::string_view::const_iterator> m;
   try {
     if (!std::regex_match(name.begin(), name.end(), m, regex_->regex)) return false;

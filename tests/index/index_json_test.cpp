@@ -105,6 +105,10 @@ TEST_CASE("deep nesting in metadata: bounded, no stack overflow") {
   CHECK(r->metadata[0].second.size() == 2 * index::kMaxMetadataDepth);
   ParseError(with(index::kMaxMetadataDepth + 1), ErrorCode::kIndexJson, {"deep", "nests deeper"});
   ParseError(with(1000000), ErrorCode::kIndexJson, {"deep", "nests deeper"});
+  // total_size too: its error message prints the value, which must not recurse.
+  std::string deep_total = R"({"metadata": {"total_size": )" + std::string(100000, '[') +
+                           std::string(100000, ']') + R"(}, "weight_map": {}})";
+  ParseError(deep_total, ErrorCode::kIndexJson, {"total_size", "nests deeper"});
   // Deep nesting in ignored top-level keys is parsed without recursion too.
   std::string ignored = R"({"x": )" + std::string(1000000, '[') + std::string(1000000, ']') +
                         R"(, "weight_map": {}})";

@@ -82,6 +82,30 @@ TEST_CASE("malformed patterns are refused") {
   }
 }
 
+TEST_CASE("regexes that could backtrack exponentially or recurse deeply are refused") {
+  for (std::string bad : std::initializer_list<std::string>{"re:(a*)*b", "re:(.*)*x", "re:((a+)b)+", "re:(a{2,3})*",
+                          "re:\\3333333333", "re:a{99999999999999999999}", "re:a{1001}",
+                          "re:" + std::string(20, '(') + "a" + std::string(20, ')'),
+                          "re:" + std::string(600, 'a')}) {
+    CAPTURE(bad);
+    Result<Pattern> p = Pattern::Compile(bad);
+    REQUIRE_FALSE(p.has_value());
+    CHECK(p.error().code == ErrorCode::kTpBadPattern);
+  }
+  for (const char* ok : {"re:model\\.layers\\.\\d+\\..*", "re:(a|b)*c", "re:(?:ab)+x",
+                         "re:a{2,1000}", "re:[(*]+x", "re:.*?y"}) {
+    CAPTURE(ok);
+    CHECK(Pattern::Compile(ok).has_value());
+  }
+  // Long names: refused for `re:` rules (std::regex recursion grows with
+  // length), not for globs.
+  std::string long_name(2000, 'a');
+  Result<bool> r = MustCompile("re:a*").Match(long_name, nullptr);
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error().code == ErrorCode::kTpBadPattern);
+  CHECK(Matches("**", long_name));
+}
+
 TEST_CASE("ParseDigits") {
   CHECK(ParseDigits("0") == 0u);
   CHECK(ParseDigits("18446744073709551615") == 18446744073709551615ull);
