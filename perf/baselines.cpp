@@ -116,8 +116,9 @@ std::vector<std::string> ShardsFromIndex(const fs::path& index_path) {
   rapidjson::Document doc;
   doc.Parse(text.c_str(), text.size());
   if (doc.HasParseError() || !doc.IsObject()) Die(index_path.string() + ": not a JSON object");
-  auto weight_map = doc.FindMember("weight_map");
-  if (weight_map == doc.MemberEnd() || !weight_map->value.IsObject()) {
+  const rapidjson::Document& cdoc = doc;
+  auto weight_map = cdoc.FindMember("weight_map");
+  if (weight_map == cdoc.MemberEnd() || !weight_map->value.IsObject()) {
     Die(index_path.string() + ": no weight_map object");
   }
   std::set<std::string> files;

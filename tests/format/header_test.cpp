@@ -349,7 +349,8 @@ TEST_CASE("json: NUL bytes are refused wherever they are") {
       {R"({"t":{"dtype":"U8","shape":[4)" + "\0"s + "],\"data_offsets\":[0,4]}}", "t"},
       {"\0"s, ""},
   };
-  for (const auto& [json, tensor] : cases) {
+  for (const auto& [json_text, tensor] : cases) {
+    const std::string& json = json_text;  // clang 14 cannot capture a binding
     CAPTURE(json);
     Result<Header> r = Parse(json, 4);
     CheckError(r, ErrorCode::kJsonSyntax, tensor);
@@ -497,7 +498,8 @@ TEST_CASE("duplicates: any repeated key is kDuplicateKey, naming it") {
            {R"({"__metadata__":{},"__metadata__":{}})", "\"__metadata__\""},
            {R"({"__metadata__":{"fmt":"a","fmt":"b"}})", "\"fmt\""},
            {"{" + E("t", kGoodBody + R"(,"extra":1,"extra":2)") + "}", "\"extra\""}}) {
-    CAPTURE(json);
+    const std::string& json_ref = json;  // clang 14 cannot capture a binding
+    CAPTURE(json_ref);
     Result<Header> r = Parse(json, 4);
     REQUIRE_FALSE(r.has_value());
     CHECK(r.error().detail.find(key) != std::string::npos);
