@@ -131,6 +131,13 @@ struct Loader::Impl {
   Result<LoadStats> LoadInto(std::span<const Destination> destinations);
   // Tensor parallel (loader/tp_load.h).
   Result<TpSlices> SliceTp(const Selection& selection, const TensorParallel& tp) const;
+  // A rank's slices, the files they read and their memory layout.
+  struct TpPrepared {
+    TpSlices slices;
+    FileTable files;
+    TpLayout layout;
+  };
+  Result<TpPrepared> PrepareTp(const Selection& selection, const TensorParallel& tp) const;
   Result<RankPlan> PlanTp(const Selection& selection, const TensorParallel& tp);
   Result<LoadedCheckpoint> LoadTp(const Selection& selection, const TensorParallel& tp);
   Result<TpItem> SliceOne(const TpContext& context, const std::string& name, std::uint64_t size,
@@ -467,16 +474,25 @@ Result<TpSlices> Loader::Impl::SliceTp(const Selection& selection,
   return TpSlices{std::make_shared<const TpContext>(std::move(*context)), std::move(*items)};
 }
 
+Result<Loader::Impl::TpPrepared> Loader::Impl::PrepareTp(const Selection& selection,
+                                                         const TensorParallel& tp) const {
+  auto slices = SliceTp(selection, tp);
+  if (!slices) return std::move(slices).error();
+  auto files = OpenFiles(ShardUse(slices->items));
+  if (!files) return std::move(files).error();
+  TpLayout layout =
+      LayOutTp(slices->items, options.direct ? files->alignment() : kBufferedArenaAlignment);
+  return TpPrepared{std::move(*slices), std::move(*files), std::move(layout)};
+}
+
 // The read plan of a load, made without memory (kPlanningBase) and without
 // reading: the files are only opened, for their O_DIRECT alignment.
 Result<RankPlan> Loader::Impl::PlanTp(const Selection& selection, const TensorParallel& tp) {
-  auto slices = SliceTp(selection, tp);
-  if (!slices) return std::move(slices).error();
-  const std::vector<TpItem>& items = slices->items;
-  auto files = OpenFiles(ShardUse(items));
-  if (!files) return std::move(files).error();
-  TpLayout layout =
-      LayOutTp(items, options.direct ? files->alignment() : kBufferedArenaAlignment);
+  auto prepared = PrepareTp(selection, tp);
+  if (!prepared) return std::move(prepared).error();
+  const std::vector<TpItem>& items = prepared->slices.items;
+  const FileTable* files = &prepared->files;
+  const TpLayout& layout = prepared->layout;
   std::vector<Segment> segments;
   std::vector<Window> windows;
   PlaceTp(items, layout, kPlanningBase, segments, windows);
@@ -500,18 +516,16 @@ Result<RankPlan> Loader::Impl::PlanTp(const Selection& selection, const TensorPa
 Result<LoadedCheckpoint> Loader::Impl::LoadTp(const Selection& selection,
                                               const TensorParallel& tp) {
   auto start = std::chrono::steady_clock::now();
-  auto slices = SliceTp(selection, tp);
-  if (!slices) return std::move(slices).error();
-  const std::vector<TpItem>& items = slices->items;
-  auto files = OpenFiles(ShardUse(items));
-  if (!files) return std::move(files).error();
-  TpLayout layout =
-      LayOutTp(items, options.direct ? files->alignment() : kBufferedArenaAlignment);
+  auto prepared = PrepareTp(selection, tp);
+  if (!prepared) return std::move(prepared).error();
+  const std::vector<TpItem>& items = prepared->slices.items;
+  const FileTable* files = &prepared->files;
+  const TpLayout& layout = prepared->layout;
   auto memory = MappedMemory::Map(layout.size, options.huge_pages);
   if (!memory) return std::move(memory).error();
   auto impl = std::make_unique<LoadedCheckpoint::Impl>();
   impl->arena = std::move(*memory);
-  impl->tp = slices->context;
+  impl->tp = prepared->slices.context;
   std::byte* base = impl->arena.data() != nullptr ? impl->arena.data() : kNoBytes;
   std::vector<Segment> segments;
   std::vector<std::byte*> data = PlaceTp(items, layout, base, segments, impl->windows);
