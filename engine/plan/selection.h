@@ -12,7 +12,8 @@ namespace shardload {
 // `**` matches any number of name components (zero included); any other
 // component matches exactly one, where `*` inside it matches any run of
 // characters ("layers.*.mlp.*" or "layers.1*.weight"). Everything else is
-// literal.
+// literal. This is the glob of tensor-parallel plan rules (tp::Pattern), so
+// `re:` and `{expert}` work here too. A malformed pattern matches nothing.
 bool GlobMatch(std::string_view pattern, std::string_view name);
 
 }  // namespace shardload

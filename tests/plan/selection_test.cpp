@@ -106,6 +106,20 @@ TEST_CASE("Select: unknown names and empty globs are errors") {
   REQUIRE(!g);
   CHECK(g.error().code == ErrorCode::kTensorNotFound);
   CHECK(g.error().detail.find("x.**") != std::string::npos);
+
+  Selection bad_glob;
+  bad_glob.globs = {"a..weight"};
+  auto b = Select(ckpt, bad_glob);
+  REQUIRE(!b);
+  CHECK(b.error().code == ErrorCode::kInvalidArgument);
+  CHECK(b.error().detail.find("a..weight") != std::string::npos);
+}
+
+TEST_CASE("Select: re: globs are whole-name regexes, as in plans") {
+  Checkpoint ckpt = NamesOnly({"a.weight", "b.weight", "b.bias"});
+  Selection s;
+  s.globs = {"re:b\\.(weight|bias)"};
+  CHECK(Names(Select(ckpt, s)) == std::vector<std::string>{"b.bias", "b.weight"});
 }
 
 }  // namespace
