@@ -1,0 +1,38 @@
+// The parts of the _shardload extension, each adding its functions and
+// classes to the module (module.cpp calls them in order).
+// Thread-compatible: called once, at import, with the GIL held.
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+#include <utility>
+
+#include "shardload/checkpoint.h"
+
+namespace shardload::python {
+
+namespace py = pybind11;
+
+// A resolved checkpoint description as the Python package holds it
+// (shardload.Checkpoint wraps one). Immutable.
+class CheckpointHandle {
+ public:
+  explicit CheckpointHandle(Checkpoint checkpoint) : checkpoint_(std::move(checkpoint)) {}
+  const Checkpoint& checkpoint() const { return checkpoint_; }
+
+ private:
+  Checkpoint checkpoint_;
+};
+
+// Runs F with the GIL released and returns what it returns.
+// REQUIRES: the GIL is held; F touches no Python object.
+template <typename F>
+auto WithoutGil(F&& f) {
+  py::gil_scoped_release release;
+  return f();
+}
+
+void BindCheckpoint(py::module_& m);  // bind_checkpoint.cpp
+void BindLoad(py::module_& m);        // bind_load.cpp
+
+}  // namespace shardload::python

@@ -1,0 +1,54 @@
+"""The plain values shardload returns: descriptions of tensors, shards and
+per-rank plans. Frozen dataclasses; nothing here reads files."""
+from dataclasses import dataclass
+from typing import Dict, Optional, Tuple
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One tensor of a checkpoint, as its header describes it."""
+    name: str
+    dtype: str               # safetensors dtype name: "BF16", "F32", "F8_E4M3", ...
+    shape: Tuple[int, ...]   # () for a scalar
+    shard: str               # the shard file's name (as the index names it)
+    offset: int              # absolute byte offset of its data in the shard file
+    nbytes: int
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    """One safetensors file of a checkpoint."""
+    name: str                # as the index's weight_map names it, or the file name
+    path: str                # the path opened
+    file_size: int
+    header_size: int         # N, the JSON header's length
+    data_offset: int         # 8 + N
+    metadata: Optional[Dict[str, str]]  # its __metadata__ (None when absent)
+    num_tensors: int         # tensors read from this shard
+
+
+@dataclass(frozen=True)
+class PlannedTensor:
+    """What one tensor-parallel rank gets of one tensor."""
+    name: str
+    dtype: str
+    shape: Tuple[int, ...]   # the local shape
+    nbytes: int              # local bytes (vocab padding included)
+    rule: str                # the plan rule that decided it
+
+
+@dataclass(frozen=True)
+class RankPlan:
+    """One rank's share of a load, computed from the headers only."""
+    rank: int
+    world: int
+    tensors: Dict[str, PlannedTensor]  # by name, in name order
+    bytes: int               # bytes received from storage (vocab padding excluded)
+    local_bytes: int         # memory the local tensors take (padding included)
+    bytes_read: int          # bytes read from storage (O_DIRECT alignment included)
+    read_ops: int            # read requests the load would submit
+
+    @property
+    def read_amplification(self) -> float:
+        """bytes_read / bytes (1.0 for a buffered load, or when nothing is read)."""
+        return self.bytes_read / self.bytes if self.bytes else 1.0

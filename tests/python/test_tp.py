@@ -1,0 +1,123 @@
+"""Tensor-parallel loads: every rank of W = 1, 2, 4 under the checkpoint's
+Hugging Face plan equals numpy slices of the full tensors; rank/world from
+torchrun's environment; plans given as files, config paths and dicts."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+import safetensors_oracle as oracle
+import shardload
+
+
+@pytest.fixture(scope="module")
+def full(llama):
+    directory, _ = llama
+    return {n: oracle.view(e) for n, e in oracle.read_dir(directory).items()}
+
+
+def check_rank(loaded, full, expect):
+    assert sorted(loaded) == sorted(full)
+    total = 0
+    for name, array in loaded.items():
+        want = expect(name, full[name])
+        assert array.shape == want.shape, (name, array.shape, want.shape)
+        assert np.array_equal(array, want), name
+        total += want.nbytes
+    assert loaded.stats["bytes"] == total
+    assert loaded.stats["bytes_read"] == total, "a buffered rank reads exactly its bytes"
+
+
+@pytest.mark.parametrize("world", [1, 2, 4])
+def test_hf_plan_ranks_match_numpy_slices(llama, full, world):
+    directory, config = llama
+    sliced_somewhere = False
+    for rank in range(world):
+        loaded = shardload.load(directory, rank=rank, world=world, plan="hf")
+        check_rank(loaded, full,
+                   lambda n, a, r=rank: oracle.hf_slice(n, a, config, world, r))
+        assert (loaded.stats["rank"], loaded.stats["world"]) == (rank, world)
+        assert loaded.stats["plan"] == "hf"
+        sliced_somewhere |= any(a.shape != full[n].shape for n, a in loaded.items())
+    assert sliced_somewhere == (world > 1)
+
+
+def test_rank_and_world_from_the_environment(llama, full, monkeypatch):
+    directory, config = llama
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    loaded = shardload.load(directory, rank="env", world="env", plan="hf")
+    assert (loaded.stats["rank"], loaded.stats["world"]) == (3, 4)
+    check_rank(loaded, full, lambda n, a: oracle.hf_slice(n, a, config, 4, 3))
+    plan = shardload.open(directory).plan(rank="env", world="env", plan="hf")
+    assert (plan.rank, plan.world) == (3, 4)
+    monkeypatch.setenv("RANK", "three")
+    with pytest.raises(ValueError, match="RANK"):
+        shardload.load(directory, rank="env", world="env", plan="hf")
+    monkeypatch.delenv("RANK")
+    with pytest.raises(ValueError, match="RANK"):
+        shardload.load(directory, rank="env", world=4, plan="hf")
+    monkeypatch.setenv("RANK", "4")
+    with pytest.raises(ValueError, match="below the world size"):
+        shardload.load(directory, rank="env", world="env", plan="hf")
+
+
+def test_config_path_and_config_dict_equal_hf(llama):
+    directory, config = llama
+    hf = shardload.load(directory, rank=1, world=2, plan="hf")
+    config_path = os.path.join(directory, "config.json")
+    for plan in (config_path, config):
+        other = shardload.load(directory, rank=1, world=2, plan=plan)
+        assert sorted(other) == sorted(hf)
+        assert all(np.array_equal(other[n], hf[n]) and other[n].shape == hf[n].shape
+                   for n in hf)
+    assert shardload.load(directory, rank=1, world=2, plan=config).stats["plan"] == "<plan dict>"
+
+
+def test_our_plan_format_as_dict_and_file(llama, full, tmp_path):
+    directory, _ = llama
+    plan = {"tp_plan_version": 1, "rules": [
+        {"match": "model.layers.*.mlp.down_proj", "split": "row"},
+        {"match": "model.layers.*.mlp.gate_proj", "split": "col"},
+        {"match": "model.embed_tokens", "split": "skip"}]}
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(plan))
+
+    def expect(name, array, rank):
+        c = -(-array.shape[-1 if "down_proj" in name else 0] // 2)
+        if ".mlp.down_proj." in name:
+            return array[:, rank * c:(rank + 1) * c]
+        if ".mlp.gate_proj." in name:
+            return array[rank * c:(rank + 1) * c, :]
+        return array
+
+    for given in (plan, path):
+        for rank in (0, 1):
+            loaded = shardload.load(directory, rank=rank, world=2, plan=given)
+            assert "model.embed_tokens.weight" not in loaded, "skip: no rank loads it"
+            rest = {n: a for n, a in full.items() if n != "model.embed_tokens.weight"}
+            check_rank(loaded, rest, lambda n, a, r=rank: expect(n, a, r))
+
+
+def test_plan_errors_name_the_plan(llama, tmp_path):
+    directory, _ = llama
+    indivisible = {"tp_plan_version": 1, "uneven": "exact",
+                   "rules": [{"match": "model.layers.*.mlp.gate_proj", "split": "col"}]}
+    with pytest.raises(shardload.Error) as info:
+        shardload.load(directory, rank=0, world=3, plan=indivisible)
+    assert info.value.code == "tp_indivisible" and info.value.code_number == 404
+    assert info.value.path == "<plan dict>" and "<plan dict>" in str(info.value)
+    assert "gate_proj" in info.value.tensor
+    with pytest.raises(shardload.Error) as info:
+        shardload.open(directory).plan(world=3, plan=indivisible)
+    assert info.value.code == "tp_indivisible"
+    missing = str(tmp_path / "no-such-plan.json")
+    with pytest.raises(shardload.Error) as info:
+        shardload.load(directory, rank=0, world=2, plan=missing)
+    assert info.value.code == "io_error" and info.value.path == missing
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"tp_plan_version": 1, "rules": [{"match": "x", "split": "diagonal"}]}')
+    with pytest.raises(shardload.Error) as info:
+        shardload.load(directory, rank=0, world=2, plan=str(bad))
+    assert info.value.code == "tp_bad_rule" and info.value.path == str(bad)
