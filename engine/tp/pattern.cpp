@@ -1,9 +1,10 @@
 // Compiles and matches the tensor-name patterns of a plan (see pattern.h).
-// Thread-safe: no shared mutable state.
+// Thread-safe: no shared mutable state (a compiled RE2 is safe to share).
 #include "tp/pattern.h"
 
+#include <re2/re2.h>
+
 #include <optional>
-#include <regex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -11,7 +12,8 @@
 namespace shardload::tp {
 
 struct Pattern::CompiledRegex {
-  std::regex regex;
+  explicit CompiledRegex(const std::string& re, const RE2::Options& options) : regex(re, options) {}
+  RE2 regex;
 };
 
 namespace {
@@ -55,107 +57,18 @@ bool WildMatch(std::string_view pattern, std::string_view s) {
   return p == pattern.size();
 }
 
-// Capturing groups opened in ECMAScript regex text: `(` not escaped, not in
-// a character class and not followed by `?`.
-std::size_t CountGroups(std::string_view re) {
-  std::size_t count = 0;
-  bool in_class = false;
-  for (std::size_t i = 0; i < re.size(); ++i) {
-    char c = re[i];
-    if (c == '\\') {
-      ++i;
-    } else if (in_class) {
-      in_class = c != ']';
-    } else if (c == '[') {
-      in_class = true;
-    } else if (c == '(' && (i + 1 >= re.size() || re[i + 1] != '?')) {
-      ++count;
-    }
-  }
-  return count;
-}
-
-
-// Limits that keep std::regex (a recursive backtracking engine) away from
-// exponential time and deep recursion on hostile tensor names.
+// A regex longer than this is refused: rules are short, and RE2's compile
+// memory grows with the text.
 constexpr std::size_t kMaxRegexLength = 512;
-constexpr std::size_t kMaxRegexGroupDepth = 16;
-constexpr std::size_t kMaxRegexRepeat = 1000;
-constexpr std::size_t kMaxRegexNameLength = 1024;
+// `{expert}` becomes this named capturing group.
+constexpr std::string_view kExpertGroupName = "shardload_expert";
 
-// Skips a bracket expression starting at re[i] == '['; returns the index of
-// its closing ']' (or re.size()).
-std::size_t SkipClass(std::string_view re, std::size_t i) {
-  std::size_t j = i + 1;
-  if (j < re.size() && re[j] == '^') ++j;
-  if (j < re.size() && re[j] == ']') ++j;
-  while (j < re.size() && re[j] != ']') j += re[j] == '\\' ? 2 : 1;
-  return j;
+RE2::Options RegexOptions() {
+  RE2::Options options;  // RE2 syntax, UTF-8, `.` does not match a newline
+  options.set_log_errors(false);
+  return options;
 }
 
-// Checks the counts of a `{n}` / `{n,m}` repeat at re[i] == '{'; returns
-// the index of its '}' or nullopt when a count is too large.
-std::optional<std::size_t> CheckRepeat(std::string_view re, std::size_t i) {
-  std::size_t value = 0;
-  for (std::size_t j = i + 1; j < re.size(); ++j) {
-    char c = re[j];
-    if (c == '}') return j;
-    if (c == ',') {
-      value = 0;
-    } else if (c >= '0' && c <= '9') {
-      value = value * 10 + static_cast<std::size_t>(c - '0');
-      if (value > kMaxRegexRepeat) return std::nullopt;
-    } else {
-      return j - 1;  // not a repeat: std::regex decides
-    }
-  }
-  return re.size();
-}
-
-// Why `re` is refused before compiling, or "" when it is fine: too long,
-// groups nested too deep, backreferences, huge repeat counts, or a repeated
-// group that itself contains a repeat (`(a*)*`: exponential backtracking).
-std::string RegexHazard(std::string_view re) {
-  if (re.size() > kMaxRegexLength) return "regex longer than 512 characters";
-  std::vector<bool> groups;           // per open group: holds a quantifier
-  bool atom = false, atom_repeats = false;  // last atom; is it a group with a repeat
-  for (std::size_t i = 0; i < re.size(); ++i) {
-    char c = re[i];
-    bool quantifier = c == '*' || c == '+' || c == '{' || (c == '?' && atom);
-    if (quantifier) {
-      if (c == '{') {
-        std::optional<std::size_t> end = CheckRepeat(re, i);
-        if (!end) return "repeat count above 1000";
-        i = *end;
-      }
-      if (atom_repeats) return "nested repeats such as `(a*)*` can take exponential time";
-      if (!groups.empty()) groups.back() = true;
-      atom = atom_repeats = false;
-      continue;
-    }
-    atom_repeats = false;
-    atom = true;
-    if (c == '\\') {
-      if (i + 1 < re.size() && re[i + 1] >= '1' && re[i + 1] <= '9') {
-        return "backreferences are not supported";
-      }
-      ++i;
-    } else if (c == '[') {
-      i = SkipClass(re, i);
-    } else if (c == '(') {
-      if (groups.size() >= kMaxRegexGroupDepth) return "groups nested deeper than 16";
-      groups.push_back(false);
-      atom = false;
-    } else if (c == ')' && !groups.empty()) {
-      atom_repeats = groups.back();
-      groups.pop_back();
-      if (atom_repeats && !groups.empty()) groups.back() = true;
-    } else if (c == '|' || c == '?') {
-      atom = false;
-    }
-  }
-  return "";
-}
 }  // namespace
 
 std::optional<std::uint64_t> ParseDigits(std::string_view text) {
@@ -213,6 +126,10 @@ Result<Pattern> Pattern::CompileGlob(std::string_view text) {
 
 Result<Pattern> Pattern::CompileRegex(std::string_view text) {
   if (text.empty()) return PatternError("empty regex after `re:`");
+  if (text.size() > kMaxRegexLength) return PatternError("regex longer than 512 characters");
+  if (text.find(kExpertGroupName) != std::string_view::npos) {
+    return PatternError("the group name `" + std::string(kExpertGroupName) + "` is reserved");
+  }
   Pattern p;
   std::string re(text);
   std::size_t pos = re.find(kExpertToken);
@@ -221,18 +138,18 @@ Result<Pattern> Pattern::CompileRegex(std::string_view text) {
       return PatternError("`{expert}` appears twice");
     }
     p.has_expert_ = true;
-    p.expert_group_ = CountGroups(std::string_view(re).substr(0, pos)) + 1;
-    re.replace(pos, kExpertToken.size(), "([0-9]+)");
+    re.replace(pos, kExpertToken.size(),
+               "(?P<" + std::string(kExpertGroupName) + ">[0-9]+)");
   }
-  if (std::string hazard = RegexHazard(re); !hazard.empty()) {
-    return PatternError("regex refused: " + hazard);
+  auto compiled = std::make_shared<const CompiledRegex>(re, RegexOptions());
+  if (!compiled->regex.ok()) return PatternError("invalid regex: " + compiled->regex.error());
+  if (p.has_expert_) {
+    const auto& named = compiled->regex.NamedCapturingGroups();
+    auto group = named.find(std::string(kExpertGroupName));
+    if (group == named.end()) return PatternError("`{expert}` is not a capturing position");
+    p.expert_group_ = static_cast<std::size_t>(group->second);
   }
-  try {
-    p.regex_ = std::make_shared<const CompiledRegex>(
-        CompiledRegex{std::regex(re, std::regex::ECMAScript)});
-  } catch (const std::regex_error& e) {
-    return PatternError("invalid regex: " + std::string(e.what()));
-  }
+  p.regex_ = std::move(compiled);
   return p;
 }
 
@@ -287,22 +204,17 @@ bool Pattern::MatchGlob(std::string_view name,
 
 Result<bool> Pattern::MatchRegex(std::string_view name,
                                  std::optional<std::uint64_t>* expert) const {
-  if (name.size() > kMaxRegexNameLength) {
-    return PatternError("a name of " + std::to_string(name.size()) +
-                        " bytes is too long for `re:` matching (limit 1024)");
+  const RE2& re = regex_->regex;
+  const re2::StringPiece text(name.data(), name.size());
+  if (!has_expert_) return re.Match(text, 0, text.size(), RE2::ANCHOR_BOTH, nullptr, 0);
+  std::vector<re2::StringPiece> groups(expert_group_ + 1);
+  if (!re.Match(text, 0, text.size(), RE2::ANCHOR_BOTH, groups.data(),
+                static_cast<int>(groups.size()))) {
+    return false;
   }
-  std::match_results<std::string_view::const_iterator> m;
-  try {
-    if (!std::regex_match(name.begin(), name.end(), m, regex_->regex)) return false;
-  } catch (const std::regex_error& e) {
-    return PatternError("regex failed on this name: " + std::string(e.what()));
-  }
-  if (!has_expert_) return true;
-  const auto& group = m[expert_group_];
-  if (!group.matched) return false;
-  std::optional<std::uint64_t> capture = ParseDigits(name.substr(
-      static_cast<std::size_t>(group.first - name.begin()),
-      static_cast<std::size_t>(group.length())));
+  const re2::StringPiece& group = groups[expert_group_];
+  if (group.data() == nullptr) return false;  // inside an alternative that did not match
+  std::optional<std::uint64_t> capture = ParseDigits(std::string_view(group.data(), group.size()));
   if (!capture) return false;
   if (expert != nullptr) *expert = capture;
   return true;

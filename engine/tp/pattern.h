@@ -1,7 +1,8 @@
 // Tensor-name patterns of a tensor-parallel plan.
 //
 // A pattern is either a glob over dot-separated name components or, after a
-// `re:` prefix, an ECMAScript regex. Both are matched against the WHOLE
+// `re:` prefix, an RE2 regex (Python `re` syntax without backreferences or
+// lookaround; matching is linear in the name, never backtracking). Both are matched against the WHOLE
 // string given to Match (the plan tries the tensor name, then the name
 // without its last component; see splitter.h).
 //
@@ -15,7 +16,7 @@
 //   anything else    that component literally
 //
 // In a regex, the text `{expert}` (at most once) stands for `([0-9]+)` and is
-// captured the same way; everything else is std::regex ECMAScript syntax.
+// captured the same way; everything else is RE2 syntax.
 // Thread-safe after Compile: Match is const and keeps no state.
 #pragma once
 
@@ -38,8 +39,9 @@ class Pattern {
 
   // True when the whole of NAME matches. When the pattern has `{expert}`,
   // *expert receives the captured index (a component that is all digits but
-  // does not fit in 64 bits does not match). Errors: kTpBadPattern when the
-  // regex engine gives up (std::regex_error is caught here).
+  // does not fit in 64 bits does not match). Never fails today (RE2 matches
+  // any name in linear time); a Result so that callers need no change if a
+  // matcher ever can.
   Result<bool> Match(std::string_view name,
                      std::optional<std::uint64_t>* expert) const;
 
@@ -63,7 +65,7 @@ class Pattern {
                     std::optional<std::uint64_t>* expert) const;
 
   std::string text_;
-  struct CompiledRegex;  // a std::regex, kept out of this header
+  struct CompiledRegex;  // an RE2, kept out of this header
 
   std::vector<Token> tokens_;                      // glob
   std::shared_ptr<const CompiledRegex> regex_;     // regex; shared by copies
