@@ -17,7 +17,15 @@
 //   | other res < 0                            | ErrnoError: kIoError with file, offset,  |
 //   |                                          | length and errno                         |
 //
-// Thread-compatible: each cursor belongs to one worker.
+// -ECANCELED is an "other" error: once a worker stops it no longer applies
+// the policy (the io_uring scheduler releases the slots of the reads its own
+// cancel request ends), so a cancellation that reaches the policy came from
+// elsewhere (the kernel tearing down io-wq, say) and the read did not happen.
+//
+// A CompletionFilter (test hook, below) may stand between the system call's
+// result and the policy.
+//
+// Thread-compatible: each cursor and each filter belongs to one worker.
 #pragma once
 
 #include <cstddef>
@@ -43,6 +51,34 @@ struct OpCursor {
   std::byte* target(const ReadOp& op, std::byte* staging) const {
     return (op.staged() ? staging : op.dst) + done;
   }
+};
+
+// Test hook, null in production (ExecContext::filter), where it costs one
+// predictable branch per completion. Fault injection (tests/io/faulty_backend.h)
+// installs one per worker to rewrite results and, for io_uring, to hand
+// completions to the scheduler in another order, so that the backends' own
+// retry, resubmit and cancel code is what runs under the faults.
+class CompletionFilter {
+ public:
+  virtual ~CompletionFilter() = default;
+
+  // Every result, just before the policy applies it: `res` (bytes, or
+  // -errno) is what the system returned for a read of cursor.remaining(op)
+  // bytes at cursor.offset(op) into `buf`; the return value is what the
+  // policy sees. A filter that takes bytes away may overwrite them in `buf`
+  // (as a failed read may leave them). Not called for the results a
+  // stopping worker discards.
+  virtual std::int64_t Rewrite(const ReadOp& op, const OpCursor& cursor, std::byte* buf,
+                               std::int64_t res) = 0;
+
+  // io_uring only. Each reaped read completion goes to Arrive; the scheduler
+  // then calls Next until it returns false, handling each completion Next
+  // hands back (in the filter's order). Completions not handed back are
+  // held for a later reap. `in_kernel` is the number of reads still in the
+  // kernel: at 0 no further completion will arrive, so Next must hand back
+  // everything it holds.
+  virtual void Arrive(std::uint64_t user_data, std::int32_t res) = 0;
+  virtual bool Next(unsigned in_kernel, std::uint64_t* user_data, std::int32_t* res) = 0;
 };
 
 enum class Verdict { kDone, kResubmit, kFailed };

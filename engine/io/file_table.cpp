@@ -1,4 +1,5 @@
-// FileTable: opens shards once; finds their O_DIRECT alignment.
+// FileTable: opens shards once (regular files only); finds their O_DIRECT
+// alignment.
 // Thread-compatible while built, thread-safe after.
 #include "io/file_table.h"
 
@@ -29,6 +30,27 @@ std::uint64_t DirectAlignment(int fd) {
 
 bool IsPowerOfTwo(std::uint64_t x) { return x != 0 && (x & (x - 1)) == 0; }
 
+// A shard swapped since the checkpoint was described may be a FIFO (whose
+// open and reads would block: hence O_NONBLOCK until this check) or a device
+// (which would read forever, or zeros). A directory is left to the read,
+// which fails with EISDIR naming the offset. O_NONBLOCK is then cleared: on
+// a file system without non-blocking reads, io_uring would complete a read
+// that has to wait with -EAGAIN instead of waiting.
+Status CheckOpened(const std::string& path, int fd) {
+  struct stat st = {};
+  if (::fstat(fd, &st) != 0) return ErrnoError(path, "fstat", errno);
+  if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+    return MakeError(ErrorCode::kNotRegularFile, path, "",
+                     "the shard is no longer a regular file (it was replaced after the "
+                     "checkpoint was opened)");
+  }
+  int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0 || ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
+    return ErrnoError(path, "fcntl", errno);
+  }
+  return {};
+}
+
 }  // namespace
 
 Result<FileTable> FileTable::Open(std::span<const std::string> paths,
@@ -40,7 +62,7 @@ Result<FileTable> FileTable::Open(std::span<const std::string> paths,
     File& f = table.files_[i];
     f.path = paths[i];
     if (!needed[i]) continue;
-    int flags = O_RDONLY | O_CLOEXEC | (direct ? O_DIRECT : 0);
+    int flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | (direct ? O_DIRECT : 0);
     f.fd = FileDescriptor(::open(f.path.c_str(), flags));
     if (!f.fd.valid()) {
       int err = errno;
@@ -52,6 +74,7 @@ Result<FileTable> FileTable::Open(std::span<const std::string> paths,
       }
       return ErrnoError(f.path, "open", err);
     }
+    if (Status s = CheckOpened(f.path, f.fd.get()); !s) return std::move(s).error();
     if (direct) {
       std::uint64_t a = DirectAlignment(f.fd.get());
       if (!IsPowerOfTwo(a)) a = kDefaultDirectAlignment;

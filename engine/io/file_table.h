@@ -17,8 +17,9 @@ namespace shardload {
 class FileTable {
  public:
   // Opens paths[i] for every i with needed[i]; others stay closed (fd -1).
-  // Fails on the first file that cannot be opened: kIoError naming it, or
-  // kUnsupported when its file system refuses O_DIRECT.
+  // Fails on the first file that cannot be opened: kIoError naming it,
+  // kUnsupported when its file system refuses O_DIRECT, kNotRegularFile when
+  // it has become a FIFO, socket or device (never blocking on a FIFO).
   static Result<FileTable> Open(std::span<const std::string> paths,
                                 std::span<const bool> needed, bool direct);
 

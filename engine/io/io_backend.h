@@ -1,7 +1,7 @@
 // The seam between the scheduler and the kernel: an IoBackend runs one
 // worker's list of ReadOps on the calling thread. Implementations: the
 // io_uring scheduler (uring_backend.h) and the pread pool (pread_backend.h);
-// tests can wrap one to inject faults.
+// tests wrap one to inject faults (ExecContext::filter, tests/io/faulty_backend.h).
 // Thread-safe: Execute may run concurrently on many threads (one per worker);
 // an IoBackend holds no per-load state.
 #pragma once
@@ -20,6 +20,7 @@ namespace shardload {
 
 class FileTable;
 class FaultInPolicy;
+class CompletionFilter;
 
 // Reports bytes delivered to a progress callback, at most about once per
 // `step` bytes (plus once at the end). Thread-safe.
@@ -70,6 +71,8 @@ struct ExecContext {
   FaultInPolicy* arena_fault_in = nullptr;
   bool prefault = false;
   bool allow_fallback = true;         // io_uring: run pread if the ring fails
+  // Test hook (completion.h): sees every read result first. Default: null.
+  CompletionFilter* filter = nullptr;
 };
 
 // What one worker did. Owned by that worker; read after it finished.

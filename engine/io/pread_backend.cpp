@@ -18,9 +18,10 @@ Status RunOne(const ReadOp& op, const ExecContext& ctx, std::byte* staging,
   OpCursor cursor;
   const int fd = ctx.files->fd(op.file);
   for (;;) {
-    ssize_t n = ::pread(fd, cursor.target(op, staging), cursor.remaining(op),
-                        static_cast<off_t>(cursor.offset(op)));
+    std::byte* buf = cursor.target(op, staging);
+    ssize_t n = ::pread(fd, buf, cursor.remaining(op), static_cast<off_t>(cursor.offset(op)));
     std::int64_t res = n < 0 ? -static_cast<std::int64_t>(errno) : n;
+    if (ctx.filter != nullptr) [[unlikely]] res = ctx.filter->Rewrite(op, cursor, buf, res);
     Error error;
     switch (OnReadResult(op, res, ctx.alignment, ctx.files->path(op.file), cursor, stats,
                          &error)) {

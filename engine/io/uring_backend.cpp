@@ -50,7 +50,8 @@ struct Slot {
 //
 // COMPLETION POLICY. The table is in completion.h (shared with the pread
 // backend): full -> deliver; short -> resubmit the rest; EOF early ->
-// kTruncated; EAGAIN/EINTR -> resubmit; other errors -> kIoError.
+// kTruncated; EAGAIN/EINTR -> resubmit; other errors -> kIoError. Tests may
+// set ctx.filter to rewrite results and reorder completions (ReapFiltered).
 //
 // STOPPING. On this worker's first error, or when another worker has set
 // ctx.stop, the loop submits nothing new, asks the kernel to cancel whatever
@@ -80,6 +81,7 @@ class Scheduler {
   void Fill();
   void PrepareSqe(std::uint32_t slot_index);
   void Reap();
+  void ReapFiltered();
   void Complete(std::uint64_t user_data, std::int32_t res);
   void Release(std::uint32_t slot_index);
   void Fail(Error error);
@@ -95,6 +97,7 @@ class Scheduler {
   std::vector<std::uint32_t> ready_;  // slots waiting for resubmission
   std::size_t next_ = 0;              // next op to start
   unsigned inflight_ = 0;             // slots with a read in the kernel
+  unsigned held_ = 0;                 // of those, reaped but held by ctx_.filter
   bool stopping_ = false;
   bool fixed_files_ = false;
   bool fixed_buffers_ = false;
@@ -145,7 +148,7 @@ Status Scheduler::Run() {
 }
 
 void Scheduler::DrainQuietly() noexcept {
-  while (inflight_ > 0) {
+  while (inflight_ > held_) {
     io_uring_cqe* cqe = nullptr;
     int ret = io_uring_wait_cqe(ring_.get(), &cqe);
     if (ret == -EINTR) continue;
@@ -214,6 +217,7 @@ void Scheduler::PrepareSqe(std::uint32_t slot_index) {
 }
 
 void Scheduler::Reap() {
+  if (ctx_.filter != nullptr) [[unlikely]] return ReapFiltered();
   unsigned head;
   unsigned seen = 0;
   io_uring_cqe* cqe;
@@ -222,6 +226,29 @@ void Scheduler::Reap() {
     Complete(io_uring_cqe_get_data64(cqe), cqe->res);
   }
   io_uring_cq_advance(ring_.get(), seen);
+}
+
+// Test hook (CompletionFilter, completion.h): the filter takes the reaped
+// completions and hands them back in its own order, possibly holding some
+// (still counted in inflight_, and in held_) until a later reap; it hands
+// back everything once no other read is in the kernel.
+void Scheduler::ReapFiltered() {
+  unsigned head;
+  unsigned seen = 0;
+  io_uring_cqe* cqe;
+  io_uring_for_each_cqe(ring_.get(), head, cqe) {
+    ++seen;
+    if (io_uring_cqe_get_data64(cqe) == kCancelTag) continue;
+    ctx_.filter->Arrive(io_uring_cqe_get_data64(cqe), cqe->res);
+    ++held_;
+  }
+  io_uring_cq_advance(ring_.get(), seen);
+  std::uint64_t user_data;
+  std::int32_t res;
+  while (held_ > 0 && ctx_.filter->Next(inflight_ - held_, &user_data, &res)) {
+    --held_;
+    Complete(user_data, res);
+  }
 }
 
 void Scheduler::Complete(std::uint64_t user_data, std::int32_t res) {
@@ -237,8 +264,12 @@ void Scheduler::Complete(std::uint64_t user_data, std::int32_t res) {
   --inflight_;
   if (stopping_) return Release(index);  // draining: the result no longer matters
   const ReadOp& op = ops_[slot.op];
+  const std::int64_t result =
+      ctx_.filter == nullptr
+          ? res
+          : ctx_.filter->Rewrite(op, slot.cursor, slot.cursor.target(op, slot.staging), res);
   Error error;
-  switch (OnReadResult(op, res, ctx_.alignment, ctx_.files->path(op.file), slot.cursor,
+  switch (OnReadResult(op, result, ctx_.alignment, ctx_.files->path(op.file), slot.cursor,
                        stats_, &error)) {
     case Verdict::kDone:
       DeliverOp(op, slot.staging, ctx_, stats_);

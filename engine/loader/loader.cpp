@@ -30,6 +30,7 @@
 #include "io/io_backend.h"
 #include "io/pread_backend.h"
 #include "io/uring_backend.h"
+#include "loader/backend_override.h"
 #include "loader/tp_load.h"
 #include "plan/arena_layout.h"
 #include "plan/read_planner.h"
@@ -224,7 +225,9 @@ Result<LoadStats> Loader::Impl::Execute(const FileTable& files, std::span<const 
   ctx.prefault = options.prefault;
   ctx.arena_fault_in = fault_in;
   ctx.allow_fallback = options.backend == Backend::kAuto;
-  const IoBackend& backend = use_uring ? static_cast<const IoBackend&>(uring) : pread;
+  const IoBackend* chosen = ScopedBackendOverride::Current();  // null but in tests
+  if (chosen == nullptr) chosen = use_uring ? static_cast<const IoBackend*>(&uring) : &pread;
+  const IoBackend& backend = *chosen;
 
   std::vector<WorkerStats> stats(threads);
   std::vector<Status> status(threads);

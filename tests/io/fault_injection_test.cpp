@@ -1,0 +1,491 @@
+// Fault injection (issue #5): seeded loads of small random checkpoints
+// through FaultyBackend, on both backends, buffered and O_DIRECT, queue depth
+// 1 and 64, 1, 2 and 8 threads, into library memory or caller buffers, with
+// the page cache warm or cold. Each load must either deliver exactly the
+// oracle's bytes, with stats equal to what the completion policy was handed,
+// or fail with the error of an injected non-retryable fault (its file, the
+// read's offset and length, its errno). No load may hang, leak a descriptor
+// or a thread, or succeed after a non-retryable fault.
+//
+// Replay: a failure prints its case ("case seed=C ..."). SHARDLOAD_FAULT_CASE=C
+// runs only that case (in each test case below); SHARDLOAD_TEST_SEED=S reruns
+// the whole sequence; SHARDLOAD_FAULT_CASES=N sets the cases per test case
+// (default 100, 50 under sanitizers). With one thread the pread backend
+// replays exactly; io_uring's batches and several workers' interleaving
+// depend on timing, while each worker's fault stream stays the same.
+#include <doctest/doctest.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <optional>
+#include <span>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "io/fault_support.h"
+#include "io/faulty_backend.h"
+#include "io/load_harness.h"
+#include "loader/backend_override.h"
+
+namespace shardload::test {
+namespace {
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr int kDefaultCases = 50;
+#else
+constexpr int kDefaultCases = 100;
+#endif
+
+using Oracle = std::map<std::string, std::string>;
+
+struct Case {
+  std::uint64_t seed = 0;
+  Backend backend = Backend::kPread;
+  bool direct = false;
+  unsigned threads = 1;
+  unsigned depth = 1;
+  std::uint64_t chunk = 4096;
+  bool caller_memory = false;
+  bool cold = false;  // page cache dropped before the load
+  FaultRates rates;
+};
+
+std::string Describe(const Case& c) {
+  std::ostringstream s;
+  s << "case seed=" << c.seed << " (SHARDLOAD_FAULT_CASE=" << c.seed
+    << "): " << (c.backend == Backend::kIoUring ? "io_uring" : "pread")
+    << (c.direct ? " O_DIRECT" : " buffered") << (c.cold ? " cold" : " warm")
+    << " threads=" << c.threads << " depth=" << c.depth << " chunk=" << c.chunk
+    << (c.caller_memory ? " caller-memory" : " library-memory") << " rates: short "
+    << c.rates.short_read << " zero " << c.rates.zero_read << " eagain " << c.rates.eagain
+    << " eintr " << c.rates.eintr << " eio " << c.rates.eio << " ecanceled "
+    << c.rates.ecanceled << " hold " << c.rates.hold;
+  return s.str();
+}
+
+template <typename T>
+T Pick(std::mt19937_64& rng, std::initializer_list<T> values) {
+  return *(values.begin() + rng() % values.size());
+}
+
+Case MakeCase(std::uint64_t seed, Backend backend, bool direct) {
+  std::mt19937_64 rng(seed);
+  Case c;
+  c.seed = seed;
+  c.backend = backend;
+  c.direct = direct;
+  c.threads = Pick(rng, {1u, 2u, 8u});
+  c.depth = Pick(rng, {1u, 64u});
+  c.chunk = Pick<std::uint64_t>(rng, {4096, 16384, 65536});
+  c.caller_memory = rng() % 3 == 0;
+  c.cold = rng() % 2 == 0;
+  FaultRates& r = c.rates;
+  r.short_read = Pick(rng, {0.0, 0.1, 0.3, 0.6});
+  r.eagain = Pick(rng, {0.0, 0.05, 0.2});
+  r.eintr = Pick(rng, {0.0, 0.05, 0.2});
+  r.hold = backend == Backend::kIoUring ? Pick(rng, {0.0, 0.3, 0.7}) : 0.0;
+  if (rng() % 5 >= 2) {  // 3 in 5 cases may fail
+    const double fatal = Pick(rng, {0.002, 0.01, 0.03, 0.1});
+    double w[3];
+    for (double& x : w) x = 0.1 + static_cast<double>(rng() % 10);
+    const double sum = w[0] + w[1] + w[2];
+    r.zero_read = fatal * w[0] / sum;
+    r.eio = fatal * w[1] / sum;
+    r.ecanceled = fatal * w[2] / sum;
+  }
+  return c;
+}
+
+// 1 to 3 shards of mixed tensors (every dtype, empty, scalar, odd and
+// multi-chunk sizes), sometimes plus a run of tiny ones.
+Checkpoint RandomCheckpoint(const std::string& dir, std::mt19937_64& rng) {
+  std::vector<std::vector<TensorSpec>> shards;
+  const int n = 1 + static_cast<int>(rng() % 3);
+  for (int k = 0; k < n; ++k) {
+    shards.push_back(RandomTensors(rng, 2 + static_cast<int>(rng() % 10), 10 * k,
+                                   2048 + rng() % 16384));
+  }
+  if (rng() % 2 == 0) {
+    std::vector<TensorSpec> tiny = TinyTensors(1 + static_cast<int>(rng() % 60));
+    std::vector<TensorSpec>& into = shards[rng() % shards.size()];
+    into.insert(into.end(), tiny.begin(), tiny.end());
+  }
+  return WriteShards(dir, shards, rng);
+}
+
+// Drops the shards' pages from the page cache, so that buffered io_uring
+// reads go to the disk asynchronously instead of completing inline.
+void DropCache(const Checkpoint& ckpt) {
+  for (const ShardInfo& s : ckpt.shards()) {
+    int fd = ::open(s.path.c_str(), O_RDONLY | O_CLOEXEC);
+    REQUIRE(fd >= 0);
+    CHECK(::fdatasync(fd) == 0);
+    CHECK(::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0);
+    ::close(fd);
+  }
+}
+
+LoadOptions Options(const Case& c) {
+  LoadOptions o;
+  o.backend = c.backend;
+  o.direct = c.direct;
+  o.threads = c.threads;
+  o.queue_depth = c.depth;
+  o.chunk_size = c.chunk;
+  return o;
+}
+
+bool SameBytes(std::span<const std::byte> got, const std::string& want) {
+  return got.size() == want.size() && std::memcmp(got.data(), want.data(), want.size()) == 0;
+}
+
+// Loads everything into library memory; on success checks every byte.
+Result<LoadStats> LoadOwned(Loader& loader, const Oracle& oracle) {
+  auto loaded = loader.Load();
+  if (!loaded) return std::move(loaded).error();
+  CHECK(loaded->tensors().size() == oracle.size());
+  for (const LoadedTensor& t : loaded->tensors()) {
+    if (!SameBytes(t.data, oracle.at(t.name))) FAIL("tensor " << t.name << " differs");
+  }
+  return loaded->stats();
+}
+
+// Loads everything into one caller buffer, tensors at random misalignments
+// between guard bytes; on success checks every byte and every guard.
+Result<LoadStats> LoadIntoCaller(Loader& loader, const Oracle& oracle, std::mt19937_64& rng) {
+  constexpr std::byte kGuard{0xA5};
+  std::vector<std::pair<std::size_t, const std::string*>> at;
+  std::vector<std::string> names;
+  std::size_t size = 0;
+  for (const auto& [name, bytes] : oracle) {
+    size += 1 + rng() % 63;
+    at.emplace_back(size, &bytes);
+    names.push_back(name);
+    size += bytes.size();
+  }
+  std::vector<std::byte> memory(size + 64, kGuard);
+  std::vector<Destination> dests;
+  for (std::size_t i = 0; i < at.size(); ++i) {
+    dests.push_back({names[i], memory.data() + at[i].first, at[i].second->size()});
+  }
+  std::shuffle(dests.begin(), dests.end(), rng);
+  auto stats = loader.LoadInto(dests);
+  if (!stats) return stats;
+  std::size_t end = 0;
+  for (std::size_t i = 0; i <= at.size(); ++i) {
+    const std::size_t next = i < at.size() ? at[i].first : memory.size();
+    for (std::size_t k = end; k < next; ++k) {
+      if (memory[k] != kGuard) FAIL("byte " << k << " outside every destination was written");
+    }
+    if (i == at.size()) break;
+    if (!SameBytes({memory.data() + at[i].first, at[i].second->size()}, *at[i].second)) {
+      FAIL("tensor " << names[i] << " differs");
+    }
+    end = at[i].first + at[i].second->size();
+  }
+  return stats;
+}
+
+std::string ListFaults(const std::vector<InjectedFault>& faults) {
+  std::ostringstream s;
+  for (const InjectedFault& f : faults) {
+    s << "\n  worker " << f.worker << ": " << FaultKindName(f.kind) << " file " << f.file
+      << " op [" << f.op_offset << ", +" << f.op_length << ") read at " << f.read_offset
+      << ": " << f.system_res << " -> " << f.injected_res;
+  }
+  return s.str();
+}
+
+// The error a fatal fault must produce: its code and errno, the shard, the
+// read's offset and length, and a tensor of that shard that the read covers.
+bool ErrorMatches(const Error& e, const InjectedFault& f, const Checkpoint& ckpt) {
+  const ErrorCode code = f.kind == FaultKind::kZeroRead ? ErrorCode::kTruncated
+                                                        : ErrorCode::kIoError;
+  const int err = f.kind == FaultKind::kEio ? EIO : f.kind == FaultKind::kEcanceled ? ECANCELED : 0;
+  const std::string read = "read of " + std::to_string(f.op_length) + " bytes at offset " +
+                           std::to_string(f.op_offset);
+  const TensorInfo* t = ckpt.Find(e.tensor);
+  return e.code == code && e.sys_errno == err && e.path == ckpt.shards()[f.file].path &&
+         e.detail.find(read) != std::string::npos && t != nullptr && t->shard == f.file &&
+         t->offset < f.op_offset + f.op_length && t->offset + t->size > f.op_offset;
+}
+
+void CheckFailure(const Error& e, const std::vector<InjectedFault>& faults,
+                  const Checkpoint& ckpt) {
+  std::vector<InjectedFault> fatal;
+  std::copy_if(faults.begin(), faults.end(), std::back_inserter(fatal),
+               [](const InjectedFault& f) { return IsFatal(f.kind); });
+  const bool matched = std::any_of(fatal.begin(), fatal.end(), [&](const InjectedFault& f) {
+    return ErrorMatches(e, f, ckpt);
+  });
+  CHECK_MESSAGE(matched, "not the error of an injected fault: " << e.ToString()
+                                                               << ListFaults(fatal));
+  // Each fatal fault failed its worker; the others are counted.
+  const std::string more = "(and " + std::to_string(fatal.size() - 1) + " more errors)";
+  if (fatal.size() == 1) {
+    CHECK(e.detail.find("more errors") == std::string::npos);
+  } else {
+    CHECK_MESSAGE(e.detail.find(more) != std::string::npos, e.detail);
+  }
+}
+
+void CheckStats(const LoadStats& stats, const Checkpoint& ckpt, const PolicyInputs& in,
+                const Case& c) {
+  CHECK(stats.tensors == ckpt.tensors().size());
+  CHECK(stats.bytes == ckpt.TotalBytes());
+  CHECK(stats.bytes_read == in.bytes);
+  CHECK(stats.short_reads == in.short_reads);
+  CHECK(stats.retries == in.retries);
+  CHECK(stats.read_ops == in.first_reads);
+  CHECK(stats.backend == (c.backend == Backend::kIoUring ? "io_uring" : "pread"));
+}
+
+// A worker stops at its first fatal fault: nothing of it reaches the policy
+// (so nothing is logged for that worker) afterwards.
+void CheckStopsAtFirstFatal(const std::vector<InjectedFault>& faults) {
+  std::map<unsigned, bool> stopped;
+  for (const InjectedFault& f : faults) {
+    CHECK_MESSAGE(!stopped[f.worker], "worker " << f.worker << " went on after a fatal fault"
+                                                << ListFaults(faults));
+    if (IsFatal(f.kind)) stopped[f.worker] = true;
+  }
+}
+
+struct Tally {
+  int cases = 0;
+  int loaded = 0;
+  int failed = 0;
+  int kinds[kNumFaultKinds] = {};
+  std::uint64_t held = 0;
+  std::uint64_t reaps = 0;
+};
+
+void RunCase(const Case& c, Watchdog& dog, Tally& tally) {
+  INFO(Describe(c));
+  TempDir dir;
+  std::mt19937_64 rng(MixSeed(c.seed, 1));
+  const Checkpoint ckpt = RandomCheckpoint(dir.path(), rng);
+  Oracle oracle;
+  for (const TensorInfo& t : ckpt.tensors()) oracle[t.name] = OracleRead(ckpt, t);
+  if (c.cold) DropCache(ckpt);
+  auto loader = Loader::Open(ckpt, Options(c));
+  REQUIRE_MESSAGE(loader, loader.error().ToString());
+  FaultyBackend faulty(RealBackend(c.backend), MixSeed(c.seed, 2), c.rates);
+
+  const int fds_before = OpenFdCount();
+  std::optional<Result<LoadStats>> result;
+  {
+    ScopedBackendOverride use(faulty);
+    Watchdog::Scope armed(dog, Describe(c));
+    result.emplace(c.caller_memory ? LoadIntoCaller(*loader, oracle, rng)
+                                   : LoadOwned(*loader, oracle));
+  }
+  CHECK(OpenFdCount() == fds_before);
+
+  const std::vector<InjectedFault> faults = faulty.log().faults();
+  INFO("faults injected:" << ListFaults(faults));
+  ++tally.cases;
+  for (const InjectedFault& f : faults) ++tally.kinds[static_cast<int>(f.kind)];
+  tally.held += faulty.log().inputs().held;
+  tally.reaps += faulty.log().inputs().reaps;
+  CheckStopsAtFirstFatal(faults);
+  const bool any_fatal = std::any_of(faults.begin(), faults.end(),
+                                     [](const InjectedFault& f) { return IsFatal(f.kind); });
+  if (any_fatal) {
+    ++tally.failed;
+    REQUIRE_MESSAGE(!*result, "a load with a non-retryable fault reported success");
+    CheckFailure(result->error(), faults, ckpt);
+  } else {
+    ++tally.loaded;
+    REQUIRE_MESSAGE(*result, result->error().ToString());
+    CheckStats(**result, ckpt, faulty.log().inputs(), c);
+  }
+}
+
+std::optional<std::uint64_t> ReplayCase() {
+  if (const char* s = std::getenv("SHARDLOAD_FAULT_CASE"); s && *s) {
+    return std::strtoull(s, nullptr, 0);
+  }
+  return std::nullopt;
+}
+
+int CaseCount() {
+  if (const char* s = std::getenv("SHARDLOAD_FAULT_CASES"); s && *s) return std::atoi(s);
+  return kDefaultCases;
+}
+
+// Many seeded cases of one backend and mode, then coverage: with enough
+// cases, loads both succeeded and failed, and io_uring completions were held
+// back. (Each fault kind alone is covered by CheckPolicyRows below.)
+void RunSeeds(Backend backend, bool direct) {
+  if (direct && !DirectIoWorks()) return;
+  Watchdog dog(std::chrono::seconds(60));
+  Tally tally;
+  const std::uint64_t tag = (backend == Backend::kIoUring ? 2 : 0) + (direct ? 1 : 0);
+  const std::optional<std::uint64_t> replay = ReplayCase();
+  const int cases = replay ? 1 : CaseCount();
+  // Warm up the thread pools first, so that growth below would be a leak.
+  RunCase(MakeCase(MixSeed(Seed(), 1000 + tag), backend, direct), dog, tally);
+  const int threads_before = UserThreadCount();
+  for (int i = 0; i < cases; ++i) {
+    const std::uint64_t seed = replay ? *replay : MixSeed(MixSeed(Seed(), tag), i);
+    Case c = MakeCase(seed, backend, direct);
+    RunCase(c, dog, tally);
+  }
+  const int threads_after = UserThreadCount();
+  CHECK(threads_after <= threads_before + static_cast<int>(std::thread::hardware_concurrency()));
+  MESSAGE(tally.cases << " loads: " << tally.loaded << " byte-exact, " << tally.failed
+                      << " failed as injected; faults: short " << tally.kinds[0] << ", zero "
+                      << tally.kinds[1] << ", EAGAIN " << tally.kinds[2] << ", EINTR "
+                      << tally.kinds[3] << ", EIO " << tally.kinds[4] << ", ECANCELED "
+                      << tally.kinds[5] << "; io_uring batches " << tally.reaps
+                      << ", completions held back " << tally.held);
+  if (cases >= 50) {
+    CHECK(tally.loaded > 0);
+    CHECK(tally.failed > 0);
+    CHECK(tally.kinds[static_cast<int>(FaultKind::kShortRead)] > 0);
+    if (backend == Backend::kIoUring && cases >= 100) CHECK(tally.held > 0);
+  }
+}
+
+TEST_CASE("faults, pread, buffered") { RunSeeds(Backend::kPread, false); }
+TEST_CASE("faults, pread, O_DIRECT") { RunSeeds(Backend::kPread, true); }
+TEST_CASE("faults, io_uring, buffered" * doctest::skip(NoIoUring())) {
+  RunSeeds(Backend::kIoUring, false);
+}
+TEST_CASE("faults, io_uring, O_DIRECT" * doctest::skip(NoIoUring())) {
+  RunSeeds(Backend::kIoUring, true);
+}
+
+// --- One fault everywhere: the rows of the completion policy, per backend ----
+
+// One shard, one 40,000-byte tensor, read in 4 KiB chunks by one worker.
+class Single {
+ public:
+  Single() : ckpt_(Make(dir_.path())) {
+    for (const TensorInfo& t : ckpt_.tensors()) oracle_[t.name] = OracleRead(ckpt_, t);
+  }
+  const Checkpoint& ckpt() const { return ckpt_; }
+
+  struct Run {
+    Result<LoadStats> result = Error{};
+    std::vector<InjectedFault> faults;
+    PolicyInputs inputs;
+  };
+  Run Load(Backend backend, unsigned depth, const FaultRates& rates) const;
+
+ private:
+  static Checkpoint Make(const std::string& dir) {
+    std::mt19937_64 rng(MixSeed(Seed(), 77));
+    return WriteShards(dir, {{{"w", DType::kU8, {40000}}}}, rng);
+  }
+  TempDir dir_;
+  Checkpoint ckpt_;
+  Oracle oracle_;
+};
+
+Single::Run Single::Load(Backend backend, unsigned depth, const FaultRates& rates) const {
+  LoadOptions o;
+  o.backend = backend;
+  o.threads = 1;
+  o.queue_depth = depth;
+  o.chunk_size = 4096;
+  auto loader = Loader::Open(ckpt_, o);
+  REQUIRE(loader);
+  FaultyBackend faulty(RealBackend(backend), MixSeed(Seed(), 78), rates);
+  Watchdog dog(std::chrono::seconds(60));
+  const int fds_before = OpenFdCount();
+  Run run;
+  {
+    ScopedBackendOverride use(faulty);
+    Watchdog::Scope armed(dog, "single-fault load");
+    run.result = LoadOwned(*loader, oracle_);
+  }
+  CHECK(OpenFdCount() == fds_before);
+  run.faults = faulty.log().faults();
+  run.inputs = faulty.log().inputs();
+  return run;
+}
+
+void CheckPolicyRows(Backend backend) {
+  const Single s;
+  const std::string& path = s.ckpt().shards()[0].path;
+  for (unsigned depth : {1u, 16u}) {
+    CAPTURE(depth);
+    {
+      INFO("EAGAIN without end: kIoError after kMaxRetries retries, no hang");
+      FaultRates r;
+      r.eagain = 1;
+      r.bounded_retries = false;
+      Single::Run run = s.Load(backend, depth, r);
+      REQUIRE(!run.result);
+      CHECK(run.result.error().code == ErrorCode::kIoError);
+      CHECK(run.result.error().sys_errno == EAGAIN);
+      CHECK(run.result.error().path == path);
+      if (depth == 1) CHECK(run.faults.size() == kMaxRetries + 1);  // one read at a time
+    }
+    {
+      INFO("ECANCELED that no stop asked for: kIoError naming file and offset");
+      FaultRates r;
+      r.ecanceled = 1;
+      Single::Run run = s.Load(backend, depth, r);
+      REQUIRE(!run.result);
+      REQUIRE(run.faults.size() == 1);  // the first error stops the worker
+      CHECK(ErrorMatches(run.result.error(), run.faults[0], s.ckpt()));
+    }
+    {
+      INFO("EIO: kIoError naming file and offset");
+      FaultRates r;
+      r.eio = 1;
+      Single::Run run = s.Load(backend, depth, r);
+      REQUIRE(!run.result);
+      REQUIRE(run.faults.size() == 1);
+      CHECK(ErrorMatches(run.result.error(), run.faults[0], s.ckpt()));
+    }
+    {
+      INFO("zero-length read: kTruncated naming the file");
+      FaultRates r;
+      r.zero_read = 1;
+      Single::Run run = s.Load(backend, depth, r);
+      REQUIRE(!run.result);
+      REQUIRE(run.faults.size() == 1);
+      CHECK(ErrorMatches(run.result.error(), run.faults[0], s.ckpt()));
+      CHECK(run.result.error().detail.find("truncated") != std::string::npos);
+    }
+    {
+      INFO("every read short: the rest is resubmitted until done, byte-exact");
+      FaultRates r;
+      r.short_read = 1;
+      Single::Run run = s.Load(backend, depth, r);
+      REQUIRE_MESSAGE(run.result, run.result.error().ToString());
+      CHECK(run.result->short_reads == run.inputs.short_reads);
+      CHECK(run.result->short_reads >= 10);  // each of the 10 reads was cut at least once
+      CHECK(run.result->bytes_read == run.inputs.bytes);
+    }
+    {
+      INFO("EINTR and EAGAIN at random: retried, byte-exact");
+      FaultRates r;
+      r.eagain = 0.3;
+      r.eintr = 0.3;
+      Single::Run run = s.Load(backend, depth, r);
+      REQUIRE_MESSAGE(run.result, run.result.error().ToString());
+      CHECK(run.result->retries == run.inputs.retries);
+      CHECK(run.result->retries == run.faults.size());
+    }
+  }
+}
+
+TEST_CASE("policy rows under one fault, pread") { CheckPolicyRows(Backend::kPread); }
+TEST_CASE("policy rows under one fault, io_uring" * doctest::skip(NoIoUring())) {
+  CheckPolicyRows(Backend::kIoUring);
+}
+
+}  // namespace
+}  // namespace shardload::test
