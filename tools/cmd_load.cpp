@@ -169,6 +169,7 @@ void PrintReport(const LoadFlags& flags, const LoadStats& first, double first_se
                first.direct ? ", O_DIRECT" : "");
     if (!rates.empty()) fmt::print("steady state over {} reloads: {} GB/s\n", rates.size(), steady);
     if (!first.backend_reason.empty()) fmt::print("backend: {}\n", first.backend_reason);
+    if (!first.memory.empty()) fmt::print("memory: {}\n", first.memory);
     if (flags.tp.enabled) {
       fmt::print("tensor parallel: rank {} of {}, plan {}\n", flags.tp.tp.rank, flags.tp.tp.world,
                  flags.tp.tp.plan);
@@ -180,10 +181,10 @@ void PrintReport(const LoadFlags& flags, const LoadStats& first, double first_se
   for (double r : rates) runs += fmt::format("{}{:.3f}", runs.empty() ? "" : ",", r);
   fmt::print(
       "{{\"tensors\":{},\"bytes\":{},\"bytes_read\":{},\"seconds\":{:.6f},\"gb_per_s\":{:.3f},"
-      "\"backend\":{},\"backend_reason\":{},\"threads\":{},\"direct\":{},\"read_ops\":{},"
+      "\"backend\":{},\"backend_reason\":{},\"memory\":{},\"threads\":{},\"direct\":{},\"read_ops\":{},"
       "\"short_reads\":{},\"retries\":{},\"repeat\":{}{}{}}}\n",
       first.tensors, first.bytes, first.bytes_read, first_seconds, gbps, JsonString(first.backend),
-      JsonString(first.backend_reason), first.threads, first.direct ? "true" : "false",
+      JsonString(first.backend_reason), JsonString(first.memory), first.threads, first.direct ? "true" : "false",
       first.read_ops, first.short_reads, first.retries, flags.repeat, tp,
       rates.empty() ? "" : fmt::format(",\"steady_gb_per_s\":{},\"reload_gb_per_s\":[{}]", steady, runs));
 }

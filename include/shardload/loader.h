@@ -52,9 +52,10 @@ struct LoadOptions {
   // Caller-provided destinations: fault their pages in (MADV_POPULATE_WRITE)
   // just before each read rather than inside the read's copy. Library-owned
   // memory does not use this: its huge pages are faulted in by the reads'
-  // copies and watched (when that is slow, because memory went back to the
-  // host after sitting idle, the rest falls back to 4 KiB pages), and 4 KiB
-  // pages are populated before each read; see LoadStats::memory.
+  // copies, with one timed sample per 64 MiB region (a region whose sample
+  // and most recent ones were slow, as when memory went back to the host
+  // after sitting idle, gets 4 KiB pages instead, populated before each
+  // read); see LoadStats::memory.
   // Default: off.
   bool prefault = false;
   // Called from worker threads with (bytes done, bytes total): about once

@@ -2,9 +2,12 @@
 // destruction) and the huge-page monitor's bookkeeping.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <bit>
 #include <cstdint>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "buffers/fault_in_policy.h"
 #include "buffers/mapped_memory.h"
@@ -28,23 +31,86 @@ TEST_CASE("MappedMemory: huge-page mappings are 2 MiB aligned, zeroed, movable")
   CHECK(empty->data() == nullptr);
 }
 
-TEST_CASE("FaultInPolicy: samples whole huge pages, and reports what it did") {
-  auto mem = MappedMemory::Map(64 << 20, /*huge_pages=*/true);
+// Sample durations for the scripted timer, consumed in order.
+std::vector<double> scripted_samples;
+std::size_t next_sample = 0;
+double ScriptedTimer(std::byte*) { return scripted_samples.at(next_sample++); }
+
+// Reads the arena front to back in 4 MiB steps, as one worker would.
+void ReadThrough(FaultInPolicy& policy, std::byte* data, std::size_t size) {
+  for (std::size_t off = 0; off < size; off += 4 << 20) {
+    policy.BeforeRead(data + off, std::min<std::size_t>(4 << 20, size - off));
+  }
+}
+
+std::string RegionPages(const FaultInPolicy& policy) {
+  std::string out;
+  for (std::size_t r = 0; r < policy.regions(); ++r) {
+    out += policy.region_pages(r) == FaultInPolicy::Pages::kSmall ? 's' : 'h';
+  }
+  return out;
+}
+
+TEST_CASE("FaultInPolicy: each region is decided by its sample and the recent ones") {
+  constexpr double kSlow = 5e-3, kFast = 1e-4;
+  const std::size_t size = 7 * FaultInPolicy::kRegionSize;
+  auto mem = MappedMemory::Map(size, /*huge_pages=*/true);
   REQUIRE(mem);
-  FaultInPolicy monitor(mem->data(), mem->size(), /*huge_pages=*/true);
-  // The first call samples (the huge page after the read, here).
-  monitor.BeforeRead(mem->data() + 4096, 8192);
-  // The schedule: the first read and one per kSampleEvery bytes.
-  for (std::size_t off = 0; off + (4 << 20) <= mem->size(); off += 4 << 20) {
-    monitor.BeforeRead(mem->data() + off, 4 << 20);
+  SUBCASE("all fast: huge pages everywhere") {
+    scripted_samples.assign(7, kFast);
   }
-  std::string what = monitor.Describe();
-  if (monitor.gave_up_huge_pages()) {
-    CHECK(what.find("4 KiB pages") != std::string::npos);
-  } else {
-    CHECK(what.find("transparent huge pages") != std::string::npos);
-    CHECK(what.find(" of 5 timed") != std::string::npos);  // first + 64 MiB / 16 MiB
+  SUBCASE("all slow: 4 KiB pages everywhere") {
+    scripted_samples.assign(7, kSlow);
   }
+  SUBCASE("mixed: a slow sample switches its region only when most recent ones were slow") {
+    scripted_samples = {kSlow, kFast, kFast, kSlow, kSlow, kSlow, kFast};
+  }
+  next_sample = 0;
+  FaultInPolicy policy(mem->data(), size, /*huge_pages=*/true, &ScriptedTimer);
+  REQUIRE(policy.regions() == 7);
+  ReadThrough(policy, mem->data(), size);
+  CHECK(next_sample == 7);  // one sample per region, however many reads
+  // The expected decisions, from the rule: slow, and slow in more than half
+  // of the last min(samples, 5).
+  std::string expected;
+  unsigned window_bits = 0;
+  for (std::size_t i = 0; i < scripted_samples.size(); ++i) {
+    const bool slow = scripted_samples[i] >= FaultInPolicy::kSlowSeconds;
+    window_bits = ((window_bits << 1) | (slow ? 1u : 0u)) & 0x1f;
+    const auto n = static_cast<int>(std::min<std::size_t>(i + 1, 5));
+    expected += slow && 2 * std::popcount(window_bits) > n ? 's' : 'h';
+  }
+  CHECK(RegionPages(policy) == expected);
+  const std::string what = policy.Describe();
+  CHECK(what.find(" of 7 timed") != std::string::npos);
+  const auto small = std::count(expected.begin(), expected.end(), 's');
+  if (small > 0) CHECK(what.find(std::to_string(small) + " of 7 64 MiB regions") != std::string::npos);
+  // Populating 4 KiB-page regions leaves the zeroed contents alone.
+  for (std::size_t i = 0; i < size; i += 1 << 20) REQUIRE(mem->data()[i] == std::byte{0});
+}
+
+TEST_CASE("FaultInPolicy: the mixed script gives the documented decisions") {
+  // Spelled out once, independent of the rule's restatement above.
+  constexpr double kSlow = 5e-3, kFast = 1e-4;
+  scripted_samples = {kSlow, kFast, kFast, kSlow, kSlow, kSlow};
+  next_sample = 0;
+  const std::size_t size = 6 * FaultInPolicy::kRegionSize;
+  auto mem = MappedMemory::Map(size, /*huge_pages=*/true);
+  REQUIRE(mem);
+  FaultInPolicy policy(mem->data(), size, /*huge_pages=*/true, &ScriptedTimer);
+  ReadThrough(policy, mem->data(), size);
+  CHECK(RegionPages(policy) == "shhhss");
+}
+
+TEST_CASE("FaultInPolicy: real samples on a small arena, contents untouched") {
+  auto mem = MappedMemory::Map(3 * FaultInPolicy::kRegionSize / 2, /*huge_pages=*/true);
+  REQUIRE(mem);
+  FaultInPolicy policy(mem->data(), mem->size(), /*huge_pages=*/true);
+  policy.BeforeRead(mem->data() + 4096, 8192);  // decides region 0 only
+  CHECK(policy.region_pages(0) != FaultInPolicy::Pages::kUndecided);
+  CHECK(policy.region_pages(1) == FaultInPolicy::Pages::kUndecided);
+  ReadThrough(policy, mem->data(), mem->size());
+  CHECK(policy.Describe().find(" of 2 timed") != std::string::npos);
   for (std::size_t i = 0; i < mem->size(); i += 1 << 20) CHECK(mem->data()[i] == std::byte{0});
 }
 
@@ -55,7 +121,7 @@ TEST_CASE("FaultInPolicy: 4 KiB pages are populated before each read") {
   policy.BeforeRead(mem->data() + 5, 300000);
   CHECK(mem->data()[6] == std::byte{0});
   CHECK(policy.Describe().find("huge_pages off") != std::string::npos);
-  CHECK(!policy.gave_up_huge_pages());
+  CHECK(policy.regions() == 0);
 }
 
 }  // namespace
