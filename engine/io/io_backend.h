@@ -1,5 +1,6 @@
-// The seam between the scheduler and the kernel: an IoBackend runs one
-// worker's list of ReadOps on the calling thread. Implementations: the
+// The seam between the scheduler and the kernel: an IoBackend runs the
+// ReadOps one worker takes from the load's OpQueue (op_queue.h), on the
+// calling thread. Implementations: the
 // io_uring scheduler (uring_backend.h) and the pread pool (pread_backend.h);
 // tests wrap one to inject faults (ExecContext::filter, tests/io/faulty_backend.h).
 // Thread-safe: Execute may run concurrently on many threads (one per worker);
@@ -13,6 +14,7 @@
 #include <span>
 #include <string>
 
+#include "io/op_queue.h"
 #include "plan/read_op.h"
 #include "shardload/error.h"
 
@@ -82,7 +84,7 @@ struct WorkerStats {
   std::uint64_t read_ops = 0;         // ops started (resubmissions excluded)
   std::uint64_t short_reads = 0;
   std::uint64_t retries = 0;
-  std::size_t failed_op = static_cast<std::size_t>(-1);  // index of the failing op
+  std::size_t failed_op = OpQueue::kNone;  // plan index of the failing op
   std::uint64_t failed_offset = 0;    // file offset where that op failed
   bool first_error = false;           // this worker's error stopped the load
   bool fell_back = false;             // io_uring worker ran the pread loop
@@ -92,12 +94,13 @@ struct WorkerStats {
 class IoBackend {
  public:
   virtual ~IoBackend() = default;
-  // Runs `ops` (in order, each fully, subject to the completion policy in
-  // completion.h) on the calling thread. Returns the first error; after an
-  // error, or once ctx.stop is set, starts nothing new, waits for reads in
-  // flight, and returns (kCancelled when stopped by another worker). No read
-  // is in flight when it returns.
-  virtual Status Execute(std::span<const ReadOp> ops, const ExecContext& ctx,
+  // Runs the ops that `ops` hands out (each in the order taken, each fully,
+  // subject to the completion policy in completion.h) on the calling thread,
+  // until none is left. Returns the first error; after an error, or once
+  // ctx.stop is set, takes nothing new, waits for reads in flight, and
+  // returns (kCancelled when stopped by another worker). No read is in
+  // flight when it returns.
+  virtual Status Execute(WorkerOps& ops, const ExecContext& ctx,
                          WorkerStats& stats) const = 0;
   virtual const char* name() const = 0;
 };

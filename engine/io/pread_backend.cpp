@@ -38,7 +38,7 @@ Status RunOne(const ReadOp& op, const ExecContext& ctx, std::byte* staging,
 
 }  // namespace
 
-Status PreadBackend::Execute(std::span<const ReadOp> ops, const ExecContext& ctx,
+Status PreadBackend::Execute(WorkerOps& ops, const ExecContext& ctx,
                              WorkerStats& stats) const {
   MappedMemory staging;
   if (ctx.staging_size > 0) {
@@ -49,9 +49,11 @@ Status PreadBackend::Execute(std::span<const ReadOp> ops, const ExecContext& ctx
     }
     staging = std::move(*mem);
   }
-  for (std::size_t i = 0; i < ops.size(); ++i) {
+  for (;;) {
     if (ctx.stop->load(std::memory_order_relaxed)) return CancelledError();
-    const ReadOp& op = ops[i];
+    const std::size_t i = ops.Next();
+    if (i == OpQueue::kNone) return {};
+    const ReadOp& op = ops.op(i);
     PrepareDestination(op, ctx);
     ++stats.read_ops;
     if (Status s = RunOne(op, ctx, staging.data(), stats); !s) {
@@ -60,7 +62,6 @@ Status PreadBackend::Execute(std::span<const ReadOp> ops, const ExecContext& ctx
       return s;
     }
   }
-  return {};
 }
 
 }  // namespace shardload

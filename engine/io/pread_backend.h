@@ -12,8 +12,7 @@ namespace shardload {
 
 class PreadBackend final : public IoBackend {
  public:
-  Status Execute(std::span<const ReadOp> ops, const ExecContext& ctx,
-                 WorkerStats& stats) const override;
+  Status Execute(WorkerOps& ops, const ExecContext& ctx, WorkerStats& stats) const override;
   const char* name() const override { return "pread"; }
 };
 

@@ -30,7 +30,7 @@ struct Slot {
   std::byte* staging = nullptr;  // this slot's staging buffer (staged reads)
 };
 
-// Runs one worker's ops.
+// Runs the ops one worker takes from the load's OpQueue.
 //
 // LIFECYCLE. InitRing() sets up the ring on the calling thread (SINGLE_ISSUER
 // | DEFER_TASKRUN, or no flags if refused), registers the load's files (fixed
@@ -41,9 +41,9 @@ struct Slot {
 // last read has completed.
 //
 // BATCHING. Each turn of the loop prepares as many SQEs as the SQ has room for
-// and slots are idle (resubmissions first, then new ops in plan order, each
-// new op's destination first passed to PrepareDestination: the fault-in
-// policy of ExecContext), then makes one
+// and slots are idle (resubmissions first, then new ops taken from the
+// OpQueue, each new op's destination first passed to PrepareDestination: the
+// fault-in policy of ExecContext), then makes one
 // io_uring_submit_and_wait(1) call, then reaps every ready CQE with
 // io_uring_for_each_cqe and one io_uring_cq_advance. Cached buffered reads
 // complete inline during the submit, so a turn costs one system call.
@@ -63,7 +63,7 @@ struct Slot {
 // the FileTable (read-only). Workers write disjoint destination bytes.
 class Scheduler {
  public:
-  Scheduler(std::span<const ReadOp> ops, const ExecContext& ctx, WorkerStats& stats)
+  Scheduler(WorkerOps& ops, const ExecContext& ctx, WorkerStats& stats)
       : ops_(ops), ctx_(ctx), stats_(stats) {}
 
   // Returns 0 or the negative errno of io_uring_setup.
@@ -87,7 +87,7 @@ class Scheduler {
   void Fail(Error error);
   void BeginStop();
 
-  std::span<const ReadOp> ops_;
+  WorkerOps& ops_;
   const ExecContext& ctx_;
   WorkerStats& stats_;
   Ring ring_;
@@ -95,7 +95,7 @@ class Scheduler {
   std::vector<Slot> slots_;
   std::vector<std::uint32_t> idle_;   // slots free for a new op
   std::vector<std::uint32_t> ready_;  // slots waiting for resubmission
-  std::size_t next_ = 0;              // next op to start
+  bool taken_all_ = false;            // the OpQueue has no op left for us
   unsigned inflight_ = 0;             // slots with a read in the kernel
   unsigned held_ = 0;                 // of those, reaped but held by ctx_.filter
   bool stopping_ = false;
@@ -110,7 +110,7 @@ unsigned Scheduler::Depth() const {
     depth = std::min(depth, std::max<std::uint64_t>(1, kStagingBudget / ctx_.staging_size));
   }
   depth = std::min<std::uint64_t>(depth, kMaxQueueDepth);
-  return static_cast<unsigned>(std::min<std::uint64_t>(depth, ops_.size()));
+  return static_cast<unsigned>(std::min<std::uint64_t>(depth, ops_.plan_size()));
 }
 
 int Scheduler::InitRing() {
@@ -162,7 +162,7 @@ Status Scheduler::Loop() {
   for (;;) {
     if (!stopping_ && ctx_.stop->load(std::memory_order_relaxed)) BeginStop();
     if (!stopping_) Fill();
-    if (inflight_ == 0 && (stopping_ || (next_ == ops_.size() && ready_.empty()))) break;
+    if (inflight_ == 0 && (stopping_ || (taken_all_ && ready_.empty()))) break;
     int ret = io_uring_submit_and_wait(ring_.get(), 1);
     if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
       Fail(ErrnoError("", "io_uring_enter", -ret));
@@ -184,11 +184,16 @@ void Scheduler::Fill() {
     ready_.pop_back();
     --space;
   }
-  while (space > 0 && !idle_.empty() && next_ < ops_.size()) {
+  while (space > 0 && !idle_.empty() && !taken_all_) {
+    const std::size_t index = ops_.Next();
+    if (index == OpQueue::kNone) {
+      taken_all_ = true;
+      break;
+    }
     std::uint32_t s = idle_.back();
     idle_.pop_back();
-    const ReadOp& op = ops_[next_];
-    slots_[s].op = static_cast<std::uint32_t>(next_++);
+    const ReadOp& op = ops_.op(index);
+    slots_[s].op = static_cast<std::uint32_t>(index);
     slots_[s].cursor = OpCursor{};
     PrepareDestination(op, ctx_);
     ++stats_.read_ops;
@@ -200,7 +205,7 @@ void Scheduler::Fill() {
 // The one place an SQE is filled in.
 void Scheduler::PrepareSqe(std::uint32_t slot_index) {
   Slot& slot = slots_[slot_index];
-  const ReadOp& op = ops_[slot.op];
+  const ReadOp& op = ops_.op(slot.op);
   io_uring_sqe* sqe = io_uring_get_sqe(ring_.get());  // room checked by Fill
   std::byte* buf = slot.cursor.target(op, slot.staging);
   auto len = static_cast<unsigned>(slot.cursor.remaining(op));
@@ -263,7 +268,7 @@ void Scheduler::Complete(std::uint64_t user_data, std::int32_t res) {
   Slot& slot = slots_[index];
   --inflight_;
   if (stopping_) return Release(index);  // draining: the result no longer matters
-  const ReadOp& op = ops_[slot.op];
+  const ReadOp& op = ops_.op(slot.op);
   const std::int64_t result =
       ctx_.filter == nullptr
           ? res
@@ -318,9 +323,9 @@ std::string RingFailure(int err) {
 
 }  // namespace
 
-Status UringBackend::Execute(std::span<const ReadOp> ops, const ExecContext& ctx,
+Status UringBackend::Execute(WorkerOps& ops, const ExecContext& ctx,
                              WorkerStats& stats) const {
-  if (ops.empty()) return {};
+  if (ops.plan_size() == 0) return {};
   Scheduler scheduler(ops, ctx, stats);
   if (int ret = scheduler.InitRing(); ret < 0) {
     if (!ctx.allow_fallback) {

@@ -10,8 +10,7 @@ namespace shardload {
 
 class UringBackend final : public IoBackend {
  public:
-  Status Execute(std::span<const ReadOp> ops, const ExecContext& ctx,
-                 WorkerStats& stats) const override;
+  Status Execute(WorkerOps& ops, const ExecContext& ctx, WorkerStats& stats) const override;
   const char* name() const override { return "io_uring"; }
 };
 

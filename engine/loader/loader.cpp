@@ -1,6 +1,7 @@
 // Loader and LoadedCheckpoint: wire the stages together.
 //   selection -> arena layout (library-owned memory) or caller destinations
-//   -> segments -> FileTable -> read plan -> workers (oneTBB) -> IoBackend.
+//   -> segments -> FileTable -> read plan -> OpQueue -> workers (oneTBB)
+//   -> IoBackend.
 // std::bad_alloc is caught here, at the API boundary (kResourceExhausted).
 // Thread-compatible: one Load/Reload/LoadInto at a time per Loader.
 #include "shardload/loader.h"
@@ -28,6 +29,7 @@
 #include "io/completion.h"
 #include "io/file_table.h"
 #include "io/io_backend.h"
+#include "io/op_queue.h"
 #include "io/pread_backend.h"
 #include "io/uring_backend.h"
 #include "loader/backend_override.h"
@@ -80,7 +82,7 @@ double SecondsSince(std::chrono::steady_clock::time_point start) {
 }
 
 // One worker's share, with everything it may throw turned into a Status.
-Status RunWorker(const IoBackend& backend, std::span<const ReadOp> ops, const ExecContext& ctx,
+Status RunWorker(const IoBackend& backend, WorkerOps ops, const ExecContext& ctx,
                  WorkerStats& stats) {
   try {
     return backend.Execute(ops, ctx, stats);
@@ -117,8 +119,9 @@ struct Loader::Impl {
                             std::span<const Window> windows,
                             std::span<const TensorInfo* const> tensors,
                             FaultInPolicy* fault_in);
-  void RunWorkers(const IoBackend& backend, const ReadPlan& plan, const ExecContext& ctx,
-                  std::vector<WorkerStats>& stats, std::vector<Status>& status);
+  void RunWorkers(const IoBackend& backend, const ReadPlan& plan, OpQueue& queue,
+                  const ExecContext& ctx, std::vector<WorkerStats>& stats,
+                  std::vector<Status>& status);
   std::optional<Error> FirstError(const ReadPlan& plan, const std::vector<WorkerStats>& stats,
                                   const std::vector<Status>& status,
                                   std::span<const TensorInfo* const> tensors) const;
@@ -229,15 +232,17 @@ Result<LoadStats> Loader::Impl::Execute(const FileTable& files, std::span<const 
   if (chosen == nullptr) chosen = use_uring ? static_cast<const IoBackend*>(&uring) : &pread;
   const IoBackend& backend = *chosen;
 
+  OpQueue queue(plan->ops, plan->bounds);
   std::vector<WorkerStats> stats(threads);
   std::vector<Status> status(threads);
-  RunWorkers(backend, *plan, ctx, stats, status);
+  RunWorkers(backend, *plan, queue, ctx, stats, status);
   if (auto error = FirstError(*plan, stats, status, tensors)) return std::move(*error);
   return SumStats(backend, *plan, stats);
 }
 
-// One oneTBB task per non-empty worker list, in this Loader's task_arena.
-void Loader::Impl::RunWorkers(const IoBackend& backend, const ReadPlan& plan,
+// One oneTBB task per worker with a non-empty share, in this Loader's
+// task_arena; the workers take their ops from `queue`.
+void Loader::Impl::RunWorkers(const IoBackend& backend, const ReadPlan& plan, OpQueue& queue,
                               const ExecContext& ctx, std::vector<WorkerStats>& stats,
                               std::vector<Status>& status) {
   std::atomic<unsigned> finished{0};
@@ -245,10 +250,10 @@ void Loader::Impl::RunWorkers(const IoBackend& backend, const ReadPlan& plan,
     tbb::task_group group;
     std::vector<tbb::task_handle> tasks;
     for (unsigned w = 0; w < threads; ++w) {
-      if (plan.workers[w].empty()) continue;
+      if (plan.share(w).empty()) continue;
       tasks.push_back(group.defer([&, w] {
         (void)g_handoff.load(std::memory_order_acquire);
-        status[w] = RunWorker(backend, plan.workers[w], ctx, stats[w]);
+        status[w] = RunWorker(backend, WorkerOps(queue, w), ctx, stats[w]);
         finished.fetch_add(1, std::memory_order_release);
       }));
     }
@@ -275,8 +280,8 @@ std::optional<Error> Loader::Impl::FirstError(const ReadPlan& plan,
   if (first < 0) return std::nullopt;
   Error e = status[first].error();
   const WorkerStats& ws = stats[first];
-  if (e.tensor.empty() && ws.failed_op < plan.workers[first].size()) {
-    const ReadOp& op = plan.workers[first][ws.failed_op];
+  if (e.tensor.empty() && ws.failed_op < plan.ops.size()) {
+    const ReadOp& op = plan.ops[ws.failed_op];
     if (const TensorInfo* t = TensorAt(tensors, op.file, ws.failed_offset)) e.tensor = t->name;
   }
   if (errors > 1) e.detail += " (and " + std::to_string(errors - 1) + " more errors)";
@@ -298,7 +303,7 @@ LoadStats Loader::Impl::SumStats(const IoBackend& backend, const ReadPlan& plan,
     out.read_ops += ws.read_ops;
     out.short_reads += ws.short_reads;
     out.retries += ws.retries;
-    busy += plan.workers[w].empty() ? 0 : 1;
+    busy += plan.share(w).empty() ? 0 : 1;
     if (ws.fell_back) {
       ++fell_back;
       out.backend_reason += "; worker " + std::to_string(w) + ": " + ws.note;

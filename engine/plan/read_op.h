@@ -51,4 +51,8 @@ struct ReadOp {
 // caps one read at 0x7ffff000 bytes anyway.
 inline constexpr std::uint64_t kMaxReadLength = 1ULL << 30;
 
+// A plan holds fewer ReadOps than this: the scheduler indexes them in 32 bits,
+// with one value to spare.
+inline constexpr std::uint64_t kMaxPlanOps = 0xffffffff;
+
 }  // namespace shardload

@@ -214,22 +214,25 @@ class Builder {
   std::vector<ReadOp> ops_;
 };
 
-// Cuts the ordered list into contiguous runs of about total / workers bytes:
-// an op goes to the worker whose share holds the op's midpoint.
-void Balance(std::vector<ReadOp>& ops, ReadPlan& plan, unsigned workers) {
-  plan.workers.assign(workers, {});
+// Cuts the ordered list into contiguous shares of about total / workers
+// bytes: an op goes to the worker whose share holds the op's midpoint.
+void Balance(std::vector<ReadOp> ops, ReadPlan& plan, unsigned workers) {
   long double total = 0;
   for (const ReadOp& op : ops) total += static_cast<long double>(op.length);
+  std::vector<std::size_t> count(workers, 0);
   long double before = 0;
-  for (ReadOp& op : ops) {
+  for (const ReadOp& op : ops) {
     long double mid = before + static_cast<long double>(op.length) / 2;
     auto w = static_cast<unsigned>(mid * workers / total);
-    plan.workers[std::min(w, workers - 1)].push_back(op);
+    ++count[std::min(w, workers - 1)];
     before += static_cast<long double>(op.length);
     plan.bytes_requested += op.length;
     plan.bytes_delivered += op.delivered;
   }
+  plan.bounds.assign(1, 0);
+  for (std::size_t c : count) plan.bounds.push_back(plan.bounds.back() + c);
   plan.num_ops = ops.size();
+  plan.ops = std::move(ops);
 }
 
 }  // namespace
@@ -248,9 +251,14 @@ Result<ReadPlan> PlanReads(std::span<const Segment> segments, const PlanOptions&
   Builder builder(options, std::move(windows));
   for (const Run& r : runs) builder.Add(r);
 
+  if (builder.ops().size() >= kMaxPlanOps) {
+    return MakeError(ErrorCode::kResourceExhausted, "", "",
+                     "read plan: " + std::to_string(builder.ops().size()) +
+                         " reads, more than one load can schedule");
+  }
   ReadPlan plan;
   plan.staging_size = builder.staging_size();
-  Balance(builder.ops(), plan, options.workers);
+  Balance(std::move(builder.ops()), plan, options.workers);
   return plan;
 }
 

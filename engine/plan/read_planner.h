@@ -1,5 +1,5 @@
 // The read planner: turns segments (shard byte range -> destination address)
-// into per-worker lists of ReadOps.
+// into ReadOps in (file, offset) order, cut into one share per worker.
 //
 //   1. sort by (file, offset);
 //   2. coalesce: merge a segment into the previous one only when it follows it
@@ -21,11 +21,14 @@
 //   4. split into chunks of at most chunk_size (direct reads at aligned
 //      boundaries; staged reads at most staging_chunk bytes each);
 //   5. balance: cut the (file, offset)-ordered list into `workers` contiguous
-//      runs of about equal bytes, so each worker reads each file sequentially.
+//      shares of about equal bytes, so each worker reads each file
+//      sequentially. The shares are where workers start; the scheduler
+//      rebalances them while the load runs (io/op_queue.h).
 //
 // Thread-safe: a pure function.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -38,7 +41,7 @@ namespace shardload {
 struct PlanOptions {
   // Largest read. Default: 4 MiB. Capped at kMaxReadLength.
   std::uint64_t chunk_size = 4ULL << 20;
-  // Number of per-worker lists. Default: 1.
+  // Number of worker shares. Default: 1.
   unsigned workers = 1;
   // Plan aligned reads for O_DIRECT. Default: off.
   bool direct = false;
@@ -52,15 +55,24 @@ struct PlanOptions {
 };
 
 struct ReadPlan {
-  std::vector<std::vector<ReadOp>> workers;  // workers.size() == options.workers
+  std::vector<ReadOp> ops;  // in (file, offset) order
+  // Worker w's share is ops[bounds[w], bounds[w + 1]); options.workers + 1
+  // entries, from 0 to ops.size().
+  std::vector<std::size_t> bounds;
   std::uint64_t bytes_requested = 0;  // sum of ReadOp::length
   std::uint64_t bytes_delivered = 0;  // sum of ReadOp::delivered
   std::uint64_t staging_size = 0;     // largest staged read; 0: none staged
   std::uint64_t num_ops = 0;
+
+  unsigned workers() const { return bounds.empty() ? 0 : static_cast<unsigned>(bounds.size() - 1); }
+  std::span<const ReadOp> share(unsigned w) const {
+    return std::span<const ReadOp>(ops).subspan(bounds[w], bounds[w + 1] - bounds[w]);
+  }
 };
 
 // Plans the reads. Fails with kInvalidArgument on a null destination, a range
-// that overflows, destinations that overlap, or bad options.
+// that overflows, destinations that overlap, or bad options, and with
+// kResourceExhausted when the plan would hold kMaxPlanOps reads or more.
 Result<ReadPlan> PlanReads(std::span<const Segment> segments,
                            const PlanOptions& options);
 

@@ -23,8 +23,11 @@ namespace shardload {
 enum class Backend { kAuto, kIoUring, kPread };
 
 struct LoadOptions {
-  // Workers: the reads are split into this many lists of about equal bytes,
-  // each read in file order through its own io_uring ring (or pread loop).
+  // Workers: the reads are split into this many shares of about equal bytes,
+  // each read in file order through its own io_uring ring (or pread loop); a
+  // worker whose share is done takes over the back half of the fullest other
+  // share, so a worker slowed by page faults or a slow device does not hold
+  // up the load.
   // They run as oneTBB tasks, at most oneTBB's thread limit (one per CPU
   // unless the application sets tbb::global_control) at a time.
   // Default: 0 = one per online CPU.

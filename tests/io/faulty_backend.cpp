@@ -190,10 +190,9 @@ FaultyBackend::FaultyBackend(const IoBackend& inner, std::uint64_t seed,
                              const FaultRates& rates)
     : inner_(inner), seed_(seed), rates_(rates) {}
 
-Status FaultyBackend::Execute(std::span<const ReadOp> ops, const ExecContext& ctx,
+Status FaultyBackend::Execute(WorkerOps& ops, const ExecContext& ctx,
                               WorkerStats& stats) const {
-  std::uint64_t seed = MixSeed(seed_, ops.size());
-  if (!ops.empty()) seed = MixSeed(MixSeed(seed, ops[0].file), ops[0].offset);
+  const std::uint64_t seed = MixSeed(MixSeed(seed_, ops.plan_size()), ops.worker());
   FaultInjector injector(seed, rates_, log_.StartWorker(), log_);
   ExecContext filtered = ctx;
   filtered.filter = &injector;

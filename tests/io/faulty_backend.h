@@ -118,15 +118,15 @@ class FaultInjector final : public CompletionFilter {
 };
 
 // Runs `inner` with a FaultInjector per worker, seeded from `seed` and the
-// worker's first op (so a worker's fault stream does not depend on which
-// thread runs it). name() is the inner backend's.
+// worker's number (so a worker's fault stream does not depend on which
+// thread runs it; which ops it meets depends on how the OpQueue balances).
+// name() is the inner backend's.
 class FaultyBackend final : public IoBackend {
  public:
   // REQUIRES: `inner` outlives this object.
   FaultyBackend(const IoBackend& inner, std::uint64_t seed, const FaultRates& rates);
 
-  Status Execute(std::span<const ReadOp> ops, const ExecContext& ctx,
-                 WorkerStats& stats) const override;
+  Status Execute(WorkerOps& ops, const ExecContext& ctx, WorkerStats& stats) const override;
   const char* name() const override { return inner_.name(); }
 
   const FaultLog& log() const { return log_; }

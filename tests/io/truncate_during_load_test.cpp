@@ -68,8 +68,7 @@ class TruncatingFilter final : public CompletionFilter {
 class TruncatingBackend final : public IoBackend {
  public:
   TruncatingBackend(const IoBackend& inner, Truncation& t) : inner_(inner), t_(t) {}
-  Status Execute(std::span<const ReadOp> ops, const ExecContext& ctx,
-                 WorkerStats& stats) const override {
+  Status Execute(WorkerOps& ops, const ExecContext& ctx, WorkerStats& stats) const override {
     TruncatingFilter filter(t_);
     ExecContext filtered = ctx;
     filtered.filter = &filter;

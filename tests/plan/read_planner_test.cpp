@@ -13,11 +13,7 @@
 namespace shardload {
 namespace {
 
-std::vector<ReadOp> AllOps(const ReadPlan& plan) {
-  std::vector<ReadOp> ops;
-  for (const auto& w : plan.workers) ops.insert(ops.end(), w.begin(), w.end());
-  return ops;
-}
+std::vector<ReadOp> AllOps(const ReadPlan& plan) { return plan.ops; }
 
 ReadPlan MustPlan(std::span<const Segment> segments, const PlanOptions& options) {
   auto plan = PlanReads(segments, options);
@@ -172,10 +168,13 @@ TEST_CASE("orders reads per file and balances bytes across workers") {
     options.workers = workers;
     options.chunk_size = 600;
     ReadPlan plan = MustPlan(segs, options);
-    REQUIRE(plan.workers.size() == workers);
+    REQUIRE(plan.workers() == workers);
+    REQUIRE(plan.bounds.front() == 0);
+    REQUIRE(plan.bounds.back() == plan.ops.size());
     std::uint64_t total = 0;
     std::uint64_t largest = 0, smallest = ~0ULL;
-    for (const auto& ops : plan.workers) {
+    for (unsigned w = 0; w < workers; ++w) {
+      std::span<const ReadOp> ops = plan.share(w);
       std::uint64_t bytes = 0;
       for (std::size_t k = 0; k < ops.size(); ++k) {
         bytes += ops[k].length;
@@ -200,8 +199,9 @@ TEST_CASE("empty input gives an empty plan for every worker") {
   PlanOptions options;
   options.workers = 3;
   ReadPlan plan = MustPlan({}, options);
-  CHECK(plan.workers.size() == 3);
+  CHECK(plan.workers() == 3);
   CHECK(plan.num_ops == 0);
+  for (unsigned w = 0; w < 3; ++w) CHECK(plan.share(w).empty());
 }
 
 TEST_CASE("O_DIRECT: reads straight into aligned memory when the slack is ours") {
