@@ -1,7 +1,8 @@
 // Fault injection (issue #5): seeded loads of small random checkpoints
 // through FaultyBackend, on both backends, buffered and O_DIRECT, queue depth
-// 1 and 64, 1, 2 and 8 threads, into library memory or caller buffers, with
-// the page cache warm or cold. Each load must either deliver exactly the
+// 1 and 64, 1, 2 and 8 threads, into library memory, caller buffers, library
+// memory again (Reload) or one tensor-parallel rank's slices, with the page
+// cache warm or cold. Each load must either deliver exactly the
 // oracle's bytes, with stats equal to what the completion policy was handed,
 // or fail with the error of an injected non-retryable fault (its file, the
 // read's offset and length, its errno). No load may hang, leak a descriptor
@@ -45,6 +46,20 @@ constexpr int kDefaultCases = 100;
 
 using Oracle = std::map<std::string, std::string>;
 
+// What the faulty load does: Load, LoadInto, Reload after a clean Load, or a
+// tensor-parallel Load of rank `rank` of `world`.
+enum class Mode { kOwned, kCaller, kReload, kTp };
+
+const char* ModeName(Mode mode) {
+  switch (mode) {
+    case Mode::kOwned: return "library-memory";
+    case Mode::kCaller: return "caller-memory";
+    case Mode::kReload: return "reload";
+    case Mode::kTp: return "tensor-parallel";
+  }
+  return "?";
+}
+
 struct Case {
   std::uint64_t seed = 0;
   Backend backend = Backend::kPread;
@@ -52,7 +67,8 @@ struct Case {
   unsigned threads = 1;
   unsigned depth = 1;
   std::uint64_t chunk = 4096;
-  bool caller_memory = false;
+  Mode mode = Mode::kOwned;
+  unsigned rank = 0, world = 1;  // kTp
   bool cold = false;  // page cache dropped before the load
   FaultRates rates;
 };
@@ -63,7 +79,9 @@ std::string Describe(const Case& c) {
     << "): " << (c.backend == Backend::kIoUring ? "io_uring" : "pread")
     << (c.direct ? " O_DIRECT" : " buffered") << (c.cold ? " cold" : " warm")
     << " threads=" << c.threads << " depth=" << c.depth << " chunk=" << c.chunk
-    << (c.caller_memory ? " caller-memory" : " library-memory") << " rates: short "
+    << " " << ModeName(c.mode);
+  if (c.mode == Mode::kTp) s << " rank " << c.rank << " of " << c.world;
+  s << " rates: short "
     << c.rates.short_read << " zero " << c.rates.zero_read << " eagain " << c.rates.eagain
     << " eintr " << c.rates.eintr << " eio " << c.rates.eio << " ecanceled "
     << c.rates.ecanceled << " hold " << c.rates.hold;
@@ -84,7 +102,17 @@ Case MakeCase(std::uint64_t seed, Backend backend, bool direct) {
   c.threads = Pick(rng, {1u, 2u, 8u});
   c.depth = Pick(rng, {1u, 64u});
   c.chunk = Pick<std::uint64_t>(rng, {4096, 16384, 65536});
-  c.caller_memory = rng() % 3 == 0;
+  switch (rng() % 6) {
+    case 0:
+    case 1: c.mode = Mode::kCaller; break;
+    case 2: c.mode = Mode::kReload; break;
+    case 3:
+      c.mode = Mode::kTp;
+      c.world = Pick(rng, {2u, 3u, 4u});
+      c.rank = static_cast<unsigned>(rng() % c.world);
+      break;
+    default: c.mode = Mode::kOwned;
+  }
   c.cold = rng() % 2 == 0;
   FaultRates& r = c.rates;
   r.short_read = Pick(rng, {0.0, 0.1, 0.3, 0.6});
@@ -120,6 +148,25 @@ Checkpoint RandomCheckpoint(const std::string& dir, std::mt19937_64& rng) {
   return WriteShards(dir, shards, rng);
 }
 
+// Tensor-parallel cases: 1 to 3 shards of 2-D tensors of odd shapes, split by
+// columns (contiguous row blocks of the file) or by rows (one strided segment
+// per row), under kTpPlan.
+Checkpoint TpCheckpoint(const std::string& dir, std::mt19937_64& rng) {
+  std::vector<std::vector<TensorSpec>> shards(1 + rng() % 3);
+  int i = 0;
+  for (std::vector<TensorSpec>& shard : shards) {
+    for (int k = 2 + static_cast<int>(rng() % 4); k > 0; --k, ++i) {
+      shard.push_back({"l" + std::to_string(i) + (k % 2 ? ".row" : ".col") + ".weight",
+                       Pick(rng, {DType::kF32, DType::kBF16, DType::kU8, DType::kF64}),
+                       {1 + rng() % 200, 1 + rng() % 200}});
+    }
+  }
+  return WriteShards(dir, shards, rng);
+}
+
+constexpr char kTpPlan[] = R"({"tp_plan_version": 1, "uneven": "chunk", "rules": [
+  {"match": "**.col.weight", "split": "col"}, {"match": "**.row.weight", "split": "row"}]})";
+
 // Drops the shards' pages from the page cache, so that buffered io_uring
 // reads go to the disk asynchronously instead of completing inline.
 void DropCache(const Checkpoint& ckpt) {
@@ -146,15 +193,47 @@ bool SameBytes(std::span<const std::byte> got, const std::string& want) {
   return got.size() == want.size() && std::memcmp(got.data(), want.data(), want.size()) == 0;
 }
 
-// Loads everything into library memory; on success checks every byte.
-Result<LoadStats> LoadOwned(Loader& loader, const Oracle& oracle) {
-  auto loaded = loader.Load();
-  if (!loaded) return std::move(loaded).error();
-  CHECK(loaded->tensors().size() == oracle.size());
-  for (const LoadedTensor& t : loaded->tensors()) {
+// Every tensor of `loaded` holds the oracle's bytes.
+void CheckLoaded(const LoadedCheckpoint& loaded, const Oracle& oracle) {
+  CHECK(loaded.tensors().size() == oracle.size());
+  for (const LoadedTensor& t : loaded.tensors()) {
     if (!SameBytes(t.data, oracle.at(t.name))) FAIL("tensor " << t.name << " differs");
   }
+}
+
+// Loads everything (or rank tp's slices) into library memory; on success
+// checks every byte.
+Result<LoadStats> LoadOwned(Loader& loader, const Oracle& oracle, const TensorParallel& tp = {}) {
+  auto loaded = loader.Load({}, tp);
+  if (!loaded) return std::move(loaded).error();
+  CheckLoaded(*loaded, oracle);
   return loaded->stats();
+}
+
+// Reloads `loaded`, whose bytes were overwritten first; on success checks
+// every byte.
+Result<LoadStats> ReloadOwned(Loader& loader, LoadedCheckpoint& loaded, const Oracle& oracle) {
+  if (Status s = loader.Reload(loaded); !s) return std::move(s).error();
+  CheckLoaded(loaded, oracle);
+  return loaded.stats();
+}
+
+// What rank tp gets: its slices from a load without faults (pread, one
+// thread), the path tests/loader/tp_load_test.cpp checks against the
+// independent slicer of tests/tp.
+Oracle TpOracle(const Checkpoint& ckpt, const TensorParallel& tp) {
+  LoadOptions o;
+  o.backend = Backend::kPread;
+  o.threads = 1;
+  auto loader = Loader::Open(ckpt, o);
+  REQUIRE(loader);
+  auto loaded = loader->Load({}, tp);
+  REQUIRE_MESSAGE(loaded, loaded.error().ToString());
+  Oracle oracle;
+  for (const LoadedTensor& t : loaded->tensors()) {
+    oracle[t.name].assign(reinterpret_cast<const char*>(t.data.data()), t.data.size());
+  }
+  return oracle;
 }
 
 // Loads everything into one caller buffer, tensors at random misalignments
@@ -236,10 +315,12 @@ void CheckFailure(const Error& e, const std::vector<InjectedFault>& faults,
   }
 }
 
-void CheckStats(const LoadStats& stats, const Checkpoint& ckpt, const PolicyInputs& in,
+void CheckStats(const LoadStats& stats, const Oracle& oracle, const PolicyInputs& in,
                 const Case& c) {
-  CHECK(stats.tensors == ckpt.tensors().size());
-  CHECK(stats.bytes == ckpt.TotalBytes());
+  std::uint64_t bytes = 0;
+  for (const auto& [name, data] : oracle) bytes += data.size();
+  CHECK(stats.tensors == oracle.size());
+  CHECK(stats.bytes == bytes);
   CHECK(stats.bytes_read == in.bytes);
   CHECK(stats.short_reads == in.short_reads);
   CHECK(stats.retries == in.retries);
@@ -263,6 +344,7 @@ struct Tally {
   int loaded = 0;
   int failed = 0;
   int kinds[kNumFaultKinds] = {};
+  int modes[4] = {};  // by Mode
   std::uint64_t held = 0;
   std::uint64_t reaps = 0;
 };
@@ -271,12 +353,29 @@ void RunCase(const Case& c, Watchdog& dog, Tally& tally) {
   INFO(Describe(c));
   TempDir dir;
   std::mt19937_64 rng(MixSeed(c.seed, 1));
-  const Checkpoint ckpt = RandomCheckpoint(dir.path(), rng);
+  const Checkpoint ckpt = c.mode == Mode::kTp ? TpCheckpoint(dir.path(), rng)
+                                              : RandomCheckpoint(dir.path(), rng);
+  TensorParallel tp;
   Oracle oracle;
-  for (const TensorInfo& t : ckpt.tensors()) oracle[t.name] = OracleRead(ckpt, t);
-  if (c.cold) DropCache(ckpt);
+  if (c.mode == Mode::kTp) {
+    tp = {c.rank, c.world, dir.path() + "/plan.json"};
+    WriteFile(tp.plan, kTpPlan);
+    oracle = TpOracle(ckpt, tp);
+  } else {
+    for (const TensorInfo& t : ckpt.tensors()) oracle[t.name] = OracleRead(ckpt, t);
+  }
   auto loader = Loader::Open(ckpt, Options(c));
   REQUIRE_MESSAGE(loader, loader.error().ToString());
+  LoadedCheckpoint reloaded;
+  if (c.mode == Mode::kReload) {  // a clean first load, then other bytes in its place
+    auto first = loader->Load();
+    REQUIRE_MESSAGE(first, first.error().ToString());
+    reloaded = std::move(*first);
+    for (const LoadedTensor& t : reloaded.tensors()) {
+      std::memset(t.data.data(), 0x5A, t.data.size());
+    }
+  }
+  if (c.cold) DropCache(ckpt);
   FaultyBackend faulty(RealBackend(c.backend), MixSeed(c.seed, 2), c.rates);
 
   const int fds_before = OpenFdCount();
@@ -284,14 +383,19 @@ void RunCase(const Case& c, Watchdog& dog, Tally& tally) {
   {
     ScopedBackendOverride use(faulty);
     Watchdog::Scope armed(dog, Describe(c));
-    result.emplace(c.caller_memory ? LoadIntoCaller(*loader, oracle, rng)
-                                   : LoadOwned(*loader, oracle));
+    switch (c.mode) {
+      case Mode::kCaller: result.emplace(LoadIntoCaller(*loader, oracle, rng)); break;
+      case Mode::kReload: result.emplace(ReloadOwned(*loader, reloaded, oracle)); break;
+      case Mode::kOwned:
+      case Mode::kTp: result.emplace(LoadOwned(*loader, oracle, tp)); break;
+    }
   }
   CHECK(OpenFdCount() == fds_before);
 
   const std::vector<InjectedFault> faults = faulty.log().faults();
   INFO("faults injected:" << ListFaults(faults));
   ++tally.cases;
+  ++tally.modes[static_cast<int>(c.mode)];
   for (const InjectedFault& f : faults) ++tally.kinds[static_cast<int>(f.kind)];
   tally.held += faulty.log().inputs().held;
   tally.reaps += faulty.log().inputs().reaps;
@@ -305,7 +409,7 @@ void RunCase(const Case& c, Watchdog& dog, Tally& tally) {
   } else {
     ++tally.loaded;
     REQUIRE_MESSAGE(*result, result->error().ToString());
-    CheckStats(**result, ckpt, faulty.log().inputs(), c);
+    CheckStats(**result, oracle, faulty.log().inputs(), c);
   }
 }
 
@@ -346,11 +450,15 @@ void RunSeeds(Backend backend, bool direct) {
                       << tally.kinds[1] << ", EAGAIN " << tally.kinds[2] << ", EINTR "
                       << tally.kinds[3] << ", EIO " << tally.kinds[4] << ", ECANCELED "
                       << tally.kinds[5] << "; io_uring batches " << tally.reaps
-                      << ", completions held back " << tally.held);
+                      << ", completions held back " << tally.held << "; loads into library "
+                      << "memory " << tally.modes[0] << ", caller memory " << tally.modes[1]
+                      << ", reloads " << tally.modes[2] << ", tensor-parallel ranks "
+                      << tally.modes[3]);
   if (cases >= 50) {
     CHECK(tally.loaded > 0);
     CHECK(tally.failed > 0);
     CHECK(tally.kinds[static_cast<int>(FaultKind::kShortRead)] > 0);
+    for (int mode : tally.modes) CHECK(mode > 0);
     if (backend == Backend::kIoUring && cases >= 100) CHECK(tally.held > 0);
   }
 }
