@@ -1,8 +1,8 @@
 // The seam between the scheduler and the kernel: an IoBackend runs the
 // ReadOps one worker takes from the load's OpQueue (op_queue.h), on the
-// calling thread. Implementations: the
-// io_uring scheduler (uring_backend.h) and the pread pool (pread_backend.h);
-// tests wrap one to inject faults (ExecContext::filter, tests/io/faulty_backend.h).
+// calling thread. Implementations: the io_uring scheduler (uring_backend.h)
+// and the pread pool (pread_backend.h); tests wrap one to inject faults
+// (ExecContext::filter, tests/io/faulty_backend.h).
 // Thread-safe: Execute may run concurrently on many threads (one per worker);
 // an IoBackend holds no per-load state.
 #pragma once

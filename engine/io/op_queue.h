@@ -10,9 +10,9 @@
 //   * a worker whose share is used up steals the back half of the ops not yet
 //     taken from the share with the most left, and makes them its own share.
 //
-//        before:  w0 [#####...........]  w1 [####################]   (# taken)
-//        w0 done: w0 [################]  w1 [##########..........]
-//        steal:   w0 ...[.....]          w1 [##########.....]
+//        w0 [################]  w1 [######..........]    (# taken)
+//        w0's share is done; it steals the back half of what w1 has left:
+//                                w1 [######.....]  w0 [.....]
 //
 // Each worker still reads forward through a file (sequential for readahead
 // and the disk), and no worker idles while another has ops waiting. An op is
@@ -47,7 +47,6 @@ class OpQueue {
 
   const ReadOp& op(std::size_t index) const { return ops_[index]; }
   std::size_t size() const { return ops_.size(); }
-  unsigned workers() const { return workers_; }
   // Ops taken so far by stealing (counted per stolen op).
   std::uint64_t stolen() const { return stolen_.load(std::memory_order_relaxed); }
 
