@@ -92,7 +92,7 @@ struct ReadTensor {
 // Parses `path` with the reader and preads every tensor's bytes.
 std::vector<ReadTensor> ReadBack(const std::string& path, format::Header* header_out = nullptr) {
   Result<format::Header> header = format::ReadHeaderFile(path);
-  REQUIRE_MESSAGE(header.has_value(), header.error().ToString());
+  REQUIRE_MESSAGE(header.has_value(), shardload::test::ErrorText(header));
   std::vector<ReadTensor> out;
   for (const format::HeaderTensor& t : header->tensors) {
     out.push_back({t.name, t.dtype, t.shape,
@@ -321,7 +321,7 @@ Rewritten Rewrite(const std::string& file, const TempDir& dir) {
     tensors.push_back(Tensor(t.name, t.dtype, t.shape, t.bytes));
   std::string dst = dir / file;
   Status s = WriteSafetensors(dst, tensors, header.metadata);
-  REQUIRE_MESSAGE(s.ok(), s.error().ToString());
+  REQUIRE_MESSAGE(s.ok(), shardload::test::ErrorText(s));
   r.rewritten = ReadFile(dst);
   r.rewritten_tensors = ReadBack(dst);
   auto by_name = [](const ReadTensor& a, const ReadTensor& b) { return a.name < b.name; };

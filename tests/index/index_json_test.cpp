@@ -35,7 +35,7 @@ TEST_CASE("well-formed index") {
       R"({"metadata": {"total_size": 12, "x": "y"}, "other": [1],
           "weight_map": {"t2": "b.safetensors", "t1": "a.safetensors", "t3": "b.safetensors"}})",
       kPath);
-  REQUIRE_MESSAGE(r.has_value(), r.error().ToString());
+  REQUIRE_MESSAGE(r.has_value(), shardload::test::ErrorText(r));
   CHECK(r->shard_names == std::vector<std::string>{"a.safetensors", "b.safetensors"});
   REQUIRE(r->entries.size() == 3);
   CHECK(r->entries[0].tensor == "t2");
@@ -101,7 +101,7 @@ TEST_CASE("deep nesting in metadata: bounded, no stack overflow") {
            R"(}, "weight_map": {}})";
   };
   Result<index::ParsedIndex> r = index::ParseIndexJson(with(index::kMaxMetadataDepth), kPath);
-  REQUIRE_MESSAGE(r.has_value(), r.error().ToString());
+  REQUIRE_MESSAGE(r.has_value(), shardload::test::ErrorText(r));
   CHECK(r->metadata[0].second.size() == 2 * index::kMaxMetadataDepth);
   ParseError(with(index::kMaxMetadataDepth + 1), ErrorCode::kIndexJson, {"deep", "nests deeper"});
   ParseError(with(1000000), ErrorCode::kIndexJson, {"deep", "nests deeper"});
@@ -159,7 +159,7 @@ TEST_CASE("the three real index files parse") {
     auto us = std::chrono::duration_cast<std::chrono::microseconds>(
                   std::chrono::steady_clock::now() - start)
                   .count();
-    REQUIRE_MESSAGE(r.has_value(), r.error().ToString());
+    REQUIRE_MESSAGE(r.has_value(), shardload::test::ErrorText(r));
     MESSAGE(file, ": parsed in ", us, " us");
     CHECK(r->entries.size() == real.tensors);
     CHECK(r->shard_names.size() == real.shards);

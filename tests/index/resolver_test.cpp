@@ -62,7 +62,7 @@ TEST_CASE("single .safetensors file") {
   std::string path = dir / "weights.safetensors";
   WriteFile(path, ShardBytes(tensors, R"({"format":"pt"})"));
   Result<Checkpoint> c = Checkpoint::Open(path);
-  REQUIRE_MESSAGE(c.has_value(), c.error().ToString());
+  REQUIRE_MESSAGE(c.has_value(), shardload::test::ErrorText(c));
   CHECK(c->path() == path);
   CHECK(c->index_path().empty());
   CHECK(c->index_metadata().empty());
@@ -92,7 +92,7 @@ TEST_CASE("index path, directory with one index, and the index's metadata") {
   for (const std::string& path : {index_path, dir.path(), dir.path() + "/"}) {
     CAPTURE(path);
     Result<Checkpoint> c = Checkpoint::Open(path);
-    REQUIRE_MESSAGE(c.has_value(), c.error().ToString());
+    REQUIRE_MESSAGE(c.has_value(), shardload::test::ErrorText(c));
     CHECK(c->path() == path);
     CHECK(c->index_path().ends_with("/model.safetensors.index.json"));
     CHECK(c->warnings().empty());  // total_size matches
@@ -135,7 +135,7 @@ TEST_CASE("directory of .safetensors files without an index: all, sorted by name
   WriteFile(dir / "README.md", "not a checkpoint");
   WriteFile(dir / "sub/deeper.safetensors", ShardBytes({{"deep"}}));  // not recursive
   Result<Checkpoint> c = Checkpoint::Open(dir.path());
-  REQUIRE_MESSAGE(c.has_value(), c.error().ToString());
+  REQUIRE_MESSAGE(c.has_value(), shardload::test::ErrorText(c));
   CHECK(c->index_path().empty());
   REQUIRE(c->shards().size() == 3);
   CHECK(c->shards()[0].name == "a.safetensors");
@@ -154,7 +154,7 @@ TEST_CASE("diffusers-named index in a component folder") {
   std::vector<ShardSpec> specs = TwoShards("diffusion_pytorch_model");
   WriteSharded(unet, specs, "diffusion_pytorch_model.safetensors.index.json");
   Result<Checkpoint> c = Checkpoint::Open(unet);
-  REQUIRE_MESSAGE(c.has_value(), c.error().ToString());
+  REQUIRE_MESSAGE(c.has_value(), shardload::test::ErrorText(c));
   CHECK(c->index_path() == unet + "/diffusion_pytorch_model.safetensors.index.json");
   CHECK(c->shards()[0].name == "diffusion_pytorch_model-00001-of-00002.safetensors");
   CheckAgainstSpecs(*c, specs, unet);
@@ -179,7 +179,7 @@ TEST_CASE("Hugging Face cache: snapshot of relative symlinks into blobs") {
   for (const std::string& path : {snapshot, snapshot + "/model.safetensors.index.json"}) {
     CAPTURE(path);
     Result<Checkpoint> c = Checkpoint::Open(path);
-    REQUIRE_MESSAGE(c.has_value(), c.error().ToString());
+    REQUIRE_MESSAGE(c.has_value(), shardload::test::ErrorText(c));
     CHECK(c->index_path() == snapshot + "/model.safetensors.index.json");
     CHECK(c->shards()[0].path == snapshot + "/" + specs[1].name);
     CHECK(c->warnings().empty());
@@ -255,7 +255,7 @@ TEST_CASE("shards in a subdirectory are fine") {
                                   {"sub/deeper/part-2.safetensors", {{"y"}}}};
   WriteSharded(dir.path(), specs);
   Result<Checkpoint> c = Checkpoint::Open(dir.path());
-  REQUIRE_MESSAGE(c.has_value(), c.error().ToString());
+  REQUIRE_MESSAGE(c.has_value(), shardload::test::ErrorText(c));
   CHECK(c->shards()[0].name == "sub/deeper/part-2.safetensors");
   CHECK(c->shards()[0].path == dir / "sub/deeper/part-2.safetensors");
   CheckAgainstSpecs(*c, specs, dir.path());
@@ -313,7 +313,7 @@ TEST_CASE("tensors in a shard but not indexed: warning, not loaded") {
   std::string shard1 = dir / "model-00001-of-00002.safetensors";
   WriteFile(shard1, ShardBytes(with_extra));
   Result<Checkpoint> c = Checkpoint::Open(index_path);
-  REQUIRE_MESSAGE(c.has_value(), c.error().ToString());
+  REQUIRE_MESSAGE(c.has_value(), shardload::test::ErrorText(c));
   CHECK(c->Find("extra.bias") == nullptr);
   CHECK(c->tensors().size() == 5);
   CHECK(c->shards()[0].num_tensors == 3);
@@ -336,7 +336,7 @@ TEST_CASE("many unindexed tensors: warnings are capped and counted") {
   WriteFile(dir / "a.safetensors", ShardBytes(tensors));
   WriteFile(dir / "model.safetensors.index.json", IndexJson({{"kept", "a.safetensors"}}, 8));
   Result<Checkpoint> c = Checkpoint::Open(dir.path());
-  REQUIRE_MESSAGE(c.has_value(), c.error().ToString());
+  REQUIRE_MESSAGE(c.has_value(), shardload::test::ErrorText(c));
   REQUIRE(c->warnings().size() == 65);
   CHECK(c->warnings().back().detail.find("36 more") != std::string::npos);
 }
@@ -389,7 +389,7 @@ TEST_CASE("extra index metadata keys are preserved") {
                       R"("total_parameters": 2, "format": "pt", "nested": {"a": [1, 2.5, null]},)"
                       R"( "flag": true, "note": "caf\u00e9 \"q\"")"));
   Result<Checkpoint> c = Checkpoint::Open(dir.path());
-  REQUIRE_MESSAGE(c.has_value(), c.error().ToString());
+  REQUIRE_MESSAGE(c.has_value(), shardload::test::ErrorText(c));
   CHECK(c->index_metadata() == Metadata{{"total_size", "8"},
                                         {"total_parameters", "2"},
                                         {"format", "pt"},
@@ -416,7 +416,7 @@ TEST_CASE("Find by binary search") {
   }
   WriteFile(dir / "m.safetensors", ShardBytes(tensors));
   Result<Checkpoint> c = Checkpoint::Open(dir / "m.safetensors");
-  REQUIRE_MESSAGE(c.has_value(), c.error().ToString());
+  REQUIRE_MESSAGE(c.has_value(), shardload::test::ErrorText(c));
   CHECK(std::is_sorted(c->tensors().begin(), c->tensors().end(),
                        [](const TensorInfo& a, const TensorInfo& b) { return a.name < b.name; }));
   for (const FakeTensor& t : tensors) {
@@ -436,7 +436,7 @@ TEST_CASE("an empty weight_map is a checkpoint with no tensors") {
   WriteFile(dir / "model.safetensors.index.json",
             R"({"metadata": {"total_size": 0}, "weight_map": {}})");
   Result<Checkpoint> c = Checkpoint::Open(dir.path());
-  REQUIRE_MESSAGE(c.has_value(), c.error().ToString());
+  REQUIRE_MESSAGE(c.has_value(), shardload::test::ErrorText(c));
   CHECK(c->shards().empty());
   CHECK(c->tensors().empty());
   CHECK(c->warnings().empty());
@@ -510,9 +510,9 @@ TEST_CASE("relative paths stay relative") {
   Result<Checkpoint> c = Checkpoint::Open("model.safetensors.index.json");
   Result<Checkpoint> d = Checkpoint::Open(".");
   REQUIRE(::chdir(cwd.c_str()) == 0);
-  REQUIRE_MESSAGE(c.has_value(), c.error().ToString());
+  REQUIRE_MESSAGE(c.has_value(), shardload::test::ErrorText(c));
   CHECK(c->shards()[0].path == "model-00001-of-00002.safetensors");
-  REQUIRE_MESSAGE(d.has_value(), d.error().ToString());
+  REQUIRE_MESSAGE(d.has_value(), shardload::test::ErrorText(d));
   CHECK(d->shards()[0].path == "./model-00001-of-00002.safetensors");
 }
 
@@ -536,7 +536,7 @@ TEST_CASE("an index of tens of thousands of tensors") {
   std::reverse(map.begin(), map.end());
   WriteFile(dir / "model.safetensors.index.json", IndexJson(map, 4ull * kShards * kPerShard));
   Result<Checkpoint> c = Checkpoint::Open(dir.path());
-  REQUIRE_MESSAGE(c.has_value(), c.error().ToString());
+  REQUIRE_MESSAGE(c.has_value(), shardload::test::ErrorText(c));
   CHECK(c->tensors().size() == kShards * kPerShard);
   CHECK(c->warnings().empty());
   for (const ShardInfo& s : c->shards()) CHECK(s.num_tensors == kPerShard);

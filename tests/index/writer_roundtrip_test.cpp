@@ -70,7 +70,7 @@ TEST_CASE("WriteCheckpoint: sharded checkpoint round trip") {
   options.shard_metadata = Metadata{{"format", "pt"}};
   REQUIRE(WriteCheckpoint(dir.path(), s.tensors, options).ok());
   Result<Checkpoint> c = Checkpoint::Open(dir.path());
-  REQUIRE_MESSAGE(c.has_value(), c.error().ToString());
+  REQUIRE_MESSAGE(c.has_value(), shardload::test::ErrorText(c));
   CHECK(c->index_path() == dir / "model.safetensors.index.json");
   CHECK(c->shards().size() > 2);
   CHECK(c->warnings().empty());  // total_size matches the tensor bytes
@@ -94,7 +94,7 @@ TEST_CASE("WriteCheckpoint: one file, and a forced index, with a diffusers prefi
   SUBCASE("single file") {
     REQUIRE(WriteCheckpoint(dir.path(), s.tensors, options).ok());
     Result<Checkpoint> c = Checkpoint::Open(dir.path());
-    REQUIRE_MESSAGE(c.has_value(), c.error().ToString());
+    REQUIRE_MESSAGE(c.has_value(), shardload::test::ErrorText(c));
     CHECK(c->index_path().empty());
     REQUIRE(c->shards().size() == 1);
     CHECK(c->shards()[0].name == "diffusion_pytorch_model.safetensors");
@@ -104,7 +104,7 @@ TEST_CASE("WriteCheckpoint: one file, and a forced index, with a diffusers prefi
     options.always_index = true;
     REQUIRE(WriteCheckpoint(dir.path(), s.tensors, options).ok());
     Result<Checkpoint> c = Checkpoint::Open(dir.path());
-    REQUIRE_MESSAGE(c.has_value(), c.error().ToString());
+    REQUIRE_MESSAGE(c.has_value(), shardload::test::ErrorText(c));
     CHECK(c->index_path() == dir / "diffusion_pytorch_model.safetensors.index.json");
     REQUIRE(c->shards().size() == 1);
     CheckBytes(*c, s);
@@ -118,7 +118,7 @@ TEST_CASE("WriteSafetensors files in one directory, no index") {
   REQUIRE(WriteSafetensors(dir / "b.safetensors", all.subspan(0, 5)).ok());
   REQUIRE(WriteSafetensors(dir / "a.safetensors", all.subspan(5)).ok());
   Result<Checkpoint> c = Checkpoint::Open(dir.path());
-  REQUIRE_MESSAGE(c.has_value(), c.error().ToString());
+  REQUIRE_MESSAGE(c.has_value(), shardload::test::ErrorText(c));
   CHECK(c->shards()[0].name == "a.safetensors");
   CHECK(c->shards()[0].num_tensors == 7);
   CHECK(c->shards()[1].num_tensors == 5);

@@ -228,7 +228,7 @@ Oracle TpOracle(const Checkpoint& ckpt, const TensorParallel& tp) {
   auto loader = Loader::Open(ckpt, o);
   REQUIRE(loader);
   auto loaded = loader->Load({}, tp);
-  REQUIRE_MESSAGE(loaded, loaded.error().ToString());
+  REQUIRE_MESSAGE(loaded, shardload::test::ErrorText(loaded));
   Oracle oracle;
   for (const LoadedTensor& t : loaded->tensors()) {
     oracle[t.name].assign(reinterpret_cast<const char*>(t.data.data()), t.data.size());
@@ -365,11 +365,11 @@ void RunCase(const Case& c, Watchdog& dog, Tally& tally) {
     for (const TensorInfo& t : ckpt.tensors()) oracle[t.name] = OracleRead(ckpt, t);
   }
   auto loader = Loader::Open(ckpt, Options(c));
-  REQUIRE_MESSAGE(loader, loader.error().ToString());
+  REQUIRE_MESSAGE(loader, shardload::test::ErrorText(loader));
   LoadedCheckpoint reloaded;
   if (c.mode == Mode::kReload) {  // a clean first load, then other bytes in its place
     auto first = loader->Load();
-    REQUIRE_MESSAGE(first, first.error().ToString());
+    REQUIRE_MESSAGE(first, shardload::test::ErrorText(first));
     reloaded = std::move(*first);
     for (const LoadedTensor& t : reloaded.tensors()) {
       std::memset(t.data.data(), 0x5A, t.data.size());
@@ -408,7 +408,7 @@ void RunCase(const Case& c, Watchdog& dog, Tally& tally) {
     CheckFailure(result->error(), faults, ckpt);
   } else {
     ++tally.loaded;
-    REQUIRE_MESSAGE(*result, result->error().ToString());
+    REQUIRE_MESSAGE(*result, shardload::test::ErrorText(*result));
     CheckStats(**result, oracle, faulty.log().inputs(), c);
   }
 }
@@ -565,7 +565,7 @@ void CheckPolicyRows(Backend backend) {
       FaultRates r;
       r.short_read = 1;
       Single::Run run = s.Load(backend, depth, r);
-      REQUIRE_MESSAGE(run.result, run.result.error().ToString());
+      REQUIRE_MESSAGE(run.result, shardload::test::ErrorText(run.result));
       CHECK(run.result->short_reads == run.inputs.short_reads);
       CHECK(run.result->short_reads >= 10);  // each of the 10 reads was cut at least once
       CHECK(run.result->bytes_read == run.inputs.bytes);
@@ -576,7 +576,7 @@ void CheckPolicyRows(Backend backend) {
       r.eagain = 0.3;
       r.eintr = 0.3;
       Single::Run run = s.Load(backend, depth, r);
-      REQUIRE_MESSAGE(run.result, run.result.error().ToString());
+      REQUIRE_MESSAGE(run.result, shardload::test::ErrorText(run.result));
       CHECK(run.result->retries == run.inputs.retries);
       CHECK(run.result->retries == run.faults.size());
     }

@@ -213,7 +213,7 @@ void CheckOwned(const Fixture& f, Loader& loader, const Selection& sel) {
   auto expected = Select(f.checkpoint, sel);
   REQUIRE(expected);
   auto loaded = loader.Load(sel);
-  REQUIRE_MESSAGE(loaded, (loaded ? "" : loaded.error().ToString()));
+  REQUIRE_MESSAGE(loaded, shardload::test::ErrorText(loaded));
   const std::vector<LoadedTensor>& got = loaded->tensors();
   REQUIRE(got.size() == expected->size());
   std::uint64_t bytes = 0;
@@ -255,7 +255,7 @@ void CheckCaller(const Fixture& f, Loader& loader, const Selection& sel, std::mt
   }
   std::shuffle(dests.begin(), dests.end(), rng);
   auto stats = loader.LoadInto(dests);
-  REQUIRE_MESSAGE(stats, (stats ? "" : stats.error().ToString()));
+  REQUIRE_MESSAGE(stats, shardload::test::ErrorText(stats));
   std::uint64_t bytes = 0;
   for (const Destination& d : dests) {
     const std::string& want = f.oracle.at(d.name);
@@ -433,7 +433,7 @@ void CheckReload(Backend backend, bool direct) {
   }
   for (const LoadedTensor& t : loaded->tensors()) std::memset(t.data.data(), 0, t.data.size());
   Status reloaded = loader->Reload(*loaded);
-  REQUIRE_MESSAGE(reloaded, (reloaded ? "" : reloaded.error().ToString()));
+  REQUIRE_MESSAGE(reloaded, shardload::test::ErrorText(reloaded));
   std::uint64_t bytes = 0;
   for (const LoadedTensor& t : loaded->tensors()) {
     std::string want = OracleRead(ckpt, *ckpt.Find(t.name));

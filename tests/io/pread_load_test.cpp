@@ -67,7 +67,7 @@ TEST_CASE("options: invalid values are refused; odd ones still load exactly") {
       auto loader = Loader::Open(f.checkpoint, odd);
       REQUIRE(loader);
       auto loaded = loader->Load(sel);
-      REQUIRE_MESSAGE(loaded, (loaded ? "" : loaded.error().ToString()));
+      REQUIRE_MESSAGE(loaded, shardload::test::ErrorText(loaded));
       for (const LoadedTensor& t : loaded->tensors()) {
         const std::string& want = f.oracle.at(t.name);
         CHECK(std::string(reinterpret_cast<const char*>(t.data.data()), t.data.size()) == want);

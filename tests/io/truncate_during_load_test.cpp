@@ -104,7 +104,7 @@ Result<LoadedCheckpoint> LoadTruncating(const Checkpoint& ckpt, Backend backend,
   o.queue_depth = depth;
   o.chunk_size = 64 << 10;
   auto loader = Loader::Open(ckpt, o);
-  REQUIRE_MESSAGE(loader, loader.error().ToString());
+  REQUIRE_MESSAGE(loader, shardload::test::ErrorText(loader));
   t.file = 1;
   t.path = ckpt.shards()[1].path;
   t.size = static_cast<off_t>(ckpt.shards()[1].data_offset + keep);
@@ -150,7 +150,7 @@ void CheckTruncatedUnderLoad(Backend backend) {
   const Checkpoint ckpt = TwoBigShards(dir.path());
   Truncation t;
   auto loaded = LoadTruncating(ckpt, backend, false, 2, 16, kShardBytes + 20, t);
-  REQUIRE_MESSAGE(loaded, loaded.error().ToString());
+  REQUIRE_MESSAGE(loaded, shardload::test::ErrorText(loaded));
   for (const LoadedTensor& lt : loaded->tensors()) {
     const std::string want = OracleRead(ckpt, *ckpt.Find(lt.name));
     CHECK(std::memcmp(lt.data.data(), want.data(), want.size()) == 0);

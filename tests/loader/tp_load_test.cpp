@@ -224,7 +224,7 @@ void LoadEveryRank(const Fixture& f, LoadOptions options) {
       for (unsigned r = 0; r < w; ++r) {
         TensorParallel tp{r, w, f.PlanPath(plan)};
         auto loaded = loader->Load({}, tp);
-        REQUIRE_MESSAGE(loaded.has_value(), loaded.error().ToString());
+        REQUIRE_MESSAGE(loaded.has_value(), shardload::test::ErrorText(loaded));
         std::uint64_t bytes = CheckRank(f, loader->checkpoint(), *loaded, plan, r, w);
         const LoadStats& stats = loaded->stats();
         if (!options.direct) CHECK(stats.bytes_read == stats.bytes);
@@ -287,7 +287,7 @@ TEST_CASE("LoadInto caller buffers of the local sizes; padding is zeroed") {
         dests.push_back({plan->tensors[i].name, buffers[i].data(), buffers[i].size()});
       }
       auto stats = loader->LoadInto(dests, tp);
-      REQUIRE_MESSAGE(stats.has_value(), stats.error().ToString());
+      REQUIRE_MESSAGE(stats.has_value(), shardload::test::ErrorText(stats));
       for (std::size_t i = 0; i < dests.size(); ++i) {
         const TensorInfo& t = *loader->checkpoint().Find(dests[i].name);
         std::vector<std::uint8_t> want;

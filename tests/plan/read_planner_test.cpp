@@ -17,7 +17,7 @@ std::vector<ReadOp> AllOps(const ReadPlan& plan) { return plan.ops; }
 
 ReadPlan MustPlan(std::span<const Segment> segments, const PlanOptions& options) {
   auto plan = PlanReads(segments, options);
-  REQUIRE_MESSAGE(plan.has_value(), (plan ? "" : plan.error().ToString()));
+  REQUIRE_MESSAGE(plan.has_value(), shardload::test::ErrorText(plan));
   return std::move(*plan);
 }
 

@@ -1,5 +1,5 @@
 // Helpers shared by all tests: the seed, temporary directories, paths of the
-// shared fixtures, and raw file writing.
+// shared fixtures, raw file writing, and error text for assertion messages.
 #pragma once
 
 #include <cstdint>
@@ -35,5 +35,13 @@ std::string ReadFile(const std::string& path);
 // An 8-byte little-endian length followed by `json` and then `data`: a raw
 // safetensors file with exactly the given header text.
 std::string RawSafetensors(std::string_view json, std::string_view data = {});
+
+// The error of a failed Result or Status as text, "" on success: for
+// REQUIRE_MESSAGE, whose message doctest also builds for passing assertions
+// when asked to report them (-s).
+template <typename R>
+std::string ErrorText(const R& r) {
+  return r ? std::string() : r.error().ToString();
+}
 
 }  // namespace shardload::test
