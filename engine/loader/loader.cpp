@@ -513,7 +513,7 @@ Result<RankPlan> Loader::Impl::PlanTp(const Selection& selection, const TensorPa
   auto plan = PlanReads(segments, plan_options);
   if (!plan) return std::move(plan).error();
   RankPlan out{tp.rank, tp.world, {}, plan->bytes_delivered, 0, plan->bytes_requested,
-               plan->num_ops};
+               plan->ops.size()};
   for (const TpItem& item : items) {
     out.tensors.push_back(DescribeTp(item));
     out.local_bytes += item.slice.size;

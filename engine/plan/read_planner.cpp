@@ -231,7 +231,6 @@ void Balance(std::vector<ReadOp> ops, ReadPlan& plan, unsigned workers) {
   }
   plan.bounds.assign(1, 0);
   for (std::size_t c : count) plan.bounds.push_back(plan.bounds.back() + c);
-  plan.num_ops = ops.size();
   plan.ops = std::move(ops);
 }
 

@@ -62,7 +62,6 @@ struct ReadPlan {
   std::uint64_t bytes_requested = 0;  // sum of ReadOp::length
   std::uint64_t bytes_delivered = 0;  // sum of ReadOp::delivered
   std::uint64_t staging_size = 0;     // largest staged read; 0: none staged
-  std::uint64_t num_ops = 0;
 
   unsigned workers() const { return bounds.empty() ? 0 : static_cast<unsigned>(bounds.size() - 1); }
   std::span<const ReadOp> share(unsigned w) const {
