@@ -13,12 +13,19 @@
 
 namespace shardload {
 
+// A strided segment: `count` runs of `length` bytes; run i is file bytes
+// [offset + i*src_stride, +length) landing at dst + i*dst_stride. count == 1
+// is a plain range (strides unused).
 struct Segment {
   std::uint32_t file = 0;      // index into the checkpoint's shards
-  std::uint64_t offset = 0;    // absolute file offset of the first byte
-  std::uint64_t length = 0;    // bytes; zero-length segments are dropped
+  std::uint64_t offset = 0;    // absolute file offset of the first byte of run 0
+  std::uint64_t length = 0;    // bytes per run; zero-length segments are dropped
   std::byte* dst = nullptr;    // where byte `offset` lands
   std::uint32_t tag = 0;       // the caller's id (e.g. a tensor index), for errors
+  std::uint64_t count = 1;     // runs (>= 1)
+  std::uint64_t src_stride = 0;  // file distance between runs (>= length when count > 1)
+  std::uint64_t dst_stride = 0;  // memory distance between runs (>= length when count > 1)
+  bool direct = false;         // read with O_DIRECT (the loader decides per segment)
 };
 
 struct Window {

@@ -241,7 +241,19 @@ Result<ReadPlan> PlanReads(std::span<const Segment> segments, const PlanOptions&
   for (const Segment& seg : segments) {
     if (Status s = ValidateSegment(seg); !s) return std::move(s).error();
   }
-  std::vector<Run> runs = Coalesce(segments);
+  // Interim: strided segments are expanded into one range per run here
+  // (issue 11 replaces this with strided planning).
+  std::vector<Segment> expanded;
+  for (const Segment& seg : segments) {
+    for (std::uint64_t i = 0; i < seg.count; ++i) {
+      Segment run = seg;
+      run.count = 1;
+      run.offset = seg.offset + i * seg.src_stride;
+      run.dst = seg.dst + i * seg.dst_stride;
+      expanded.push_back(run);
+    }
+  }
+  std::vector<Run> runs = Coalesce(expanded);
   if (Status s = LinkNeighbours(runs); !s) return std::move(s).error();
 
   std::vector<Window> windows(options.windows.begin(), options.windows.end());
