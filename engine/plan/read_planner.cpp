@@ -269,6 +269,11 @@ Result<ReadPlan> PlanReads(std::span<const Segment> segments, const PlanOptions&
   }
   ReadPlan plan;
   plan.staging_size = builder.staging_size();
+  for (const ReadOp& op : builder.ops()) {  // interim: an op counts for its first tag
+    if (op.tag >= plan.tags.size()) plan.tags.resize(op.tag + 1);
+    plan.tags[op.tag].bytes_read += op.length;
+    plan.tags[op.tag].read_ops += 1;
+  }
   Balance(std::move(builder.ops()), plan, options.workers);
   return plan;
 }

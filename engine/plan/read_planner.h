@@ -54,7 +54,25 @@ struct PlanOptions {
   std::span<const Window> windows;
 };
 
+// How the runs of one tag (a tensor) are read:
+//   kExact   each run (or coalesced range) is read on its own, nothing extra;
+//   kStaged  the covering range of the runs is read in large chunks into a
+//            worker's staging buffer and the runs are copied out;
+//   kMixed   runs whose gaps cost less to read than another read are merged
+//            into staged reads, the rest are read exactly.
+// kAuto (options only): the cost model decides per tag.
+enum class ReadStrategy : std::uint8_t { kAuto, kExact, kStaged, kMixed };
+
+// What the plan reads for one tag.
+struct TagReads {
+  ReadStrategy strategy = ReadStrategy::kExact;
+  std::uint64_t bytes_read = 0;  // bytes read from storage for this tag
+  std::uint64_t read_ops = 0;    // reads issued for this tag
+};
+
 struct ReadPlan {
+  // Per Segment::tag (index = tag; tags no segment used stay zero).
+  std::vector<TagReads> tags;
   std::vector<ReadOp> ops;  // in (file, offset) order
   // Worker w's share is ops[bounds[w], bounds[w + 1]); options.workers + 1
   // entries, from 0 to ops.size().
