@@ -26,6 +26,7 @@ struct Segment {
   std::uint64_t src_stride = 0;  // file distance between runs (>= length when count > 1)
   std::uint64_t dst_stride = 0;  // memory distance between runs (>= length when count > 1)
   bool direct = false;         // read with O_DIRECT (the loader decides per segment)
+  bool cold = false;           // buffered, but expected to miss the page cache (cost model)
 };
 
 struct Window {
@@ -50,6 +51,7 @@ struct ReadOp {
   std::uint64_t copy_length = 0;
   std::uint64_t delivered = 0;  // destination bytes this read fills
   std::uint32_t tag = 0;        // tag of the first segment it covers
+  bool direct = false;          // O_DIRECT read (FileTable's direct descriptor)
 
   bool staged() const { return dst == nullptr; }
 };
