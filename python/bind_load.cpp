@@ -65,8 +65,20 @@ struct Request {
   unsigned threads = 0;
   bool direct = false;
   unsigned world = 1;
-  std::string plan;
+  PlanSource plan;
 };
+
+// The plan as _args.py passes it: KIND "" (none), "hf", "file" (PATH holds
+// our plan or a config.json, told apart by its content), "json" or
+// "hf_config_json" (TEXT in memory, errors naming PATH).
+Result<PlanSource> MakePlanSource(const std::string& kind, std::string path, std::string text) {
+  if (kind.empty()) return PlanSource::None();
+  if (kind == "hf") return PlanSource::Hf();
+  if (kind == "file") return PlanSource::FromFileContent(path);
+  if (kind == "json") return PlanSource::Json(std::move(text), std::move(path));
+  if (kind == "hf_config_json") return PlanSource::HfConfigJson(std::move(text), std::move(path));
+  return MakeError(ErrorCode::kInvalidArgument, "", "", "unknown plan kind " + kind);
+}
 
 LoadOptions Options(const Request& request) {
   LoadOptions options;
@@ -107,6 +119,9 @@ py::dict RankPlanDict(const RankPlan& plan) {
     d["shape"] = ShapeTuple(t.shape);
     d["nbytes"] = t.bytes;
     d["rule"] = py::str(t.rule);
+    d["strategy"] = py::str(t.strategy);
+    d["bytes_read"] = t.bytes_read;
+    d["read_ops"] = t.read_ops;
     tensors.append(std::move(d));
   }
   py::dict out;
@@ -120,12 +135,14 @@ py::dict RankPlanDict(const RankPlan& plan) {
   return out;
 }
 
+// RANKS empty: every rank, from one resolution of the plan (PlanRanks).
 py::list Plan(const CheckpointHandle& handle, const Request& request,
               const std::vector<unsigned>& ranks) {
   const Selection selection = MakeSelection(request);
   Result<std::vector<RankPlan>> plans = WithoutGil([&]() -> Result<std::vector<RankPlan>> {
     Result<Loader> loader = Loader::Open(handle.checkpoint(), Options(request));
     if (!loader) return std::move(loader).error();
+    if (ranks.empty()) return loader->PlanRanks(selection, request.plan, request.world);
     std::vector<RankPlan> out;
     for (unsigned rank : ranks) {
       Result<RankPlan> plan = loader->Plan(selection, {rank, request.world, request.plan});
@@ -139,29 +156,48 @@ py::list Plan(const CheckpointHandle& handle, const Request& request,
   return out;
 }
 
+// A Request from the binding's arguments (reads a "file" plan, GIL released).
+Request MakeRequest(std::vector<std::string> globs, unsigned threads, bool direct,
+                    unsigned world, const std::string& plan_kind, std::string plan_path,
+                    std::string plan_text) {
+  Result<PlanSource> plan = WithoutGil([&] {
+    return MakePlanSource(plan_kind, std::move(plan_path), std::move(plan_text));
+  });
+  return Request{std::move(globs), threads, direct, world, ValueOrThrow(std::move(plan))};
+}
+
 }  // namespace
 
 void BindLoad(py::module_& m) {
   m.def(
       "load",
       [](const CheckpointHandle& handle, std::vector<std::string> globs, unsigned threads,
-         bool direct, unsigned rank, unsigned world, std::string plan,
-         const py::object& progress) {
-        return Load(handle, {std::move(globs), threads, direct, world, std::move(plan)}, rank,
-                    progress);
+         bool direct, unsigned rank, unsigned world, const std::string& plan_kind,
+         std::string plan_path, std::string plan_text, const py::object& progress) {
+        return Load(handle,
+                    MakeRequest(std::move(globs), threads, direct, world, plan_kind,
+                                std::move(plan_path), std::move(plan_text)),
+                    rank, progress);
       },
       py::arg("checkpoint"), py::kw_only(), py::arg("globs"), py::arg("threads"),
-      py::arg("direct"), py::arg("rank"), py::arg("world"), py::arg("plan"), py::arg("progress"),
+      py::arg("direct"), py::arg("rank"), py::arg("world"), py::arg("plan_kind"),
+      py::arg("plan_path"), py::arg("plan_text"), py::arg("progress"),
       "Loads into a fresh LoadedMemory; the GIL is released while reading.");
   m.def(
       "plan",
       [](const CheckpointHandle& handle, std::vector<std::string> globs, unsigned threads,
-         bool direct, const std::vector<unsigned>& ranks, unsigned world, std::string plan) {
-        return Plan(handle, {std::move(globs), threads, direct, world, std::move(plan)}, ranks);
+         bool direct, const std::vector<unsigned>& ranks, unsigned world,
+         const std::string& plan_kind, std::string plan_path, std::string plan_text) {
+        return Plan(handle,
+                    MakeRequest(std::move(globs), threads, direct, world, plan_kind,
+                                std::move(plan_path), std::move(plan_text)),
+                    ranks);
       },
       py::arg("checkpoint"), py::kw_only(), py::arg("globs"), py::arg("threads"),
-      py::arg("direct"), py::arg("ranks"), py::arg("world"), py::arg("plan"),
-      "One RankPlan dict per rank of RANKS, without reading tensor data.");
+      py::arg("direct"), py::arg("ranks"), py::arg("world"), py::arg("plan_kind"),
+      py::arg("plan_path"), py::arg("plan_text"),
+      "One RankPlan dict per rank of RANKS (all of them when empty), without reading "
+      "tensor data.");
   m.def("_live_dlpack_exports", &LiveDlpackExports);
 }
 

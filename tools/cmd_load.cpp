@@ -172,7 +172,7 @@ void PrintReport(const LoadFlags& flags, const LoadStats& first, double first_se
     if (!first.memory.empty()) fmt::print("memory: {}\n", first.memory);
     if (flags.tp.enabled) {
       fmt::print("tensor parallel: rank {} of {}, plan {}\n", flags.tp.tp.rank, flags.tp.tp.world,
-                 flags.tp.tp.plan);
+                 flags.tp.tp.plan.Describe());
     }
     return;
   }

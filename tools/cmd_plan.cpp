@@ -1,7 +1,9 @@
 // `shardload plan PATH --world W --plan P [--rank R]`: a tensor-parallel dry
 // run. For each rank (or only --rank), the local shape of every tensor it
 // loads, the bytes it receives, the bytes it would read and the reads it
-// would submit, computed from the headers without reading tensor data.
+// would submit (and per tensor the read strategy), computed from the headers
+// without reading tensor data. Every rank comes from one resolution of the
+// plan (Loader::PlanRanks).
 #include <fmt/format.h>
 
 #include <string>
@@ -44,10 +46,12 @@ double Amplification(const RankPlan& p) {
 std::string RankJson(const RankPlan& p) {
   std::string tensors;
   for (const PlannedTensor& t : p.tensors) {
-    tensors += fmt::format("{}{{\"name\":{},\"dtype\":{},\"shape\":{},\"bytes\":{},\"rule\":{}}}",
-                           tensors.empty() ? "" : ",", JsonString(t.name),
-                           JsonString(DTypeName(t.dtype)), ShapeText(t.shape, "[", "]"),
-                           t.bytes, JsonString(t.rule));
+    tensors += fmt::format(
+        "{}{{\"name\":{},\"dtype\":{},\"shape\":{},\"bytes\":{},\"rule\":{},"
+        "\"strategy\":{},\"bytes_read\":{},\"read_ops\":{}}}",
+        tensors.empty() ? "" : ",", JsonString(t.name), JsonString(DTypeName(t.dtype)),
+        ShapeText(t.shape, "[", "]"), t.bytes, JsonString(t.rule), JsonString(t.strategy),
+        t.bytes_read, t.read_ops);
   }
   return fmt::format(
       "{{\"rank\":{},\"num_tensors\":{},\"bytes\":{},\"local_bytes\":{},\"bytes_read\":{},"
@@ -62,8 +66,8 @@ void PrintRank(const RankPlan& p, bool list_tensors) {
              Amplification(p), p.read_ops);
   if (!list_tensors) return;
   for (const PlannedTensor& t : p.tensors) {
-    fmt::print("  {:<50} {:<5} {:<18} {:>12}  {}\n", t.name, DTypeName(t.dtype),
-               ShapeText(t.shape, "(", ")"), t.bytes, t.rule);
+    fmt::print("  {:<50} {:<5} {:<18} {:>12}  {:<6} {}\n", t.name, DTypeName(t.dtype),
+               ShapeText(t.shape, "(", ")"), t.bytes, t.strategy, t.rule);
   }
 }
 
@@ -88,23 +92,26 @@ int RunPlan(int argc, char** argv) {
   selection.globs = args->GetAll("--select");
   auto loader = Loader::Open(args->Positional(0), options);
   if (!loader) return ReportError(loader.error(), json);
-  unsigned first = tp.rank_given ? tp.tp.rank : 0;
-  unsigned last = tp.rank_given ? tp.tp.rank + 1 : tp.tp.world;
+  // One rank, or every rank from one resolution of the plan.
+  Result<std::vector<RankPlan>> plans =
+      tp.rank_given ? [&]() -> Result<std::vector<RankPlan>> {
+        auto one = loader->Plan(selection, tp.tp);
+        if (!one) return std::move(one).error();
+        return std::vector<RankPlan>{std::move(*one)};
+      }()
+                    : loader->PlanRanks(selection, tp.tp.plan, tp.tp.world);
+  if (!plans) return ReportError(plans.error(), json);
   std::string ranks;
-  for (unsigned r = first; r < last; ++r) {
-    TensorParallel one = tp.tp;
-    one.rank = r;
-    auto plan = loader->Plan(selection, one);
-    if (!plan) return ReportError(plan.error(), json);
+  for (const RankPlan& plan : *plans) {
     if (json) {
-      ranks += (ranks.empty() ? "" : ",") + RankJson(*plan);
+      ranks += (ranks.empty() ? "" : ",") + RankJson(plan);
     } else {
-      PrintRank(*plan, args->Has("--tensors"));
+      PrintRank(plan, args->Has("--tensors"));
     }
   }
   if (json) {
     fmt::print("{{\"world\":{},\"plan\":{},\"direct\":{},\"ranks\":[{}]}}\n", tp.tp.world,
-               JsonString(tp.tp.plan), options.direct ? "true" : "false", ranks);
+               JsonString(tp.tp.plan.Describe()), options.direct ? "true" : "false", ranks);
   }
   return kExitOk;
 }

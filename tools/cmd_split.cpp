@@ -134,7 +134,7 @@ int RunSplit(int argc, char** argv) {
   }
   if (flags.json) {
     fmt::print("{{\"world\":{},\"plan\":{},\"out\":{},\"ranks\":[{}]}}\n", flags.tp.tp.world,
-               JsonString(flags.tp.tp.plan), JsonString(flags.out), ranks);
+               JsonString(flags.tp.tp.plan.Describe()), JsonString(flags.out), ranks);
   }
   return kExitOk;
 }

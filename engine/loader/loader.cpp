@@ -1,7 +1,10 @@
-// Loader and LoadedCheckpoint: wire the stages together.
-//   selection -> arena layout (library-owned memory) or caller destinations
-//   -> segments -> FileTable -> read plan -> OpQueue -> workers (oneTBB)
-//   -> IoBackend.
+// Loader and LoadedCheckpoint: wire the stages together, in one flow for
+// plain and tensor-parallel loads (a plain load is rank 0 of world 1 under
+// the identity plan):
+//   plan (read once per source, cached) -> selection -> slices (tp_load.h)
+//   -> layout (library-owned memory) or caller destinations -> strided
+//   segments -> FileTable -> read plan -> OpQueue -> workers (oneTBB)
+//   -> IoBackend -> padding zeroed.
 // std::bad_alloc is caught here, at the API boundary (kResourceExhausted).
 // Thread-compatible: one Load/Reload/LoadInto at a time per Loader.
 #include "shardload/loader.h"
@@ -34,7 +37,6 @@
 #include "io/uring_backend.h"
 #include "loader/backend_override.h"
 #include "loader/tp_load.h"
-#include "plan/arena_layout.h"
 #include "plan/read_planner.h"
 
 namespace shardload {
@@ -100,9 +102,9 @@ Status RunWorker(const IoBackend& backend, WorkerOps ops, const ExecContext& ctx
 struct LoadedCheckpoint::Impl {
   MappedMemory arena;
   std::vector<LoadedTensor> tensors;  // sorted by name
-  std::vector<Window> windows;        // regions of the arena (see arena_layout.h)
+  std::vector<Window> windows;        // regions of the arena (see tp_load.h)
   LoadStats stats;
-  std::shared_ptr<const TpContext> tp;  // set by a tensor-parallel load (Reload keeps it)
+  TpContext context;                  // the rank and plan it was loaded for (Reload keeps it)
 };
 
 struct Loader::Impl {
@@ -114,7 +116,24 @@ struct Loader::Impl {
         threads(n),
         arena(std::min(static_cast<int>(n), tbb::info::default_concurrency())) {}
 
-  Result<FileTable> OpenFiles(std::span<const Segment> segments) const;
+  // The plan SOURCE names, read and parsed on first use, then cached.
+  Result<std::shared_ptr<const tp::Plan>> CachedPlan(const PlanSource& source);
+  Result<TpContext> Context(const TensorParallel& tp);
+  Result<std::vector<TpItem>> SliceSelection(const TpContext& context,
+                                             const Selection& selection) const;
+  // The slice of the tensor NAME, which must be loaded by CONTEXT's rank and
+  // have SIZE bytes (and, when given, DTYPE and SHAPE).
+  Result<TpItem> SliceNamed(const TpContext& context, const std::string& name,
+                            std::uint64_t size, const LoadedTensor* like) const;
+  Result<FileTable> OpenFiles(std::span<const TpItem> items) const;
+  std::uint64_t ArenaAlignment(const FileTable& files) const {
+    return options.direct ? files.alignment() : kBufferedArenaAlignment;
+  }
+  PlanOptions MakePlanOptions(const FileTable& files, std::span<const Window> windows) const;
+  // Reads ITEMS into DATA (one address per item), then zeroes their padding.
+  Result<LoadStats> Run(const FileTable& files, std::span<const TpItem> items,
+                        std::span<std::byte* const> data, std::span<const Window> windows,
+                        FaultInPolicy* fault_in);
   Result<LoadStats> Execute(const FileTable& files, std::span<const Segment> segments,
                             std::span<const Window> windows,
                             std::span<const TensorInfo* const> tensors,
@@ -127,30 +146,14 @@ struct Loader::Impl {
                                   std::span<const TensorInfo* const> tensors) const;
   LoadStats SumStats(const IoBackend& backend, const ReadPlan& plan,
                      const std::vector<WorkerStats>& stats) const;
-  Result<std::unique_ptr<LoadedCheckpoint::Impl>> MakeArena(
-      std::span<const TensorInfo* const> tensors, std::uint64_t alignment,
-      std::vector<Segment>& segments) const;
-  Result<LoadedCheckpoint> Load(const Selection& selection);
+  Result<RankPlan> PlanItems(const TpContext& context, std::span<const TpItem> items,
+                             const FileTable& files) const;
+  Result<std::vector<RankPlan>> PlanRanks(const Selection& selection, const PlanSource& plan,
+                                          unsigned world, unsigned first, unsigned last);
+  Result<LoadedCheckpoint> Load(const Selection& selection, const TensorParallel& tp);
   Status Reload(LoadedCheckpoint& loaded);
-  Result<LoadStats> LoadInto(std::span<const Destination> destinations);
-  // Tensor parallel (loader/tp_load.h).
-  Result<TpSlices> SliceTp(const Selection& selection, const TensorParallel& tp) const;
-  // A rank's slices, the files they read and their memory layout.
-  struct TpPrepared {
-    TpSlices slices;
-    FileTable files;
-    TpLayout layout;
-  };
-  Result<TpPrepared> PrepareTp(const Selection& selection, const TensorParallel& tp) const;
-  Result<RankPlan> PlanTp(const Selection& selection, const TensorParallel& tp);
-  Result<LoadedCheckpoint> LoadTp(const Selection& selection, const TensorParallel& tp);
-  Result<TpItem> SliceOne(const TpContext& context, const std::string& name, std::uint64_t size,
-                          const std::vector<std::uint64_t>* shape) const;
-  Result<LoadStats> ExecuteTp(std::span<const TpItem> items, std::span<std::byte* const> data,
-                              std::span<const Window> windows);
-  Status ReloadTp(LoadedCheckpoint::Impl& target);
-  Result<LoadStats> LoadIntoTp(std::span<const Destination> destinations,
-                               const TensorParallel& tp);
+  Result<LoadStats> LoadInto(std::span<const Destination> destinations,
+                             const TensorParallel& tp);
 
   Checkpoint checkpoint;
   LoadOptions options;
@@ -160,6 +163,8 @@ struct Loader::Impl {
   tbb::task_arena arena;
   UringBackend uring;
   PreadBackend pread;
+  // Plans read so far, by source (a few per Loader at most).
+  std::vector<std::pair<PlanSource, std::shared_ptr<const tp::Plan>>> plans;
 };
 
 // --- LoadedCheckpoint --------------------------------------------------------
@@ -189,17 +194,28 @@ const LoadStats& LoadedCheckpoint::stats() const {
 
 // --- Loader::Impl ------------------------------------------------------------
 
-Result<FileTable> Loader::Impl::OpenFiles(std::span<const Segment> segments) const {
+Result<FileTable> Loader::Impl::OpenFiles(std::span<const TpItem> items) const {
   const std::vector<ShardInfo>& shards = checkpoint.shards();
   std::vector<std::string> paths;
   paths.reserve(shards.size());
   for (const ShardInfo& s : shards) paths.push_back(s.path);
   auto needed = std::make_unique<bool[]>(shards.size());
-  for (const Segment& seg : segments) {
-    if (seg.length > 0) needed[seg.file] = true;
+  for (const TpItem& item : items) {
+    if (!item.slice.segments.empty()) needed[item.source->shard] = true;
   }
   return FileTable::Open(paths, std::span<const bool>(needed.get(), shards.size()),
                          options.direct);
+}
+
+PlanOptions Loader::Impl::MakePlanOptions(const FileTable& files,
+                                          std::span<const Window> windows) const {
+  PlanOptions plan_options;
+  plan_options.chunk_size = options.chunk_size;
+  plan_options.workers = threads;
+  plan_options.direct = options.direct;
+  plan_options.alignment = files.alignment();
+  plan_options.windows = windows;
+  return plan_options;
 }
 
 // Plans `segments`, runs the plan on `threads` workers and sums their stats.
@@ -207,13 +223,7 @@ Result<LoadStats> Loader::Impl::Execute(const FileTable& files, std::span<const 
                                         std::span<const Window> windows,
                                         std::span<const TensorInfo* const> tensors,
                                         FaultInPolicy* fault_in) {
-  PlanOptions plan_options;
-  plan_options.chunk_size = options.chunk_size;
-  plan_options.workers = threads;
-  plan_options.direct = options.direct;
-  plan_options.alignment = files.alignment();
-  plan_options.windows = windows;
-  auto plan = PlanReads(segments, plan_options);
+  auto plan = PlanReads(segments, MakePlanOptions(files, windows));
   if (!plan) return std::move(plan).error();
 
   std::atomic<bool> stop{false};
@@ -313,123 +323,7 @@ LoadStats Loader::Impl::SumStats(const IoBackend& backend, const ReadPlan& plan,
   return out;
 }
 
-// Lays the selected tensors out in a fresh arena (arena_layout.h) and points
-// each segment at its tensor's place.
-Result<std::unique_ptr<LoadedCheckpoint::Impl>> Loader::Impl::MakeArena(
-    std::span<const TensorInfo* const> tensors, std::uint64_t alignment,
-    std::vector<Segment>& segments) const {
-  std::vector<ArenaItem> items(tensors.size());
-  for (std::size_t i = 0; i < tensors.size(); ++i) {
-    items[i] = ArenaItem{tensors[i]->shard, tensors[i]->offset, tensors[i]->size};
-  }
-  ArenaLayout layout = LayOutArena(items, alignment);
-  auto memory = MappedMemory::Map(layout.size, options.huge_pages);
-  if (!memory) return std::move(memory).error();
-
-  auto impl = std::make_unique<LoadedCheckpoint::Impl>();
-  impl->arena = std::move(*memory);
-  std::byte* base = impl->arena.data() != nullptr ? impl->arena.data() : kNoBytes;
-  impl->tensors.reserve(tensors.size());
-  for (std::size_t i = 0; i < tensors.size(); ++i) {
-    const TensorInfo& t = *tensors[i];
-    std::byte* data = t.size > 0 ? base + layout.position[i] : base;
-    impl->tensors.push_back(LoadedTensor{t.name, t.dtype, t.shape, {data, t.size}});
-    segments[i].dst = data;
-  }
-  for (const ArenaLayout::Region& r : layout.regions) {
-    impl->windows.push_back(Window{base + r.begin, base + r.end});
-  }
-  return impl;
-}
-
-Result<LoadedCheckpoint> Loader::Impl::Load(const Selection& selection) {
-  auto start = std::chrono::steady_clock::now();
-  auto selected = Select(checkpoint, selection);
-  if (!selected) return std::move(selected).error();
-  const std::vector<const TensorInfo*>& tensors = *selected;
-  std::vector<Segment> segments(tensors.size());
-  for (std::size_t i = 0; i < tensors.size(); ++i) {
-    segments[i] = Segment{tensors[i]->shard, tensors[i]->offset, tensors[i]->size, nullptr,
-                          static_cast<std::uint32_t>(i)};
-  }
-  auto files = OpenFiles(segments);
-  if (!files) return std::move(files).error();
-  auto impl = MakeArena(tensors, options.direct ? files->alignment() : kBufferedArenaAlignment,
-                        segments);
-  if (!impl) return std::move(impl).error();
-
-  FaultInPolicy fault_in((*impl)->arena.data(), (*impl)->arena.size(), options.huge_pages);
-  auto stats = Execute(*files, segments, (*impl)->windows, tensors, &fault_in);
-  if (!stats) return std::move(stats).error();
-  LoadStats& out = (*impl)->stats;
-  out = std::move(*stats);
-  out.memory = fault_in.Describe();
-  out.tensors = tensors.size();
-  out.seconds = SecondsSince(start);
-  return LoadedCheckpoint(std::move(*impl));
-}
-
-Status Loader::Impl::Reload(LoadedCheckpoint& loaded) {
-  auto start = std::chrono::steady_clock::now();
-  LoadedCheckpoint::Impl* target = loaded.impl();
-  if (target == nullptr) return Invalid("", "Reload: the LoadedCheckpoint holds nothing");
-  if (target->tp) return ReloadTp(*target);
-  std::vector<const TensorInfo*> tensors;
-  std::vector<Segment> segments;
-  for (const LoadedTensor& lt : target->tensors) {
-    const TensorInfo* t = checkpoint.Find(lt.name);
-    if (t == nullptr) {
-      return MakeError(ErrorCode::kTensorNotFound, checkpoint.path(), lt.name,
-                       "Reload: tensor no longer in the checkpoint");
-    }
-    if (t->dtype != lt.dtype || t->shape != lt.shape || t->size != lt.data.size()) {
-      return Invalid(lt.name, "Reload: dtype or shape differs from the loaded tensor");
-    }
-    segments.push_back(Segment{t->shard, t->offset, t->size, lt.data.data(),
-                               static_cast<std::uint32_t>(tensors.size())});
-    tensors.push_back(t);
-  }
-  auto files = OpenFiles(segments);
-  if (!files) return std::move(files).error();
-  auto stats = Execute(*files, segments, target->windows, tensors, nullptr);
-  if (!stats) return std::move(stats).error();
-  target->stats = std::move(*stats);
-  target->stats.memory = "reused (faulted in by the first load)";
-  target->stats.tensors = tensors.size();
-  target->stats.seconds = SecondsSince(start);
-  return {};
-}
-
-Result<LoadStats> Loader::Impl::LoadInto(std::span<const Destination> destinations) {
-  auto start = std::chrono::steady_clock::now();
-  std::vector<const TensorInfo*> tensors;
-  std::vector<Segment> segments;
-  for (const Destination& d : destinations) {
-    const TensorInfo* t = checkpoint.Find(d.name);
-    if (t == nullptr) {
-      return MakeError(ErrorCode::kTensorNotFound, checkpoint.path(), d.name,
-                       "no tensor of this name in the checkpoint");
-    }
-    if (d.size != t->size) {
-      return Invalid(d.name, "destination holds " + std::to_string(d.size) +
-                                 " bytes; the tensor has " + std::to_string(t->size));
-    }
-    if (d.data == nullptr && d.size > 0) return Invalid(d.name, "null destination");
-    segments.push_back(Segment{t->shard, t->offset, t->size, static_cast<std::byte*>(d.data),
-                               static_cast<std::uint32_t>(tensors.size())});
-    tensors.push_back(t);
-  }
-  auto files = OpenFiles(segments);
-  if (!files) return std::move(files).error();
-  auto stats = Execute(*files, segments, {}, tensors, nullptr);
-  if (!stats) return std::move(stats).error();
-  stats->memory = "caller-provided";
-  stats->tensors = tensors.size();
-  stats->seconds = SecondsSince(start);
-  return stats;
-}
-
-// --- Loader::Impl, tensor parallel (loader/tp_load.h) --------------------------
+// --- Loader::Impl: one flow for plain and tensor-parallel loads ------------------
 
 namespace {
 
@@ -444,197 +338,245 @@ std::vector<const TensorInfo*> Sources(std::span<const TpItem> items) {
   return sources;
 }
 
-// One segment per tensor that reads anything: what OpenFiles needs to know.
-std::vector<Segment> ShardUse(std::span<const TpItem> items) {
-  std::vector<Segment> use;
-  for (const TpItem& item : items) {
-    use.push_back(Segment{item.source->shard, 0, item.slice.size, nullptr, 0});
-  }
-  return use;
-}
-
-// Lays ITEMS out from BASE; fills `segments` and `windows`, returns each
-// local tensor's address.
-std::vector<std::byte*> PlaceTp(std::span<const TpItem> items, const TpLayout& layout,
-                                std::byte* base, std::vector<Segment>& segments,
-                                std::vector<Window>& windows) {
+// Each item's address from BASE under LAYOUT, and the layout's windows.
+std::vector<std::byte*> Place(std::span<const TpItem> items, const LoadLayout& layout,
+                              std::byte* base, std::vector<Window>& windows) {
   std::vector<std::byte*> data(items.size());
   for (std::size_t i = 0; i < items.size(); ++i) {
     data[i] = items[i].slice.size > 0 ? base + layout.position[i] : base;
-    AppendTpSegments(items[i], data[i], static_cast<std::uint32_t>(i), segments);
   }
+  windows.reserve(windows.size() + layout.regions.size());
   for (const ArenaLayout::Region& r : layout.regions) {
     windows.push_back(Window{base + r.begin, base + r.end});
   }
   return data;
 }
 
+std::vector<Segment> MakeSegments(std::span<const TpItem> items,
+                                  std::span<std::byte* const> data) {
+  std::vector<Segment> segments;
+  segments.reserve(items.size());
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    AppendTpSegments(items[i], data[i], static_cast<std::uint32_t>(i), segments);
+  }
+  return segments;
+}
+
+std::string StrategyName(ReadStrategy strategy) {
+  switch (strategy) {
+    case ReadStrategy::kAuto: return "auto";
+    case ReadStrategy::kExact: return "exact";
+    case ReadStrategy::kStaged: return "staged";
+    case ReadStrategy::kMixed: return "mixed";
+  }
+  return "exact";
+}
+
+std::string RankText(const TpContext& context) {
+  return "rank " + std::to_string(context.rank) + " of " + std::to_string(context.world);
+}
+
 }  // namespace
 
-Result<TpSlices> Loader::Impl::SliceTp(const Selection& selection,
-                                       const TensorParallel& tp) const {
-  auto context = ResolveTp(checkpoint, tp);
-  if (!context) return std::move(context).error();
+Result<std::shared_ptr<const tp::Plan>> Loader::Impl::CachedPlan(const PlanSource& source) {
+  for (const auto& [key, plan] : plans) {
+    if (key == source) return plan;
+  }
+  auto plan = LoadPlan(checkpoint, source);
+  if (!plan) return std::move(plan).error();
+  plans.emplace_back(source, *plan);
+  return plan;
+}
+
+Result<TpContext> Loader::Impl::Context(const TensorParallel& tp) {
+  if (Status s = CheckRank(tp.plan, tp.rank, tp.world); !s) return std::move(s).error();
+  auto plan = CachedPlan(tp.plan);
+  if (!plan) return std::move(plan).error();
+  return TpContext{std::move(*plan), tp.rank, tp.world};
+}
+
+Result<std::vector<TpItem>> Loader::Impl::SliceSelection(const TpContext& context,
+                                                         const Selection& selection) const {
   auto selected = Select(checkpoint, selection);
   if (!selected) return std::move(selected).error();
-  auto items = SliceSelected(*context, *selected);
-  if (!items) return std::move(items).error();
-  return TpSlices{std::make_shared<const TpContext>(std::move(*context)), std::move(*items)};
+  return SliceSelected(context, *selected);
 }
 
-Result<Loader::Impl::TpPrepared> Loader::Impl::PrepareTp(const Selection& selection,
-                                                         const TensorParallel& tp) const {
-  auto slices = SliceTp(selection, tp);
-  if (!slices) return std::move(slices).error();
-  auto files = OpenFiles(ShardUse(slices->items));
-  if (!files) return std::move(files).error();
-  TpLayout layout =
-      LayOutTp(slices->items, options.direct ? files->alignment() : kBufferedArenaAlignment);
-  return TpPrepared{std::move(*slices), std::move(*files), std::move(layout)};
-}
-
-// The read plan of a load, made without memory (kPlanningBase) and without
-// reading: the files are only opened, for their O_DIRECT alignment.
-Result<RankPlan> Loader::Impl::PlanTp(const Selection& selection, const TensorParallel& tp) {
-  auto prepared = PrepareTp(selection, tp);
-  if (!prepared) return std::move(prepared).error();
-  const std::vector<TpItem>& items = prepared->slices.items;
-  const FileTable* files = &prepared->files;
-  const TpLayout& layout = prepared->layout;
-  std::vector<Segment> segments;
-  std::vector<Window> windows;
-  PlaceTp(items, layout, kPlanningBase, segments, windows);
-  PlanOptions plan_options;
-  plan_options.chunk_size = options.chunk_size;
-  plan_options.workers = threads;
-  plan_options.direct = options.direct;
-  plan_options.alignment = files->alignment();
-  plan_options.windows = windows;
-  auto plan = PlanReads(segments, plan_options);
-  if (!plan) return std::move(plan).error();
-  RankPlan out{tp.rank, tp.world, {}, plan->bytes_delivered, 0, plan->bytes_requested,
-               plan->ops.size()};
-  for (const TpItem& item : items) {
-    out.tensors.push_back(DescribeTp(item));
-    out.local_bytes += item.slice.size;
-  }
-  return out;
-}
-
-Result<LoadedCheckpoint> Loader::Impl::LoadTp(const Selection& selection,
-                                              const TensorParallel& tp) {
-  auto start = std::chrono::steady_clock::now();
-  auto prepared = PrepareTp(selection, tp);
-  if (!prepared) return std::move(prepared).error();
-  const std::vector<TpItem>& items = prepared->slices.items;
-  const FileTable* files = &prepared->files;
-  const TpLayout& layout = prepared->layout;
-  auto memory = MappedMemory::Map(layout.size, options.huge_pages);
-  if (!memory) return std::move(memory).error();
-  auto impl = std::make_unique<LoadedCheckpoint::Impl>();
-  impl->arena = std::move(*memory);
-  impl->tp = prepared->slices.context;
-  std::byte* base = impl->arena.data() != nullptr ? impl->arena.data() : kNoBytes;
-  std::vector<Segment> segments;
-  std::vector<std::byte*> data = PlaceTp(items, layout, base, segments, impl->windows);
-  for (std::size_t i = 0; i < items.size(); ++i) {
-    const TensorInfo& t = *items[i].source;
-    impl->tensors.push_back(LoadedTensor{t.name, t.dtype, items[i].slice.shape,
-                                         {data[i], items[i].slice.size}});
-  }
-  FaultInPolicy fault_in(impl->arena.data(), impl->arena.size(), options.huge_pages);
-  auto stats = Execute(*files, segments, impl->windows, Sources(items), &fault_in);
-  if (!stats) return std::move(stats).error();
-  for (std::size_t i = 0; i < items.size(); ++i) ZeroPadding(items[i].slice, data[i]);
-  impl->stats = std::move(*stats);
-  impl->stats.memory = fault_in.Describe();
-  impl->stats.tensors = items.size();
-  impl->stats.seconds = SecondsSince(start);
-  return LoadedCheckpoint(std::move(impl));
-}
-
-// Rank RANK's slice of the tensor that DESTINATION (or a reloaded tensor)
-// names, which must have SIZE bytes and, when SHAPE is given, that shape.
-Result<TpItem> Loader::Impl::SliceOne(const TpContext& context, const std::string& name,
-                                      std::uint64_t size,
-                                      const std::vector<std::uint64_t>* shape) const {
+Result<TpItem> Loader::Impl::SliceNamed(const TpContext& context, const std::string& name,
+                                        std::uint64_t size, const LoadedTensor* like) const {
   const TensorInfo* t = checkpoint.Find(name);
   if (t == nullptr) {
     return MakeError(ErrorCode::kTensorNotFound, checkpoint.path(), name,
                      "no tensor of this name in the checkpoint");
   }
-  auto slice = tp::SliceFor(context.plan, *t, context.rank, context.world);
+  auto slice = SliceOne(context, *t);
   if (!slice) return std::move(slice).error();
-  std::string rank = "rank " + std::to_string(context.rank) + " of " +
-                     std::to_string(context.world);
-  if (!slice->load) return Invalid(name, rank + " does not load this tensor (" + slice->rule + ")");
-  if (slice->size != size || (shape != nullptr && *shape != slice->shape)) {
-    return Invalid(name, "destination holds " + std::to_string(size) + " bytes; " + rank +
-                             " gets " + std::to_string(slice->size) + " (" + slice->rule + ")");
+  if (!slice->load) {
+    return Invalid(name, RankText(context) + " does not load this tensor (" + slice->rule + ")");
+  }
+  if (like != nullptr && (like->dtype != t->dtype || like->shape != slice->shape)) {
+    return Invalid(name, "Reload: dtype or shape differs from the loaded tensor");
+  }
+  if (slice->size != size) {
+    return Invalid(name, "destination holds " + std::to_string(size) + " bytes; " +
+                             RankText(context) + " gets " + std::to_string(slice->size) +
+                             (slice->rule.empty() ? "" : " (" + slice->rule + ")"));
   }
   return TpItem{t, std::move(*slice)};
 }
 
-// Loads each item into its address, then zeroes the padding.
-Result<LoadStats> Loader::Impl::ExecuteTp(std::span<const TpItem> items,
-                                          std::span<std::byte* const> data,
-                                          std::span<const Window> windows) {
-  std::vector<Segment> segments;
-  for (std::size_t i = 0; i < items.size(); ++i) {
-    AppendTpSegments(items[i], data[i], static_cast<std::uint32_t>(i), segments);
-  }
-  auto files = OpenFiles(segments);
-  if (!files) return std::move(files).error();
-  auto stats = Execute(*files, segments, windows, Sources(items), nullptr);
+Result<LoadStats> Loader::Impl::Run(const FileTable& files, std::span<const TpItem> items,
+                                    std::span<std::byte* const> data,
+                                    std::span<const Window> windows, FaultInPolicy* fault_in) {
+  std::vector<Segment> segments = MakeSegments(items, data);
+  auto stats = Execute(files, segments, windows, Sources(items), fault_in);
   if (!stats) return std::move(stats).error();
   for (std::size_t i = 0; i < items.size(); ++i) ZeroPadding(items[i].slice, data[i]);
   stats->tensors = items.size();
   return stats;
 }
 
-Status Loader::Impl::ReloadTp(LoadedCheckpoint::Impl& target) {
+Result<LoadedCheckpoint> Loader::Impl::Load(const Selection& selection,
+                                            const TensorParallel& tp) {
   auto start = std::chrono::steady_clock::now();
+  auto context = Context(tp);
+  if (!context) return std::move(context).error();
+  auto items = SliceSelection(*context, selection);
+  if (!items) return std::move(items).error();
+  auto files = OpenFiles(*items);
+  if (!files) return std::move(files).error();
+  LoadLayout layout = LayOut(*items, ArenaAlignment(*files));
+  auto memory = MappedMemory::Map(layout.size, options.huge_pages);
+  if (!memory) return std::move(memory).error();
+
+  auto impl = std::make_unique<LoadedCheckpoint::Impl>();
+  impl->arena = std::move(*memory);
+  impl->context = std::move(*context);
+  std::byte* base = impl->arena.data() != nullptr ? impl->arena.data() : kNoBytes;
+  std::vector<std::byte*> data = Place(*items, layout, base, impl->windows);
+  impl->tensors.reserve(items->size());
+  for (std::size_t i = 0; i < items->size(); ++i) {
+    const TpItem& item = (*items)[i];
+    impl->tensors.push_back(LoadedTensor{item.source->name, item.source->dtype, item.slice.shape,
+                                         {data[i], item.slice.size}});
+  }
+  FaultInPolicy fault_in(impl->arena.data(), impl->arena.size(), options.huge_pages);
+  auto stats = Run(*files, *items, data, impl->windows, &fault_in);
+  if (!stats) return std::move(stats).error();
+  impl->stats = std::move(*stats);
+  impl->stats.memory = fault_in.Describe();
+  impl->stats.seconds = SecondsSince(start);
+  return LoadedCheckpoint(std::move(impl));
+}
+
+Status Loader::Impl::Reload(LoadedCheckpoint& loaded) {
+  auto start = std::chrono::steady_clock::now();
+  LoadedCheckpoint::Impl* target = loaded.impl();
+  if (target == nullptr) return Invalid("", "Reload: the LoadedCheckpoint holds nothing");
   std::vector<TpItem> items;
   std::vector<std::byte*> data;
-  for (const LoadedTensor& lt : target.tensors) {
-    auto item = SliceOne(*target.tp, lt.name, lt.data.size(), &lt.shape);
+  items.reserve(target->tensors.size());
+  data.reserve(target->tensors.size());
+  for (const LoadedTensor& lt : target->tensors) {
+    auto item = SliceNamed(target->context, lt.name, lt.data.size(), &lt);
     if (!item) return std::move(item).error();
     items.push_back(std::move(*item));
     data.push_back(lt.data.data());
   }
-  auto stats = ExecuteTp(items, data, target.windows);
+  auto files = OpenFiles(items);
+  if (!files) return std::move(files).error();
+  auto stats = Run(*files, items, data, target->windows, nullptr);
   if (!stats) return std::move(stats).error();
-  target.stats = std::move(*stats);
-  target.stats.memory = "reused (faulted in by the first load)";
-  target.stats.seconds = SecondsSince(start);
+  target->stats = std::move(*stats);
+  target->stats.memory = "reused (faulted in by the first load)";
+  target->stats.seconds = SecondsSince(start);
   return {};
 }
 
-Result<LoadStats> Loader::Impl::LoadIntoTp(std::span<const Destination> destinations,
-                                           const TensorParallel& tp) {
+Result<LoadStats> Loader::Impl::LoadInto(std::span<const Destination> destinations,
+                                         const TensorParallel& tp) {
   auto start = std::chrono::steady_clock::now();
-  auto context = ResolveTp(checkpoint, tp);
+  auto context = Context(tp);
   if (!context) return std::move(context).error();
-  std::vector<const TensorInfo*> sources;
+  // The plan is checked against every named tensor (for every rank alike)
+  // before a destination is.
+  std::vector<const TensorInfo*> named;
   for (const Destination& d : destinations) {
-    const TensorInfo* t = checkpoint.Find(d.name);
-    if (t != nullptr) sources.push_back(t);
+    if (const TensorInfo* t = checkpoint.Find(d.name)) named.push_back(t);
   }
-  if (Status s = ValidateTp(*context, sources); !s) return std::move(s).error();
+  if (auto all = SliceSelected(*context, named); !all) return std::move(all).error();
   std::vector<TpItem> items;
   std::vector<std::byte*> data;
   for (const Destination& d : destinations) {
-    auto item = SliceOne(*context, d.name, d.size, nullptr);
+    auto item = SliceNamed(*context, d.name, d.size, nullptr);
     if (!item) return std::move(item).error();
     if (d.data == nullptr && d.size > 0) return Invalid(d.name, "null destination");
     items.push_back(std::move(*item));
     data.push_back(static_cast<std::byte*>(d.data));
   }
-  auto stats = ExecuteTp(items, data, {});
+  auto files = OpenFiles(items);
+  if (!files) return std::move(files).error();
+  auto stats = Run(*files, items, data, {}, nullptr);
   if (!stats) return std::move(stats).error();
   stats->memory = "caller-provided";
   stats->seconds = SecondsSince(start);
   return stats;
+}
+
+// The read plan Load would make, without memory (kPlanningBase) and without
+// reading: FILES are only open, for their O_DIRECT alignment.
+Result<RankPlan> Loader::Impl::PlanItems(const TpContext& context, std::span<const TpItem> items,
+                                         const FileTable& files) const {
+  LoadLayout layout = LayOut(items, ArenaAlignment(files));
+  std::vector<Window> windows;
+  std::vector<std::byte*> data = Place(items, layout, kPlanningBase, windows);
+  std::vector<Segment> segments = MakeSegments(items, data);
+  auto plan = PlanReads(segments, MakePlanOptions(files, windows));
+  if (!plan) return std::move(plan).error();
+  RankPlan out;
+  out.rank = context.rank;
+  out.world = context.world;
+  out.bytes = plan->bytes_delivered;
+  out.bytes_read = plan->bytes_requested;
+  out.read_ops = plan->ops.size();
+  out.tensors.reserve(items.size());
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    PlannedTensor t = DescribeTp(items[i]);
+    if (i < plan->tags.size()) {
+      t.strategy = StrategyName(plan->tags[i].strategy);
+      t.bytes_read = plan->tags[i].bytes_read;
+      t.read_ops = plan->tags[i].read_ops;
+    }
+    out.local_bytes += t.bytes;
+    out.tensors.push_back(std::move(t));
+  }
+  return out;
+}
+
+// Ranks [FIRST, LAST) of WORLD from one plan, one selection and one opening
+// of the shards (every shard any rank reads).
+Result<std::vector<RankPlan>> Loader::Impl::PlanRanks(const Selection& selection,
+                                                      const PlanSource& source, unsigned world,
+                                                      unsigned first, unsigned last) {
+  auto context = Context(TensorParallel{first, world, source});
+  if (!context) return std::move(context).error();
+  if (first >= last) return Invalid("", "PlanRanks: no rank to plan");
+  auto selected = Select(checkpoint, selection);
+  if (!selected) return std::move(selected).error();
+  std::vector<TpItem> whole = SliceSelected(TpContext{}, *selected).value();
+  auto files = OpenFiles(whole);
+  if (!files) return std::move(files).error();
+  std::vector<RankPlan> out;
+  out.reserve(last - first);
+  for (unsigned r = first; r < last; ++r) {
+    context->rank = r;
+    auto items = SliceSelected(*context, *selected);
+    if (!items) return std::move(items).error();
+    auto plan = PlanItems(*context, *items, *files);
+    if (!plan) return std::move(plan).error();
+    out.push_back(std::move(*plan));
+  }
+  return out;
 }
 
 // --- Loader ------------------------------------------------------------------
@@ -688,11 +630,7 @@ const Checkpoint& Loader::checkpoint() const { return impl_->checkpoint; }
 const LoadOptions& Loader::options() const { return impl_->options; }
 
 Result<LoadedCheckpoint> Loader::Load(const Selection& selection) {
-  try {
-    return impl_->Load(selection);
-  } catch (const std::bad_alloc&) {
-    return ResourceExhausted();
-  }
+  return Load(selection, TensorParallel{});
 }
 
 Status Loader::Reload(LoadedCheckpoint& loaded) {
@@ -704,16 +642,24 @@ Status Loader::Reload(LoadedCheckpoint& loaded) {
 }
 
 Result<LoadStats> Loader::LoadInto(std::span<const Destination> destinations) {
+  return LoadInto(destinations, TensorParallel{});
+}
+
+Result<RankPlan> Loader::Plan(const Selection& selection, const TensorParallel& tp) {
   try {
-    return impl_->LoadInto(destinations);
+    if (Status s = CheckRank(tp.plan, tp.rank, tp.world); !s) return std::move(s).error();
+    auto plans = impl_->PlanRanks(selection, tp.plan, tp.world, tp.rank, tp.rank + 1);
+    if (!plans) return std::move(plans).error();
+    return std::move(plans->front());
   } catch (const std::bad_alloc&) {
     return ResourceExhausted();
   }
 }
 
-Result<RankPlan> Loader::Plan(const Selection& selection, const TensorParallel& tp) {
+Result<std::vector<RankPlan>> Loader::PlanRanks(const Selection& selection,
+                                                const PlanSource& plan, unsigned world) {
   try {
-    return impl_->PlanTp(selection, tp);
+    return impl_->PlanRanks(selection, plan, world, 0, world);
   } catch (const std::bad_alloc&) {
     return ResourceExhausted();
   }
@@ -721,8 +667,7 @@ Result<RankPlan> Loader::Plan(const Selection& selection, const TensorParallel& 
 
 Result<LoadedCheckpoint> Loader::Load(const Selection& selection, const TensorParallel& tp) {
   try {
-    if (tp.world == 1 && tp.rank == 0 && tp.plan.empty()) return impl_->Load(selection);
-    return impl_->LoadTp(selection, tp);
+    return impl_->Load(selection, tp);
   } catch (const std::bad_alloc&) {
     return ResourceExhausted();
   }
@@ -731,8 +676,7 @@ Result<LoadedCheckpoint> Loader::Load(const Selection& selection, const TensorPa
 Result<LoadStats> Loader::LoadInto(std::span<const Destination> destinations,
                                    const TensorParallel& tp) {
   try {
-    if (tp.world == 1 && tp.rank == 0 && tp.plan.empty()) return impl_->LoadInto(destinations);
-    return impl_->LoadIntoTp(destinations, tp);
+    return impl_->LoadInto(destinations, tp);
   } catch (const std::bad_alloc&) {
     return ResourceExhausted();
   }

@@ -132,15 +132,51 @@ struct Destination {
   std::uint64_t size = 0;
 };
 
+// Where a tensor-parallel plan comes from; the kind says how to read it
+// (nothing is guessed from a file name). Files are opened like an index file:
+// non-blocking, regular files only, at most 64 MiB.
+struct PlanSource {
+  enum class Kind {
+    kNone,          // no plan: with world 1, every tensor whole (a plain load)
+    kFile,          // `path`: our plan JSON (docs/tp-plan.md)
+    kHf,            // the base_model_tp_plan of the checkpoint's config.json
+    kHfConfig,      // `path`: a Hugging Face config.json
+    kJson,          // `text`: our plan JSON, in memory; errors name `path`
+    kHfConfigJson,  // `text`: a Hugging Face config, in memory; errors name `path`
+  };
+  Kind kind = Kind::kNone;
+  std::string path;
+  std::string text;
+
+  static PlanSource None() { return {}; }
+  static PlanSource File(std::string path) { return {Kind::kFile, std::move(path), {}}; }
+  static PlanSource Hf() { return {Kind::kHf, {}, {}}; }
+  static PlanSource HfConfig(std::string path) { return {Kind::kHfConfig, std::move(path), {}}; }
+  static PlanSource Json(std::string text, std::string name = "<plan JSON>") {
+    return {Kind::kJson, std::move(name), std::move(text)};
+  }
+  static PlanSource HfConfigJson(std::string text, std::string name = "<config JSON>") {
+    return {Kind::kHfConfigJson, std::move(name), std::move(text)};
+  }
+  // Reads the file at PATH (as above) and returns it as kJson when its
+  // top-level object has "tp_plan_version" (our format), else as
+  // kHfConfigJson; errors then name PATH. For a command line that takes
+  // either kind of file. Errors: kIoError (errno attached) / kNotRegularFile /
+  // kTpPlanJson (too large).
+  static Result<PlanSource> FromFileContent(const std::string& path);
+
+  // "hf", the path, or the name given to text: what reports show.
+  std::string Describe() const;
+  bool operator==(const PlanSource&) const = default;
+};
+
 // Tensor-parallel loading: rank `rank` of `world` receives only its slices of
 // each tensor, as the plan says (docs/tp-plan.md), and reads from storage only
-// the bytes it needs. world == 1 with an empty plan is a plain load.
+// the bytes it needs. world == 1 with no plan is a plain load.
 struct TensorParallel {
   unsigned rank = 0;
   unsigned world = 1;
-  // A plan JSON file (docs/tp-plan.md), "hf" for the base_model_tp_plan of
-  // the checkpoint's config.json, or the path of a config.json.
-  std::string plan;
+  PlanSource plan;
 };
 
 // What one rank gets of one tensor, computed without reading tensor data.
@@ -150,6 +186,11 @@ struct PlannedTensor {
   std::vector<std::uint64_t> shape;  // the local shape
   std::uint64_t bytes = 0;           // local bytes
   std::string rule;                  // the plan rule that decided it
+  // How its reads were planned (ReadPlan's per-tensor strategy): "exact",
+  // "staged" or "mixed"; and what they read.
+  std::string strategy;
+  std::uint64_t bytes_read = 0;
+  std::uint64_t read_ops = 0;
 };
 
 // One rank's share of a load: tensors, bytes received and bytes read.
@@ -198,12 +239,19 @@ class Loader {
   // [data, data + size).
   Result<LoadStats> LoadInto(std::span<const Destination> destinations);
 
-  // Tensor-parallel variants: the same, for rank tp.rank of tp.world. The
-  // plan is checked against every selected tensor before any read; loaded
-  // tensors have their local shapes (LoadedTensor::shape), padding rows of a
-  // vocab split are zero. Reload keeps the rank's plan. LoadInto's buffers
-  // must have the local sizes.
+  // Tensor-parallel variants: the same, for rank tp.rank of tp.world (the
+  // plain ones above are rank 0 of world 1 with no plan: one implementation
+  // serves both). The plan is read and parsed once per Loader and
+  // PlanSource, then reused by every later call; it is checked against every
+  // selected tensor before any read; loaded tensors have their local shapes
+  // (LoadedTensor::shape), padding rows of a vocab split are zero. Reload
+  // keeps the rank's plan. LoadInto's buffers must have the local sizes.
+  // Plan computes what Load would read, without memory and without reading.
   Result<RankPlan> Plan(const Selection& selection, const TensorParallel& tp);
+  // Plan for every rank of WORLD from one resolution of the plan, one
+  // selection, one validation and one opening of the shards.
+  Result<std::vector<RankPlan>> PlanRanks(const Selection& selection, const PlanSource& plan,
+                                          unsigned world);
   Result<LoadedCheckpoint> Load(const Selection& selection, const TensorParallel& tp);
   Result<LoadStats> LoadInto(std::span<const Destination> destinations,
                              const TensorParallel& tp);

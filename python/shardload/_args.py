@@ -1,13 +1,10 @@
 """Checks the arguments of load(), Checkpoint.load() and Checkpoint.plan()
 before any file is touched: a wrong type raises TypeError, a wrong value
-ValueError. Also turns a plan given as a dict into a temporary file, since
-the library reads plans from files."""
-import builtins
-import contextlib
+ValueError. Also turns the plan into what the C++ side takes (PlanArg): a
+dict is passed as JSON text in memory, never through a file."""
 import json
 import operator
 import os
-import tempfile
 from dataclasses import dataclass
 from typing import Any, Callable, List, Optional
 
@@ -20,11 +17,20 @@ DICT_PLAN = "<plan dict>"  # how errors name a plan given as a dict
 
 
 @dataclass(frozen=True)
-class DictPlan:
-    """A plan given as a dict, serialized: FILE_NAME is "plan.json" for our
-    format ("tp_plan_version"), else "config.json" (a Hugging Face config)."""
-    text: str
-    file_name: str
+class PlanArg:
+    """The plan as the C++ side takes it (a shardload::PlanSource): KIND "hf",
+    "file" (PATH holds our plan JSON or a Hugging Face config.json, told apart
+    by its content), "json" or "hf_config_json" (TEXT, a dict serialized: ours
+    when it has "tp_plan_version"; errors name PATH, DICT_PLAN)."""
+    kind: str
+    path: bytes = b""
+    text: str = ""
+
+    def kwargs(self):
+        return {"plan_kind": self.kind, "plan_path": self.path, "plan_text": self.text}
+
+
+NO_PLAN = PlanArg("")
 
 
 @dataclass(frozen=True)
@@ -35,7 +41,7 @@ class Request:
     direct: bool
     rank: Optional[int]          # None (plan only): every rank
     world: int
-    plan: Any                    # None, a path (bytes) or a DictPlan
+    plan: Optional[PlanArg]      # None: no plan
     framework: str = "numpy"
     progress: Optional[Callable[[int, int], Any]] = None
 
@@ -43,8 +49,12 @@ class Request:
         """What a tensor-parallel load adds to .stats (None for a plain load)."""
         if self.plan is None:
             return None
-        plan = DICT_PLAN if isinstance(self.plan, DictPlan) else os.fsdecode(self.plan)
+        plan = "hf" if self.plan.kind == "hf" else os.fsdecode(self.plan.path)
         return {"rank": self.rank, "world": self.world, "plan": plan}
+
+    def plan_kwargs(self):
+        """The plan_kind, plan_path and plan_text arguments of the C++ call."""
+        return (self.plan or NO_PLAN).kwargs()
 
 
 def fs_path(path) -> bytes:
@@ -115,15 +125,15 @@ def _plan(plan):
     if plan is None:
         return None
     if isinstance(plan, dict):
-        file_name = "plan.json" if "tp_plan_version" in plan else "config.json"
-        return DictPlan(json.dumps(plan), file_name)  # TypeError when not JSON
+        kind = "json" if "tp_plan_version" in plan else "hf_config_json"
+        return PlanArg(kind, os.fsencode(DICT_PLAN), json.dumps(plan))  # TypeError when not JSON
     if not isinstance(plan, (str, bytes, os.PathLike)):
         raise TypeError("plan must be a path, \"hf\" or a dict, "
                         f"not {type(plan).__name__}")
     encoded = os.fsencode(plan)
     if not encoded:
         raise ValueError('plan is empty: pass a plan file, "hf", a config.json or a dict')
-    return encoded
+    return PlanArg("hf") if encoded == b"hf" else PlanArg("file", encoded)
 
 
 def _world_and_rank(rank, world, plan, every_rank_allowed):
@@ -170,25 +180,3 @@ def plan_request(*, rank, world, plan, select, threads, direct) -> Request:
     if not isinstance(direct, bool):
         raise TypeError(f"direct must be a bool, not {type(direct).__name__}")
     return Request(_globs(select), _threads(threads), direct, rank, world, plan)
-
-
-@contextlib.contextmanager
-def plan_file(plan):
-    """Yields the plan argument of the C++ call (bytes; b"" for none). A
-    DictPlan is written to a temporary file for the duration (the library
-    reads plans from files); errors that name that file name DICT_PLAN
-    instead."""
-    if not isinstance(plan, DictPlan):
-        yield plan if plan is not None else b""
-        return
-    with tempfile.TemporaryDirectory(prefix="shardload-plan-") as directory:
-        path = os.path.join(directory, plan.file_name)
-        with builtins.open(path, "w", encoding="utf-8") as f:
-            f.write(plan.text)
-        try:
-            yield os.fsencode(path)
-        except Error as error:
-            if error.path == path:
-                error.path = DICT_PLAN
-                error.args = (str(error).replace(path, DICT_PLAN),)
-            raise

@@ -110,11 +110,11 @@ class Checkpoint(Mapping):
         on THREADS. Raises shardload.Error when the plan does not fit."""
         request = _args.plan_request(rank=rank, world=world, plan=plan, select=select,
                                      threads=threads, direct=direct)
-        ranks = range(request.world) if request.rank is None else [request.rank]
-        with _args.plan_file(request.plan) as plan_arg:
-            plans = _shardload.plan(self._handle, globs=request.globs, threads=request.threads,
-                                    direct=request.direct, ranks=list(ranks),
-                                    world=request.world, plan=plan_arg)
+        # No rank: every rank, from one resolution of the plan (ranks=[]).
+        ranks = [] if request.rank is None else [request.rank]
+        plans = _shardload.plan(self._handle, globs=request.globs, threads=request.threads,
+                                direct=request.direct, ranks=ranks, world=request.world,
+                                **request.plan_kwargs())
         plans = [_rank_plan(p) for p in plans]
         return plans if request.rank is None else plans[0]
 

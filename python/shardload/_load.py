@@ -34,10 +34,10 @@ def run(handle, request):
     """Loads REQUEST (an _args.Request) from HANDLE (a CheckpointHandle)."""
     if request.framework == "torch":
         from . import _torch  # before reading: ImportError when torch is missing
-    with _args.plan_file(request.plan) as plan:
-        memory = _shardload.load(
-            handle, globs=request.globs, threads=request.threads, direct=request.direct,
-            rank=request.rank, world=request.world, plan=plan, progress=request.progress)
+    memory = _shardload.load(
+        handle, globs=request.globs, threads=request.threads, direct=request.direct,
+        rank=request.rank, world=request.world, progress=request.progress,
+        **request.plan_kwargs())
     dtypes = memory.dtypes()
     if request.framework == "torch":
         tensors = _torch.tensors(memory, dtypes)

@@ -358,8 +358,8 @@ void RunCase(const Case& c, Watchdog& dog, Tally& tally) {
   TensorParallel tp;
   Oracle oracle;
   if (c.mode == Mode::kTp) {
-    tp = {c.rank, c.world, dir.path() + "/plan.json"};
-    WriteFile(tp.plan, kTpPlan);
+    tp = {c.rank, c.world, PlanSource::File(dir.path() + "/plan.json")};
+    WriteFile(tp.plan.path, kTpPlan);
     oracle = TpOracle(ckpt, tp);
   } else {
     for (const TensorInfo& t : ckpt.tensors()) oracle[t.name] = OracleRead(ckpt, t);

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -167,8 +168,9 @@ class Fixture {
     std::ofstream(dir_.path() + "/plan-b.json") << kPlanB;
   }
   std::string path() const { return dir_.path(); }
-  std::string PlanPath(const std::string& plan) const {
-    return plan == "hf" ? "hf" : dir_.path() + (plan == "A" ? "/plan-a.json" : "/plan-b.json");
+  PlanSource PlanPath(const std::string& plan) const {
+    if (plan == "hf") return PlanSource::Hf();
+    return PlanSource::File(dir_.path() + (plan == "A" ? "/plan-a.json" : "/plan-b.json"));
   }
   // The full tensor as a plain pread of the file returns it.
   std::vector<std::uint8_t> Full(const Checkpoint& c, const TensorInfo& t) const {
@@ -310,23 +312,28 @@ TEST_CASE("refusals before any I/O, with the plan's error codes") {
   REQUIRE(!bad.has_value());
   CHECK(bad.error().code == ErrorCode::kTpIndivisible);
   CHECK(bad.error().tensor == "a.embed.weight");
-  CHECK(loader->Load({}, TensorParallel{3, 3, "hf"}).error().code == ErrorCode::kInvalidArgument);
-  CHECK(loader->Load({}, TensorParallel{0, 2, ""}).error().code == ErrorCode::kInvalidArgument);
-  CHECK(loader->Load({}, TensorParallel{0, 2, f.path() + "/nope.json"}).error().code ==
-        ErrorCode::kIoError);
+  CHECK(loader->Load({}, TensorParallel{3, 3, PlanSource::Hf()}).error().code ==
+        ErrorCode::kInvalidArgument);
+  CHECK(loader->Load({}, TensorParallel{0, 2, {}}).error().code == ErrorCode::kInvalidArgument);
+  auto missing = loader->Load({}, TensorParallel{0, 2, PlanSource::File(f.path() + "/nope.json")});
+  CHECK(missing.error().code == ErrorCode::kIoError);
+  CHECK(missing.error().sys_errno == ENOENT);
+  CHECK(missing.error().path == f.path() + "/nope.json");
   std::ofstream(f.path() + "/bad.json") << R"({"tp_plan_version": 1, "rules": [{"match": "x"}]})";
-  CHECK(loader->Plan({}, TensorParallel{0, 2, f.path() + "/bad.json"}).error().code ==
-        ErrorCode::kTpBadRule);
+  CHECK(loader->Plan({}, TensorParallel{0, 2, PlanSource::File(f.path() + "/bad.json")})
+            .error()
+            .code == ErrorCode::kTpBadRule);
   // A config.json path works like `hf`.
-  auto via_path = loader->Plan({}, TensorParallel{1, 2, f.path() + "/config.json"});
-  auto via_hf = loader->Plan({}, TensorParallel{1, 2, "hf"});
+  auto via_path =
+      loader->Plan({}, TensorParallel{1, 2, PlanSource::HfConfig(f.path() + "/config.json")});
+  auto via_hf = loader->Plan({}, TensorParallel{1, 2, PlanSource::Hf()});
   REQUIRE(via_path.has_value());
   REQUIRE(via_hf.has_value());
   CHECK(via_path->bytes == via_hf->bytes);
   // A caller buffer of the full size is refused for a split tensor.
   std::vector<std::byte> full(16 * 16 * 2);
   Destination d{"model.layers.0.self_attn.q_proj.weight", full.data(), full.size()};
-  CHECK(loader->LoadInto(std::span(&d, 1), TensorParallel{0, 2, "hf"}).error().code ==
+  CHECK(loader->LoadInto(std::span(&d, 1), TensorParallel{0, 2, PlanSource::Hf()}).error().code ==
         ErrorCode::kInvalidArgument);
 }
 
