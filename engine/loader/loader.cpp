@@ -541,12 +541,13 @@ Result<RankPlan> Loader::Impl::PlanItems(const TpContext& context, std::span<con
   out.read_ops = plan->ops.size();
   out.tensors.reserve(items.size());
   for (std::size_t i = 0; i < items.size(); ++i) {
+    // A tensor whose bytes ride in another tensor's coalesced read has no
+    // reads of its own (its TagReads, or none at all, count zero).
+    const TagReads reads = i < plan->tags.size() ? plan->tags[i] : TagReads{};
     PlannedTensor t = DescribeTp(items[i]);
-    if (i < plan->tags.size()) {
-      t.strategy = StrategyName(plan->tags[i].strategy);
-      t.bytes_read = plan->tags[i].bytes_read;
-      t.read_ops = plan->tags[i].read_ops;
-    }
+    t.strategy = StrategyName(reads.strategy);
+    t.bytes_read = reads.bytes_read;
+    t.read_ops = reads.read_ops;
     out.local_bytes += t.bytes;
     out.tensors.push_back(std::move(t));
   }

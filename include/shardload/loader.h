@@ -187,7 +187,9 @@ struct PlannedTensor {
   std::uint64_t bytes = 0;           // local bytes
   std::string rule;                  // the plan rule that decided it
   // How its reads were planned (ReadPlan's per-tensor strategy): "exact",
-  // "staged" or "mixed"; and what they read.
+  // "staged" or "mixed"; and what they read. A read that covers several
+  // tensors (coalesced neighbours) counts for the first one only, so these
+  // add up to RankPlan::bytes_read and read_ops.
   std::string strategy;
   std::uint64_t bytes_read = 0;
   std::uint64_t read_ops = 0;

@@ -8,11 +8,13 @@
 // back with a plain pread.
 #include <doctest/doctest.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <random>
 #include <string>
@@ -335,6 +337,183 @@ TEST_CASE("refusals before any I/O, with the plan's error codes") {
   Destination d{"model.layers.0.self_attn.q_proj.weight", full.data(), full.size()};
   CHECK(loader->LoadInto(std::span(&d, 1), TensorParallel{0, 2, PlanSource::Hf()}).error().code ==
         ErrorCode::kInvalidArgument);
+}
+
+// --- plan sources, the plan cache and PlanRanks ---------------------------------
+
+// The fields a plan's users see, for comparing two plans.
+void CheckSamePlan(const RankPlan& a, const RankPlan& b) {
+  CHECK(a.rank == b.rank);
+  CHECK(a.world == b.world);
+  CHECK(a.bytes == b.bytes);
+  CHECK(a.local_bytes == b.local_bytes);
+  CHECK(a.bytes_read == b.bytes_read);
+  CHECK(a.read_ops == b.read_ops);
+  REQUIRE(a.tensors.size() == b.tensors.size());
+  for (std::size_t i = 0; i < a.tensors.size(); ++i) {
+    INFO(a.tensors[i].name);
+    CHECK(a.tensors[i].name == b.tensors[i].name);
+    CHECK(a.tensors[i].shape == b.tensors[i].shape);
+    CHECK(a.tensors[i].rule == b.tensors[i].rule);
+    CHECK(a.tensors[i].strategy == b.tensors[i].strategy);
+    CHECK(a.tensors[i].bytes_read == b.tensors[i].bytes_read);
+    CHECK(a.tensors[i].read_ops == b.tensors[i].read_ops);
+  }
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+TEST_CASE("a plan in memory, from a file or told apart by content: the same slices") {
+  Fixture f;
+  auto loader = Loader::Open(f.path(), {});
+  REQUIRE(loader.has_value());
+  const std::string plan_a = f.path() + "/plan-a.json", config = f.path() + "/config.json";
+  auto by_file = loader->Plan({}, TensorParallel{1, 3, PlanSource::File(plan_a)});
+  auto by_text = loader->Plan({}, TensorParallel{1, 3, PlanSource::Json(ReadAll(plan_a))});
+  auto ours = PlanSource::FromFileContent(plan_a);
+  REQUIRE(ours.has_value());
+  CHECK(ours->kind == PlanSource::Kind::kJson);
+  CHECK(ours->path == plan_a);
+  auto by_content = loader->Plan({}, TensorParallel{1, 3, *ours});
+  REQUIRE(by_file.has_value());
+  REQUIRE(by_text.has_value());
+  REQUIRE(by_content.has_value());
+  CheckSamePlan(*by_file, *by_text);
+  CheckSamePlan(*by_file, *by_content);
+
+  auto hf_text = PlanSource::HfConfigJson(ReadAll(config));
+  auto hf_content = PlanSource::FromFileContent(config);
+  REQUIRE(hf_content.has_value());
+  CHECK(hf_content->kind == PlanSource::Kind::kHfConfigJson);
+  auto via_hf = loader->Plan({}, TensorParallel{0, 2, PlanSource::Hf()});
+  auto via_text = loader->Plan({}, TensorParallel{0, 2, hf_text});
+  auto via_content = loader->Plan({}, TensorParallel{0, 2, *hf_content});
+  REQUIRE(via_hf.has_value());
+  REQUIRE(via_text.has_value());
+  REQUIRE(via_content.has_value());
+  CheckSamePlan(*via_hf, *via_text);
+  CheckSamePlan(*via_hf, *via_content);
+  // A name ending in config.json means nothing: our plan under that name is ours.
+  const std::string disguised = f.path() + "/plan.config.json";
+  std::ofstream(disguised) << kPlanA;
+  auto as_ours = PlanSource::FromFileContent(disguised);
+  REQUIRE(as_ours.has_value());
+  CHECK(as_ours->kind == PlanSource::Kind::kJson);
+
+  // Errors of a plan in memory name the name it was given.
+  auto bad = loader->Plan({}, TensorParallel{0, 2, PlanSource::Json("{", "<my plan>")});
+  REQUIRE(!bad.has_value());
+  CHECK(bad.error().code == ErrorCode::kTpPlanJson);
+  CHECK(bad.error().path == "<my plan>");
+  CHECK(PlanSource::Hf().Describe() == "hf");
+  CHECK(PlanSource::File(plan_a).Describe() == plan_a);
+}
+
+TEST_CASE("a FIFO or a directory given as a plan is refused without hanging") {
+  Fixture f;
+  auto loader = Loader::Open(f.path(), {});
+  REQUIRE(loader.has_value());
+  const std::string fifo = f.path() + "/plan.fifo";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);  // nobody ever writes to it
+  for (const PlanSource& source : {PlanSource::File(fifo), PlanSource::HfConfig(fifo),
+                                   PlanSource::File(f.path())}) {
+    auto plan = loader->Plan({}, TensorParallel{0, 2, source});
+    REQUIRE(!plan.has_value());
+    CHECK(plan.error().code == ErrorCode::kNotRegularFile);
+    CHECK(plan.error().path == source.path);
+  }
+  auto content = PlanSource::FromFileContent(fifo);
+  REQUIRE(!content.has_value());
+  CHECK(content.error().code == ErrorCode::kNotRegularFile);
+}
+
+TEST_CASE("a Loader reads each plan once: later calls use the parsed plan") {
+  Fixture f;
+  const std::string path = f.path() + "/cached.json";
+  std::ofstream(path) << kPlanA;
+  auto loader = Loader::Open(f.path(), {});
+  REQUIRE(loader.has_value());
+  const TensorParallel tp{2, 4, PlanSource::File(path)};
+  auto first = loader->Plan({}, tp);
+  REQUIRE(first.has_value());
+  // Replace the file with garbage: this Loader does not read it again, for
+  // any call or rank; a new Loader does.
+  std::ofstream(path, std::ios::trunc) << "not json";
+  auto again = loader->Plan({}, tp);
+  REQUIRE(again.has_value());
+  CheckSamePlan(*first, *again);
+  auto loaded = loader->Load({}, TensorParallel{1, 4, tp.plan});
+  REQUIRE_MESSAGE(loaded.has_value(), shardload::test::ErrorText(loaded));
+  CheckRank(f, loader->checkpoint(), *loaded, "A", 1, 4);
+  auto fresh = Loader::Open(f.path(), {});
+  REQUIRE(fresh.has_value());
+  CHECK(fresh->Plan({}, tp).error().code == ErrorCode::kTpPlanJson);
+}
+
+TEST_CASE("PlanRanks equals Plan rank by rank; per-tensor reads add up") {
+  Fixture f;
+  for (bool direct : {false, true}) {
+    LoadOptions options;
+    options.direct = direct;
+    options.threads = 3;
+    auto loader = Loader::Open(f.path(), options);
+    REQUIRE(loader.has_value());
+    for (std::string plan : {"A", "hf"}) {
+      for (unsigned w : plan == "A" ? std::vector<unsigned>{1, 3, 8} : Worlds(plan)) {
+        INFO("plan ", plan, " world ", w, " direct ", direct);
+        auto all = loader->PlanRanks({}, f.PlanPath(plan), w);
+        REQUIRE_MESSAGE(all.has_value(), shardload::test::ErrorText(all));
+        REQUIRE(all->size() == w);
+        for (unsigned r = 0; r < w; ++r) {
+          auto one = loader->Plan({}, TensorParallel{r, w, f.PlanPath(plan)});
+          REQUIRE(one.has_value());
+          CheckSamePlan((*all)[r], *one);
+          std::uint64_t ops = 0, read = 0;
+          for (const PlannedTensor& t : one->tensors) {
+            CHECK(!t.strategy.empty());
+            ops += t.read_ops;
+            read += t.bytes_read;
+          }
+          CHECK(ops == one->read_ops);
+          CHECK(read == one->bytes_read);
+        }
+      }
+    }
+    CHECK(loader->PlanRanks({}, PlanSource::Hf(), 0).error().code ==
+          ErrorCode::kInvalidArgument);
+    CHECK(loader->PlanRanks({}, PlanSource::None(), 2).error().code ==
+          ErrorCode::kInvalidArgument);
+  }
+}
+
+TEST_CASE("a plain load is the world-1 identity: same tensors, bytes and reads") {
+  Fixture f;
+  auto loader = Loader::Open(f.path(), {});
+  REQUIRE(loader.has_value());
+  auto plain = loader->Load({});
+  auto identity = loader->Load({}, TensorParallel{0, 1, PlanSource::None()});
+  auto planned = loader->Plan({}, TensorParallel{});
+  REQUIRE(plain.has_value());
+  REQUIRE(identity.has_value());
+  REQUIRE(planned.has_value());
+  REQUIRE(plain->tensors().size() == loader->checkpoint().tensors().size());
+  CHECK(plain->stats().read_ops == identity->stats().read_ops);
+  CHECK(plain->stats().read_ops == planned->read_ops);
+  CHECK(plain->stats().bytes == planned->bytes);
+  for (const LoadedTensor& t : plain->tensors()) {
+    const TensorInfo& info = *loader->checkpoint().Find(t.name);
+    std::vector<std::uint8_t> full = f.Full(loader->checkpoint(), info);
+    CHECK(t.shape == info.shape);
+    REQUIRE(t.data.size() == full.size());
+    CHECK((full.empty() || std::memcmp(t.data.data(), full.data(), full.size()) == 0));
+    CHECK(std::memcmp(identity->Find(t.name)->data.data(), full.data(), full.size()) == 0);
+  }
+  // Whole tensors that follow each other in a shard still coalesce: fewer
+  // reads than tensors.
+  CHECK(plain->stats().read_ops < plain->tensors().size());
 }
 
 }  // namespace
