@@ -2,6 +2,7 @@
 // (text and JSON) on generated and broken checkpoints.
 #include <doctest/doctest.h>
 #include <rapidjson/document.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <array>
@@ -295,6 +296,63 @@ TEST_CASE("tensor-parallel usage and plan errors have their exit codes") {
   Run rule = Cli("load " + Generated() + " --rank 0 --world 2 --plan " + (tmp / "bad.json"), tmp);
   CHECK(rule.exit_code == 6);
   CHECK(rule.err.find("tp_bad_rule") != std::string::npos);
+}
+
+TEST_CASE("plan --json: every rank without --rank, per-tensor strategy and reads") {
+  TempDir tmp;
+  Run all = Cli("plan " + Generated() + " --world 4 --plan hf --json", tmp);
+  REQUIRE_MESSAGE(all.exit_code == 0, all.err);
+  rapidjson::Document every = LastJsonLine(all.out);
+  REQUIRE(every["ranks"].GetArray().Size() == 4);
+  for (unsigned r = 0; r < 4; ++r) {
+    const rapidjson::Value& rp = every["ranks"][r];
+    CHECK(rp["rank"].GetUint() == r);
+    std::uint64_t ops = 0, read = 0;
+    for (const rapidjson::Value& t : rp["tensors"].GetArray()) {
+      std::string strategy = t["strategy"].GetString();
+      CHECK((strategy == "exact" || strategy == "staged" || strategy == "mixed"));
+      ops += t["read_ops"].GetUint64();
+      read += t["bytes_read"].GetUint64();
+    }
+    CHECK(ops == rp["read_ops"].GetUint64());
+    CHECK(read == rp["bytes_read"].GetUint64());
+    Run one = Cli("plan " + Generated() + " --world 4 --plan hf --json --rank " + std::to_string(r), tmp);
+    REQUIRE_MESSAGE(one.exit_code == 0, one.err);
+    rapidjson::Document single = LastJsonLine(one.out);
+    CHECK(single["ranks"][0] == rp);
+  }
+}
+
+TEST_CASE("--plan FILE: a plan or a config.json told apart by content; a FIFO does not hang") {
+  TempDir tmp;
+  // The checkpoint's config.json under a name that says nothing.
+  WriteFile(tmp / "settings", ReadFile(Generated() + "/config.json"));
+  Run hf = Cli("plan " + Generated() + " --world 2 --rank 1 --plan hf --json", tmp);
+  Run by_content = Cli("plan " + Generated() + " --world 2 --rank 1 --json --plan " + (tmp / "settings"), tmp);
+  REQUIRE_MESSAGE(hf.exit_code == 0, hf.err);
+  REQUIRE_MESSAGE(by_content.exit_code == 0, by_content.err);
+  CHECK(LastJsonLine(hf.out)["ranks"] == LastJsonLine(by_content.out)["ranks"]);
+  CHECK(std::string(LastJsonLine(by_content.out)["plan"].GetString()) == tmp / "settings");
+  // Our plan in a file named config.json is still our plan.
+  ::mkdir((tmp / "d").c_str(), 0700);
+  WriteFile(tmp / "d/config.json", R"({"tp_plan_version": 1, "rules": [{"match": "**", "split": "nope"}]})");
+  Run ours = Cli("plan " + Generated() + " --world 2 --plan " + (tmp / "d/config.json"), tmp);
+  CHECK(ours.exit_code == 6);
+  CHECK(ours.err.find("tp_bad_rule") != std::string::npos);
+  // A FIFO nobody writes to: refused at once (exit 4, not a regular file).
+  REQUIRE(::mkfifo((tmp / "fifo").c_str(), 0600) == 0);
+  std::string cmd = "timeout 20 " + std::string(SHARDLOAD_CLI) + " plan " + Generated() +
+                    " --world 2 --plan " + (tmp / "fifo") + " 2>&1";
+  Run fifo;
+  FILE* pipe = ::popen(cmd.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  std::array<char, 4096> buf;
+  while (std::size_t n = std::fread(buf.data(), 1, buf.size(), pipe)) fifo.err.append(buf.data(), n);
+  int status = ::pclose(pipe);
+  fifo.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  CHECK(fifo.exit_code != 124);  // timeout(1): it hung
+  CHECK(fifo.exit_code != 0);
+  CHECK(fifo.err.find("not_regular_file") != std::string::npos);
 }
 
 TEST_CASE("split writes rank-<r>/ checkpoints that inspect accepts") {
