@@ -125,7 +125,8 @@ struct Loader::Impl {
   // have SIZE bytes (and, when given, DTYPE and SHAPE).
   Result<TpItem> SliceNamed(const TpContext& context, const std::string& name,
                             std::uint64_t size, const LoadedTensor* like) const;
-  Result<FileTable> OpenFiles(std::span<const TpItem> items) const;
+  // Opens the shards holding TENSORS' bytes (for O_DIRECT, their alignment).
+  Result<FileTable> OpenFiles(std::span<const TensorInfo* const> tensors) const;
   std::uint64_t ArenaAlignment(const FileTable& files) const {
     return options.direct ? files.alignment() : kBufferedArenaAlignment;
   }
@@ -194,14 +195,14 @@ const LoadStats& LoadedCheckpoint::stats() const {
 
 // --- Loader::Impl ------------------------------------------------------------
 
-Result<FileTable> Loader::Impl::OpenFiles(std::span<const TpItem> items) const {
+Result<FileTable> Loader::Impl::OpenFiles(std::span<const TensorInfo* const> tensors) const {
   const std::vector<ShardInfo>& shards = checkpoint.shards();
   std::vector<std::string> paths;
   paths.reserve(shards.size());
   for (const ShardInfo& s : shards) paths.push_back(s.path);
   auto needed = std::make_unique<bool[]>(shards.size());
-  for (const TpItem& item : items) {
-    if (!item.slice.segments.empty()) needed[item.source->shard] = true;
+  for (const TensorInfo* t : tensors) {
+    if (t->size > 0) needed[t->shard] = true;
   }
   return FileTable::Open(paths, std::span<const bool>(needed.get(), shards.size()),
                          options.direct);
@@ -443,7 +444,7 @@ Result<LoadedCheckpoint> Loader::Impl::Load(const Selection& selection,
   if (!context) return std::move(context).error();
   auto items = SliceSelection(*context, selection);
   if (!items) return std::move(items).error();
-  auto files = OpenFiles(*items);
+  auto files = OpenFiles(Sources(*items));
   if (!files) return std::move(files).error();
   LoadLayout layout = LayOut(*items, ArenaAlignment(*files));
   auto memory = MappedMemory::Map(layout.size, options.huge_pages);
@@ -483,7 +484,7 @@ Status Loader::Impl::Reload(LoadedCheckpoint& loaded) {
     items.push_back(std::move(*item));
     data.push_back(lt.data.data());
   }
-  auto files = OpenFiles(items);
+  auto files = OpenFiles(Sources(items));
   if (!files) return std::move(files).error();
   auto stats = Run(*files, items, data, target->windows, nullptr);
   if (!stats) return std::move(stats).error();
@@ -514,7 +515,7 @@ Result<LoadStats> Loader::Impl::LoadInto(std::span<const Destination> destinatio
     items.push_back(std::move(*item));
     data.push_back(static_cast<std::byte*>(d.data));
   }
-  auto files = OpenFiles(items);
+  auto files = OpenFiles(Sources(items));
   if (!files) return std::move(files).error();
   auto stats = Run(*files, items, data, {}, nullptr);
   if (!stats) return std::move(stats).error();
@@ -564,8 +565,7 @@ Result<std::vector<RankPlan>> Loader::Impl::PlanRanks(const Selection& selection
   if (first >= last) return Invalid("", "PlanRanks: no rank to plan");
   auto selected = Select(checkpoint, selection);
   if (!selected) return std::move(selected).error();
-  std::vector<TpItem> whole = SliceSelected(TpContext{}, *selected).value();
-  auto files = OpenFiles(whole);
+  auto files = OpenFiles(*selected);
   if (!files) return std::move(files).error();
   std::vector<RankPlan> out;
   out.reserve(last - first);
