@@ -71,6 +71,15 @@ void PrintRank(const RankPlan& p, bool list_tensors) {
   }
 }
 
+// Rank --rank, or every rank from one resolution of the plan.
+Result<std::vector<RankPlan>> PlanRequested(Loader& loader, const Selection& selection,
+                                            const TpFlags& tp) {
+  if (!tp.rank_given) return loader.PlanRanks(selection, tp.tp.plan, tp.tp.world);
+  auto one = loader.Plan(selection, tp.tp);
+  if (!one) return std::move(one).error();
+  return std::vector<RankPlan>{std::move(*one)};
+}
+
 }  // namespace
 
 int RunPlan(int argc, char** argv) {
@@ -92,14 +101,7 @@ int RunPlan(int argc, char** argv) {
   selection.globs = args->GetAll("--select");
   auto loader = Loader::Open(args->Positional(0), options);
   if (!loader) return ReportError(loader.error(), json);
-  // One rank, or every rank from one resolution of the plan.
-  Result<std::vector<RankPlan>> plans =
-      tp.rank_given ? [&]() -> Result<std::vector<RankPlan>> {
-        auto one = loader->Plan(selection, tp.tp);
-        if (!one) return std::move(one).error();
-        return std::vector<RankPlan>{std::move(*one)};
-      }()
-                    : loader->PlanRanks(selection, tp.tp.plan, tp.tp.world);
+  Result<std::vector<RankPlan>> plans = PlanRequested(*loader, selection, tp);
   if (!plans) return ReportError(plans.error(), json);
   std::string ranks;
   for (const RankPlan& plan : *plans) {
