@@ -66,12 +66,14 @@ struct Request {
   bool direct = false;
   unsigned world = 1;
   std::string plan;
+  double max_over_read = 0;  // 0: LoadOptions' default
 };
 
 LoadOptions Options(const Request& request) {
   LoadOptions options;
   options.threads = request.threads;
   options.direct = request.direct;
+  if (request.max_over_read > 0) options.max_over_read = request.max_over_read;
   return options;
 }
 
@@ -146,21 +148,27 @@ void BindLoad(py::module_& m) {
       "load",
       [](const CheckpointHandle& handle, std::vector<std::string> globs, unsigned threads,
          bool direct, unsigned rank, unsigned world, std::string plan,
-         const py::object& progress) {
-        return Load(handle, {std::move(globs), threads, direct, world, std::move(plan)}, rank,
-                    progress);
+         const py::object& progress, double max_over_read) {
+        return Load(handle,
+                    {std::move(globs), threads, direct, world, std::move(plan), max_over_read},
+                    rank, progress);
       },
       py::arg("checkpoint"), py::kw_only(), py::arg("globs"), py::arg("threads"),
       py::arg("direct"), py::arg("rank"), py::arg("world"), py::arg("plan"), py::arg("progress"),
+      py::arg("max_over_read") = 0.0,
       "Loads into a fresh LoadedMemory; the GIL is released while reading.");
   m.def(
       "plan",
       [](const CheckpointHandle& handle, std::vector<std::string> globs, unsigned threads,
-         bool direct, const std::vector<unsigned>& ranks, unsigned world, std::string plan) {
-        return Plan(handle, {std::move(globs), threads, direct, world, std::move(plan)}, ranks);
+         bool direct, const std::vector<unsigned>& ranks, unsigned world, std::string plan,
+         double max_over_read) {
+        return Plan(handle,
+                    {std::move(globs), threads, direct, world, std::move(plan), max_over_read},
+                    ranks);
       },
       py::arg("checkpoint"), py::kw_only(), py::arg("globs"), py::arg("threads"),
       py::arg("direct"), py::arg("ranks"), py::arg("world"), py::arg("plan"),
+      py::arg("max_over_read") = 0.0,
       "One RankPlan dict per rank of RANKS, without reading tensor data.");
   m.def("_live_dlpack_exports", &LiveDlpackExports);
 }

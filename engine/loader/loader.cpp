@@ -115,6 +115,7 @@ struct Loader::Impl {
         arena(std::min(static_cast<int>(n), tbb::info::default_concurrency())) {}
 
   Result<FileTable> OpenFiles(std::span<const Segment> segments) const;
+  PlanOptions PlanOptionsFor(const FileTable& files, std::span<const Window> windows) const;
   Result<LoadStats> Execute(const FileTable& files, std::span<const Segment> segments,
                             std::span<const Window> windows,
                             std::span<const TensorInfo* const> tensors,
@@ -202,18 +203,27 @@ Result<FileTable> Loader::Impl::OpenFiles(std::span<const Segment> segments) con
                          options.direct);
 }
 
-// Plans `segments`, runs the plan on `threads` workers and sums their stats.
-Result<LoadStats> Loader::Impl::Execute(const FileTable& files, std::span<const Segment> segments,
-                                        std::span<const Window> windows,
-                                        std::span<const TensorInfo* const> tensors,
-                                        FaultInPolicy* fault_in) {
+// The read planner's options for this Loader's LoadOptions.
+PlanOptions Loader::Impl::PlanOptionsFor(const FileTable& files,
+                                         std::span<const Window> windows) const {
   PlanOptions plan_options;
   plan_options.chunk_size = options.chunk_size;
   plan_options.workers = threads;
   plan_options.direct = options.direct;
   plan_options.alignment = files.alignment();
   plan_options.windows = windows;
-  auto plan = PlanReads(segments, plan_options);
+  plan_options.strategy = options.read_strategy;
+  plan_options.max_over_read = options.max_over_read;
+  plan_options.cost = options.cost_model;
+  return plan_options;
+}
+
+// Plans `segments`, runs the plan on `threads` workers and sums their stats.
+Result<LoadStats> Loader::Impl::Execute(const FileTable& files, std::span<const Segment> segments,
+                                        std::span<const Window> windows,
+                                        std::span<const TensorInfo* const> tensors,
+                                        FaultInPolicy* fault_in) {
+  auto plan = PlanReads(segments, PlanOptionsFor(files, windows));
   if (!plan) return std::move(plan).error();
 
   std::atomic<bool> stop{false};
@@ -225,6 +235,8 @@ Result<LoadStats> Loader::Impl::Execute(const FileTable& files, std::span<const 
   ctx.queue_depth = options.queue_depth;
   ctx.alignment = options.direct ? files.alignment() : 1;
   ctx.staging_size = plan->staging_size;
+  ctx.scatter = plan->scatter;
+  ctx.reads = plan->reads;
   ctx.prefault = options.prefault;
   ctx.arena_fault_in = fault_in;
   ctx.allow_fallback = options.backend == Backend::kAuto;
@@ -504,16 +516,10 @@ Result<RankPlan> Loader::Impl::PlanTp(const Selection& selection, const TensorPa
   std::vector<Segment> segments;
   std::vector<Window> windows;
   PlaceTp(items, layout, kPlanningBase, segments, windows);
-  PlanOptions plan_options;
-  plan_options.chunk_size = options.chunk_size;
-  plan_options.workers = threads;
-  plan_options.direct = options.direct;
-  plan_options.alignment = files->alignment();
-  plan_options.windows = windows;
-  auto plan = PlanReads(segments, plan_options);
+  auto plan = PlanReads(segments, PlanOptionsFor(*files, windows));
   if (!plan) return std::move(plan).error();
   RankPlan out{tp.rank, tp.world, {}, plan->bytes_delivered, 0, plan->bytes_requested,
-               plan->ops.size()};
+               plan->reads};
   for (const TpItem& item : items) {
     out.tensors.push_back(DescribeTp(item));
     out.local_bytes += item.slice.size;
