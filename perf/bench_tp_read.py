@@ -5,7 +5,8 @@ interleaved in one run. Not a test.
 
   perf/bench_tp_read.py CHECKPOINT [--world 8] [--rank 3] [--reps 3]
       [--shardload build-rel/tools/shardload] [--baseline OTHER_SHARDLOAD]
-      [--strategies auto,exact,staged] [--out FILE]
+      [--strategies auto,exact,staged] [--modes warm,direct] [--select GLOB]...
+      [--out FILE]
 
 Each repetition runs, in order: the whole checkpoint (`load --repeat N`), then
 rank R of W under `--plan hf` for each strategy (and with --baseline, another
@@ -43,6 +44,8 @@ def main():
     ap.add_argument("--baseline", help="another shardload binary, run for the rank too")
     ap.add_argument("--strategies", default="auto,exact,staged")
     ap.add_argument("--modes", default="warm,direct")
+    ap.add_argument("--select", action="append", default=[],
+                    help="--select GLOB for every load (repeatable): a part that fits the page cache")
     ap.add_argument("--out")
     a = ap.parse_args()
     contenders = [("whole", a.shardload, [])]
@@ -57,6 +60,8 @@ def main():
         for mode in a.modes.split(","):
             for name, binary, extra in contenders:
                 cmd = [binary, "load", a.checkpoint, "--json", "--repeat", str(a.repeat)] + extra
+                for g in a.select:
+                    cmd += ["--select", g]
                 if mode == "direct":
                     cmd.append("--direct")
                 r = run(cmd)
