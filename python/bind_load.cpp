@@ -66,6 +66,7 @@ struct Request {
   bool direct = false;
   unsigned world = 1;
   PlanSource plan;
+  double max_over_read = 0;  // 0: LoadOptions' default
 };
 
 // The plan as _args.py passes it: KIND "" (none), "hf", "file" (PATH holds
@@ -84,6 +85,7 @@ LoadOptions Options(const Request& request) {
   LoadOptions options;
   options.threads = request.threads;
   options.direct = request.direct;
+  if (request.max_over_read > 0) options.max_over_read = request.max_over_read;
   return options;
 }
 
@@ -159,11 +161,12 @@ py::list Plan(const CheckpointHandle& handle, const Request& request,
 // A Request from the binding's arguments (reads a "file" plan, GIL released).
 Request MakeRequest(std::vector<std::string> globs, unsigned threads, bool direct,
                     unsigned world, const std::string& plan_kind, std::string plan_path,
-                    std::string plan_text) {
+                    std::string plan_text, double max_over_read) {
   Result<PlanSource> plan = WithoutGil([&] {
     return MakePlanSource(plan_kind, std::move(plan_path), std::move(plan_text));
   });
-  return Request{std::move(globs), threads, direct, world, ValueOrThrow(std::move(plan))};
+  return Request{std::move(globs), threads, direct, world, ValueOrThrow(std::move(plan)),
+                 max_over_read};
 }
 
 }  // namespace
@@ -173,29 +176,32 @@ void BindLoad(py::module_& m) {
       "load",
       [](const CheckpointHandle& handle, std::vector<std::string> globs, unsigned threads,
          bool direct, unsigned rank, unsigned world, const std::string& plan_kind,
-         std::string plan_path, std::string plan_text, const py::object& progress) {
+         std::string plan_path, std::string plan_text, const py::object& progress,
+         double max_over_read) {
         return Load(handle,
                     MakeRequest(std::move(globs), threads, direct, world, plan_kind,
-                                std::move(plan_path), std::move(plan_text)),
+                                std::move(plan_path), std::move(plan_text), max_over_read),
                     rank, progress);
       },
       py::arg("checkpoint"), py::kw_only(), py::arg("globs"), py::arg("threads"),
       py::arg("direct"), py::arg("rank"), py::arg("world"), py::arg("plan_kind"),
       py::arg("plan_path"), py::arg("plan_text"), py::arg("progress"),
+      py::arg("max_over_read") = 0.0,
       "Loads into a fresh LoadedMemory; the GIL is released while reading.");
   m.def(
       "plan",
       [](const CheckpointHandle& handle, std::vector<std::string> globs, unsigned threads,
          bool direct, const std::vector<unsigned>& ranks, unsigned world,
-         const std::string& plan_kind, std::string plan_path, std::string plan_text) {
+         const std::string& plan_kind, std::string plan_path, std::string plan_text,
+         double max_over_read) {
         return Plan(handle,
                     MakeRequest(std::move(globs), threads, direct, world, plan_kind,
-                                std::move(plan_path), std::move(plan_text)),
+                                std::move(plan_path), std::move(plan_text), max_over_read),
                     ranks);
       },
       py::arg("checkpoint"), py::kw_only(), py::arg("globs"), py::arg("threads"),
       py::arg("direct"), py::arg("ranks"), py::arg("world"), py::arg("plan_kind"),
-      py::arg("plan_path"), py::arg("plan_text"),
+      py::arg("plan_path"), py::arg("plan_text"), py::arg("max_over_read") = 0.0,
       "One RankPlan dict per rank of RANKS (all of them when empty), without reading "
       "tensor data.");
   m.def("_live_dlpack_exports", &LiveDlpackExports);

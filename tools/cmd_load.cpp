@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "commands.h"
+#include "read_flags.h"
 #include "tp_flags.h"
 #include "shardload/loader.h"
 #include "shardload/writer.h"
@@ -23,7 +24,8 @@ namespace shardload::cli {
 const CommandSpec kLoadSpec = {
     "load",
     "PATH [--select GLOB]... [--threads N] [--queue-depth N] [--chunk-size BYTES] "
-    "[--direct] [--repeat N] [--save OUT] [--rank R --world W --plan P] [--json]",
+    "[--direct] [--max-over-read R] [--read-strategy S] [--repeat N] [--save OUT] "
+    "[--rank R --world W --plan P] [--json]",
     "Load a checkpoint into memory in parallel and report the throughput.",
     {"PATH"},
     {{"--select", "GLOB", "load only matching tensors (`*` one name component, `**` any); repeatable", true},
@@ -32,6 +34,8 @@ const CommandSpec kLoadSpec = {
      {"--chunk-size", "BYTES", "largest single read (default 4MiB)"},
      {"--direct", "", "O_DIRECT reads, bypassing the page cache"},
      {"--backend", "NAME", "auto (default), io_uring or pread"},
+     MaxOverReadFlag(),
+     ReadStrategyFlag(),
      {"--repeat", "N", "load N times into the same memory; reports steady_gb_per_s"},
      {"--save", "OUT", "write what was loaded to directory OUT"},
      {"--max-shard-size", "BYTES", "shard size limit for --save (default 5GB)"},
@@ -125,6 +129,7 @@ int ReadFlags(const Args& args, LoadFlags& flags) {
   flags.options.threads = static_cast<unsigned>(threads);
   flags.options.queue_depth = static_cast<unsigned>(depth);
   flags.options.direct = args.Has("--direct");
+  if (int rc = ReadReadFlags(kLoadSpec, args, flags.options); rc != kExitOk) return rc;
   flags.selection.globs = args.GetAll("--select");
   flags.json = args.Has("--json");
   return kExitOk;

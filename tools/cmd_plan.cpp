@@ -11,13 +11,15 @@
 
 #include "commands.h"
 #include "shardload/loader.h"
+#include "read_flags.h"
 #include "tp_flags.h"
 
 namespace shardload::cli {
 
 const CommandSpec kPlanSpec = {
     "plan",
-    "PATH --world W --plan P [--rank R] [--select GLOB]... [--direct] [--tensors] [--json]",
+    "PATH --world W --plan P [--rank R] [--select GLOB]... [--direct] [--max-over-read R] "
+    "[--read-strategy S] [--tensors] [--json]",
     "Show what each tensor-parallel rank would load and read, without loading.",
     {"PATH"},
     {RankFlag(),
@@ -26,6 +28,8 @@ const CommandSpec kPlanSpec = {
      {"--select", "GLOB", "plan only matching tensors; repeatable", true},
      {"--direct", "", "plan O_DIRECT reads (aligned supersets of the ranges)"},
      {"--chunk-size", "BYTES", "largest single read (default 4MiB)"},
+     MaxOverReadFlag(),
+     ReadStrategyFlag(),
      {"--tensors", "", "list each rank's tensors with their local shapes"},
      {"--json", "", "print one JSON object on the last line of stdout"}},
 };
@@ -92,6 +96,7 @@ int RunPlan(int argc, char** argv) {
   const bool json = args->Has("--json");
   LoadOptions options;
   options.direct = args->Has("--direct");
+  if (int rc = ReadReadFlags(kPlanSpec, *args, options); rc != kExitOk) return rc;
   if (auto text = args->Get("--chunk-size")) {
     auto v = ParseBytes(*text);
     if (!v || *v == 0) return UsageError(kPlanSpec, "--chunk-size needs a positive byte count");

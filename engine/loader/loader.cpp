@@ -216,6 +216,9 @@ PlanOptions Loader::Impl::MakePlanOptions(const FileTable& files,
   plan_options.direct = options.direct;
   plan_options.alignment = files.alignment();
   plan_options.windows = windows;
+  plan_options.strategy = options.read_strategy;
+  plan_options.max_over_read = options.max_over_read;
+  plan_options.cost = options.cost_model;
   return plan_options;
 }
 
@@ -236,6 +239,8 @@ Result<LoadStats> Loader::Impl::Execute(const FileTable& files, std::span<const 
   ctx.queue_depth = options.queue_depth;
   ctx.alignment = options.direct ? files.alignment() : 1;
   ctx.staging_size = plan->staging_size;
+  ctx.scatter = plan->scatter;
+  ctx.reads = plan->reads;
   ctx.prefault = options.prefault;
   ctx.arena_fault_in = fault_in;
   ctx.allow_fallback = options.backend == Backend::kAuto;
@@ -539,7 +544,7 @@ Result<RankPlan> Loader::Impl::PlanItems(const TpContext& context, std::span<con
   out.world = context.world;
   out.bytes = plan->bytes_delivered;
   out.bytes_read = plan->bytes_requested;
-  out.read_ops = plan->ops.size();
+  out.read_ops = plan->reads;
   out.tensors.reserve(items.size());
   for (std::size_t i = 0; i < items.size(); ++i) {
     // A tensor whose bytes ride in another tensor's coalesced read has no

@@ -192,10 +192,17 @@ void AppendTpSegments(const TpItem& item, std::byte* dst, std::uint32_t tag,
   }
 }
 
+// A segment whose runs tile its extent (dst_stride == length, or one run)
+// covers [dst_offset, + extent) in one interval; only other strided
+// segments are walked run by run.
 void ZeroPadding(const tp::LocalSlice& slice, std::byte* dst) {
   if (!slice.zero_fill || slice.size == 0) return;
   std::vector<std::pair<std::uint64_t, std::uint64_t>> covered;
   for (const tp::Segment& s : slice.segments) {
+    if (s.count == 1 || s.dst_stride == s.length) {
+      covered.emplace_back(s.dst_offset, s.count * s.length);
+      continue;
+    }
     for (std::uint64_t i = 0; i < s.count; ++i) {
       covered.emplace_back(s.dst_offset + i * s.dst_stride, s.length);
     }

@@ -17,7 +17,7 @@ from . import _args, _load
 
 
 def load(path, *, rank=None, world=None, plan=None, select=None, threads=None, direct=False,
-         framework="numpy", progress=None):
+         framework="numpy", progress=None, max_over_read=None):
     """Loads the checkpoint at PATH; returns a LoadedTensors (a dict name ->
     array, with .dtypes, .stats and .memory).
 
@@ -33,6 +33,9 @@ def load(path, *, rank=None, world=None, plan=None, select=None, threads=None, d
       component, `**` any number, `re:` a regex); each must match.
     threads: worker count (default: one per CPU).
     direct: O_DIRECT reads, bypassing the page cache.
+    max_over_read: per tensor, bytes read / bytes received at most this
+      (a number >= 1; 1 reads slices' rows exactly; default 8: the cost
+      model may read through gaps between rows and scatter them).
     framework: "numpy" (zero-copy views) or "torch" (zero-copy through DLPack).
     progress: called as progress(bytes_done, bytes_total) from the loader's
       threads (with the GIL); an exception it raises is re-raised by load()
@@ -44,7 +47,7 @@ def load(path, *, rank=None, world=None, plan=None, select=None, threads=None, d
     """
     request = _args.load_request(rank=rank, world=world, plan=plan, select=select,
                                  threads=threads, direct=direct, framework=framework,
-                                 progress=progress)
+                                 progress=progress, max_over_read=max_over_read)
     return _load.run(open(path)._handle, request)
 
 

@@ -37,7 +37,7 @@ def run(handle, request):
     memory = _shardload.load(
         handle, globs=request.globs, threads=request.threads, direct=request.direct,
         rank=request.rank, world=request.world, progress=request.progress,
-        **request.plan_kwargs())
+        max_over_read=request.max_over_read, **request.plan_kwargs())
     dtypes = memory.dtypes()
     if request.framework == "torch":
         tensors = _torch.tensors(memory, dtypes)

@@ -106,8 +106,11 @@ def test_plan_is_computed_from_headers(llama, tmp_path):
             assert tensor.nbytes == want[name].nbytes and tensor.dtype == "BF16"
             assert tensor.rule
         total = sum(a.nbytes for a in want.values())
-        assert plan.bytes == plan.local_bytes == plan.bytes_read == total
-        assert plan.read_amplification == 1.0 and plan.read_ops > 0
+        assert plan.bytes == plan.local_bytes == total
+        # Staged reads may read the gaps between rows, up to max_over_read (8).
+        assert total <= plan.bytes_read <= 8 * total and plan.read_ops > 0
+        exact = ckpt.plan(world=4, rank=rank, plan="hf", max_over_read=1)
+        assert exact.bytes_read == total and exact.read_amplification == 1.0
     assert ckpt.plan(world=4, rank=2, plan="hf") == plans[2]
     zeroed = str(tmp_path / "zeroed")
     _zeroed_copy(directory, zeroed)
