@@ -477,7 +477,7 @@ Result<TpSlices> Loader::Impl::SliceTp(const Selection& selection,
   if (!context) return std::move(context).error();
   auto selected = Select(checkpoint, selection);
   if (!selected) return std::move(selected).error();
-  auto items = SliceSelected(*context, *selected);
+  auto items = SliceSelected(*context, checkpoint, *selected);
   if (!items) return std::move(items).error();
   return TpSlices{std::make_shared<const TpContext>(std::move(*context)), std::move(*items)};
 }
@@ -563,7 +563,8 @@ Result<TpItem> Loader::Impl::SliceOne(const TpContext& context, const std::strin
     return MakeError(ErrorCode::kTensorNotFound, checkpoint.path(), name,
                      "no tensor of this name in the checkpoint");
   }
-  auto slice = tp::SliceFor(context.plan, *t, context.rank, context.world);
+  auto slice = tp::SliceFor(context.plan, *t, context.rank, context.world,
+                             FindIn(checkpoint));
   if (!slice) return std::move(slice).error();
   std::string rank = "rank " + std::to_string(context.rank) + " of " +
                      std::to_string(context.world);
@@ -620,7 +621,7 @@ Result<LoadStats> Loader::Impl::LoadIntoTp(std::span<const Destination> destinat
     const TensorInfo* t = checkpoint.Find(d.name);
     if (t != nullptr) sources.push_back(t);
   }
-  if (Status s = ValidateTp(*context, sources); !s) return std::move(s).error();
+  if (Status s = ValidateTp(*context, checkpoint, sources); !s) return std::move(s).error();
   std::vector<TpItem> items;
   std::vector<std::byte*> data;
   for (const Destination& d : destinations) {

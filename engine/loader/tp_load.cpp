@@ -86,20 +86,27 @@ Result<TpContext> ResolveTp(const Checkpoint& checkpoint, const TensorParallel& 
   return context;
 }
 
-Status ValidateTp(const TpContext& context, std::span<const TensorInfo* const> tensors) {
+tp::FindTensor FindIn(const Checkpoint& checkpoint) {
+  return [&checkpoint](std::string_view name) { return checkpoint.Find(name); };
+}
+
+Status ValidateTp(const TpContext& context, const Checkpoint& checkpoint,
+                  std::span<const TensorInfo* const> tensors) {
   std::vector<TensorInfo> infos;
   infos.reserve(tensors.size());
   for (const TensorInfo* t : tensors) infos.push_back(*t);
-  return tp::ValidatePlan(context.plan, infos, context.world);
+  return tp::ValidatePlan(context.plan, infos, context.world, FindIn(checkpoint));
 }
 
 Result<std::vector<TpItem>> SliceSelected(const TpContext& context,
+                                          const Checkpoint& checkpoint,
                                           std::span<const TensorInfo* const> selected) {
-  if (Status s = ValidateTp(context, selected); !s) return std::move(s).error();
+  if (Status s = ValidateTp(context, checkpoint, selected); !s) return std::move(s).error();
   std::vector<TpItem> items;
   items.reserve(selected.size());
+  const tp::FindTensor find = FindIn(checkpoint);
   for (const TensorInfo* t : selected) {
-    auto slice = tp::SliceFor(context.plan, *t, context.rank, context.world);
+    auto slice = tp::SliceFor(context.plan, *t, context.rank, context.world, find);
     if (!slice) return std::move(slice).error();
     if (!slice->load) continue;
     items.push_back(TpItem{t, std::move(*slice)});
@@ -155,8 +162,20 @@ void ZeroPadding(const tp::LocalSlice& slice, std::byte* dst) {
 }
 
 PlannedTensor DescribeTp(const TpItem& item) {
-  return PlannedTensor{item.source->name, item.source->dtype, item.slice.shape,
-                       item.slice.size, item.slice.rule};
+  PlannedTensor t;
+  t.name = item.source->name;
+  t.dtype = item.source->dtype;
+  t.shape = item.slice.shape;
+  t.bytes = item.slice.size;
+  t.rule = item.slice.rule;
+  t.follows = item.slice.follows;
+  t.split_dim = item.slice.split_dim;
+  t.per = item.slice.per;
+  for (const auto& p : item.slice.quant_pieces) {
+    t.ranges.push_back({p.weight.begin, p.weight.end, p.own.begin, p.own.end});
+  }
+  t.straddles = item.slice.straddles;
+  return t;
 }
 
 }  // namespace shardload

@@ -59,14 +59,19 @@ struct TpSlices {
 };
 
 // tp::ValidatePlan over TENSORS: the plan is refused for every rank alike,
-// before any I/O.
-Status ValidateTp(const TpContext& context, std::span<const TensorInfo* const> tensors);
+// before any I/O. CHECKPOINT gives the weights quantized companions follow.
+Status ValidateTp(const TpContext& context, const Checkpoint& checkpoint,
+                  std::span<const TensorInfo* const> tensors);
 
 // Validates the plan against every tensor of SELECTED (ValidateTp), then
 // slices each; tensors the rank does not load (skip, experts it does not
 // own) are left out. Order is kept.
 Result<std::vector<TpItem>> SliceSelected(const TpContext& context,
+                                          const Checkpoint& checkpoint,
                                           std::span<const TensorInfo* const> selected);
+
+// tp::SliceFor's lookup of the weights companions follow, in CHECKPOINT.
+tp::FindTensor FindIn(const Checkpoint& checkpoint);
 
 // Where each local tensor goes in library-owned memory: each in a region of
 // its own that starts and ends on the alignment grid, placed at the offset

@@ -144,12 +144,29 @@ struct TensorParallel {
 };
 
 // What one rank gets of one tensor, computed without reading tensor data.
+// One piece of a quantized tensor's split (docs/tp-plan.md, "Quantized
+// checkpoints"): the weight's logical indices [weight_begin, weight_end) on
+// its split dimension, and this tensor's indices [begin, end) on split_dim.
+struct QuantRange {
+  std::uint64_t weight_begin = 0;
+  std::uint64_t weight_end = 0;
+  std::uint64_t begin = 0;
+  std::uint64_t end = 0;
+};
+
 struct PlannedTensor {
   std::string name;
   DType dtype = DType::kU8;
   std::vector<std::uint64_t> shape;  // the local shape
   std::uint64_t bytes = 0;           // local bytes
   std::string rule;                  // the plan rule that decided it
+  // Quantized tensors under a plan's quantization_config:
+  std::string follows;               // a companion's weight; empty otherwise
+  int split_dim = -1;                // the dimension split; -1: whole
+  std::uint64_t per = 0;             // weight indices per index of split_dim
+                                     // (block, group or packing); 0: not split
+  std::vector<QuantRange> ranges;    // per piece, in local order
+  bool straddles = false;            // a block also goes to another rank
 };
 
 // One rank's share of a load: tensors, bytes received and bytes read.
