@@ -24,8 +24,9 @@ bool EndsWith(std::string_view text, std::string_view suffix) {
 
 // The keys each quant_method uses; STRICT parsing refuses any other.
 bool KnownKey(std::string_view key) {
-  constexpr std::array<std::string_view, 6> kKeys = {
-      "quant_method", "weight_block_size", "bits", "group_size", "desc_act", "version"};
+  constexpr std::array<std::string_view, 7> kKeys = {
+      "quant_method", "weight_block_size", "bits", "group_size", "desc_act", "version",
+      "checkpoint_format"};
   for (std::string_view k : kKeys) {
     if (k == key) return true;
   }
@@ -88,6 +89,17 @@ Status ReadIntegerQuant(const JsonValue& cfg, const std::string& path, Quant& q)
       return QuantError(ErrorCode::kTpPlanJson, path, "\"desc_act\" must be true or false");
     }
     q.desc_act = desc->GetBool();
+  }
+  const JsonValue* layout = FindMember(cfg, "checkpoint_format");
+  const JsonValue* marlin = FindMember(cfg, "is_marlin_format");
+  bool gptq_layout = layout == nullptr || layout->IsNull() ||
+                     (layout->IsString() && (JsonView(*layout) == "gptq" ||
+                                             JsonView(*layout) == "gptq_v2"));
+  if (q.format == QuantFormat::kGptq &&
+      (!gptq_layout || (marlin != nullptr && marlin->IsBool() && marlin->GetBool()))) {
+    return QuantError(ErrorCode::kTpQuantUnsupported, path,
+                      "GPTQ \"checkpoint_format\" other than \"gptq\"/\"gptq_v2\" "
+                      "(marlin and other repacked layouts) is not supported by the splitter");
   }
   const JsonValue* version = FindMember(cfg, "version");
   if (q.format == QuantFormat::kAwq && version != nullptr && !version->IsNull() &&
@@ -228,7 +240,7 @@ Result<Quant> ParseQuantConfig(const JsonValue& cfg, const std::string& path, bo
       return QuantError(ErrorCode::kTpPlanJson, path,
                         fmt::format("unknown key \"{}\" (expected quant_method, "
                                     "weight_block_size, bits, group_size, desc_act, "
-                                    "version)", JsonView(m.name)));
+                                    "version, checkpoint_format)", JsonView(m.name)));
     }
   }
   Result<QuantFormat> format = ReadMethod(cfg, path);

@@ -340,6 +340,11 @@ TEST_CASE("quantization_config parsing: our plan (strict) and config.json") {
                               "version": "gemm", "zero_point": true}})", "config.json");
   REQUIRE(awq.has_value());
   CHECK(awq->quant.format == QuantFormat::kAwq);
+  Result<Plan> marlin = PlanFromHfConfig(R"({"base_model_tp_plan": {"a": "colwise"},
+      "quantization_config": {"quant_method": "gptq", "bits": 4, "group_size": 128,
+                              "checkpoint_format": "marlin"}})", "config.json");
+  REQUIRE_FALSE(marlin.has_value());
+  CHECK(marlin.error().code == ErrorCode::kTpQuantUnsupported);
   Result<Plan> ct = PlanFromHfConfig(R"({"base_model_tp_plan": {"a": "colwise"},
       "quantization_config": {"quant_method": "compressed-tensors"}})", "config.json");
   REQUIRE_FALSE(ct.has_value());
