@@ -360,7 +360,6 @@ std::uint64_t CeilDiv(std::uint64_t a, std::uint64_t b) { return a / b + (a % b 
 // sliced, with the weight's logical shape, and the rule's split of it.
 struct LogicalSplit {
   TensorInfo logical;
-  std::string weight;               // the weight's name
   std::optional<std::size_t> dim;   // nullopt: the rule leaves it whole
   std::vector<Block> blocks;
 };
@@ -470,10 +469,9 @@ Result<Mapped> MapPieces(const Context& ctx, const QuantRole& role, const Logica
 }
 
 // The rule's split of the weight's logical shape.
-Result<LogicalSplit> SplitLogical(const Context& ctx, const QuantRole& role,
-                                  std::vector<std::uint64_t> shape, unsigned world) {
+Result<LogicalSplit> SplitLogical(const Context& ctx, std::vector<std::uint64_t> shape,
+                                  unsigned world) {
   LogicalSplit ls;
-  ls.weight = role.weight;
   ls.logical.name = ctx.tensor.name;
   ls.logical.dtype = ctx.tensor.dtype;
   ls.logical.shape = std::move(shape);
@@ -508,7 +506,7 @@ Result<LocalSlice> SliceQuantColRow(const Context& ctx, const QuantRole& role,
   Result<std::vector<std::uint64_t>> l = WeightShape(ctx, role, find);
   if (!l) return std::move(l).error();
   if (Status s = CheckRoleShape(ctx, role, *l); !s) return s.error();
-  Result<LogicalSplit> ls = SplitLogical(ctx, role, *l, world);
+  Result<LogicalSplit> ls = SplitLogical(ctx, *l, world);
   if (!ls) return OnWeight(std::move(ls).error(), role);
   if (!ls->dim) return whole();
   auto mapped_dim = MapDim(role, ctx.tensor.shape.size(), *ls->dim, l->size());
