@@ -345,6 +345,18 @@ TEST_CASE("quantization_config parsing: our plan (strict) and config.json") {
                               "checkpoint_format": "marlin"}})", "config.json");
   REQUIRE_FALSE(marlin.has_value());
   CHECK(marlin.error().code == ErrorCode::kTpQuantUnsupported);
+  Result<Plan> nested = PlanFromHfConfig(R"({"text_config": {
+      "base_model_tp_plan": {"a": "colwise"},
+      "quantization_config": {"quant_method": "fp8", "weight_block_size": [64, 32]}}})",
+      "config.json");
+  REQUIRE(nested.has_value());
+  CHECK(nested->quant.format == QuantFormat::kFp8Block);
+  CHECK(nested->quant.block_rows == 64);
+  CHECK(nested->quant.block_cols == 32);
+  Result<Plan> plain = PlanFromHfConfig(R"({"base_model_tp_plan": {"a": "colwise"}})",
+                                        "config.json");
+  REQUIRE(plain.has_value());
+  CHECK(plain->quant.format == QuantFormat::kNone);
   Result<Plan> ct = PlanFromHfConfig(R"({"base_model_tp_plan": {"a": "colwise"},
       "quantization_config": {"quant_method": "compressed-tensors"}})", "config.json");
   REQUIRE_FALSE(ct.has_value());
