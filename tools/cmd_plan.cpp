@@ -47,15 +47,42 @@ double Amplification(const RankPlan& p) {
   return p.bytes > 0 ? static_cast<double>(p.bytes_read) / static_cast<double>(p.bytes) : 1.0;
 }
 
+bool IsQuantized(const PlannedTensor& t) { return !t.follows.empty() || t.per != 0; }
+
+// `"quant":{...}` of a quantized tensor (docs/cli.md), else nothing.
+std::string QuantJson(const PlannedTensor& t) {
+  if (!IsQuantized(t)) return "";
+  std::string ranges;
+  for (const QuantRange& r : t.ranges) {
+    ranges += fmt::format("{}{{\"weight\":[{},{}],\"range\":[{},{}]}}", ranges.empty() ? "" : ",",
+                          r.weight_begin, r.weight_end, r.begin, r.end);
+  }
+  return fmt::format(",\"quant\":{{\"follows\":{},\"split_dim\":{},\"per\":{},\"ranges\":[{}],"
+                     "\"straddles\":{}}}",
+                     t.follows.empty() ? "null" : JsonString(t.follows), t.split_dim, t.per,
+                     ranges, t.straddles ? "true" : "false");
+}
+
+// ` follows W, dim 1 blocks [48,64) of 128, straddles` for --tensors.
+std::string QuantText(const PlannedTensor& t) {
+  if (!IsQuantized(t)) return "";
+  std::string out = t.follows.empty() ? "" : "  follows " + t.follows;
+  for (const QuantRange& r : t.ranges) {
+    out += fmt::format("  dim {} [{},{}) = weight [{},{}) / {}", t.split_dim, r.begin, r.end,
+                       r.weight_begin, r.weight_end, t.per);
+  }
+  return out + (t.straddles ? "  straddles (a block shared with another rank)" : "");
+}
+
 std::string RankJson(const RankPlan& p) {
   std::string tensors;
   for (const PlannedTensor& t : p.tensors) {
     tensors += fmt::format(
         "{}{{\"name\":{},\"dtype\":{},\"shape\":{},\"bytes\":{},\"rule\":{},"
-        "\"strategy\":{},\"bytes_read\":{},\"read_ops\":{}}}",
+        "\"strategy\":{},\"bytes_read\":{},\"read_ops\":{}{}}}",
         tensors.empty() ? "" : ",", JsonString(t.name), JsonString(DTypeName(t.dtype)),
         ShapeText(t.shape, "[", "]"), t.bytes, JsonString(t.rule), JsonString(t.strategy),
-        t.bytes_read, t.read_ops);
+        t.bytes_read, t.read_ops, QuantJson(t));
   }
   return fmt::format(
       "{{\"rank\":{},\"num_tensors\":{},\"bytes\":{},\"local_bytes\":{},\"bytes_read\":{},"
@@ -70,8 +97,8 @@ void PrintRank(const RankPlan& p, bool list_tensors) {
              Amplification(p), p.read_ops);
   if (!list_tensors) return;
   for (const PlannedTensor& t : p.tensors) {
-    fmt::print("  {:<50} {:<5} {:<18} {:>12}  {:<6} {}\n", t.name, DTypeName(t.dtype),
-               ShapeText(t.shape, "(", ")"), t.bytes, t.strategy, t.rule);
+    fmt::print("  {:<50} {:<5} {:<18} {:>12}  {:<6} {}{}\n", t.name, DTypeName(t.dtype),
+               ShapeText(t.shape, "(", ")"), t.bytes, t.strategy, t.rule, QuantText(t));
   }
 }
 

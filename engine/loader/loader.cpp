@@ -405,7 +405,7 @@ Result<std::vector<TpItem>> Loader::Impl::SliceSelection(const TpContext& contex
                                                          const Selection& selection) const {
   auto selected = Select(checkpoint, selection);
   if (!selected) return std::move(selected).error();
-  return SliceSelected(context, *selected);
+  return SliceSelected(context, checkpoint, *selected);
 }
 
 Result<TpItem> Loader::Impl::SliceNamed(const TpContext& context, const std::string& name,
@@ -415,7 +415,7 @@ Result<TpItem> Loader::Impl::SliceNamed(const TpContext& context, const std::str
     return MakeError(ErrorCode::kTensorNotFound, checkpoint.path(), name,
                      "no tensor of this name in the checkpoint");
   }
-  auto slice = SliceOne(context, *t);
+  auto slice = SliceOne(context, *t, FindIn(checkpoint));
   if (!slice) return std::move(slice).error();
   if (!slice->load) {
     return Invalid(name, RankText(context) + " does not load this tensor (" + slice->rule + ")");
@@ -510,7 +510,9 @@ Result<LoadStats> Loader::Impl::LoadInto(std::span<const Destination> destinatio
   for (const Destination& d : destinations) {
     if (const TensorInfo* t = checkpoint.Find(d.name)) named.push_back(t);
   }
-  if (auto all = SliceSelected(*context, named); !all) return std::move(all).error();
+  if (auto all = SliceSelected(*context, checkpoint, named); !all) {
+    return std::move(all).error();
+  }
   std::vector<TpItem> items;
   std::vector<std::byte*> data;
   for (const Destination& d : destinations) {
@@ -576,7 +578,7 @@ Result<std::vector<RankPlan>> Loader::Impl::PlanRanks(const Selection& selection
   out.reserve(last - first);
   for (unsigned r = first; r < last; ++r) {
     context->rank = r;
-    auto items = SliceSelected(*context, *selected);
+    auto items = SliceSelected(*context, checkpoint, *selected);
     if (!items) return std::move(items).error();
     auto plan = PlanItems(*context, *items, *files);
     if (!plan) return std::move(plan).error();

@@ -125,17 +125,24 @@ Status CheckRank(const PlanSource& source, unsigned rank, unsigned world) {
   return {};
 }
 
-Result<tp::LocalSlice> SliceOne(const TpContext& context, const TensorInfo& tensor) {
+tp::FindTensor FindIn(const Checkpoint& checkpoint) {
+  return [&checkpoint](std::string_view name) { return checkpoint.Find(name); };
+}
+
+Result<tp::LocalSlice> SliceOne(const TpContext& context, const TensorInfo& tensor,
+                                const tp::FindTensor& find) {
   if (context.plan == nullptr) return Whole(tensor);
-  return tp::SliceFor(*context.plan, tensor, context.rank, context.world);
+  return tp::SliceFor(*context.plan, tensor, context.rank, context.world, find);
 }
 
 Result<std::vector<TpItem>> SliceSelected(const TpContext& context,
+                                          const Checkpoint& checkpoint,
                                           std::span<const TensorInfo* const> selected) {
   std::vector<TpItem> items;
   items.reserve(selected.size());
+  const tp::FindTensor find = FindIn(checkpoint);
   for (const TensorInfo* t : selected) {
-    auto slice = SliceOne(context, *t);
+    auto slice = SliceOne(context, *t, find);
     if (!slice) return std::move(slice).error();
     if (!slice->load) continue;
     items.push_back(TpItem{t, std::move(*slice)});
@@ -217,13 +224,20 @@ void ZeroPadding(const tp::LocalSlice& slice, std::byte* dst) {
 }
 
 PlannedTensor DescribeTp(const TpItem& item) {
-  PlannedTensor out;
-  out.name = item.source->name;
-  out.dtype = item.source->dtype;
-  out.shape = item.slice.shape;
-  out.bytes = item.slice.size;
-  out.rule = item.slice.rule;
-  return out;
+  PlannedTensor t;
+  t.name = item.source->name;
+  t.dtype = item.source->dtype;
+  t.shape = item.slice.shape;
+  t.bytes = item.slice.size;
+  t.rule = item.slice.rule;
+  t.follows = item.slice.follows;
+  t.split_dim = item.slice.split_dim;
+  t.per = item.slice.per;
+  for (const auto& p : item.slice.quant_pieces) {
+    t.ranges.push_back({p.weight.begin, p.weight.end, p.own.begin, p.own.end});
+  }
+  t.straddles = item.slice.straddles;
+  return t;
 }
 
 }  // namespace shardload

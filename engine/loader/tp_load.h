@@ -59,14 +59,21 @@ struct TpItem {
   tp::LocalSlice slice;  // slice.load is true
 };
 
-// CONTEXT's slice of TENSOR (the whole tensor under the identity).
-Result<tp::LocalSlice> SliceOne(const TpContext& context, const TensorInfo& tensor);
+// CONTEXT's slice of TENSOR (the whole tensor under the identity); FIND
+// looks up the weights quantized companions follow.
+Result<tp::LocalSlice> SliceOne(const TpContext& context, const TensorInfo& tensor,
+                                const tp::FindTensor& find);
 
 // Slices every tensor of SELECTED, in order, and keeps those the rank loads.
 // Since splitter errors never depend on the rank, this also validates the
 // plan against the whole selection for every rank, before any I/O.
 Result<std::vector<TpItem>> SliceSelected(const TpContext& context,
+                                          const Checkpoint& checkpoint,
                                           std::span<const TensorInfo* const> selected);
+
+// tp::SliceFor's lookup of the weights quantized companions follow, in
+// CHECKPOINT.
+tp::FindTensor FindIn(const Checkpoint& checkpoint);
 
 // Where each local tensor goes in library-owned memory. A tensor received
 // whole is laid out by LayOutArena (mirroring the file, so neighbours in a

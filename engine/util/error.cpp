@@ -53,6 +53,7 @@ std::string_view ErrorCodeName(ErrorCode code) {
     case ErrorCode::kTpIndivisible: return "tp_indivisible";
     case ErrorCode::kTpMisaligned: return "tp_misaligned";
     case ErrorCode::kTpUnmatched: return "tp_unmatched";
+    case ErrorCode::kTpQuantUnsupported: return "tp_quant_unsupported";
   }
   return "unknown";
 }

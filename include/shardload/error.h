@@ -70,6 +70,7 @@ enum class ErrorCode : int {
   kTpIndivisible,           // unit, blocks, exact, replicate_when_fewer, vocab, experts
   kTpMisaligned,            // a split of a sub-byte dtype not on whole bytes
   kTpUnmatched,             // "unmatched": "error" and no rule matches a tensor
+  kTpQuantUnsupported,      // a quantization format the splitter does not cover
 };
 
 // Stable lower-case name of a code, e.g. "invalid_offset".

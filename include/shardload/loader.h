@@ -195,6 +195,16 @@ struct TensorParallel {
 };
 
 // What one rank gets of one tensor, computed without reading tensor data.
+// One piece of a quantized tensor's split (docs/tp-plan.md, "Quantized
+// checkpoints"): the weight's logical indices [weight_begin, weight_end) on
+// its split dimension, and this tensor's indices [begin, end) on split_dim.
+struct QuantRange {
+  std::uint64_t weight_begin = 0;
+  std::uint64_t weight_end = 0;
+  std::uint64_t begin = 0;
+  std::uint64_t end = 0;
+};
+
 struct PlannedTensor {
   std::string name;
   DType dtype = DType::kU8;
@@ -208,6 +218,13 @@ struct PlannedTensor {
   std::string strategy;
   std::uint64_t bytes_read = 0;
   std::uint64_t read_ops = 0;
+  // Quantized tensors under a plan's quantization_config:
+  std::string follows;               // a companion's weight; empty otherwise
+  int split_dim = -1;                // the dimension split; -1: whole
+  std::uint64_t per = 0;             // weight indices per index of split_dim
+                                     // (block, group or packing); 0: not split
+  std::vector<QuantRange> ranges;    // per piece, in local order
+  bool straddles = false;            // a block also goes to another rank
 };
 
 // One rank's share of a load: tensors, bytes received and bytes read.
