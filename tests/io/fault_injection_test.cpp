@@ -114,7 +114,7 @@ Case MakeCase(std::uint64_t seed, Backend backend, bool direct) {
       c.world = Pick(rng, {2u, 3u, 4u});
       c.rank = static_cast<unsigned>(rng() % c.world);
       c.strategy = Pick(rng, {ReadStrategy::kAuto, ReadStrategy::kExact, ReadStrategy::kStaged,
-                              ReadStrategy::kMixed});
+                              ReadStrategy::kStaged, ReadStrategy::kMixed});
       break;
     default: c.mode = Mode::kOwned;
   }
@@ -450,6 +450,16 @@ void RunSeeds(Backend backend, bool direct) {
   for (int i = 0; i < cases; ++i) {
     const std::uint64_t seed = replay ? *replay : MixSeed(MixSeed(Seed(), tag), i);
     Case c = MakeCase(seed, backend, direct);
+    RunCase(c, dog, tally);
+  }
+  if (!replay && tally.staged_tp == 0) {
+    // Coverage of faults inside staged ranges, whatever the draw: one more
+    // seeded case, tensor parallel with staged reads forced.
+    Case c = MakeCase(MixSeed(MixSeed(Seed(), tag), cases), backend, direct);
+    c.mode = Mode::kTp;
+    c.world = 3;
+    c.rank = 1;
+    c.strategy = ReadStrategy::kStaged;
     RunCase(c, dog, tally);
   }
   const int threads_after = UserThreadCount();
