@@ -63,7 +63,7 @@ class ProgressBridge {
 struct Request {
   std::vector<std::string> globs;
   unsigned threads = 0;
-  bool direct = false;
+  std::string mode = "auto";  // "auto", "buffered" or "direct"
   unsigned world = 1;
   std::string plan;
 };
@@ -71,7 +71,9 @@ struct Request {
 LoadOptions Options(const Request& request) {
   LoadOptions options;
   options.threads = request.threads;
-  options.direct = request.direct;
+  options.mode = request.mode == "direct"     ? IoMode::kDirect
+                 : request.mode == "buffered" ? IoMode::kBuffered
+                                              : IoMode::kAuto;
   return options;
 }
 
@@ -145,22 +147,25 @@ void BindLoad(py::module_& m) {
   m.def(
       "load",
       [](const CheckpointHandle& handle, std::vector<std::string> globs, unsigned threads,
-         bool direct, unsigned rank, unsigned world, std::string plan,
+         std::string mode, unsigned rank, unsigned world, std::string plan,
          const py::object& progress) {
-        return Load(handle, {std::move(globs), threads, direct, world, std::move(plan)}, rank,
+        return Load(handle, {std::move(globs), threads, std::move(mode), world, std::move(plan)},
+                    rank,
                     progress);
       },
       py::arg("checkpoint"), py::kw_only(), py::arg("globs"), py::arg("threads"),
-      py::arg("direct"), py::arg("rank"), py::arg("world"), py::arg("plan"), py::arg("progress"),
+      py::arg("mode"), py::arg("rank"), py::arg("world"), py::arg("plan"), py::arg("progress"),
       "Loads into a fresh LoadedMemory; the GIL is released while reading.");
   m.def(
       "plan",
       [](const CheckpointHandle& handle, std::vector<std::string> globs, unsigned threads,
-         bool direct, const std::vector<unsigned>& ranks, unsigned world, std::string plan) {
-        return Plan(handle, {std::move(globs), threads, direct, world, std::move(plan)}, ranks);
+         std::string mode, const std::vector<unsigned>& ranks, unsigned world,
+         std::string plan) {
+        return Plan(handle, {std::move(globs), threads, std::move(mode), world, std::move(plan)},
+                    ranks);
       },
       py::arg("checkpoint"), py::kw_only(), py::arg("globs"), py::arg("threads"),
-      py::arg("direct"), py::arg("ranks"), py::arg("world"), py::arg("plan"),
+      py::arg("mode"), py::arg("ranks"), py::arg("world"), py::arg("plan"),
       "One RankPlan dict per rank of RANKS, without reading tensor data.");
   m.def("_live_dlpack_exports", &LiveDlpackExports);
 }

@@ -15,7 +15,7 @@ namespace shardload::cli {
 
 const CommandSpec kPlanSpec = {
     "plan",
-    "PATH --world W --plan P [--rank R] [--select GLOB]... [--direct] [--tensors] [--json]",
+    "PATH --world W --plan P [--rank R] [--select GLOB]... [--direct | --buffered] [--tensors] [--json]",
     "Show what each tensor-parallel rank would load and read, without loading.",
     {"PATH"},
     {RankFlag(),
@@ -23,6 +23,7 @@ const CommandSpec kPlanSpec = {
      PlanFlag(),
      {"--select", "GLOB", "plan only matching tensors; repeatable", true},
      {"--direct", "", "plan O_DIRECT reads (aligned supersets of the ranges)"},
+     {"--buffered", "", "plan buffered reads (default: as the page cache holds the files now)"},
      {"--chunk-size", "BYTES", "largest single read (default 4MiB)"},
      {"--tensors", "", "list each rank's tensors with their local shapes"},
      {"--json", "", "print one JSON object on the last line of stdout"}},
@@ -78,7 +79,9 @@ int RunPlan(int argc, char** argv) {
   if (!tp.enabled) return UsageError(kPlanSpec, "plan needs --plan P and --world W");
   const bool json = args->Has("--json");
   LoadOptions options;
-  options.direct = args->Has("--direct");
+  auto mode = ReadModeFlags(*args);
+  if (!mode) return UsageError(kPlanSpec, "--direct and --buffered exclude each other");
+  options.mode = *mode;
   if (auto text = args->Get("--chunk-size")) {
     auto v = ParseBytes(*text);
     if (!v || *v == 0) return UsageError(kPlanSpec, "--chunk-size needs a positive byte count");
@@ -103,8 +106,10 @@ int RunPlan(int argc, char** argv) {
     }
   }
   if (json) {
-    fmt::print("{{\"world\":{},\"plan\":{},\"direct\":{},\"ranks\":[{}]}}\n", tp.tp.world,
-               JsonString(tp.tp.plan), options.direct ? "true" : "false", ranks);
+    fmt::print("{{\"world\":{},\"plan\":{},\"direct\":{},\"mode\":{},\"ranks\":[{}]}}\n",
+               tp.tp.world, JsonString(tp.tp.plan),
+               options.mode == IoMode::kDirect ? "true" : "false",
+               JsonString(IoModeName(options.mode)), ranks);
   }
   return kExitOk;
 }

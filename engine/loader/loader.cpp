@@ -31,6 +31,7 @@
 #include "io/io_backend.h"
 #include "io/op_queue.h"
 #include "io/pread_backend.h"
+#include "io/residency.h"
 #include "io/uring_backend.h"
 #include "loader/backend_override.h"
 #include "loader/tp_load.h"
@@ -38,6 +39,19 @@
 #include "plan/read_planner.h"
 
 namespace shardload {
+
+const char* IoModeName(IoMode mode) {
+  switch (mode) {
+    case IoMode::kAuto:
+      return "auto";
+    case IoMode::kBuffered:
+      return "buffered";
+    case IoMode::kDirect:
+      return "direct";
+  }
+  return "auto";
+}
+
 namespace {
 
 constexpr std::uint64_t kProgressStep = 64ULL << 20;
@@ -115,7 +129,16 @@ struct Loader::Impl {
         arena(std::min(static_cast<int>(n), tbb::info::default_concurrency())) {}
 
   Result<FileTable> OpenFiles(std::span<const Segment> segments) const;
-  Result<LoadStats> Execute(const FileTable& files, std::span<const Segment> segments,
+  std::uint64_t ArenaAlignment(const FileTable& files) const;
+  // The plan of a load, once residency has marked each segment (the one
+  // MarkResidency call of the loader).
+  struct MarkedPlan {
+    ReadPlan plan;
+    ModeReport mode;
+  };
+  Result<MarkedPlan> PlanMarked(FileTable& files, std::span<const Segment> segments,
+                                std::span<const Window> windows) const;
+  Result<LoadStats> Execute(FileTable& files, std::span<const Segment> segments,
                             std::span<const Window> windows,
                             std::span<const TensorInfo* const> tensors,
                             FaultInPolicy* fault_in);
@@ -125,7 +148,7 @@ struct Loader::Impl {
   std::optional<Error> FirstError(const ReadPlan& plan, const std::vector<WorkerStats>& stats,
                                   const std::vector<Status>& status,
                                   std::span<const TensorInfo* const> tensors) const;
-  LoadStats SumStats(const IoBackend& backend, const ReadPlan& plan,
+  LoadStats SumStats(const IoBackend& backend, const MarkedPlan& marked,
                      const std::vector<WorkerStats>& stats) const;
   Result<std::unique_ptr<LoadedCheckpoint::Impl>> MakeArena(
       std::span<const TensorInfo* const> tensors, std::uint64_t alignment,
@@ -199,22 +222,38 @@ Result<FileTable> Loader::Impl::OpenFiles(std::span<const Segment> segments) con
     if (seg.length > 0) needed[seg.file] = true;
   }
   return FileTable::Open(paths, std::span<const bool>(needed.get(), shards.size()),
-                         options.direct);
+                         options.mode);
 }
 
-// Plans `segments`, runs the plan on `threads` workers and sums their stats.
-Result<LoadStats> Loader::Impl::Execute(const FileTable& files, std::span<const Segment> segments,
-                                        std::span<const Window> windows,
-                                        std::span<const TensorInfo* const> tensors,
-                                        FaultInPolicy* fault_in) {
+// Library-owned memory is laid out for O_DIRECT unless every read is buffered.
+std::uint64_t Loader::Impl::ArenaAlignment(const FileTable& files) const {
+  return options.mode == IoMode::kBuffered ? kBufferedArenaAlignment : files.alignment();
+}
+
+Result<Loader::Impl::MarkedPlan> Loader::Impl::PlanMarked(FileTable& files,
+                                                          std::span<const Segment> segments,
+                                                          std::span<const Window> windows) const {
+  std::vector<Segment> marked(segments.begin(), segments.end());
+  auto mode = MarkResidency(marked, files, options.mode);
+  if (!mode) return std::move(mode).error();
   PlanOptions plan_options;
   plan_options.chunk_size = options.chunk_size;
   plan_options.workers = threads;
-  plan_options.direct = options.direct;
-  plan_options.alignment = files.alignment();
+  plan_options.alignment = std::max<std::uint64_t>(files.alignment(), 1);
   plan_options.windows = windows;
-  auto plan = PlanReads(segments, plan_options);
+  auto plan = PlanReads(marked, plan_options);
   if (!plan) return std::move(plan).error();
+  return MarkedPlan{std::move(*plan), std::move(*mode)};
+}
+
+// Plans `segments`, runs the plan on `threads` workers and sums their stats.
+Result<LoadStats> Loader::Impl::Execute(FileTable& files, std::span<const Segment> segments,
+                                        std::span<const Window> windows,
+                                        std::span<const TensorInfo* const> tensors,
+                                        FaultInPolicy* fault_in) {
+  auto marked = PlanMarked(files, segments, windows);
+  if (!marked) return std::move(marked).error();
+  const ReadPlan* plan = &marked->plan;
 
   std::atomic<bool> stop{false};
   ProgressMeter meter(plan->bytes_delivered, kProgressStep, options.progress);
@@ -223,7 +262,7 @@ Result<LoadStats> Loader::Impl::Execute(const FileTable& files, std::span<const 
   ctx.stop = &stop;
   ctx.progress = &meter;
   ctx.queue_depth = options.queue_depth;
-  ctx.alignment = options.direct ? files.alignment() : 1;
+  ctx.alignment = files.alignment();
   ctx.staging_size = plan->staging_size;
   ctx.prefault = options.prefault;
   ctx.arena_fault_in = fault_in;
@@ -237,7 +276,7 @@ Result<LoadStats> Loader::Impl::Execute(const FileTable& files, std::span<const 
   std::vector<Status> status(threads);
   RunWorkers(backend, *plan, queue, ctx, stats, status);
   if (auto error = FirstError(*plan, stats, status, tensors)) return std::move(*error);
-  return SumStats(backend, *plan, stats);
+  return SumStats(backend, *marked, stats);
 }
 
 // One oneTBB task per worker with a non-empty share, in this Loader's
@@ -288,11 +327,13 @@ std::optional<Error> Loader::Impl::FirstError(const ReadPlan& plan,
   return e;
 }
 
-LoadStats Loader::Impl::SumStats(const IoBackend& backend, const ReadPlan& plan,
+LoadStats Loader::Impl::SumStats(const IoBackend& backend, const MarkedPlan& marked,
                                  const std::vector<WorkerStats>& stats) const {
+  const ReadPlan& plan = marked.plan;
   LoadStats out;
   out.threads = threads;
-  out.direct = options.direct;
+  out.mode = options.mode;
+  out.mode_note = marked.mode.note;
   out.backend = backend.name();
   out.backend_reason = backend_reason;
   unsigned fell_back = 0, busy = 0;
@@ -300,6 +341,8 @@ LoadStats Loader::Impl::SumStats(const IoBackend& backend, const ReadPlan& plan,
     const WorkerStats& ws = stats[w];
     out.bytes += ws.bytes_delivered;
     out.bytes_read += ws.bytes_read;
+    out.bytes_direct += ws.bytes_read_direct;
+    out.bytes_buffered += ws.bytes_read - ws.bytes_read_direct;
     out.read_ops += ws.read_ops;
     out.short_reads += ws.short_reads;
     out.retries += ws.retries;
@@ -354,8 +397,7 @@ Result<LoadedCheckpoint> Loader::Impl::Load(const Selection& selection) {
   }
   auto files = OpenFiles(segments);
   if (!files) return std::move(files).error();
-  auto impl = MakeArena(tensors, options.direct ? files->alignment() : kBufferedArenaAlignment,
-                        segments);
+  auto impl = MakeArena(tensors, ArenaAlignment(*files), segments);
   if (!impl) return std::move(impl).error();
 
   FaultInPolicy fault_in((*impl)->arena.data(), (*impl)->arena.size(), options.huge_pages);
@@ -488,8 +530,7 @@ Result<Loader::Impl::TpPrepared> Loader::Impl::PrepareTp(const Selection& select
   if (!slices) return std::move(slices).error();
   auto files = OpenFiles(ShardUse(slices->items));
   if (!files) return std::move(files).error();
-  TpLayout layout =
-      LayOutTp(slices->items, options.direct ? files->alignment() : kBufferedArenaAlignment);
+  TpLayout layout = LayOutTp(slices->items, ArenaAlignment(*files));
   return TpPrepared{std::move(*slices), std::move(*files), std::move(layout)};
 }
 
@@ -499,19 +540,13 @@ Result<RankPlan> Loader::Impl::PlanTp(const Selection& selection, const TensorPa
   auto prepared = PrepareTp(selection, tp);
   if (!prepared) return std::move(prepared).error();
   const std::vector<TpItem>& items = prepared->slices.items;
-  const FileTable* files = &prepared->files;
   const TpLayout& layout = prepared->layout;
   std::vector<Segment> segments;
   std::vector<Window> windows;
   PlaceTp(items, layout, kPlanningBase, segments, windows);
-  PlanOptions plan_options;
-  plan_options.chunk_size = options.chunk_size;
-  plan_options.workers = threads;
-  plan_options.direct = options.direct;
-  plan_options.alignment = files->alignment();
-  plan_options.windows = windows;
-  auto plan = PlanReads(segments, plan_options);
-  if (!plan) return std::move(plan).error();
+  auto marked = PlanMarked(prepared->files, segments, windows);
+  if (!marked) return std::move(marked).error();
+  const ReadPlan* plan = &marked->plan;
   RankPlan out{tp.rank, tp.world, {}, plan->bytes_delivered, 0, plan->bytes_requested,
                plan->ops.size()};
   for (const TpItem& item : items) {
@@ -527,7 +562,7 @@ Result<LoadedCheckpoint> Loader::Impl::LoadTp(const Selection& selection,
   auto prepared = PrepareTp(selection, tp);
   if (!prepared) return std::move(prepared).error();
   const std::vector<TpItem>& items = prepared->slices.items;
-  const FileTable* files = &prepared->files;
+  FileTable* files = &prepared->files;
   const TpLayout& layout = prepared->layout;
   auto memory = MappedMemory::Map(layout.size, options.huge_pages);
   if (!memory) return std::move(memory).error();

@@ -20,6 +20,7 @@ struct Run {
   std::uint64_t length = 0;
   Address dst = 0;
   std::uint32_t tag = 0;
+  bool direct = false;               // O_DIRECT (options.direct or Segment::direct)
   Address prev_dst_end = 0;          // end of the run below in memory (0: none)
   Address next_dst_begin = ~Address{0};  // start of the run above in memory
 };
@@ -31,10 +32,18 @@ Error Invalid(std::string detail) {
   return MakeError(ErrorCode::kInvalidArgument, "", "", "read plan: " + std::move(detail));
 }
 
-Status ValidateOptions(const PlanOptions& options) {
+// Interim (until per-segment planning lands from i11-read): a segment is read
+// with O_DIRECT when options.direct is set or the segment asks for it.
+bool AnyDirect(const PlanOptions& options, std::span<const Segment> segments) {
+  if (options.direct) return true;
+  return std::any_of(segments.begin(), segments.end(),
+                     [](const Segment& s) { return s.direct && s.length > 0; });
+}
+
+Status ValidateOptions(const PlanOptions& options, std::span<const Segment> segments) {
   if (options.workers == 0) return Invalid("zero workers");
   if (options.chunk_size == 0) return Invalid("chunk_size is zero");
-  if (options.direct) {
+  if (AnyDirect(options, segments)) {
     std::uint64_t a = options.alignment;
     if (a == 0 || (a & (a - 1)) != 0 || a > (1ULL << 20)) {
       return Invalid("alignment " + std::to_string(a) + " is not a power of two up to 1 MiB");
@@ -56,12 +65,13 @@ Status ValidateSegment(const Segment& s) {
 }
 
 // Sorts by (file, offset) and merges ranges adjacent in file and memory.
-std::vector<Run> Coalesce(std::span<const Segment> segments) {
+std::vector<Run> Coalesce(std::span<const Segment> segments, bool all_direct) {
   std::vector<Run> runs;
   runs.reserve(segments.size());
   for (const Segment& s : segments) {
     if (s.length == 0) continue;
-    runs.push_back(Run{s.file, s.offset, s.length, reinterpret_cast<Address>(s.dst), s.tag});
+    runs.push_back(Run{s.file, s.offset, s.length, reinterpret_cast<Address>(s.dst), s.tag,
+                       all_direct || s.direct});
   }
   std::sort(runs.begin(), runs.end(), [](const Run& x, const Run& y) {
     if (x.file != y.file) return x.file < y.file;
@@ -73,7 +83,7 @@ std::vector<Run> Coalesce(std::span<const Segment> segments) {
   for (const Run& r : runs) {
     if (!out.empty()) {
       Run& last = out.back();
-      if (last.file == r.file && last.offset + last.length == r.offset &&
+      if (last.file == r.file && last.direct == r.direct && last.offset + last.length == r.offset &&
           last.dst + last.length == r.dst) {
         last.length += r.length;
         continue;
@@ -118,17 +128,14 @@ class Builder {
   Builder(const PlanOptions& options, std::vector<Window> windows)
       : options_(options), windows_(std::move(windows)) {
     std::uint64_t chunk = std::min(options.chunk_size, kMaxReadLength);
-    if (options.direct) {
-      std::uint64_t a = options.alignment;
-      chunk_ = std::max(a, AlignDown(chunk, a));
-      staging_chunk_ = std::max(a, AlignUp(std::min(options.staging_chunk, chunk_), a));
-    } else {
-      chunk_ = chunk;
-    }
+    std::uint64_t a = options.alignment;
+    chunk_ = chunk;
+    direct_chunk_ = std::max(a, AlignDown(chunk, a));
+    staging_chunk_ = std::max(a, AlignUp(std::min(options.staging_chunk, direct_chunk_), a));
   }
 
   void Add(const Run& run) {
-    if (!options_.direct) return AddBuffered(run);
+    if (!run.direct) return AddBuffered(run);
     if (CanReadDirect(run)) return AddDirect(run);
     AddStaged(run);
   }
@@ -170,8 +177,8 @@ class Builder {
     std::uint64_t end = r.offset + r.length;
     std::uint64_t aligned_end = AlignUp(end, a);
     Address base = r.dst - (r.offset - begin);
-    for (std::uint64_t cs = begin; cs < aligned_end; cs += chunk_) {
-      std::uint64_t ce = std::min(cs + chunk_, aligned_end);
+    for (std::uint64_t cs = begin; cs < aligned_end; cs += direct_chunk_) {
+      std::uint64_t ce = std::min(cs + direct_chunk_, aligned_end);
       ReadOp op;
       op.file = r.file;
       op.offset = cs;
@@ -180,6 +187,7 @@ class Builder {
       op.delivered = std::min(end, ce) - std::max(r.offset, cs);
       op.dst = reinterpret_cast<std::byte*>(base + (cs - begin));
       op.tag = r.tag;
+      op.direct = true;
       ops_.push_back(op);
     }
   }
@@ -201,6 +209,7 @@ class Builder {
       op.required = op.copy_skip + op.copy_length;
       op.copy_dst = reinterpret_cast<std::byte*>(r.dst + (p - r.offset));
       op.tag = r.tag;
+      op.direct = true;
       staging_size_ = std::max(staging_size_, op.length);
       ops_.push_back(op);
     }
@@ -208,7 +217,8 @@ class Builder {
 
   const PlanOptions& options_;
   std::vector<Window> windows_;  // sorted by begin
-  std::uint64_t chunk_ = 0;
+  std::uint64_t chunk_ = 0;         // buffered reads
+  std::uint64_t direct_chunk_ = 0;  // O_DIRECT reads (aligned)
   std::uint64_t staging_chunk_ = 0;
   std::uint64_t staging_size_ = 0;
   std::vector<ReadOp> ops_;
@@ -237,7 +247,7 @@ void Balance(std::vector<ReadOp> ops, ReadPlan& plan, unsigned workers) {
 }  // namespace
 
 Result<ReadPlan> PlanReads(std::span<const Segment> segments, const PlanOptions& options) {
-  if (Status s = ValidateOptions(options); !s) return std::move(s).error();
+  if (Status s = ValidateOptions(options, segments); !s) return std::move(s).error();
   for (const Segment& seg : segments) {
     if (Status s = ValidateSegment(seg); !s) return std::move(s).error();
   }
@@ -253,7 +263,7 @@ Result<ReadPlan> PlanReads(std::span<const Segment> segments, const PlanOptions&
       expanded.push_back(run);
     }
   }
-  std::vector<Run> runs = Coalesce(expanded);
+  std::vector<Run> runs = Coalesce(expanded, options.direct);
   if (Status s = LinkNeighbours(runs); !s) return std::move(s).error();
 
   std::vector<Window> windows(options.windows.begin(), options.windows.end());

@@ -227,7 +227,7 @@ void LoadEveryRank(const Fixture& f, LoadOptions options) {
         REQUIRE_MESSAGE(loaded.has_value(), shardload::test::ErrorText(loaded));
         std::uint64_t bytes = CheckRank(f, loader->checkpoint(), *loaded, plan, r, w);
         const LoadStats& stats = loaded->stats();
-        if (!options.direct) CHECK(stats.bytes_read == stats.bytes);
+        if (options.mode != IoMode::kDirect) CHECK(stats.bytes_read == stats.bytes);
         auto planned = loader->Plan({}, tp);
         REQUIRE(planned.has_value());
         CHECK(planned->local_bytes == bytes);
@@ -258,7 +258,7 @@ TEST_CASE("every rank matches the oracle: io_uring (when usable), buffered and O
   for (bool direct : {false, true}) {
     LoadOptions options;
     options.threads = 2;
-    options.direct = direct;
+    options.mode = direct ? IoMode::kDirect : IoMode::kBuffered;
     auto probe = Loader::Open(f.path(), options);
     REQUIRE(probe.has_value());
     if (direct && !probe->Load({}).has_value()) {
