@@ -243,9 +243,8 @@ class Marker {
   std::vector<Segment> pieces_;
 };
 
-// Auto mode: probe and mark every segment that reads anything.
-Status MarkAuto(std::vector<Segment>& segments, const FileTable& files, std::uint64_t granule,
-                ResidencyProbe& probe) {
+// Indices of the segments that read anything, by (file, offset).
+std::vector<std::size_t> FileOrder(const std::vector<Segment>& segments) {
   std::vector<std::size_t> order;
   for (std::size_t i = 0; i < segments.size(); ++i) {
     if (segments[i].length > 0) order.push_back(i);
@@ -255,6 +254,57 @@ Status MarkAuto(std::vector<Segment>& segments, const FileTable& files, std::uin
     const Segment& b = segments[y];
     return a.file != b.file ? a.file < b.file : a.offset < b.offset;
   });
+  return order;
+}
+
+// Moves `bytes` from the front (or back) of plain direct segment `s` into a
+// new buffered piece, appended to `out`.
+void SplitOff(Segment& s, std::uint64_t bytes, bool front, std::vector<Segment>& out) {
+  Segment piece = s;
+  piece.direct = false;
+  piece.cold = true;
+  piece.length = bytes;
+  s.length -= bytes;
+  if (front) {
+    s.offset += bytes;
+    s.dst += bytes;
+  } else {
+    piece.offset = s.offset + s.length;
+    piece.dst = s.dst + s.length;
+  }
+  out.push_back(piece);
+}
+
+// A direct segment's aligned read covers the alignment block it starts (or
+// ends) in; when a buffered neighbour shares that block, the planner must
+// stage the whole direct run (its slack would overwrite the neighbour). So
+// the unaligned head or tail of such a direct segment (under one alignment
+// block) is read buffered instead, and the rest direct from an aligned offset.
+void AlignBoundaries(std::vector<Segment>& segments, std::uint64_t alignment) {
+  if (alignment <= 1) return;
+  std::vector<std::size_t> order = FileOrder(segments);
+  std::vector<Segment> pieces;
+  for (std::size_t k = 0; k + 1 < order.size(); ++k) {
+    Segment& lo = segments[order[k]];
+    Segment& hi = segments[order[k + 1]];
+    if (lo.file != hi.file || lo.direct == hi.direct || lo.count > 1 || hi.count > 1) continue;
+    const std::uint64_t lo_end = lo.offset + lo.length;
+    if (lo_end <= AlignDown(hi.offset, alignment)) continue;  // no shared block
+    if (hi.direct) {
+      std::uint64_t head = (alignment - hi.offset % alignment) % alignment;
+      if (head > 0) SplitOff(hi, std::min(head, hi.length), /*front=*/true, pieces);
+    } else {
+      std::uint64_t tail = lo_end % alignment;
+      if (tail > 0) SplitOff(lo, std::min(tail, lo.length), /*front=*/false, pieces);
+    }
+  }
+  segments.insert(segments.end(), pieces.begin(), pieces.end());
+}
+
+// Auto mode: probe and mark every segment that reads anything.
+Status MarkAuto(std::vector<Segment>& segments, const FileTable& files, std::uint64_t granule,
+                ResidencyProbe& probe) {
+  std::vector<std::size_t> order = FileOrder(segments);
   Marker marker(probe, files, granule, segments);
   for (std::size_t begin = 0; begin < order.size();) {
     std::size_t end = begin;
@@ -264,6 +314,7 @@ Status MarkAuto(std::vector<Segment>& segments, const FileTable& files, std::uin
     begin = end;
   }
   segments.insert(segments.end(), marker.pieces().begin(), marker.pieces().end());
+  AlignBoundaries(segments, files.alignment());
   return {};
 }
 

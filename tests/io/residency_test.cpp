@@ -204,17 +204,29 @@ TEST_CASE("auto mode marks resident ranges buffered and splits a half-warm tenso
   const TensorInfo& d = *ckpt->Find("d");
   // a cold; b cold | warm | cold (its last page, c's first, is warm: 1 of
   // about 257 in its last granule); c warm; d cold (1 warm page of 13).
+  // Where a direct range shares an O_DIRECT alignment block with a buffered
+  // neighbour (b's end and d's start touch c), the part in that block is
+  // read buffered, so that the rest can be read direct from aligned offsets.
+  const std::uint64_t align = files->alignment();
+  REQUIRE(align > 1);
   struct Want {
     std::uint64_t offset, length;
     bool direct;
     std::uint32_t tag;
   };
-  const std::vector<Want> want = {{a.offset, a.size, true, 0},
-                                  {b.offset, w.w0 - b.offset, true, 1},
-                                  {w.w0, w.w1 - w.w0, false, 1},
-                                  {w.w1, b.offset + b.size - w.w1, true, 1},
-                                  {c.offset, c.size, false, 2},
-                                  {d.offset, d.size, true, 3}};
+  const std::uint64_t b_end = b.offset + b.size;
+  const std::uint64_t b_cut = b_end / align * align;
+  const std::uint64_t d_cut = (d.offset + align - 1) / align * align;
+  std::vector<Want> want = {{a.offset, a.size, true, 0},
+                            {b.offset, w.w0 - b.offset, true, 1},
+                            {w.w0, w.w1 - w.w0, false, 1},
+                            {w.w1, b_cut - w.w1, true, 1},
+                            {b_cut, b_end - b_cut, false, 1},
+                            {c.offset, c.size, false, 2},
+                            {d.offset, d_cut - d.offset, false, 3},
+                            {d_cut, d.offset + d.size - d_cut, true, 3}};
+  std::erase_if(want, [](const Want& x) { return x.length == 0; });
+  std::erase_if(segments, [](const Segment& x) { return x.length == 0; });
   REQUIRE(segments.size() == want.size());
   for (std::size_t i = 0; i < want.size(); ++i) {
     CAPTURE(i);
