@@ -8,14 +8,16 @@ in both page-cache states, interleaved in one run:
 
 "Cold" evicts only the checkpoint's files (posix_fadvise DONTNEED; the page
 cache is shared with others, so the whole machine's cache is never dropped).
-"Warm" reads the files through the page cache first. For every run the
+"Warm" first loads the same tensors with --buffered (so only the selected
+ranges are cached). --select (repeatable) loads a part of the checkpoint, for
+machines where the whole of it and a loaded copy do not fit in memory. For every run the
 block device's read bytes (/proc/diskstats, the device holding the files) are
 recorded. The order of the four contenders rotates with the repetition.
 Prints the median, min and max GB/s and the per-repetition ratios; writes
 everything (raw JSON of each run) to --out.
 
   python3 perf/bench_mode.py --dir /work/perf-data/llama8g \\
-      --shardload build-release/tools/shardload --reps 5
+      --shardload build-release/tools/shardload --reps 5 [--select GLOB]...
 """
 import argparse
 import json
@@ -46,6 +48,10 @@ def shard_files(directory):
                   if f.endswith(".safetensors"))
 
 
+def selection_flags(args):
+    return [f for glob in args.select for f in ("--select", glob)]
+
+
 def evict(files):
     for path in files:
         fd = os.open(path, os.O_RDONLY)
@@ -55,11 +61,8 @@ def evict(files):
             os.close(fd)
 
 
-def warm(files):
-    for path in files:
-        with open(path, "rb", buffering=0) as f:
-            while f.read(16 << 20):
-                pass
+def warm(args):
+    run_load(args, ["--buffered"])
 
 
 def disk_of(path):
@@ -87,7 +90,7 @@ def disk_read_bytes(disk):
 
 
 def run_load(args, flags):
-    cmd = [args.shardload, "load", args.dir, "--json"] + flags
+    cmd = [args.shardload, "load", args.dir, "--json"] + selection_flags(args) + flags
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     out = subprocess.run(cmd, capture_output=True, text=True)
@@ -100,7 +103,7 @@ def run_one(args, files, disk, key, state, flags):
     if state == "cold":
         evict(files)
     else:
-        warm(files)
+        warm(args)
     before = disk_read_bytes(disk)
     r = run_load(args, flags)
     r["disk_read_bytes"] = disk_read_bytes(disk) - before
@@ -121,6 +124,7 @@ def main():
     p.add_argument("--shardload", default="build-release/tools/shardload")
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--select", action="append", default=[], metavar="GLOB")
     p.add_argument("--out", default="build-release/bench-mode.json")
     args = p.parse_args()
     files = shard_files(args.dir)

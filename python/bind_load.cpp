@@ -66,6 +66,7 @@ struct Request {
   std::string mode = "auto";  // "auto", "buffered" or "direct"
   unsigned world = 1;
   std::string plan;
+  double max_over_read = 0;  // 0: LoadOptions' default
 };
 
 LoadOptions Options(const Request& request) {
@@ -74,6 +75,7 @@ LoadOptions Options(const Request& request) {
   options.mode = request.mode == "direct"     ? IoMode::kDirect
                  : request.mode == "buffered" ? IoMode::kBuffered
                                               : IoMode::kAuto;
+  if (request.max_over_read > 0) options.max_over_read = request.max_over_read;
   return options;
 }
 
@@ -148,24 +150,29 @@ void BindLoad(py::module_& m) {
       "load",
       [](const CheckpointHandle& handle, std::vector<std::string> globs, unsigned threads,
          std::string mode, unsigned rank, unsigned world, std::string plan,
-         const py::object& progress) {
-        return Load(handle, {std::move(globs), threads, std::move(mode), world, std::move(plan)},
-                    rank,
-                    progress);
+         const py::object& progress, double max_over_read) {
+        return Load(handle,
+                    {std::move(globs), threads, std::move(mode), world, std::move(plan),
+                     max_over_read},
+                    rank, progress);
       },
       py::arg("checkpoint"), py::kw_only(), py::arg("globs"), py::arg("threads"),
       py::arg("mode"), py::arg("rank"), py::arg("world"), py::arg("plan"), py::arg("progress"),
+      py::arg("max_over_read") = 0.0,
       "Loads into a fresh LoadedMemory; the GIL is released while reading.");
   m.def(
       "plan",
       [](const CheckpointHandle& handle, std::vector<std::string> globs, unsigned threads,
          std::string mode, const std::vector<unsigned>& ranks, unsigned world,
-         std::string plan) {
-        return Plan(handle, {std::move(globs), threads, std::move(mode), world, std::move(plan)},
+         std::string plan, double max_over_read) {
+        return Plan(handle,
+                    {std::move(globs), threads, std::move(mode), world, std::move(plan),
+                     max_over_read},
                     ranks);
       },
       py::arg("checkpoint"), py::kw_only(), py::arg("globs"), py::arg("threads"),
       py::arg("mode"), py::arg("ranks"), py::arg("world"), py::arg("plan"),
+      py::arg("max_over_read") = 0.0,
       "One RankPlan dict per rank of RANKS, without reading tensor data.");
   m.def("_live_dlpack_exports", &LiveDlpackExports);
 }

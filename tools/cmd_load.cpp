@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "commands.h"
+#include "read_flags.h"
 #include "tp_flags.h"
 #include "shardload/loader.h"
 #include "shardload/writer.h"
@@ -23,7 +24,8 @@ namespace shardload::cli {
 const CommandSpec kLoadSpec = {
     "load",
     "PATH [--select GLOB]... [--threads N] [--queue-depth N] [--chunk-size BYTES] "
-    "[--direct | --buffered] [--repeat N] [--save OUT] [--rank R --world W --plan P] [--json]",
+    "[--direct | --buffered] [--max-over-read R] [--read-strategy S] [--repeat N] [--save OUT] "
+    "[--rank R --world W --plan P] [--json]",
     "Load a checkpoint into memory in parallel and report the throughput.",
     {"PATH"},
     {{"--select", "GLOB", "load only matching tensors (`*` one name component, `**` any); repeatable", true},
@@ -33,6 +35,8 @@ const CommandSpec kLoadSpec = {
      DirectFlag(),
      BufferedFlag(),
      {"--backend", "NAME", "auto (default), io_uring or pread"},
+     MaxOverReadFlag(),
+     ReadStrategyFlag(),
      {"--repeat", "N", "load N times into the same memory; reports steady_gb_per_s"},
      {"--save", "OUT", "write what was loaded to directory OUT"},
      {"--max-shard-size", "BYTES", "shard size limit for --save (default 5GB)"},
@@ -128,6 +132,7 @@ int ReadFlags(const Args& args, LoadFlags& flags) {
   auto mode = ReadModeFlags(args);
   if (!mode) return UsageError(kLoadSpec, "--direct and --buffered exclude each other");
   flags.options.mode = *mode;
+  if (int rc = ReadReadFlags(kLoadSpec, args, flags.options); rc != kExitOk) return rc;
   flags.selection.globs = args.GetAll("--select");
   flags.json = args.Has("--json");
   return kExitOk;

@@ -9,13 +9,15 @@
 
 #include "commands.h"
 #include "shardload/loader.h"
+#include "read_flags.h"
 #include "tp_flags.h"
 
 namespace shardload::cli {
 
 const CommandSpec kPlanSpec = {
     "plan",
-    "PATH --world W --plan P [--rank R] [--select GLOB]... [--direct | --buffered] [--tensors] [--json]",
+    "PATH --world W --plan P [--rank R] [--select GLOB]... [--direct | --buffered] "
+    "[--max-over-read R] [--read-strategy S] [--tensors] [--json]",
     "Show what each tensor-parallel rank would load and read, without loading.",
     {"PATH"},
     {RankFlag(),
@@ -25,6 +27,8 @@ const CommandSpec kPlanSpec = {
      {"--direct", "", "plan O_DIRECT reads (aligned supersets of the ranges)"},
      {"--buffered", "", "plan buffered reads (default: as the page cache holds the files now)"},
      {"--chunk-size", "BYTES", "largest single read (default 4MiB)"},
+     MaxOverReadFlag(),
+     ReadStrategyFlag(),
      {"--tensors", "", "list each rank's tensors with their local shapes"},
      {"--json", "", "print one JSON object on the last line of stdout"}},
 };
@@ -82,6 +86,7 @@ int RunPlan(int argc, char** argv) {
   auto mode = ReadModeFlags(*args);
   if (!mode) return UsageError(kPlanSpec, "--direct and --buffered exclude each other");
   options.mode = *mode;
+  if (int rc = ReadReadFlags(kPlanSpec, *args, options); rc != kExitOk) return rc;
   if (auto text = args->Get("--chunk-size")) {
     auto v = ParseBytes(*text);
     if (!v || *v == 0) return UsageError(kPlanSpec, "--chunk-size needs a positive byte count");

@@ -10,6 +10,7 @@
 
 #include "buffers/fault_in_policy.h"
 #include "buffers/mapped_memory.h"
+#include "io/copy_out.h"
 #include "util/errno_error.h"
 
 namespace shardload {
@@ -70,7 +71,8 @@ Verdict OnReadResult(const ReadOp& op, std::int64_t res, std::uint64_t alignment
 
 void PrepareDestination(const ReadOp& op, const ExecContext& ctx) {
   std::byte* dst = op.staged() ? op.copy_dst : op.dst;
-  std::size_t length = op.staged() ? op.copy_length : op.length;
+  std::size_t length = op.dst_extent;
+  if (length == 0) length = op.staged() ? op.copy_length : op.length;
   if (ctx.arena_fault_in != nullptr) {
     ctx.arena_fault_in->BeforeRead(dst, length);
   } else if (ctx.prefault) {
@@ -80,7 +82,7 @@ void PrepareDestination(const ReadOp& op, const ExecContext& ctx) {
 
 void DeliverOp(const ReadOp& op, const std::byte* staging, const ExecContext& ctx,
                WorkerStats& stats) {
-  if (op.staged()) std::memcpy(op.copy_dst, staging + op.copy_skip, op.copy_length);
+  if (op.staged()) CopyOut(op, staging, ctx.scatter);
   stats.bytes_delivered += op.delivered;
   if (ctx.progress != nullptr) ctx.progress->Add(op.delivered);
 }

@@ -13,6 +13,7 @@
 namespace shardload {
 namespace {
 
+// One read (a piece of an op), to completion or failure.
 Status RunOne(const ReadOp& op, const ExecContext& ctx, std::byte* staging,
               WorkerStats& stats) {
   OpCursor cursor;
@@ -55,11 +56,14 @@ Status PreadBackend::Execute(WorkerOps& ops, const ExecContext& ctx,
     if (i == OpQueue::kNone) return {};
     const ReadOp& op = ops.op(i);
     PrepareDestination(op, ctx);
-    ++stats.read_ops;
-    if (Status s = RunOne(op, ctx, staging.data(), stats); !s) {
-      stats.failed_op = i;
-      SignalStop(ctx, stats);
-      return s;
+    for (std::uint64_t k = 0; k < op.pieces; ++k) {
+      if (k > 0 && ctx.stop->load(std::memory_order_relaxed)) return CancelledError();
+      ++stats.read_ops;
+      if (Status s = RunOne(PieceOf(op, k), ctx, staging.data(), stats); !s) {
+        stats.failed_op = i;
+        SignalStop(ctx, stats);
+        return s;
+      }
     }
   }
 }

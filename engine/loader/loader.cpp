@@ -130,6 +130,7 @@ struct Loader::Impl {
 
   Result<FileTable> OpenFiles(std::span<const Segment> segments) const;
   std::uint64_t ArenaAlignment(const FileTable& files) const;
+  PlanOptions PlanOptionsFor(const FileTable& files, std::span<const Window> windows) const;
   // The plan of a load, once residency has marked each segment (the one
   // MarkResidency call of the loader).
   struct MarkedPlan {
@@ -230,18 +231,28 @@ std::uint64_t Loader::Impl::ArenaAlignment(const FileTable& files) const {
   return options.mode == IoMode::kBuffered ? kBufferedArenaAlignment : files.alignment();
 }
 
+// The read planner's options for this Loader's LoadOptions (which segments
+// are read with O_DIRECT is Segment::direct, set by MarkResidency).
+PlanOptions Loader::Impl::PlanOptionsFor(const FileTable& files,
+                                         std::span<const Window> windows) const {
+  PlanOptions plan_options;
+  plan_options.chunk_size = options.chunk_size;
+  plan_options.workers = threads;
+  plan_options.alignment = std::max<std::uint64_t>(files.alignment(), 1);
+  plan_options.windows = windows;
+  plan_options.strategy = options.read_strategy;
+  plan_options.max_over_read = options.max_over_read;
+  plan_options.cost = options.cost_model;
+  return plan_options;
+}
+
 Result<Loader::Impl::MarkedPlan> Loader::Impl::PlanMarked(FileTable& files,
                                                           std::span<const Segment> segments,
                                                           std::span<const Window> windows) const {
   std::vector<Segment> marked(segments.begin(), segments.end());
   auto mode = MarkResidency(marked, files, options.mode);
   if (!mode) return std::move(mode).error();
-  PlanOptions plan_options;
-  plan_options.chunk_size = options.chunk_size;
-  plan_options.workers = threads;
-  plan_options.alignment = std::max<std::uint64_t>(files.alignment(), 1);
-  plan_options.windows = windows;
-  auto plan = PlanReads(marked, plan_options);
+  auto plan = PlanReads(marked, PlanOptionsFor(files, windows));
   if (!plan) return std::move(plan).error();
   return MarkedPlan{std::move(*plan), std::move(*mode)};
 }
@@ -264,6 +275,8 @@ Result<LoadStats> Loader::Impl::Execute(FileTable& files, std::span<const Segmen
   ctx.queue_depth = options.queue_depth;
   ctx.alignment = files.alignment();
   ctx.staging_size = plan->staging_size;
+  ctx.scatter = plan->scatter;
+  ctx.reads = plan->reads;
   ctx.prefault = options.prefault;
   ctx.arena_fault_in = fault_in;
   ctx.allow_fallback = options.backend == Backend::kAuto;
@@ -548,7 +561,7 @@ Result<RankPlan> Loader::Impl::PlanTp(const Selection& selection, const TensorPa
   if (!marked) return std::move(marked).error();
   const ReadPlan* plan = &marked->plan;
   RankPlan out{tp.rank, tp.world, {}, plan->bytes_delivered, 0, plan->bytes_requested,
-               plan->ops.size()};
+               plan->reads};
   for (const TpItem& item : items) {
     out.tensors.push_back(DescribeTp(item));
     out.local_bytes += item.slice.size;

@@ -1,5 +1,5 @@
 // The tensor-parallel part of a load (see tp_load.h): plan resolution,
-// slicing, layout, segment expansion and padding.
+// slicing, layout, strided segments and padding.
 // Thread-safe: no shared state.
 #include "loader/tp_load.h"
 
@@ -130,17 +130,25 @@ void AppendTpSegments(const TpItem& item, std::byte* dst, std::uint32_t tag,
                       std::vector<Segment>& out) {
   const TensorInfo& t = *item.source;
   for (const tp::Segment& s : item.slice.segments) {
-    for (std::uint64_t i = 0; i < s.count; ++i) {
-      out.push_back(Segment{t.shard, t.offset + s.src_offset + i * s.src_stride, s.length,
-                            dst + s.dst_offset + i * s.dst_stride, tag});
-    }
+    Segment seg{t.shard, t.offset + s.src_offset, s.length, dst + s.dst_offset, tag};
+    seg.count = s.count;
+    seg.src_stride = s.src_stride;
+    seg.dst_stride = s.dst_stride;
+    out.push_back(seg);
   }
 }
 
+// A segment whose runs tile its extent (dst_stride == length, or one run)
+// covers [dst_offset, + extent) in one interval; only other strided
+// segments are walked run by run.
 void ZeroPadding(const tp::LocalSlice& slice, std::byte* dst) {
   if (!slice.zero_fill || slice.size == 0) return;
   std::vector<std::pair<std::uint64_t, std::uint64_t>> covered;
   for (const tp::Segment& s : slice.segments) {
+    if (s.count == 1 || s.dst_stride == s.length) {
+      covered.emplace_back(s.dst_offset, s.count * s.length);
+      continue;
+    }
     for (std::uint64_t i = 0; i < s.count; ++i) {
       covered.emplace_back(s.dst_offset + i * s.dst_stride, s.length);
     }

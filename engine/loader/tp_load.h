@@ -1,12 +1,13 @@
 // The tensor-parallel part of a load: resolves the plan a TensorParallel
 // names, slices the selected tensors for one rank (tp/splitter.h), lays the
-// local tensors out in library-owned memory, expands each slice's strided
-// segments into read-planner Segments straight into their destination rows,
-// and zeroes what no segment covers (vocab padding).
+// local tensors out in library-owned memory, turns each slice's strided
+// segments into strided read-planner Segments (one per tp::Segment, never
+// one per row) aimed at their destination rows, and zeroes what no segment
+// covers (vocab padding).
 //
-// Reads never cover gaps between a slice's runs: buffered, a rank reads
-// exactly the bytes it receives; with O_DIRECT each run is widened to its
-// aligned superset by the read planner (docs/tp-plan.md, "Read amplification").
+// Whether gaps between a slice's runs are read (staged covering reads) or
+// not (exact runs) is the read planner's choice (ReadStrategy, CostModel,
+// max_over_read; docs/tp-plan.md, "Read amplification").
 // Thread-safe: pure functions over immutable inputs (ZeroPadding writes only
 // the memory it is given).
 #pragma once
@@ -79,8 +80,8 @@ struct TpLayout {
 };
 TpLayout LayOutTp(std::span<const TpItem> items, std::uint64_t alignment);
 
-// Appends ITEM's runs as Segments into DST (the local tensor's first byte),
-// tagged TAG.
+// Appends ITEM's strided segments as Segments into DST (the local tensor's
+// first byte), tagged TAG: one per tp::Segment.
 void AppendTpSegments(const TpItem& item, std::byte* dst, std::uint32_t tag,
                       std::vector<Segment>& out);
 

@@ -17,6 +17,7 @@
 #include "shardload/checkpoint.h"
 #include "shardload/dtype.h"
 #include "shardload/error.h"
+#include "shardload/read_strategy.h"
 
 namespace shardload {
 
@@ -62,6 +63,20 @@ struct LoadOptions {
   IoMode mode = IoMode::kAuto;
   // Default: kAuto = io_uring when it can be set up, else pread (reported).
   Backend backend = Backend::kAuto;
+  // How a tensor-parallel slice's rows (strided runs) are read: exact runs,
+  // the covering range staged and scattered, or a mix (ReadStrategy in
+  // shardload/read_strategy.h). kAuto: the cost model picks per tensor.
+  // Staging is bounded: each worker holds at most 16 MiB of staging buffers
+  // (queue_depth staged reads of at most 1 MiB each). Default: kAuto.
+  ReadStrategy read_strategy = ReadStrategy::kAuto;
+  // Per tensor, bytes read / bytes received at most this (>= 1): caps the
+  // gaps staged and mixed reads read through. 1 gives exact reads (O_DIRECT
+  // still reads each run's aligned superset). Default: 8.
+  double max_over_read = 8.0;
+  // What the planner assumes an operation and a byte cost (buffered warm,
+  // buffered cold, O_DIRECT, staging copy); defaults measured by
+  // perf/read_cost, docs/performance.md "Read cost model".
+  CostModel cost_model;
   // Put library-owned memory on transparent huge pages. Default: on.
   bool huge_pages = true;
   // Caller-provided destinations: fault their pages in (MADV_POPULATE_WRITE)

@@ -17,7 +17,7 @@ from . import _args, _load
 
 
 def load(path, *, rank=None, world=None, plan=None, select=None, threads=None, direct=False,
-         mode=None, framework="numpy", progress=None):
+         mode=None, framework="numpy", progress=None, max_over_read=None):
     """Loads the checkpoint at PATH; returns a LoadedTensors (a dict name ->
     array, with .dtypes, .stats and .memory).
 
@@ -36,6 +36,9 @@ def load(path, *, rank=None, world=None, plan=None, select=None, threads=None, d
     mode: "auto" (default: what the page cache holds is read through it, the
       rest with O_DIRECT), "buffered" (every read through the page cache) or
       "direct" (every read with O_DIRECT).
+    max_over_read: per tensor, bytes read / bytes received at most this
+      (a number >= 1; 1 reads slices' rows exactly; default 8: the cost
+      model may read through gaps between rows and scatter them).
     framework: "numpy" (zero-copy views) or "torch" (zero-copy through DLPack).
     progress: called as progress(bytes_done, bytes_total) from the loader's
       threads (with the GIL); an exception it raises is re-raised by load()
@@ -47,7 +50,8 @@ def load(path, *, rank=None, world=None, plan=None, select=None, threads=None, d
     """
     request = _args.load_request(rank=rank, world=world, plan=plan, select=select,
                                  threads=threads, direct=direct, mode=mode,
-                                 framework=framework, progress=progress)
+                                 framework=framework, progress=progress,
+                                 max_over_read=max_over_read)
     return _load.run(open(path)._handle, request)
 
 

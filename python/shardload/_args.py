@@ -39,6 +39,7 @@ class Request:
     plan: Any                    # None, a path (bytes) or a DictPlan
     framework: str = "numpy"
     progress: Optional[Callable[[int, int], Any]] = None
+    max_over_read: float = 0.0   # 0: the library's default
 
     def rank_info(self):
         """What a tensor-parallel load adds to .stats (None for a plain load)."""
@@ -166,8 +167,19 @@ def _mode(direct, mode) -> str:
     return mode
 
 
+def _max_over_read(value) -> float:
+    """max_over_read= as a float >= 1; None gives 0 (the library's default)."""
+    if value is None:
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"max_over_read must be a number, not {type(value).__name__}")
+    if not value >= 1:
+        raise ValueError(f"max_over_read must be at least 1, got {value}")
+    return float(value)
+
+
 def load_request(*, rank, world, plan, select, threads, direct, framework, progress,
-                 mode=None) -> Request:
+                 mode=None, max_over_read=None) -> Request:
     """The checked arguments of a load."""
     plan = _plan(plan)
     rank, world = _world_and_rank(rank, world, plan, every_rank_allowed=False)
@@ -177,15 +189,17 @@ def load_request(*, rank, world, plan, select, threads, direct, framework, progr
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be callable, not {type(progress).__name__}")
     return Request(_globs(select), _threads(threads), mode, rank, world, plan, framework,
-                   progress)
+                   progress, _max_over_read(max_over_read))
 
 
-def plan_request(*, rank, world, plan, select, threads, direct, mode=None) -> Request:
+def plan_request(*, rank, world, plan, select, threads, direct, mode=None,
+                 max_over_read=None) -> Request:
     """The checked arguments of a plan; rank None means every rank."""
     plan = _plan(plan)
     rank, world = _world_and_rank(rank, world, plan, every_rank_allowed=True)
     mode = _mode(direct, mode)
-    return Request(_globs(select), _threads(threads), mode, rank, world, plan)
+    return Request(_globs(select), _threads(threads), mode, rank, world, plan,
+                   max_over_read=_max_over_read(max_over_read))
 
 
 @contextlib.contextmanager

@@ -37,7 +37,8 @@ def run(handle, request):
     with _args.plan_file(request.plan) as plan:
         memory = _shardload.load(
             handle, globs=request.globs, threads=request.threads, mode=request.mode,
-            rank=request.rank, world=request.world, plan=plan, progress=request.progress)
+            rank=request.rank, world=request.world, plan=plan, progress=request.progress,
+            max_over_read=request.max_over_read)
     dtypes = memory.dtypes()
     if request.framework == "torch":
         tensors = _torch.tensors(memory, dtypes)
