@@ -92,6 +92,25 @@ Result<ResidencyProbe::Count> ResidencyProbe::Cachestat(int fd, const std::strin
   return Count{r.nr_cache, last - first + 1};
 }
 
+Result<ResidencyProbe::Count> ResidencyProbe::Sample(int fd, const std::string& path,
+                                                     std::uint64_t offset, std::uint64_t length) {
+  if (length <= kSampleSpan) return Probe(fd, path, offset, length);
+  Count total;
+  const std::uint64_t room = length - kSampleWindow;
+  for (std::uint64_t i = 0; i < kSamples; ++i) {
+    std::uint64_t at = offset + room / (kSamples - 1) * i;
+    auto count = Probe(fd, path, at, kSampleWindow);
+    if (!count) return count;
+    total.cached += count->cached;
+    total.pages += count->pages;
+  }
+  // No window cached: confirm with one exact probe, cheap when the range is
+  // cold (its cost grows with what is cached), so warm islands between the
+  // windows are still found.
+  if (total.cached == 0) return Probe(fd, path, offset, length);
+  return total;
+}
+
 // Maps the range PROT_READ in windows, asks mincore, unmaps; never reads it.
 Result<ResidencyProbe::Count> ResidencyProbe::Mincore(int fd, const std::string& path,
                                                       std::uint64_t offset,
@@ -131,8 +150,10 @@ void AppendPiece(std::vector<ResidentPiece>& out, std::uint64_t offset, std::uin
 }
 
 Status Bisect(ResidencyProbe& probe, int fd, const std::string& path, std::uint64_t offset,
-              std::uint64_t length, std::uint64_t granule, std::vector<ResidentPiece>& out) {
-  auto count = probe.Probe(fd, path, offset, length);
+              std::uint64_t length, std::uint64_t granule, bool sampled,
+              std::vector<ResidentPiece>& out) {
+  auto count = sampled ? probe.Sample(fd, path, offset, length)
+                       : probe.Probe(fd, path, offset, length);
   if (!count) return std::move(count).error();
   if (count->cached == 0 || count->cached >= count->pages) {
     AppendPiece(out, offset, length, count->cached > 0);
@@ -146,18 +167,21 @@ Status Bisect(ResidencyProbe& probe, int fd, const std::string& path, std::uint6
     AppendPiece(out, offset, length, 2 * count->cached >= count->pages);
     return {};
   }
-  if (Status s = Bisect(probe, fd, path, offset, mid - offset, granule, out); !s) return s;
-  return Bisect(probe, fd, path, mid, end - mid, granule, out);
+  if (Status s = Bisect(probe, fd, path, offset, mid - offset, granule, sampled, out); !s) {
+    return s;
+  }
+  return Bisect(probe, fd, path, mid, end - mid, granule, sampled, out);
 }
 
 }  // namespace
 
 Result<std::vector<ResidentPiece>> MapResidency(ResidencyProbe& probe, int fd,
                                                 const std::string& path, std::uint64_t offset,
-                                                std::uint64_t length, std::uint64_t granule) {
+                                                std::uint64_t length, std::uint64_t granule,
+                                                bool sampled) {
   std::vector<ResidentPiece> out;
   if (length == 0) return out;
-  if (Status s = Bisect(probe, fd, path, offset, length, granule, out); !s) {
+  if (Status s = Bisect(probe, fd, path, offset, length, granule, sampled, out); !s) {
     return std::move(s).error();
   }
   return out;
@@ -199,7 +223,7 @@ class Marker {
  private:
   Result<ResidencyProbe::Count> Probe(std::uint32_t file, std::uint64_t offset,
                                       std::uint64_t length) {
-    return probe_.Probe(files_.fd(file, false), files_.path(file), offset, length);
+    return probe_.Sample(files_.fd(file, false), files_.path(file), offset, length);
   }
 
   static void Set(Segment& s, bool resident) {
@@ -217,7 +241,7 @@ class Marker {
     }
     const std::uint32_t file = seg.file;
     auto pieces = MapResidency(probe_, files_.fd(file, false), files_.path(file), seg.offset,
-                               seg.length, granule_);
+                               seg.length, granule_, /*sampled=*/true);
     if (!pieces) return std::move(pieces).error();
     const Segment whole = seg;
     for (std::size_t k = 0; k < pieces->size(); ++k) {
