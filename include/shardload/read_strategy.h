@@ -29,14 +29,15 @@ struct IoCost {
   double byte_ns = 0;
 };
 
-// The planner's price list. Defaults measured by perf/read_cost (2-vCPU
-// cloud VM, ext4 on virtio NVMe, Release build; docs/performance.md, "Read
-// cost model"). Override when the storage differs.
+// The planner's price list. Defaults measured by perf/read_cost (pread, one
+// thread, 3584-byte runs 28672 apart, 1 MiB reads) on the 2-vCPU cloud VM of
+// docs/performance.md ("Read cost model"), a busy machine: O_DIRECT and cold
+// op costs are a serial read's latency. Override when the storage differs.
 struct CostModel {
-  IoCost warm{2000, 0.10};    // buffered, pages in the page cache
-  IoCost cold{60000, 0.60};   // buffered, pages not cached (Segment::cold)
-  IoCost direct{60000, 0.30}; // O_DIRECT (per aligned byte read)
-  double copy_byte_ns = 0.05; // copying a staged byte to its destination
+  IoCost warm{650, 0.71};        // buffered, pages in the page cache
+  IoCost cold{89000, 1.56};      // buffered, pages not cached (Segment::cold)
+  IoCost direct{190000, 1.31};   // O_DIRECT (per aligned byte read)
+  double copy_byte_ns = 0.46;    // copying a staged byte to its destination
 };
 
 }  // namespace shardload
