@@ -63,7 +63,7 @@ class ProgressBridge {
 struct Request {
   std::vector<std::string> globs;
   unsigned threads = 0;
-  bool direct = false;
+  std::string mode = "auto";  // "auto", "buffered" or "direct"
   unsigned world = 1;
   PlanSource plan;
   double max_over_read = 0;  // 0: LoadOptions' default
@@ -84,7 +84,9 @@ Result<PlanSource> MakePlanSource(const std::string& kind, std::string path, std
 LoadOptions Options(const Request& request) {
   LoadOptions options;
   options.threads = request.threads;
-  options.direct = request.direct;
+  options.mode = request.mode == "direct"     ? IoMode::kDirect
+                 : request.mode == "buffered" ? IoMode::kBuffered
+                                              : IoMode::kAuto;
   if (request.max_over_read > 0) options.max_over_read = request.max_over_read;
   return options;
 }
@@ -159,13 +161,13 @@ py::list Plan(const CheckpointHandle& handle, const Request& request,
 }
 
 // A Request from the binding's arguments (reads a "file" plan, GIL released).
-Request MakeRequest(std::vector<std::string> globs, unsigned threads, bool direct,
+Request MakeRequest(std::vector<std::string> globs, unsigned threads, std::string mode,
                     unsigned world, const std::string& plan_kind, std::string plan_path,
                     std::string plan_text, double max_over_read) {
   Result<PlanSource> plan = WithoutGil([&] {
     return MakePlanSource(plan_kind, std::move(plan_path), std::move(plan_text));
   });
-  return Request{std::move(globs), threads, direct, world, ValueOrThrow(std::move(plan)),
+  return Request{std::move(globs), threads, std::move(mode), world, ValueOrThrow(std::move(plan)),
                  max_over_read};
 }
 
@@ -175,32 +177,32 @@ void BindLoad(py::module_& m) {
   m.def(
       "load",
       [](const CheckpointHandle& handle, std::vector<std::string> globs, unsigned threads,
-         bool direct, unsigned rank, unsigned world, const std::string& plan_kind,
+         std::string mode, unsigned rank, unsigned world, const std::string& plan_kind,
          std::string plan_path, std::string plan_text, const py::object& progress,
          double max_over_read) {
         return Load(handle,
-                    MakeRequest(std::move(globs), threads, direct, world, plan_kind,
+                    MakeRequest(std::move(globs), threads, std::move(mode), world, plan_kind,
                                 std::move(plan_path), std::move(plan_text), max_over_read),
                     rank, progress);
       },
       py::arg("checkpoint"), py::kw_only(), py::arg("globs"), py::arg("threads"),
-      py::arg("direct"), py::arg("rank"), py::arg("world"), py::arg("plan_kind"),
+      py::arg("mode"), py::arg("rank"), py::arg("world"), py::arg("plan_kind"),
       py::arg("plan_path"), py::arg("plan_text"), py::arg("progress"),
       py::arg("max_over_read") = 0.0,
       "Loads into a fresh LoadedMemory; the GIL is released while reading.");
   m.def(
       "plan",
       [](const CheckpointHandle& handle, std::vector<std::string> globs, unsigned threads,
-         bool direct, const std::vector<unsigned>& ranks, unsigned world,
+         std::string mode, const std::vector<unsigned>& ranks, unsigned world,
          const std::string& plan_kind, std::string plan_path, std::string plan_text,
          double max_over_read) {
         return Plan(handle,
-                    MakeRequest(std::move(globs), threads, direct, world, plan_kind,
+                    MakeRequest(std::move(globs), threads, std::move(mode), world, plan_kind,
                                 std::move(plan_path), std::move(plan_text), max_over_read),
                     ranks);
       },
       py::arg("checkpoint"), py::kw_only(), py::arg("globs"), py::arg("threads"),
-      py::arg("direct"), py::arg("ranks"), py::arg("world"), py::arg("plan_kind"),
+      py::arg("mode"), py::arg("ranks"), py::arg("world"), py::arg("plan_kind"),
       py::arg("plan_path"), py::arg("plan_text"), py::arg("max_over_read") = 0.0,
       "One RankPlan dict per rank of RANKS (all of them when empty), without reading "
       "tensor data.");

@@ -63,7 +63,11 @@ py::dict LoadedMemory::Stats() const {
   out["backend"] = s.backend;
   out["backend_reason"] = FsText(s.backend_reason);
   out["threads"] = s.threads;
-  out["direct"] = s.direct;
+  out["direct"] = s.bytes_direct > 0;
+  out["mode"] = std::string(IoModeName(s.mode));
+  out["bytes_direct"] = s.bytes_direct;
+  out["bytes_buffered"] = s.bytes_buffered;
+  out["mode_note"] = FsText(s.mode_note);
   out["read_ops"] = s.read_ops;
   out["short_reads"] = s.short_reads;
   out["retries"] = s.retries;

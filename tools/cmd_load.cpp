@@ -24,7 +24,7 @@ namespace shardload::cli {
 const CommandSpec kLoadSpec = {
     "load",
     "PATH [--select GLOB]... [--threads N] [--queue-depth N] [--chunk-size BYTES] "
-    "[--direct] [--max-over-read R] [--read-strategy S] [--repeat N] [--save OUT] "
+    "[--direct | --buffered] [--max-over-read R] [--read-strategy S] [--repeat N] [--save OUT] "
     "[--rank R --world W --plan P] [--json]",
     "Load a checkpoint into memory in parallel and report the throughput.",
     {"PATH"},
@@ -32,7 +32,8 @@ const CommandSpec kLoadSpec = {
      {"--threads", "N", "worker threads (default: one per CPU)"},
      {"--queue-depth", "N", "reads in flight per worker (default 32)"},
      {"--chunk-size", "BYTES", "largest single read (default 4MiB)"},
-     {"--direct", "", "O_DIRECT reads, bypassing the page cache"},
+     DirectFlag(),
+     BufferedFlag(),
      {"--backend", "NAME", "auto (default), io_uring or pread"},
      MaxOverReadFlag(),
      ReadStrategyFlag(),
@@ -128,7 +129,9 @@ int ReadFlags(const Args& args, LoadFlags& flags) {
   }
   flags.options.threads = static_cast<unsigned>(threads);
   flags.options.queue_depth = static_cast<unsigned>(depth);
-  flags.options.direct = args.Has("--direct");
+  auto mode = ReadModeFlags(args);
+  if (!mode) return UsageError(kLoadSpec, "--direct and --buffered exclude each other");
+  flags.options.mode = *mode;
   if (int rc = ReadReadFlags(kLoadSpec, args, flags.options); rc != kExitOk) return rc;
   flags.selection.globs = args.GetAll("--select");
   flags.json = args.Has("--json");
@@ -168,10 +171,12 @@ void PrintReport(const LoadFlags& flags, const LoadStats& first, double first_se
   double gbps = first_seconds > 0 ? static_cast<double>(first.bytes) / first_seconds / 1e9 : 0;
   std::string steady = rates.empty() ? "" : fmt::format("{:.3f}", Median(rates));
   if (!flags.json) {
-    fmt::print("loaded {} tensors, {} ({} read) in {:.3f} s: {:.2f} GB/s [{}, {} threads{}]\n",
+    fmt::print("loaded {} tensors, {} ({} read) in {:.3f} s: {:.2f} GB/s [{}, {} threads, {}]\n",
                first.tensors, HumanBytes(first.bytes), HumanBytes(first.bytes_read),
-               first_seconds, gbps, first.backend, first.threads,
-               first.direct ? ", O_DIRECT" : "");
+               first_seconds, gbps, first.backend, first.threads, IoModeName(first.mode));
+    fmt::print("read: {} with O_DIRECT, {} buffered\n", HumanBytes(first.bytes_direct),
+               HumanBytes(first.bytes_buffered));
+    if (!first.mode_note.empty()) fmt::print("mode: {}\n", first.mode_note);
     if (!rates.empty()) fmt::print("steady state over {} reloads: {} GB/s\n", rates.size(), steady);
     if (!first.backend_reason.empty()) fmt::print("backend: {}\n", first.backend_reason);
     if (!first.memory.empty()) fmt::print("memory: {}\n", first.memory);
@@ -186,10 +191,13 @@ void PrintReport(const LoadFlags& flags, const LoadStats& first, double first_se
   for (double r : rates) runs += fmt::format("{}{:.3f}", runs.empty() ? "" : ",", r);
   fmt::print(
       "{{\"tensors\":{},\"bytes\":{},\"bytes_read\":{},\"seconds\":{:.6f},\"gb_per_s\":{:.3f},"
-      "\"backend\":{},\"backend_reason\":{},\"memory\":{},\"threads\":{},\"direct\":{},\"read_ops\":{},"
+      "\"backend\":{},\"backend_reason\":{},\"memory\":{},\"threads\":{},\"direct\":{},\"mode\":{},"
+      "\"bytes_direct\":{},\"bytes_buffered\":{},\"mode_note\":{},\"read_ops\":{},"
       "\"short_reads\":{},\"retries\":{},\"repeat\":{}{}{}}}\n",
       first.tensors, first.bytes, first.bytes_read, first_seconds, gbps, JsonString(first.backend),
-      JsonString(first.backend_reason), JsonString(first.memory), first.threads, first.direct ? "true" : "false",
+      JsonString(first.backend_reason), JsonString(first.memory), first.threads,
+      first.bytes_direct > 0 ? "true" : "false", JsonString(IoModeName(first.mode)),
+      first.bytes_direct, first.bytes_buffered, JsonString(first.mode_note),
       first.read_ops, first.short_reads, first.retries, flags.repeat, tp,
       rates.empty() ? "" : fmt::format(",\"steady_gb_per_s\":{},\"reload_gb_per_s\":[{}]", steady, runs));
 }

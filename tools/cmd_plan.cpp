@@ -18,8 +18,8 @@ namespace shardload::cli {
 
 const CommandSpec kPlanSpec = {
     "plan",
-    "PATH --world W --plan P [--rank R] [--select GLOB]... [--direct] [--max-over-read R] "
-    "[--read-strategy S] [--tensors] [--json]",
+    "PATH --world W --plan P [--rank R] [--select GLOB]... [--direct | --buffered] "
+    "[--max-over-read R] [--read-strategy S] [--tensors] [--json]",
     "Show what each tensor-parallel rank would load and read, without loading.",
     {"PATH"},
     {RankFlag(),
@@ -27,6 +27,7 @@ const CommandSpec kPlanSpec = {
      PlanFlag(),
      {"--select", "GLOB", "plan only matching tensors; repeatable", true},
      {"--direct", "", "plan O_DIRECT reads (aligned supersets of the ranges)"},
+     {"--buffered", "", "plan buffered reads (default: as the page cache holds the files now)"},
      {"--chunk-size", "BYTES", "largest single read (default 4MiB)"},
      MaxOverReadFlag(),
      ReadStrategyFlag(),
@@ -122,7 +123,9 @@ int RunPlan(int argc, char** argv) {
   if (!tp.enabled) return UsageError(kPlanSpec, "plan needs --plan P and --world W");
   const bool json = args->Has("--json");
   LoadOptions options;
-  options.direct = args->Has("--direct");
+  auto mode = ReadModeFlags(*args);
+  if (!mode) return UsageError(kPlanSpec, "--direct and --buffered exclude each other");
+  options.mode = *mode;
   if (int rc = ReadReadFlags(kPlanSpec, *args, options); rc != kExitOk) return rc;
   if (auto text = args->Get("--chunk-size")) {
     auto v = ParseBytes(*text);
@@ -144,8 +147,10 @@ int RunPlan(int argc, char** argv) {
     }
   }
   if (json) {
-    fmt::print("{{\"world\":{},\"plan\":{},\"direct\":{},\"ranks\":[{}]}}\n", tp.tp.world,
-               JsonString(tp.tp.plan.Describe()), options.direct ? "true" : "false", ranks);
+    fmt::print("{{\"world\":{},\"plan\":{},\"direct\":{},\"mode\":{},\"ranks\":[{}]}}\n",
+               tp.tp.world, JsonString(tp.tp.plan.Describe()),
+               options.mode == IoMode::kDirect ? "true" : "false",
+               JsonString(IoModeName(options.mode)), ranks);
   }
   return kExitOk;
 }

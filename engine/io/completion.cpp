@@ -52,6 +52,7 @@ Verdict OnReadResult(const ReadOp& op, std::int64_t res, std::uint64_t alignment
   }
   cursor.retries = 0;
   stats.bytes_read += static_cast<std::uint64_t>(res);
+  if (op.direct) stats.bytes_read_direct += static_cast<std::uint64_t>(res);
   const std::uint64_t end = cursor.done + static_cast<std::uint64_t>(res);
   if (end >= op.required) {
     cursor.done = end;

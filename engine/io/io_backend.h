@@ -64,7 +64,7 @@ struct ExecContext {
   std::atomic<bool>* stop = nullptr;  // set by the first worker that fails
   ProgressMeter* progress = nullptr;  // may be null
   unsigned queue_depth = 32;          // reads in flight per worker (>= 1)
-  std::uint64_t alignment = 1;        // O_DIRECT alignment; 1 when buffered
+  std::uint64_t alignment = 1;        // O_DIRECT alignment of direct ops (ReadOp::direct)
   std::uint64_t staging_size = 0;     // bytes of one staging buffer; 0: none staged
   std::span<const Segment> scatter;   // the plan's scatter segments (ReadPlan::scatter)
   std::uint64_t reads = 0;            // reads (pieces) in the plan; 0: one per op
@@ -82,6 +82,7 @@ struct ExecContext {
 // What one worker did. Owned by that worker; read after it finished.
 struct WorkerStats {
   std::uint64_t bytes_read = 0;       // bytes the kernel returned
+  std::uint64_t bytes_read_direct = 0;  // of those, by O_DIRECT reads
   std::uint64_t bytes_delivered = 0;  // destination bytes filled
   std::uint64_t read_ops = 0;         // reads (ReadOp pieces) started, resubmissions excluded
   std::uint64_t short_reads = 0;

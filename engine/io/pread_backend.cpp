@@ -17,14 +17,14 @@ namespace {
 Status RunOne(const ReadOp& op, const ExecContext& ctx, std::byte* staging,
               WorkerStats& stats) {
   OpCursor cursor;
-  const int fd = ctx.files->fd(op.file);
+  const int fd = ctx.files->fd(op.file, op.direct);
   for (;;) {
     std::byte* buf = cursor.target(op, staging);
     ssize_t n = ::pread(fd, buf, cursor.remaining(op), static_cast<off_t>(cursor.offset(op)));
     std::int64_t res = n < 0 ? -static_cast<std::int64_t>(errno) : n;
     if (ctx.filter != nullptr) [[unlikely]] res = ctx.filter->Rewrite(op, cursor, buf, res);
     Error error;
-    switch (OnReadResult(op, res, ctx.alignment, ctx.files->path(op.file), cursor, stats,
+    switch (OnReadResult(op, res, op.direct ? ctx.alignment : 1, ctx.files->path(op.file), cursor, stats,
                          &error)) {
       case Verdict::kDone:
         DeliverOp(op, staging, ctx, stats);

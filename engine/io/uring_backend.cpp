@@ -219,7 +219,8 @@ void Scheduler::PrepareSqe(std::uint32_t slot_index) {
   std::byte* buf = slot.cursor.target(op, slot.staging);
   auto len = static_cast<unsigned>(slot.cursor.remaining(op));
   std::uint64_t offset = slot.cursor.offset(op);
-  int fd = fixed_files_ ? static_cast<int>(op.file) : ctx_.files->fd(op.file);
+  int fd = fixed_files_ ? static_cast<int>(ctx_.files->FixedIndex(op.file, op.direct))
+                        : ctx_.files->fd(op.file, op.direct);
   if (op.staged() && fixed_buffers_) {
     io_uring_prep_read_fixed(sqe, fd, buf, len, offset, 0);
   } else {
@@ -283,7 +284,7 @@ void Scheduler::Complete(std::uint64_t user_data, std::int32_t res) {
           ? res
           : ctx_.filter->Rewrite(op, slot.cursor, slot.cursor.target(op, slot.staging), res);
   Error error;
-  switch (OnReadResult(op, result, ctx_.alignment, ctx_.files->path(op.file), slot.cursor,
+  switch (OnReadResult(op, result, op.direct ? ctx_.alignment : 1, ctx_.files->path(op.file), slot.cursor,
                        stats_, &error)) {
     case Verdict::kDone:
       DeliverOp(op, slot.staging, ctx_, stats_);

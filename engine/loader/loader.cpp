@@ -34,12 +34,26 @@
 #include "io/io_backend.h"
 #include "io/op_queue.h"
 #include "io/pread_backend.h"
+#include "io/residency.h"
 #include "io/uring_backend.h"
 #include "loader/backend_override.h"
 #include "loader/tp_load.h"
 #include "plan/read_planner.h"
 
 namespace shardload {
+
+const char* IoModeName(IoMode mode) {
+  switch (mode) {
+    case IoMode::kAuto:
+      return "auto";
+    case IoMode::kBuffered:
+      return "buffered";
+    case IoMode::kDirect:
+      return "direct";
+  }
+  return "auto";
+}
+
 namespace {
 
 constexpr std::uint64_t kProgressStep = 64ULL << 20;
@@ -127,15 +141,21 @@ struct Loader::Impl {
                             std::uint64_t size, const LoadedTensor* like) const;
   // Opens the shards holding TENSORS' bytes (for O_DIRECT, their alignment).
   Result<FileTable> OpenFiles(std::span<const TensorInfo* const> tensors) const;
-  std::uint64_t ArenaAlignment(const FileTable& files) const {
-    return options.direct ? files.alignment() : kBufferedArenaAlignment;
-  }
-  PlanOptions MakePlanOptions(const FileTable& files, std::span<const Window> windows) const;
+  std::uint64_t ArenaAlignment(const FileTable& files) const;
+  PlanOptions PlanOptionsFor(const FileTable& files, std::span<const Window> windows) const;
+  // The plan of a load, once residency has marked each segment (the one
+  // MarkResidency call of the loader).
+  struct MarkedPlan {
+    ReadPlan plan;
+    ModeReport mode;
+  };
+  Result<MarkedPlan> PlanMarked(FileTable& files, std::span<const Segment> segments,
+                                std::span<const Window> windows) const;
   // Reads ITEMS into DATA (one address per item), then zeroes their padding.
-  Result<LoadStats> Run(const FileTable& files, std::span<const TpItem> items,
+  Result<LoadStats> Run(FileTable& files, std::span<const TpItem> items,
                         std::span<std::byte* const> data, std::span<const Window> windows,
                         FaultInPolicy* fault_in);
-  Result<LoadStats> Execute(const FileTable& files, std::span<const Segment> segments,
+  Result<LoadStats> Execute(FileTable& files, std::span<const Segment> segments,
                             std::span<const Window> windows,
                             std::span<const TensorInfo* const> tensors,
                             FaultInPolicy* fault_in);
@@ -145,10 +165,10 @@ struct Loader::Impl {
   std::optional<Error> FirstError(const ReadPlan& plan, const std::vector<WorkerStats>& stats,
                                   const std::vector<Status>& status,
                                   std::span<const TensorInfo* const> tensors) const;
-  LoadStats SumStats(const IoBackend& backend, const ReadPlan& plan,
+  LoadStats SumStats(const IoBackend& backend, const MarkedPlan& marked,
                      const std::vector<WorkerStats>& stats) const;
   Result<RankPlan> PlanItems(const TpContext& context, std::span<const TpItem> items,
-                             const FileTable& files) const;
+                             FileTable& files) const;
   Result<std::vector<RankPlan>> PlanRanks(const Selection& selection, const PlanSource& plan,
                                           unsigned world, unsigned first, unsigned last);
   Result<LoadedCheckpoint> Load(const Selection& selection, const TensorParallel& tp);
@@ -205,16 +225,22 @@ Result<FileTable> Loader::Impl::OpenFiles(std::span<const TensorInfo* const> ten
     if (t->size > 0) needed[t->shard] = true;
   }
   return FileTable::Open(paths, std::span<const bool>(needed.get(), shards.size()),
-                         options.direct);
+                         options.mode);
 }
 
-PlanOptions Loader::Impl::MakePlanOptions(const FileTable& files,
-                                          std::span<const Window> windows) const {
+// Library-owned memory is laid out for O_DIRECT unless every read is buffered.
+std::uint64_t Loader::Impl::ArenaAlignment(const FileTable& files) const {
+  return options.mode == IoMode::kBuffered ? kBufferedArenaAlignment : files.alignment();
+}
+
+// The read planner's options for this Loader's LoadOptions (which segments
+// are read with O_DIRECT is Segment::direct, set by MarkResidency).
+PlanOptions Loader::Impl::PlanOptionsFor(const FileTable& files,
+                                         std::span<const Window> windows) const {
   PlanOptions plan_options;
   plan_options.chunk_size = options.chunk_size;
   plan_options.workers = threads;
-  plan_options.direct = options.direct;
-  plan_options.alignment = files.alignment();
+  plan_options.alignment = std::max<std::uint64_t>(files.alignment(), 1);
   plan_options.windows = windows;
   plan_options.strategy = options.read_strategy;
   plan_options.max_over_read = options.max_over_read;
@@ -222,13 +248,25 @@ PlanOptions Loader::Impl::MakePlanOptions(const FileTable& files,
   return plan_options;
 }
 
+Result<Loader::Impl::MarkedPlan> Loader::Impl::PlanMarked(FileTable& files,
+                                                          std::span<const Segment> segments,
+                                                          std::span<const Window> windows) const {
+  std::vector<Segment> marked(segments.begin(), segments.end());
+  auto mode = MarkResidency(marked, files, options.mode);
+  if (!mode) return std::move(mode).error();
+  auto plan = PlanReads(marked, PlanOptionsFor(files, windows));
+  if (!plan) return std::move(plan).error();
+  return MarkedPlan{std::move(*plan), std::move(*mode)};
+}
+
 // Plans `segments`, runs the plan on `threads` workers and sums their stats.
-Result<LoadStats> Loader::Impl::Execute(const FileTable& files, std::span<const Segment> segments,
+Result<LoadStats> Loader::Impl::Execute(FileTable& files, std::span<const Segment> segments,
                                         std::span<const Window> windows,
                                         std::span<const TensorInfo* const> tensors,
                                         FaultInPolicy* fault_in) {
-  auto plan = PlanReads(segments, MakePlanOptions(files, windows));
-  if (!plan) return std::move(plan).error();
+  auto marked = PlanMarked(files, segments, windows);
+  if (!marked) return std::move(marked).error();
+  const ReadPlan* plan = &marked->plan;
 
   std::atomic<bool> stop{false};
   ProgressMeter meter(plan->bytes_delivered, kProgressStep, options.progress);
@@ -237,7 +275,7 @@ Result<LoadStats> Loader::Impl::Execute(const FileTable& files, std::span<const 
   ctx.stop = &stop;
   ctx.progress = &meter;
   ctx.queue_depth = options.queue_depth;
-  ctx.alignment = options.direct ? files.alignment() : 1;
+  ctx.alignment = files.alignment();
   ctx.staging_size = plan->staging_size;
   ctx.scatter = plan->scatter;
   ctx.reads = plan->reads;
@@ -253,7 +291,7 @@ Result<LoadStats> Loader::Impl::Execute(const FileTable& files, std::span<const 
   std::vector<Status> status(threads);
   RunWorkers(backend, *plan, queue, ctx, stats, status);
   if (auto error = FirstError(*plan, stats, status, tensors)) return std::move(*error);
-  return SumStats(backend, *plan, stats);
+  return SumStats(backend, *marked, stats);
 }
 
 // One oneTBB task per worker with a non-empty share, in this Loader's
@@ -304,11 +342,13 @@ std::optional<Error> Loader::Impl::FirstError(const ReadPlan& plan,
   return e;
 }
 
-LoadStats Loader::Impl::SumStats(const IoBackend& backend, const ReadPlan& plan,
+LoadStats Loader::Impl::SumStats(const IoBackend& backend, const MarkedPlan& marked,
                                  const std::vector<WorkerStats>& stats) const {
+  const ReadPlan& plan = marked.plan;
   LoadStats out;
   out.threads = threads;
-  out.direct = options.direct;
+  out.mode = options.mode;
+  out.mode_note = marked.mode.note;
   out.backend = backend.name();
   out.backend_reason = backend_reason;
   unsigned fell_back = 0, busy = 0;
@@ -316,6 +356,8 @@ LoadStats Loader::Impl::SumStats(const IoBackend& backend, const ReadPlan& plan,
     const WorkerStats& ws = stats[w];
     out.bytes += ws.bytes_delivered;
     out.bytes_read += ws.bytes_read;
+    out.bytes_direct += ws.bytes_read_direct;
+    out.bytes_buffered += ws.bytes_read - ws.bytes_read_direct;
     out.read_ops += ws.read_ops;
     out.short_reads += ws.short_reads;
     out.retries += ws.retries;
@@ -431,7 +473,7 @@ Result<TpItem> Loader::Impl::SliceNamed(const TpContext& context, const std::str
   return TpItem{t, std::move(*slice)};
 }
 
-Result<LoadStats> Loader::Impl::Run(const FileTable& files, std::span<const TpItem> items,
+Result<LoadStats> Loader::Impl::Run(FileTable& files, std::span<const TpItem> items,
                                     std::span<std::byte* const> data,
                                     std::span<const Window> windows, FaultInPolicy* fault_in) {
   std::vector<Segment> segments = MakeSegments(items, data);
@@ -534,13 +576,14 @@ Result<LoadStats> Loader::Impl::LoadInto(std::span<const Destination> destinatio
 // The read plan Load would make, without memory (kPlanningBase) and without
 // reading: FILES are only open, for their O_DIRECT alignment.
 Result<RankPlan> Loader::Impl::PlanItems(const TpContext& context, std::span<const TpItem> items,
-                                         const FileTable& files) const {
+                                         FileTable& files) const {
   LoadLayout layout = LayOut(items, ArenaAlignment(files));
   std::vector<Window> windows;
   std::vector<std::byte*> data = Place(items, layout, kPlanningBase, windows);
   std::vector<Segment> segments = MakeSegments(items, data);
-  auto plan = PlanReads(segments, MakePlanOptions(files, windows));
-  if (!plan) return std::move(plan).error();
+  auto marked = PlanMarked(files, segments, windows);
+  if (!marked) return std::move(marked).error();
+  const ReadPlan* plan = &marked->plan;
   RankPlan out;
   out.rank = context.rank;
   out.world = context.world;

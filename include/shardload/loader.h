@@ -23,6 +23,11 @@ namespace shardload {
 
 enum class Backend { kAuto, kIoUring, kPread };
 
+// Buffered or O_DIRECT reads (LoadOptions::mode).
+enum class IoMode { kAuto, kBuffered, kDirect };
+// "auto", "buffered", "direct".
+const char* IoModeName(IoMode mode);
+
 struct LoadOptions {
   // Workers: the reads are split into this many shares of about equal bytes,
   // each read in file order through its own io_uring ring (or pread loop); a
@@ -40,15 +45,22 @@ struct LoadOptions {
   // adjacent both in the file and in destination memory are merged first.
   // Default: 4 MiB.
   std::uint64_t chunk_size = 4ULL << 20;
-  // O_DIRECT reads, bypassing the page cache. Reads cover the aligned
-  // superset of each range (alignment from statx STATX_DIOALIGN, else 4096).
-  // Library-owned memory is laid out so that these reads land with every
-  // tensor byte in its final place (no copy). Caller-provided destinations
-  // are read through a bounded staging area (at most 16 MiB per worker) and
-  // copied, unless a range and its destination are both aligned already.
-  // A file system that refuses O_DIRECT fails the load with kUnsupported.
-  // Default: off.
-  bool direct = false;
+  // How reads meet the page cache:
+  //   kAuto      (default) what is resident in the page cache is read
+  //              through it, the rest with O_DIRECT, decided per range from
+  //              residency (cachestat(2), else mincore; a partly resident
+  //              tensor is split at 2 MiB file offsets). A file system that
+  //              refuses O_DIRECT is read buffered (LoadStats::mode_note).
+  //   kBuffered  every read through the page cache (no residency probe).
+  //   kDirect    every read with O_DIRECT; a file system that refuses it
+  //              fails the load with kUnsupported.
+  // O_DIRECT reads cover the aligned superset of each range (alignment from
+  // statx STATX_DIOALIGN, else 4096). Unless kBuffered, library-owned memory
+  // is laid out so that these reads land with every tensor byte in its final
+  // place (no copy). Caller-provided destinations are read through a bounded
+  // staging area (at most 16 MiB per worker) and copied, unless a range and
+  // its destination are both aligned already.
+  IoMode mode = IoMode::kAuto;
   // Default: kAuto = io_uring when it can be set up, else pread (reported).
   Backend backend = Backend::kAuto;
   // How a tensor-parallel slice's rows (strided runs) are read: exact runs,
@@ -107,7 +119,11 @@ struct LoadStats {
   std::string backend;            // "io_uring" or "pread"
   std::string backend_reason;     // why this backend, in words
   unsigned threads = 0;
-  bool direct = false;
+  IoMode mode = IoMode::kAuto;        // LoadOptions::mode
+  std::uint64_t bytes_direct = 0;     // of bytes_read, read with O_DIRECT
+  std::uint64_t bytes_buffered = 0;   // of bytes_read, read through the page cache
+  std::string mode_note;              // e.g. files read buffered as their file
+                                      // system refuses O_DIRECT ("" if none)
   std::string memory;             // how the destination memory was backed, and why
 };
 
@@ -236,8 +252,9 @@ struct RankPlan {
                                        // LoadStats::bytes; vocab padding excluded)
   std::uint64_t local_bytes = 0;       // memory the local tensors take (sum of
                                        // PlannedTensor::bytes, padding included)
-  std::uint64_t bytes_read = 0;        // bytes read from storage (options.direct
-                                       // alignment included)
+  std::uint64_t bytes_read = 0;        // bytes read from storage (O_DIRECT
+                                       // alignment included; in auto mode as
+                                       // the page cache is now)
   std::uint64_t read_ops = 0;
 };
 

@@ -17,7 +17,7 @@ from . import _args, _load
 
 
 def load(path, *, rank=None, world=None, plan=None, select=None, threads=None, direct=False,
-         framework="numpy", progress=None, max_over_read=None):
+         mode=None, framework="numpy", progress=None, max_over_read=None):
     """Loads the checkpoint at PATH; returns a LoadedTensors (a dict name ->
     array, with .dtypes, .stats and .memory).
 
@@ -32,7 +32,10 @@ def load(path, *, rank=None, world=None, plan=None, select=None, threads=None, d
     select: a name or glob, or a list of them (`*` one dot-separated
       component, `**` any number, `re:` a regex); each must match.
     threads: worker count (default: one per CPU).
-    direct: O_DIRECT reads, bypassing the page cache.
+    direct: O_DIRECT reads, bypassing the page cache (as mode="direct").
+    mode: "auto" (default: what the page cache holds is read through it, the
+      rest with O_DIRECT), "buffered" (every read through the page cache) or
+      "direct" (every read with O_DIRECT).
     max_over_read: per tensor, bytes read / bytes received at most this
       (a number >= 1; 1 reads slices' rows exactly; default 8: the cost
       model may read through gaps between rows and scatter them).
@@ -46,8 +49,9 @@ def load(path, *, rank=None, world=None, plan=None, select=None, threads=None, d
     bad arguments.
     """
     request = _args.load_request(rank=rank, world=world, plan=plan, select=select,
-                                 threads=threads, direct=direct, framework=framework,
-                                 progress=progress, max_over_read=max_over_read)
+                                 threads=threads, direct=direct, mode=mode,
+                                 framework=framework, progress=progress,
+                                 max_over_read=max_over_read)
     return _load.run(open(path)._handle, request)
 
 

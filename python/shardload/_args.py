@@ -13,6 +13,7 @@ from ._error import Error
 MAX_THREADS = 1024      # as `shardload load --threads`
 MAX_WORLD = 1 << 20     # as `shardload load --world`
 FRAMEWORKS = ("numpy", "torch")
+MODES = ("auto", "buffered", "direct")  # LoadOptions::mode
 DICT_PLAN = "<plan dict>"  # how errors name a plan given as a dict
 
 
@@ -38,7 +39,7 @@ class Request:
     """A checked load or plan request."""
     globs: List[str]
     threads: int                 # 0: one worker per CPU
-    direct: bool
+    mode: str                    # one of MODES
     rank: Optional[int]          # None (plan only): every rank
     world: int
     plan: Optional[PlanArg]      # None: no plan
@@ -160,6 +161,22 @@ def _world_and_rank(rank, world, plan, every_rank_allowed):
     return rank, world
 
 
+def _mode(direct, mode) -> str:
+    """The read mode: MODE if given ("auto", "buffered" or "direct"), else
+    "direct" with DIRECT=True, else "auto"."""
+    if not isinstance(direct, bool):
+        raise TypeError(f"direct must be a bool, not {type(direct).__name__}")
+    if mode is None:
+        return "direct" if direct else "auto"
+    if not isinstance(mode, str):
+        raise TypeError(f"mode must be a str, not {type(mode).__name__}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if direct and mode != "direct":
+        raise ValueError(f"direct=True contradicts mode={mode!r}")
+    return mode
+
+
 def _max_over_read(value) -> float:
     """max_over_read= as a float >= 1; None gives 0 (the library's default)."""
     if value is None:
@@ -172,25 +189,24 @@ def _max_over_read(value) -> float:
 
 
 def load_request(*, rank, world, plan, select, threads, direct, framework, progress,
-                 max_over_read=None) -> Request:
+                 mode=None, max_over_read=None) -> Request:
     """The checked arguments of a load."""
     plan = _plan(plan)
     rank, world = _world_and_rank(rank, world, plan, every_rank_allowed=False)
-    if not isinstance(direct, bool):
-        raise TypeError(f"direct must be a bool, not {type(direct).__name__}")
+    mode = _mode(direct, mode)
     if framework not in FRAMEWORKS:
         raise ValueError(f"framework must be one of {FRAMEWORKS}, got {framework!r}")
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be callable, not {type(progress).__name__}")
-    return Request(_globs(select), _threads(threads), direct, rank, world, plan, framework,
+    return Request(_globs(select), _threads(threads), mode, rank, world, plan, framework,
                    progress, _max_over_read(max_over_read))
 
 
-def plan_request(*, rank, world, plan, select, threads, direct, max_over_read=None) -> Request:
+def plan_request(*, rank, world, plan, select, threads, direct, mode=None,
+                 max_over_read=None) -> Request:
     """The checked arguments of a plan; rank None means every rank."""
     plan = _plan(plan)
     rank, world = _world_and_rank(rank, world, plan, every_rank_allowed=True)
-    if not isinstance(direct, bool):
-        raise TypeError(f"direct must be a bool, not {type(direct).__name__}")
-    return Request(_globs(select), _threads(threads), direct, rank, world, plan,
+    mode = _mode(direct, mode)
+    return Request(_globs(select), _threads(threads), mode, rank, world, plan,
                    max_over_read=_max_over_read(max_over_read))

@@ -103,30 +103,31 @@ class Checkpoint(Mapping):
         return self._handle.index_metadata()
 
     def plan(self, *, world=None, rank=None, plan=None, select=None, threads=None,
-             direct=False, max_over_read=None):
+             direct=False, mode=None, max_over_read=None):
         """What tensor-parallel ranks would load, from the headers only (no
         tensor data is read). Returns one RankPlan for RANK, or a list with
         one per rank when RANK is None. Arguments as load(); read_ops depends
         on THREADS. Raises shardload.Error when the plan does not fit."""
         request = _args.plan_request(rank=rank, world=world, plan=plan, select=select,
-                                     threads=threads, direct=direct,
+                                     threads=threads, direct=direct, mode=mode,
                                      max_over_read=max_over_read)
         # No rank: every rank, from one resolution of the plan (ranks=[]).
         ranks = [] if request.rank is None else [request.rank]
         plans = _shardload.plan(self._handle, globs=request.globs, threads=request.threads,
-                                direct=request.direct, ranks=ranks, world=request.world,
+                                mode=request.mode, ranks=ranks, world=request.world,
                                 max_over_read=request.max_over_read,
                                 **request.plan_kwargs())
         plans = [_rank_plan(p) for p in plans]
         return plans if request.rank is None else plans[0]
 
     def load(self, *, rank=None, world=None, plan=None, select=None, threads=None,
-             direct=False, framework="numpy", progress=None, max_over_read=None):
+             direct=False, mode=None, framework="numpy", progress=None, max_over_read=None):
         """Loads from this checkpoint; as shardload.load() without resolving
         the path again."""
         request = _args.load_request(rank=rank, world=world, plan=plan, select=select,
-                                     threads=threads, direct=direct, framework=framework,
-                                     progress=progress, max_over_read=max_over_read)
+                                     threads=threads, direct=direct, mode=mode,
+                                     framework=framework, progress=progress,
+                                     max_over_read=max_over_read)
         return _load.run(self._handle, request)
 
     def __repr__(self):

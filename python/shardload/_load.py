@@ -12,8 +12,8 @@ class LoadedTensors(dict):
         -> uint8, F4/F6 -> packed uint8), so this says what the bits are.
       stats: the load's statistics, as `shardload load --json` reports them
         (tensors, bytes, bytes_read, seconds, gb_per_s, backend,
-        backend_reason, threads, direct, read_ops, short_reads, retries,
-        memory), plus rank, world and plan for a tensor-parallel load.
+        backend_reason, threads, direct, mode, bytes_direct, bytes_buffered,
+        mode_note, read_ops, short_reads, retries, memory), plus rank, world and plan for a tensor-parallel load.
       memory: the LoadedMemory holding every tensor's bytes (each numpy
         array's .base). The memory lives while any array, tensor or this
         mapping refers to it.
@@ -35,7 +35,7 @@ def run(handle, request):
     if request.framework == "torch":
         from . import _torch  # before reading: ImportError when torch is missing
     memory = _shardload.load(
-        handle, globs=request.globs, threads=request.threads, direct=request.direct,
+        handle, globs=request.globs, threads=request.threads, mode=request.mode,
         rank=request.rank, world=request.world, progress=request.progress,
         max_over_read=request.max_over_read, **request.plan_kwargs())
     dtypes = memory.dtypes()

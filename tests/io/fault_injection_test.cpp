@@ -187,7 +187,7 @@ void DropCache(const Checkpoint& ckpt) {
 LoadOptions Options(const Case& c) {
   LoadOptions o;
   o.backend = c.backend;
-  o.direct = c.direct;
+  o.mode = c.direct ? IoMode::kDirect : IoMode::kBuffered;
   o.threads = c.threads;
   o.queue_depth = c.depth;
   o.chunk_size = c.chunk;

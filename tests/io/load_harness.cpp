@@ -41,7 +41,7 @@ const char* BackendName(Backend b) {
 LoadOptions Options(Backend backend, bool direct, unsigned threads, unsigned depth) {
   LoadOptions o;
   o.backend = backend;
-  o.direct = direct;
+  o.mode = direct ? IoMode::kDirect : IoMode::kBuffered;
   o.threads = threads;
   o.queue_depth = depth;
   o.chunk_size = kChunk;
@@ -309,7 +309,10 @@ void CheckLoadMatrix(Backend backend, bool direct, bool caller_memory) {
   REQUIRE(loaded);
   CHECK(loaded->stats().backend == BackendName(backend));
   CHECK(!loaded->stats().backend_reason.empty());
-  CHECK(loaded->stats().direct == direct);
+  CHECK(loaded->stats().mode == (direct ? IoMode::kDirect : IoMode::kBuffered));
+  CHECK(loaded->stats().bytes_direct + loaded->stats().bytes_buffered ==
+        loaded->stats().bytes_read);
+  CHECK((loaded->stats().bytes_direct > 0) == direct);
   CHECK(loaded->stats().threads == 2);
   CHECK(!loaded->stats().memory.empty());
 }

@@ -61,7 +61,7 @@ TEST_CASE("options: invalid values are refused; odd ones still load exactly") {
   Selection sel;
   sel.globs = {"model.layers.0.**"};
   for (bool direct : {false, true}) {
-    odd.direct = direct;
+    odd.mode = direct ? IoMode::kDirect : IoMode::kBuffered;
     for (Backend backend : {Backend::kPread, Backend::kAuto}) {
       odd.backend = backend;
       auto loader = Loader::Open(f.checkpoint, odd);

@@ -99,7 +99,7 @@ Result<LoadedCheckpoint> LoadTruncating(const Checkpoint& ckpt, Backend backend,
                                         Truncation& t) {
   LoadOptions o;
   o.backend = backend;
-  o.direct = direct;
+  o.mode = direct ? IoMode::kDirect : IoMode::kBuffered;
   o.threads = threads;
   o.queue_depth = depth;
   o.chunk_size = 64 << 10;

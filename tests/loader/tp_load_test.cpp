@@ -231,11 +231,11 @@ void LoadEveryRank(const Fixture& f, LoadOptions options) {
         REQUIRE_MESSAGE(loaded.has_value(), shardload::test::ErrorText(loaded));
         std::uint64_t bytes = CheckRank(f, loader->checkpoint(), *loaded, plan, r, w);
         const LoadStats& stats = loaded->stats();
-        if (!options.direct && (options.read_strategy == ReadStrategy::kExact ||
+        if (options.mode != IoMode::kDirect && (options.read_strategy == ReadStrategy::kExact ||
                                 options.max_over_read == 1.0)) {
           CHECK(stats.bytes_read == stats.bytes);
         }
-        if (!options.direct && options.read_strategy == ReadStrategy::kAuto) {
+        if (options.mode != IoMode::kDirect && options.read_strategy == ReadStrategy::kAuto) {
           CHECK(stats.bytes_read >= stats.bytes);
           CHECK(static_cast<double>(stats.bytes_read) <=
                 options.max_over_read * static_cast<double>(stats.bytes));
@@ -290,7 +290,7 @@ TEST_CASE("every rank matches the oracle: io_uring (when usable), buffered and O
   for (bool direct : {false, true}) {
     LoadOptions options;
     options.threads = 2;
-    options.direct = direct;
+    options.mode = direct ? IoMode::kDirect : IoMode::kBuffered;
     auto probe = Loader::Open(f.path(), options);
     REQUIRE(probe.has_value());
     if (direct && !probe->Load({}).has_value()) {
@@ -330,7 +330,7 @@ TEST_CASE("LoadInto caller buffers of the local sizes, padding zeroed, every str
   for (bool direct : {false, true}) {
   LoadOptions options;
   options.read_strategy = strategy;
-  options.direct = direct;
+  options.mode = direct ? IoMode::kDirect : IoMode::kBuffered;
   options.chunk_size = 100;
   INFO("strategy ", ReadStrategyName(strategy), " direct ", direct);
   auto loader = Loader::Open(f.path(), options);

@@ -171,12 +171,14 @@ def test_a_config_file_is_told_apart_by_content_not_name(llama, tmp_path):
 def test_max_over_read_caps_what_a_rank_reads(llama, full, max_over_read):
     directory, config = llama
     for rank in range(4):
+        # Buffered: what auto mode plans depends on the page cache, which the
+        # load itself changes.
         loaded = shardload.load(directory, rank=rank, world=4, plan="hf",
-                                max_over_read=max_over_read)
+                                max_over_read=max_over_read, mode="buffered")
         check_rank(loaded, full, lambda n, a, r=rank: oracle.hf_slice(n, a, config, 4, r),
                    max_over_read)
         planned = shardload.open(directory).plan(rank=rank, world=4, plan="hf",
-                                                 max_over_read=max_over_read)
+                                                 max_over_read=max_over_read, mode="buffered")
         assert planned.bytes_read == loaded.stats["bytes_read"]
 
 
