@@ -517,7 +517,7 @@ TEST_CASE("PlanRanks equals Plan rank by rank; per-tensor reads add up") {
   Fixture f;
   for (bool direct : {false, true}) {
     LoadOptions options;
-    options.direct = direct;
+    options.mode = direct ? IoMode::kDirect : IoMode::kBuffered;
     options.threads = 3;
     auto loader = Loader::Open(f.path(), options);
     REQUIRE(loader.has_value());
