@@ -56,6 +56,38 @@ Error ResourceExhausted() {
   return MakeError(ErrorCode::kResourceExhausted, "", "", "out of memory");
 }
 
+Error CancelledByCaller() {
+  return MakeError(ErrorCode::kCancelled, "", "", "cancelled by the caller");
+}
+
+// kCancelled once OPTIONS' token is cancelled: checked between the phases of
+// a load (open, plan, read).
+Status CheckCancel(const LoadOptions& options) {
+  if (options.cancel && options.cancel->cancelled()) return CancelledByCaller();
+  return {};
+}
+
+// Registers a load's stop flag with the caller's CancelToken for the
+// duration of the reads, so that Cancel() stops the workers.
+class CancelWatch {
+ public:
+  CancelWatch(CancelToken* token, std::atomic<bool>* stop) : token_(token), stop_(stop) {
+    if (token_ != nullptr && !token_->Watch(stop_)) {
+      stop_->store(true, std::memory_order_relaxed);
+      token_ = nullptr;
+    }
+  }
+  ~CancelWatch() {
+    if (token_ != nullptr) token_->Unwatch(stop_);
+  }
+  CancelWatch(const CancelWatch&) = delete;
+  CancelWatch& operator=(const CancelWatch&) = delete;
+
+ private:
+  CancelToken* token_;
+  std::atomic<bool>* stop_;
+};
+
 Error Invalid(std::string tensor, std::string detail) {
   return MakeError(ErrorCode::kInvalidArgument, "", std::move(tensor), std::move(detail));
 }
@@ -213,10 +245,12 @@ Result<LoadStats> Loader::Impl::Execute(const FileTable& files, std::span<const 
   plan_options.direct = options.direct;
   plan_options.alignment = files.alignment();
   plan_options.windows = windows;
+  if (Status s = CheckCancel(options); !s) return std::move(s).error();
   auto plan = PlanReads(segments, plan_options);
   if (!plan) return std::move(plan).error();
 
   std::atomic<bool> stop{false};
+  CancelWatch watch(options.cancel.get(), &stop);
   ProgressMeter meter(plan->bytes_delivered, kProgressStep, options.progress);
   ExecContext ctx;
   ctx.files = &files;
@@ -236,6 +270,7 @@ Result<LoadStats> Loader::Impl::Execute(const FileTable& files, std::span<const 
   std::vector<WorkerStats> stats(threads);
   std::vector<Status> status(threads);
   RunWorkers(backend, *plan, queue, ctx, stats, status);
+  if (Status s = CheckCancel(options); !s) return std::move(s).error();
   if (auto error = FirstError(*plan, stats, status, tensors)) return std::move(*error);
   return SumStats(backend, *plan, stats);
 }
@@ -486,6 +521,7 @@ Result<Loader::Impl::TpPrepared> Loader::Impl::PrepareTp(const Selection& select
                                                          const TensorParallel& tp) const {
   auto slices = SliceTp(selection, tp);
   if (!slices) return std::move(slices).error();
+  if (Status s = CheckCancel(options); !s) return std::move(s).error();
   auto files = OpenFiles(ShardUse(slices->items));
   if (!files) return std::move(files).error();
   TpLayout layout =
@@ -643,6 +679,7 @@ Result<Loader> Loader::Open(const std::string& path, LoadOptions options) {
   try {
     auto checkpoint = Checkpoint::Open(path);
     if (!checkpoint) return std::move(checkpoint).error();
+    if (Status s = CheckCancel(options); !s) return std::move(s).error();
     return Open(std::move(*checkpoint), std::move(options));
   } catch (const std::bad_alloc&) {
     return ResourceExhausted();
