@@ -1,6 +1,7 @@
 // _shardload.load and _shardload.plan: a Loader over a CheckpointHandle's
-// checkpoint, run with the GIL released. A Python progress callback is
-// called from the loader's worker threads with the GIL re-acquired.
+// checkpoint, run with the GIL released; a load runs interruptibly
+// (run_load.h: Ctrl-C cancels it). A Python progress callback is called from
+// the loader's worker threads with the GIL re-acquired.
 // Thread-safe: each call makes its own Loader; the checkpoint is immutable.
 #include <atomic>
 #include <exception>
@@ -17,46 +18,11 @@
 #include "dlpack_export.h"
 #include "memory.h"
 #include "py_error.h"
+#include "run_load.h"
 #include "shardload/loader.h"
 
 namespace shardload::python {
 namespace {
-
-// Calls a Python progress callback (bytes_done, bytes_total) from worker
-// threads. The GIL serializes the calls. The first exception the callback
-// raises is kept, the callback is not called again, and RethrowIfFailed
-// raises it once the load has returned.
-class ProgressBridge {
- public:
-  explicit ProgressBridge(py::object callback) : callback_(std::move(callback)) {}
-
-  // For LoadOptions::progress. REQUIRES: this outlives the load.
-  std::function<void(std::uint64_t, std::uint64_t)> Function() {
-    return [this](std::uint64_t done, std::uint64_t total) { Call(done, total); };
-  }
-
-  // REQUIRES: the GIL is held and the load has returned.
-  void RethrowIfFailed() {
-    if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
-  }
-
- private:
-  void Call(std::uint64_t done, std::uint64_t total) noexcept {
-    if (failed_.load(std::memory_order_acquire)) return;
-    py::gil_scoped_acquire gil;
-    if (failed_.load(std::memory_order_relaxed)) return;
-    try {
-      callback_(done, total);
-    } catch (...) {
-      error_ = std::current_exception();
-      failed_.store(true, std::memory_order_release);
-    }
-  }
-
-  py::object callback_;
-  std::atomic<bool> failed_{false};
-  std::exception_ptr error_;  // guarded by the GIL
-};
 
 // What the Python package passes for a load or a plan (shardload/_args.py
 // has checked it).
@@ -88,7 +54,9 @@ py::object Load(const CheckpointHandle& handle, const Request& request, unsigned
   if (!progress.is_none()) options.progress = bridge.emplace(progress).Function();
   const Selection selection = MakeSelection(request);
   const TensorParallel tp{rank, request.world, request.plan};
-  Result<LoadedCheckpoint> loaded = WithoutGil([&]() -> Result<LoadedCheckpoint> {
+  auto token = std::make_shared<CancelToken>();
+  options.cancel = token;
+  Result<LoadedCheckpoint> loaded = RunInterruptible(*token, [&]() -> Result<LoadedCheckpoint> {
     Result<Loader> loader = Loader::Open(handle.checkpoint(), std::move(options));
     if (!loader) return std::move(loader).error();
     return loader->Load(selection, tp);

@@ -34,5 +34,6 @@ auto WithoutGil(F&& f) {
 
 void BindCheckpoint(py::module_& m);  // bind_checkpoint.cpp
 void BindLoad(py::module_& m);        // bind_load.cpp
+void BindInto(py::module_& m);        // bind_into.cpp
 
 }  // namespace shardload::python

@@ -9,7 +9,7 @@ import operator
 import os
 import tempfile
 from dataclasses import dataclass
-from typing import Any, Callable, List, Optional
+from typing import Any, List, Optional
 
 from ._error import Error
 
@@ -37,7 +37,7 @@ class Request:
     world: int
     plan: Any                    # None, a path (bytes) or a DictPlan
     framework: str = "numpy"
-    progress: Optional[Callable[[int, int], Any]] = None
+    progress: Any = None         # None, a bool or a callable (_progress.py)
 
     def rank_info(self):
         """What a tensor-parallel load adds to .stats (None for a plain load)."""
@@ -149,6 +149,12 @@ def _world_and_rank(rank, world, plan, every_rank_allowed):
     return rank, world
 
 
+def check_progress(progress):
+    """PROGRESS must be None, a bool (True: a bar or a stderr line) or a callable."""
+    if progress is not None and not isinstance(progress, bool) and not callable(progress):
+        raise TypeError(f"progress must be a bool or callable, not {type(progress).__name__}")
+
+
 def load_request(*, rank, world, plan, select, threads, direct, framework, progress) -> Request:
     """The checked arguments of a load."""
     plan = _plan(plan)
@@ -157,8 +163,7 @@ def load_request(*, rank, world, plan, select, threads, direct, framework, progr
         raise TypeError(f"direct must be a bool, not {type(direct).__name__}")
     if framework not in FRAMEWORKS:
         raise ValueError(f"framework must be one of {FRAMEWORKS}, got {framework!r}")
-    if progress is not None and not callable(progress):
-        raise TypeError(f"progress must be callable, not {type(progress).__name__}")
+    check_progress(progress)
     return Request(_globs(select), _threads(threads), direct, rank, world, plan, framework,
                    progress)
 
