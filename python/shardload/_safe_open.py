@@ -239,9 +239,11 @@ def _torch_view(raw, dtype, shape):
     if isinstance(raw, numpy.ndarray):
         raw = torch.from_numpy(raw)
     target = _torch.torch_dtype(dtype)
-    if target is None:
-        _, view_shape, _ = _shardload.numpy_view(dtype, list(shape), raw.numel())
-        return raw.view(tuple(view_shape))
+    if target is None:  # as _torch.to_tensor: packed bytes, or a signed integer
+        _, view_shape, bits = _shardload.numpy_view(dtype, list(shape), raw.numel())
+        if bits <= 8:
+            return raw.view(tuple(view_shape))
+        target = {16: torch.int16, 32: torch.int32, 64: torch.int64}[bits]
     if raw.numel() == 0:
         return torch.empty(tuple(shape), dtype=target)
     return raw.view(target).view(tuple(shape))
