@@ -86,7 +86,7 @@ def test_ctrl_c_stops_load_and_frees_its_memory(big, how):
     result = _run(big, how, "load")
     assert result["outcome"] == "interrupted"
     assert result["seconds"] < 1.0, result          # the bound for Ctrl-C
-    assert result["during"] > result["before"] + (128 << 20), result  # tensors were in memory
+    assert result["during"] > result["before"] + (48 << 20), result  # 64 MiB were read by then
     assert result["after"] < result["before"] + (64 << 20), result    # and is gone
     assert result["again"] == 1
 
