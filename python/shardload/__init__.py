@@ -43,8 +43,9 @@ def load(path, *, rank=None, world=None, plan=None, select=None, threads=None, d
       loader's threads (with the GIL); an exception it raises is re-raised
       by load() once the reads have finished.
 
-    The GIL is released while reading; Ctrl-C (KeyboardInterrupt) stops the
-    load within a fraction of a second, frees its memory and is re-raised. Raises shardload.Error (code, path,
+    The GIL is released while reading; Ctrl-C (KeyboardInterrupt) cancels
+    the load (it stops once its reads in flight are done), frees its memory
+    and is re-raised. Raises shardload.Error (code, path,
     tensor) for checkpoint, plan and I/O problems, TypeError / ValueError for
     bad arguments.
     """
