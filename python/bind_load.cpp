@@ -3,9 +3,7 @@
 // (run_load.h: Ctrl-C cancels it). A Python progress callback is called from
 // the loader's worker threads with the GIL re-acquired.
 // Thread-safe: each call makes its own Loader; the checkpoint is immutable.
-#include <atomic>
-#include <exception>
-#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
