@@ -1,7 +1,7 @@
 """progress=True: shows a load's progress as a tqdm bar when tqdm is
 importable (python3-tqdm), else as a plain line on stderr, rewritten in
 place. The reporter is called from the loader's worker threads with the GIL
-held (so one call at a time), possibly slightly out of order."""
+held (so one call at a time), possibly slightly out of order. Thread-compatible: one Reporter per load."""
 import sys
 import time
 

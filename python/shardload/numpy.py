@@ -1,5 +1,6 @@
 """shardload.numpy: safetensors.numpy's load_file, loading in parallel
-(differences: docs/python.md)."""
+(differences: docs/python.md).
+Thread-safe: each call makes its own loader; the GIL is released while reading."""
 from ._load import run as _run
 from ._args import load_request as _load_request
 from ._checkpoint import open as _open

@@ -259,3 +259,30 @@ def test_errors(single_file):
             f.get_slice("t.f4")[0]
     with pytest.raises(ValueError, match="closed"):
         f.keys()
+
+
+def test_get_slice_every_dtype(single_file):
+    """Slices of every whole-byte dtype: numpy views against the oracle's,
+    torch tensors against load(framework="torch")'s, bit for bit."""
+    path = os.path.join(single_file, "model.safetensors")
+    entries, _, _ = oracle.read_file(path)
+    index = (slice(1, 3), slice(None, None, 2))
+    with shardload.safe_open(path, framework="np") as f:
+        for name, entry in entries.items():
+            if oracle.BITS[entry["dtype"]] < 8 or len(entry["shape"]) != 2:
+                continue
+            want = oracle.view(entry)[index]
+            got = f.get_slice(name)[index]
+            assert got.dtype == want.dtype and got.tobytes() == want.tobytes(), name
+    torch = pytest.importorskip("torch")
+    full = shardload.load(path, framework="torch")
+    with shardload.safe_open(path, framework="pt") as f:
+        for name, entry in entries.items():
+            if oracle.BITS[entry["dtype"]] < 8 or len(entry["shape"]) != 2:
+                continue
+            want = full[name][index].contiguous()
+            got = f.get_slice(name)[index]
+            assert got.dtype == want.dtype and got.shape == want.shape, name
+            if got.dtype != torch.bool:
+                got, want = got.reshape(-1).view(torch.uint8), want.reshape(-1).view(torch.uint8)
+            assert torch.equal(got, want), name
