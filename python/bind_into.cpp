@@ -41,10 +41,10 @@ void* Address(std::uintptr_t address) { return reinterpret_cast<void*>(address);
 template <typename F>
 py::dict RunLoadInto(const Checkpoint& checkpoint, LoadOptions options,
                      const py::object& progress, F&& load) {
-  std::optional<ProgressBridge> bridge;
-  if (!progress.is_none()) options.progress = bridge.emplace(progress).Function();
   auto token = std::make_shared<CancelToken>();
   options.cancel = token;
+  std::optional<ProgressBridge> bridge;
+  if (!progress.is_none()) options.progress = bridge.emplace(progress, *token).Function();
   Result<LoadStats> stats = RunInterruptible(*token, [&]() -> Result<LoadStats> {
     Result<Loader> loader = Loader::Open(checkpoint, std::move(options));
     if (!loader) return std::move(loader).error();

@@ -48,12 +48,12 @@ Selection MakeSelection(const Request& request) {
 py::object Load(const CheckpointHandle& handle, const Request& request, unsigned rank,
                 const py::object& progress) {
   LoadOptions options = Options(request);
-  std::optional<ProgressBridge> bridge;
-  if (!progress.is_none()) options.progress = bridge.emplace(progress).Function();
-  const Selection selection = MakeSelection(request);
-  const TensorParallel tp{rank, request.world, request.plan};
   auto token = std::make_shared<CancelToken>();
   options.cancel = token;
+  std::optional<ProgressBridge> bridge;
+  if (!progress.is_none()) options.progress = bridge.emplace(progress, *token).Function();
+  const Selection selection = MakeSelection(request);
+  const TensorParallel tp{rank, request.world, request.plan};
   Result<LoadedCheckpoint> loaded = RunInterruptible(*token, [&]() -> Result<LoadedCheckpoint> {
     Result<Loader> loader = Loader::Open(handle.checkpoint(), std::move(options));
     if (!loader) return std::move(loader).error();

@@ -78,11 +78,13 @@ auto RunInterruptible(CancelToken& token, F&& f) -> decltype(f()) {
 
 // Calls a Python progress callback (bytes_done, bytes_total) from worker
 // threads. The GIL serializes the calls. The first exception the callback
-// raises is kept, the callback is not called again, and RethrowIfFailed
-// raises it once the load has returned.
+// raises is kept, the callback is not called again, the load is cancelled
+// through CANCEL (so it stops early), and RethrowIfFailed raises the
+// exception once the load has returned.
 class ProgressBridge {
  public:
-  explicit ProgressBridge(py::object callback) : callback_(std::move(callback)) {}
+  ProgressBridge(py::object callback, CancelToken& cancel)
+      : callback_(std::move(callback)), cancel_(cancel) {}
 
   // For LoadOptions::progress. REQUIRES: this outlives the load.
   std::function<void(std::uint64_t, std::uint64_t)> Function() {
@@ -104,10 +106,12 @@ class ProgressBridge {
     } catch (...) {
       error_ = std::current_exception();
       failed_.store(true, std::memory_order_release);
+      cancel_.Cancel();
     }
   }
 
   py::object callback_;
+  CancelToken& cancel_;
   std::atomic<bool> failed_{false};
   std::exception_ptr error_;  // guarded by the GIL
 };

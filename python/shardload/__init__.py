@@ -40,8 +40,8 @@ def load(path, *, rank=None, world=None, plan=None, select=None, threads=None, d
     framework: "numpy" (zero-copy views) or "torch" (zero-copy through DLPack).
     progress: True for a tqdm bar (a plain line on stderr without tqdm), or
       a callable, called as progress(bytes_done, bytes_total) from the
-      loader's threads (with the GIL); an exception it raises is re-raised
-      by load() once the reads have finished.
+      loader's threads (with the GIL); an exception it raises cancels the
+      load and is re-raised by load().
 
     The GIL is released while reading; Ctrl-C (KeyboardInterrupt) cancels
     the load (it stops once its reads in flight are done), frees its memory

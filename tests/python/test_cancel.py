@@ -143,3 +143,27 @@ def test_progress_rejects_non_callables(tmp_path):
     import shardload
     with pytest.raises(TypeError, match="bool or callable"):
         shardload.load(str(tmp_path), progress=3)
+
+
+def test_progress_exception_cancels_the_load(big):
+    """A progress callback that raises cancels the load: with one worker, the
+    tensors at the end of the checkpoint are never written."""
+    torch = pytest.importorskip("torch")
+    import shardload
+    import shardload.torch as st
+    ckpt = shardload.open(big)
+    shard_order = {s.name: i for i, s in enumerate(ckpt.shards)}
+    names = sorted(ckpt, key=lambda n: (shard_order[ckpt[n].shard], ckpt[n].offset))
+    target = {n: torch.full(tuple(ckpt[n].shape), 3.0, dtype=torch.bfloat16) for n in names}
+
+    class Stop(Exception):
+        pass
+
+    def progress(done, total):
+        raise Stop()
+
+    with pytest.raises(Stop):
+        st.load_into(target, big, threads=1, progress=progress)
+    last = names[-1]
+    assert bool((target[last] == 3.0).all()), f"{last} was read after the callback raised"
+    assert not bool((target[names[0]] == 3.0).all()), "the first tensor was read"
