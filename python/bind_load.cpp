@@ -1,10 +1,9 @@
 // _shardload.load and _shardload.plan: a Loader over a CheckpointHandle's
-// checkpoint, run with the GIL released. A Python progress callback is
-// called from the loader's worker threads with the GIL re-acquired.
+// checkpoint, run with the GIL released; a load runs interruptibly
+// (run_load.h: Ctrl-C cancels it). A Python progress callback is called from
+// the loader's worker threads with the GIL re-acquired.
 // Thread-safe: each call makes its own Loader; the checkpoint is immutable.
-#include <atomic>
-#include <exception>
-#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -17,58 +16,10 @@
 #include "dlpack_export.h"
 #include "memory.h"
 #include "py_error.h"
+#include "run_load.h"
 #include "shardload/loader.h"
 
 namespace shardload::python {
-namespace {
-
-// Calls a Python progress callback (bytes_done, bytes_total) from worker
-// threads. The GIL serializes the calls. The first exception the callback
-// raises is kept, the callback is not called again, and RethrowIfFailed
-// raises it once the load has returned.
-class ProgressBridge {
- public:
-  explicit ProgressBridge(py::object callback) : callback_(std::move(callback)) {}
-
-  // For LoadOptions::progress. REQUIRES: this outlives the load.
-  std::function<void(std::uint64_t, std::uint64_t)> Function() {
-    return [this](std::uint64_t done, std::uint64_t total) { Call(done, total); };
-  }
-
-  // REQUIRES: the GIL is held and the load has returned.
-  void RethrowIfFailed() {
-    if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
-  }
-
- private:
-  void Call(std::uint64_t done, std::uint64_t total) noexcept {
-    if (failed_.load(std::memory_order_acquire)) return;
-    py::gil_scoped_acquire gil;
-    if (failed_.load(std::memory_order_relaxed)) return;
-    try {
-      callback_(done, total);
-    } catch (...) {
-      error_ = std::current_exception();
-      failed_.store(true, std::memory_order_release);
-    }
-  }
-
-  py::object callback_;
-  std::atomic<bool> failed_{false};
-  std::exception_ptr error_;  // guarded by the GIL
-};
-
-// What the Python package passes for a load or a plan (shardload/_args.py
-// has checked it).
-struct Request {
-  std::vector<std::string> globs;
-  unsigned threads = 0;
-  std::string mode = "auto";  // "auto", "buffered" or "direct"
-  unsigned world = 1;
-  PlanSource plan;
-  double max_over_read = 0;  // 0: LoadOptions' default
-};
-
 // The plan as _args.py passes it: KIND "" (none), "hf", "file" (PATH holds
 // our plan or a config.json, told apart by its content), "json" or
 // "hf_config_json" (TEXT in memory, errors naming PATH).
@@ -81,12 +32,27 @@ Result<PlanSource> MakePlanSource(const std::string& kind, std::string path, std
   return MakeError(ErrorCode::kInvalidArgument, "", "", "unknown plan kind " + kind);
 }
 
+IoMode ParseMode(const std::string& mode) {
+  return mode == "direct" ? IoMode::kDirect : mode == "buffered" ? IoMode::kBuffered : IoMode::kAuto;
+}
+
+namespace {
+
+// What the Python package passes for a load or a plan (shardload/_args.py
+// has checked it).
+struct Request {
+  std::vector<std::string> globs;
+  unsigned threads = 0;
+  std::string mode = "auto";  // "auto", "buffered" or "direct"
+  unsigned world = 1;
+  PlanSource plan;
+  double max_over_read = 0;  // 0: LoadOptions' default
+};
+
 LoadOptions Options(const Request& request) {
   LoadOptions options;
   options.threads = request.threads;
-  options.mode = request.mode == "direct"     ? IoMode::kDirect
-                 : request.mode == "buffered" ? IoMode::kBuffered
-                                              : IoMode::kAuto;
+  options.mode = ParseMode(request.mode);
   if (request.max_over_read > 0) options.max_over_read = request.max_over_read;
   return options;
 }
@@ -100,11 +66,13 @@ Selection MakeSelection(const Request& request) {
 py::object Load(const CheckpointHandle& handle, const Request& request, unsigned rank,
                 const py::object& progress) {
   LoadOptions options = Options(request);
+  auto token = std::make_shared<CancelToken>();
+  options.cancel = token;
   std::optional<ProgressBridge> bridge;
-  if (!progress.is_none()) options.progress = bridge.emplace(progress).Function();
+  if (!progress.is_none()) options.progress = bridge.emplace(progress, *token).Function();
   const Selection selection = MakeSelection(request);
   const TensorParallel tp{rank, request.world, request.plan};
-  Result<LoadedCheckpoint> loaded = WithoutGil([&]() -> Result<LoadedCheckpoint> {
+  Result<LoadedCheckpoint> loaded = RunInterruptible(*token, [&]() -> Result<LoadedCheckpoint> {
     Result<Loader> loader = Loader::Open(handle.checkpoint(), std::move(options));
     if (!loader) return std::move(loader).error();
     return loader->Load(selection, tp);

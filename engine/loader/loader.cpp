@@ -72,6 +72,38 @@ Error ResourceExhausted() {
   return MakeError(ErrorCode::kResourceExhausted, "", "", "out of memory");
 }
 
+Error CancelledByCaller() {
+  return MakeError(ErrorCode::kCancelled, "", "", "cancelled by the caller");
+}
+
+// kCancelled once OPTIONS' token is cancelled: checked between the phases of
+// a load (open, plan, read).
+Status CheckCancel(const LoadOptions& options) {
+  if (options.cancel && options.cancel->cancelled()) return CancelledByCaller();
+  return {};
+}
+
+// Registers a load's stop flag with the caller's CancelToken for the
+// duration of the reads, so that Cancel() stops the workers.
+class CancelWatch {
+ public:
+  CancelWatch(CancelToken* token, std::atomic<bool>* stop) : token_(token), stop_(stop) {
+    if (token_ != nullptr && !token_->Watch(stop_)) {
+      stop_->store(true, std::memory_order_relaxed);
+      token_ = nullptr;
+    }
+  }
+  ~CancelWatch() {
+    if (token_ != nullptr) token_->Unwatch(stop_);
+  }
+  CancelWatch(const CancelWatch&) = delete;
+  CancelWatch& operator=(const CancelWatch&) = delete;
+
+ private:
+  CancelToken* token_;
+  std::atomic<bool>* stop_;
+};
+
 Error Invalid(std::string tensor, std::string detail) {
   return MakeError(ErrorCode::kInvalidArgument, "", std::move(tensor), std::move(detail));
 }
@@ -264,11 +296,13 @@ Result<LoadStats> Loader::Impl::Execute(FileTable& files, std::span<const Segmen
                                         std::span<const Window> windows,
                                         std::span<const TensorInfo* const> tensors,
                                         FaultInPolicy* fault_in) {
+  if (Status s = CheckCancel(options); !s) return std::move(s).error();
   auto marked = PlanMarked(files, segments, windows);
   if (!marked) return std::move(marked).error();
   const ReadPlan* plan = &marked->plan;
 
   std::atomic<bool> stop{false};
+  CancelWatch watch(options.cancel.get(), &stop);
   ProgressMeter meter(plan->bytes_delivered, kProgressStep, options.progress);
   ExecContext ctx;
   ctx.files = &files;
@@ -290,6 +324,7 @@ Result<LoadStats> Loader::Impl::Execute(FileTable& files, std::span<const Segmen
   std::vector<WorkerStats> stats(threads);
   std::vector<Status> status(threads);
   RunWorkers(backend, *plan, queue, ctx, stats, status);
+  if (Status s = CheckCancel(options); !s) return std::move(s).error();
   if (auto error = FirstError(*plan, stats, status, tensors)) return std::move(*error);
   return SumStats(backend, *marked, stats);
 }
@@ -491,6 +526,7 @@ Result<LoadedCheckpoint> Loader::Impl::Load(const Selection& selection,
   if (!context) return std::move(context).error();
   auto items = SliceSelection(*context, selection);
   if (!items) return std::move(items).error();
+  if (Status s = CheckCancel(options); !s) return std::move(s).error();
   auto files = OpenFiles(Sources(*items));
   if (!files) return std::move(files).error();
   LoadLayout layout = LayOut(*items, ArenaAlignment(*files));
@@ -636,6 +672,7 @@ Result<Loader> Loader::Open(const std::string& path, LoadOptions options) {
   try {
     auto checkpoint = Checkpoint::Open(path);
     if (!checkpoint) return std::move(checkpoint).error();
+    if (Status s = CheckCancel(options); !s) return std::move(s).error();
     return Open(std::move(*checkpoint), std::move(options));
   } catch (const std::bad_alloc&) {
     return ResourceExhausted();

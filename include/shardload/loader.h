@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "shardload/cancel.h"
 #include "shardload/checkpoint.h"
 #include "shardload/dtype.h"
 #include "shardload/error.h"
@@ -94,6 +95,12 @@ struct LoadOptions {
   // and cheap; if it throws, the exception is dropped and it is not called
   // again. Default: none.
   std::function<void(std::uint64_t, std::uint64_t)> progress;
+  // Cancellation (shardload/cancel.h): once token->Cancel() is called, from
+  // any thread, every load of this Loader fails with kCancelled ("cancelled
+  // by the caller"), a running one within one read completion per worker,
+  // its memory freed. A Cancel() that comes after the reads have finished
+  // may still fail the load. Default: none.
+  std::shared_ptr<CancelToken> cancel;
 };
 
 // Which tensors to load. Both empty: all of them.

@@ -7,10 +7,14 @@ tensors without copies. docs/python.md has the guide and the reference.
     shard = shardload.load(path, rank="env", world="env", plan="hf",
                            framework="torch")                  # under torchrun
     ckpt = shardload.open(path)                                 # headers only
+    with shardload.safe_open(path, framework="pt") as f:       # as safetensors
+        w = f.get_slice("lm_head.weight")[:, 0:128]
+    shardload.torch.load_into(model, path)                     # into existing params
 """
 from ._checkpoint import Checkpoint, open
 from ._error import Error
 from ._load import LoadedTensors
+from ._safe_open import safe_open
 from ._shardload import LoadedMemory, __version__
 from ._types import PlannedTensor, RankPlan, ShardInfo, TensorInfo
 from . import _args, _load
@@ -40,11 +44,14 @@ def load(path, *, rank=None, world=None, plan=None, select=None, threads=None, d
       (a number >= 1; 1 reads slices' rows exactly; default 8: the cost
       model may read through gaps between rows and scatter them).
     framework: "numpy" (zero-copy views) or "torch" (zero-copy through DLPack).
-    progress: called as progress(bytes_done, bytes_total) from the loader's
-      threads (with the GIL); an exception it raises is re-raised by load()
-      once the reads have finished.
+    progress: True for a tqdm bar (a plain line on stderr without tqdm), or
+      a callable, called as progress(bytes_done, bytes_total) from the
+      loader's threads (with the GIL); an exception it raises cancels the
+      load and is re-raised by load().
 
-    The GIL is released while reading. Raises shardload.Error (code, path,
+    The GIL is released while reading; Ctrl-C (KeyboardInterrupt) cancels
+    the load (it stops once its reads in flight are done), frees its memory
+    and is re-raised. Raises shardload.Error (code, path,
     tensor) for checkpoint, plan and I/O problems, TypeError / ValueError for
     bad arguments.
     """
@@ -56,4 +63,4 @@ def load(path, *, rank=None, world=None, plan=None, select=None, threads=None, d
 
 
 __all__ = ["Checkpoint", "Error", "LoadedMemory", "LoadedTensors", "PlannedTensor", "RankPlan",
-           "ShardInfo", "TensorInfo", "load", "open", "__version__"]
+           "ShardInfo", "TensorInfo", "load", "open", "safe_open", "__version__"]

@@ -6,7 +6,7 @@ import json
 import operator
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, List, Optional
+from typing import Any, List, Optional
 
 from ._error import Error
 
@@ -44,7 +44,7 @@ class Request:
     world: int
     plan: Optional[PlanArg]      # None: no plan
     framework: str = "numpy"
-    progress: Optional[Callable[[int, int], Any]] = None
+    progress: Any = None         # None, a bool or a callable (_progress.py)
     max_over_read: float = 0.0   # 0: the library's default
 
     def rank_info(self):
@@ -188,6 +188,12 @@ def _max_over_read(value) -> float:
     return float(value)
 
 
+def check_progress(progress):
+    """PROGRESS must be None, a bool (True: a bar or a stderr line) or a callable."""
+    if progress is not None and not isinstance(progress, bool) and not callable(progress):
+        raise TypeError(f"progress must be a bool or callable, not {type(progress).__name__}")
+
+
 def load_request(*, rank, world, plan, select, threads, direct, framework, progress,
                  mode=None, max_over_read=None) -> Request:
     """The checked arguments of a load."""
@@ -196,8 +202,7 @@ def load_request(*, rank, world, plan, select, threads, direct, framework, progr
     mode = _mode(direct, mode)
     if framework not in FRAMEWORKS:
         raise ValueError(f"framework must be one of {FRAMEWORKS}, got {framework!r}")
-    if progress is not None and not callable(progress):
-        raise TypeError(f"progress must be callable, not {type(progress).__name__}")
+    check_progress(progress)
     return Request(_globs(select), _threads(threads), mode, rank, world, plan, framework,
                    progress, _max_over_read(max_over_read))
 

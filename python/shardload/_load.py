@@ -1,6 +1,6 @@
 """Loading: runs a checked Request against an opened checkpoint and wraps the
 result as a LoadedTensors mapping."""
-from . import _args, _shardload
+from . import _args, _progress, _shardload
 
 
 class LoadedTensors(dict):
@@ -34,10 +34,14 @@ def run(handle, request):
     """Loads REQUEST (an _args.Request) from HANDLE (a CheckpointHandle)."""
     if request.framework == "torch":
         from . import _torch  # before reading: ImportError when torch is missing
-    memory = _shardload.load(
-        handle, globs=request.globs, threads=request.threads, mode=request.mode,
-        rank=request.rank, world=request.world, progress=request.progress,
-        max_over_read=request.max_over_read, **request.plan_kwargs())
+    progress = _progress.reporter(request.progress, "shardload.load")
+    try:
+        memory = _shardload.load(
+            handle, globs=request.globs, threads=request.threads, mode=request.mode,
+            rank=request.rank, world=request.world, progress=progress,
+            max_over_read=request.max_over_read, **request.plan_kwargs())
+    finally:
+        _progress.close(progress)
     dtypes = memory.dtypes()
     if request.framework == "torch":
         tensors = _torch.tensors(memory, dtypes)
