@@ -6,6 +6,7 @@
 // Thread-compatible: one Load/Reload/LoadInto at a time per Loader.
 #include "shardload/loader.h"
 
+#include <dlfcn.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -25,6 +26,9 @@
 
 #include "buffers/fault_in_policy.h"
 #include "buffers/mapped_memory.h"
+#include "device/cuda_runtime.h"
+#include "device/device_memory.h"
+#include "device/waves.h"
 #include "io/capabilities.h"
 #include "io/completion.h"
 #include "io/file_table.h"
@@ -95,10 +99,65 @@ Status RunWorker(const IoBackend& backend, WorkerOps ops, const ExecContext& ctx
   }
 }
 
+// The local tensors of a device load, by tag: a LoadedCheckpoint's, ...
+std::vector<DeviceTensor> LocalTensors(const std::vector<LoadedTensor>& loaded) {
+  std::vector<DeviceTensor> out;
+  out.reserve(loaded.size());
+  for (const LoadedTensor& t : loaded) out.push_back({t.data.data(), t.data.size(), false, t.name});
+  return out;
+}
+
+// ... the caller's destinations ...
+std::vector<DeviceTensor> LocalTensors(std::span<const Destination> destinations) {
+  std::vector<DeviceTensor> out;
+  out.reserve(destinations.size());
+  for (const Destination& d : destinations) {
+    out.push_back({static_cast<std::byte*>(d.data), d.size, false, d.name});
+  }
+  return out;
+}
+
+// ... or a rank's slices at DATA (padding zeroed in staging).
+std::vector<DeviceTensor> LocalTensors(std::span<const TpItem> items,
+                                       std::span<std::byte* const> data) {
+  std::vector<DeviceTensor> out;
+  out.reserve(items.size());
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    out.push_back({data[i], items[i].slice.size, items[i].slice.zero_fill,
+                   items[i].source->name});
+  }
+  return out;
+}
+
+std::string DeviceMemory(const Device& device) {
+  return "device memory on " + DeviceName(device) + " (one cudaMalloc)";
+}
+
+std::string DescribeTransfer(const WaveReport& r, const std::string& gds_reason) {
+  std::string out = std::to_string(r.waves) + " waves, " + std::to_string(r.copies) +
+                    " copies through " + std::to_string(r.staging_bytes) +
+                    " bytes of pinned staging on " + std::to_string(r.streams) + " streams";
+  return gds_reason.empty() ? out : out + "; " + gds_reason;
+}
+
+// Why a --gds load is staged: GPUDirect Storage is not implemented yet; say
+// also whether libcufile and --direct were there.
+std::string GdsFallbackReason(bool direct) {
+  void* cufile = ::dlopen("libcufile.so.0", RTLD_NOW | RTLD_LOCAL);
+  if (cufile == nullptr) cufile = ::dlopen("libcufile.so", RTLD_NOW | RTLD_LOCAL);
+  std::string why = cufile == nullptr ? "libcufile not found"
+                                      : "libcufile found, but this build has no cuFile path";
+  if (cufile != nullptr) ::dlclose(cufile);
+  if (!direct) why += "; GDS also needs --direct";
+  return "GDS not used (" + why + "): staged through pinned host memory";
+}
+
 }  // namespace
 
 struct LoadedCheckpoint::Impl {
   MappedMemory arena;
+  DeviceBuffer device_memory;  // instead of the arena when device is CUDA
+  Device device;
   std::vector<LoadedTensor> tensors;  // sorted by name
   std::vector<Window> windows;        // regions of the arena (see arena_layout.h)
   LoadStats stats;
@@ -118,7 +177,12 @@ struct Loader::Impl {
   Result<LoadStats> Execute(const FileTable& files, std::span<const Segment> segments,
                             std::span<const Window> windows,
                             std::span<const TensorInfo* const> tensors,
-                            FaultInPolicy* fault_in);
+                            FaultInPolicy* fault_in, std::span<const DeviceTensor> local);
+  Result<LoadStats> ExecuteHost(const FileTable& files, std::span<const Segment> segments,
+                                std::span<const Window> windows,
+                                std::span<const TensorInfo* const> tensors,
+                                FaultInPolicy* fault_in);
+  Result<std::byte*> AllocateOwned(LoadedCheckpoint::Impl& impl, std::uint64_t size) const;
   void RunWorkers(const IoBackend& backend, const ReadPlan& plan, OpQueue& queue,
                   const ExecContext& ctx, std::vector<WorkerStats>& stats,
                   std::vector<Status>& status);
@@ -160,6 +224,8 @@ struct Loader::Impl {
   tbb::task_arena arena;
   UringBackend uring;
   PreadBackend pread;
+  std::shared_ptr<const CudaRuntime> cuda;  // set when options.device is CUDA
+  std::string gds_reason;                   // why a --gds load is staged
 };
 
 // --- LoadedCheckpoint --------------------------------------------------------
@@ -187,6 +253,8 @@ const LoadStats& LoadedCheckpoint::stats() const {
   return impl_ ? impl_->stats : kNone;
 }
 
+Device LoadedCheckpoint::device() const { return impl_ ? impl_->device : Device(); }
+
 // --- Loader::Impl ------------------------------------------------------------
 
 Result<FileTable> Loader::Impl::OpenFiles(std::span<const Segment> segments) const {
@@ -202,11 +270,34 @@ Result<FileTable> Loader::Impl::OpenFiles(std::span<const Segment> segments) con
                          options.direct);
 }
 
-// Plans `segments`, runs the plan on `threads` workers and sums their stats.
+// The one place a load goes to a device: with a CUDA device, SEGMENTS point
+// into device memory (LOCAL: the local tensors, tag = index) and are read in
+// waves through pinned staging (device/waves.h); else they are read in place.
 Result<LoadStats> Loader::Impl::Execute(const FileTable& files, std::span<const Segment> segments,
                                         std::span<const Window> windows,
                                         std::span<const TensorInfo* const> tensors,
-                                        FaultInPolicy* fault_in) {
+                                        FaultInPolicy* fault_in,
+                                        std::span<const DeviceTensor> local) {
+  if (!cuda) return ExecuteHost(files, segments, windows, tensors, fault_in);
+  WaveReport report;
+  auto stats = RunDeviceWaves(
+      cuda, local, segments, WaveOptions{options.staging_bytes, options.device_streams},
+      [&](std::span<const Segment> wave) {
+        return ExecuteHost(files, wave, {}, tensors, nullptr);
+      },
+      &report);
+  if (!stats) return stats;
+  stats->device = DeviceName(options.device);
+  stats->transfer = DescribeTransfer(report, gds_reason);
+  return stats;
+}
+
+// Plans `segments`, runs the plan on `threads` workers and sums their stats.
+Result<LoadStats> Loader::Impl::ExecuteHost(const FileTable& files,
+                                            std::span<const Segment> segments,
+                                            std::span<const Window> windows,
+                                            std::span<const TensorInfo* const> tensors,
+                                            FaultInPolicy* fault_in) {
   PlanOptions plan_options;
   plan_options.chunk_size = options.chunk_size;
   plan_options.workers = threads;
@@ -313,6 +404,23 @@ LoadStats Loader::Impl::SumStats(const IoBackend& backend, const ReadPlan& plan,
   return out;
 }
 
+// SIZE bytes of library-owned memory for IMPL: a huge-page arena, or one
+// device allocation for a CUDA load. Returns the base (kNoBytes when empty).
+Result<std::byte*> Loader::Impl::AllocateOwned(LoadedCheckpoint::Impl& impl,
+                                               std::uint64_t size) const {
+  impl.device = options.device;
+  if (cuda) {
+    auto memory = DeviceBuffer::Allocate(cuda, size);
+    if (!memory) return std::move(memory).error();
+    impl.device_memory = std::move(*memory);
+    return impl.device_memory.data() != nullptr ? impl.device_memory.data() : kNoBytes;
+  }
+  auto memory = MappedMemory::Map(size, options.huge_pages);
+  if (!memory) return std::move(memory).error();
+  impl.arena = std::move(*memory);
+  return impl.arena.data() != nullptr ? impl.arena.data() : kNoBytes;
+}
+
 // Lays the selected tensors out in a fresh arena (arena_layout.h) and points
 // each segment at its tensor's place.
 Result<std::unique_ptr<LoadedCheckpoint::Impl>> Loader::Impl::MakeArena(
@@ -323,12 +431,10 @@ Result<std::unique_ptr<LoadedCheckpoint::Impl>> Loader::Impl::MakeArena(
     items[i] = ArenaItem{tensors[i]->shard, tensors[i]->offset, tensors[i]->size};
   }
   ArenaLayout layout = LayOutArena(items, alignment);
-  auto memory = MappedMemory::Map(layout.size, options.huge_pages);
-  if (!memory) return std::move(memory).error();
-
   auto impl = std::make_unique<LoadedCheckpoint::Impl>();
-  impl->arena = std::move(*memory);
-  std::byte* base = impl->arena.data() != nullptr ? impl->arena.data() : kNoBytes;
+  auto allocated = AllocateOwned(*impl, layout.size);
+  if (!allocated) return std::move(allocated).error();
+  std::byte* base = *allocated;
   impl->tensors.reserve(tensors.size());
   for (std::size_t i = 0; i < tensors.size(); ++i) {
     const TensorInfo& t = *tensors[i];
@@ -359,11 +465,12 @@ Result<LoadedCheckpoint> Loader::Impl::Load(const Selection& selection) {
   if (!impl) return std::move(impl).error();
 
   FaultInPolicy fault_in((*impl)->arena.data(), (*impl)->arena.size(), options.huge_pages);
-  auto stats = Execute(*files, segments, (*impl)->windows, tensors, &fault_in);
+  auto stats = Execute(*files, segments, (*impl)->windows, tensors, &fault_in,
+                       LocalTensors((*impl)->tensors));
   if (!stats) return std::move(stats).error();
   LoadStats& out = (*impl)->stats;
   out = std::move(*stats);
-  out.memory = fault_in.Describe();
+  out.memory = cuda ? DeviceMemory(options.device) : fault_in.Describe();
   out.tensors = tensors.size();
   out.seconds = SecondsSince(start);
   return LoadedCheckpoint(std::move(*impl));
@@ -373,6 +480,10 @@ Status Loader::Impl::Reload(LoadedCheckpoint& loaded) {
   auto start = std::chrono::steady_clock::now();
   LoadedCheckpoint::Impl* target = loaded.impl();
   if (target == nullptr) return Invalid("", "Reload: the LoadedCheckpoint holds nothing");
+  if (target->device != options.device) {
+    return Invalid("", "Reload: the tensors are on " + DeviceName(target->device) +
+                           ", this Loader loads to " + DeviceName(options.device));
+  }
   if (target->tp) return ReloadTp(*target);
   std::vector<const TensorInfo*> tensors;
   std::vector<Segment> segments;
@@ -391,10 +502,12 @@ Status Loader::Impl::Reload(LoadedCheckpoint& loaded) {
   }
   auto files = OpenFiles(segments);
   if (!files) return std::move(files).error();
-  auto stats = Execute(*files, segments, target->windows, tensors, nullptr);
+  auto stats = Execute(*files, segments, target->windows, tensors, nullptr,
+                       LocalTensors(target->tensors));
   if (!stats) return std::move(stats).error();
   target->stats = std::move(*stats);
-  target->stats.memory = "reused (faulted in by the first load)";
+  target->stats.memory = cuda ? DeviceMemory(options.device) + ", reused"
+                              : "reused (faulted in by the first load)";
   target->stats.tensors = tensors.size();
   target->stats.seconds = SecondsSince(start);
   return {};
@@ -421,7 +534,7 @@ Result<LoadStats> Loader::Impl::LoadInto(std::span<const Destination> destinatio
   }
   auto files = OpenFiles(segments);
   if (!files) return std::move(files).error();
-  auto stats = Execute(*files, segments, {}, tensors, nullptr);
+  auto stats = Execute(*files, segments, {}, tensors, nullptr, LocalTensors(destinations));
   if (!stats) return std::move(stats).error();
   stats->memory = "caller-provided";
   stats->tensors = tensors.size();
@@ -529,12 +642,11 @@ Result<LoadedCheckpoint> Loader::Impl::LoadTp(const Selection& selection,
   const std::vector<TpItem>& items = prepared->slices.items;
   const FileTable* files = &prepared->files;
   const TpLayout& layout = prepared->layout;
-  auto memory = MappedMemory::Map(layout.size, options.huge_pages);
-  if (!memory) return std::move(memory).error();
   auto impl = std::make_unique<LoadedCheckpoint::Impl>();
-  impl->arena = std::move(*memory);
+  auto allocated = AllocateOwned(*impl, layout.size);
+  if (!allocated) return std::move(allocated).error();
   impl->tp = prepared->slices.context;
-  std::byte* base = impl->arena.data() != nullptr ? impl->arena.data() : kNoBytes;
+  std::byte* base = *allocated;
   std::vector<Segment> segments;
   std::vector<std::byte*> data = PlaceTp(items, layout, base, segments, impl->windows);
   for (std::size_t i = 0; i < items.size(); ++i) {
@@ -543,11 +655,14 @@ Result<LoadedCheckpoint> Loader::Impl::LoadTp(const Selection& selection,
                                          {data[i], items[i].slice.size}});
   }
   FaultInPolicy fault_in(impl->arena.data(), impl->arena.size(), options.huge_pages);
-  auto stats = Execute(*files, segments, impl->windows, Sources(items), &fault_in);
+  auto stats = Execute(*files, segments, impl->windows, Sources(items), &fault_in,
+                       LocalTensors(items, data));
   if (!stats) return std::move(stats).error();
-  for (std::size_t i = 0; i < items.size(); ++i) ZeroPadding(items[i].slice, data[i]);
+  if (!cuda) {
+    for (std::size_t i = 0; i < items.size(); ++i) ZeroPadding(items[i].slice, data[i]);
+  }
   impl->stats = std::move(*stats);
-  impl->stats.memory = fault_in.Describe();
+  impl->stats.memory = cuda ? DeviceMemory(options.device) : fault_in.Describe();
   impl->stats.tensors = items.size();
   impl->stats.seconds = SecondsSince(start);
   return LoadedCheckpoint(std::move(impl));
@@ -585,9 +700,12 @@ Result<LoadStats> Loader::Impl::ExecuteTp(std::span<const TpItem> items,
   }
   auto files = OpenFiles(segments);
   if (!files) return std::move(files).error();
-  auto stats = Execute(*files, segments, windows, Sources(items), nullptr);
+  auto stats = Execute(*files, segments, windows, Sources(items), nullptr,
+                       LocalTensors(items, data));
   if (!stats) return std::move(stats).error();
-  for (std::size_t i = 0; i < items.size(); ++i) ZeroPadding(items[i].slice, data[i]);
+  if (!cuda) {
+    for (std::size_t i = 0; i < items.size(); ++i) ZeroPadding(items[i].slice, data[i]);
+  }
   stats->tensors = items.size();
   return stats;
 }
@@ -670,9 +788,17 @@ Result<Loader> Loader::Open(Checkpoint checkpoint, LoadOptions options) {
         reason = "pread fallback: " + caps.io_uring_reason;
       }
     }
+    std::shared_ptr<const CudaRuntime> cuda;
+    if (options.device.is_cuda()) {
+      auto runtime = CudaRuntime::Open(options.device.index);
+      if (!runtime) return std::move(runtime).error();
+      cuda = std::move(*runtime);
+    }
     auto impl = std::make_unique<Impl>(std::move(checkpoint), std::move(options), threads);
     impl->use_uring = use_uring;
     impl->backend_reason = std::move(reason);
+    impl->cuda = std::move(cuda);
+    if (impl->options.gds) impl->gds_reason = GdsFallbackReason(impl->options.direct);
     return Loader(std::move(impl));
   } catch (const std::bad_alloc&) {
     return ResourceExhausted();
