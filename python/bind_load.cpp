@@ -17,6 +17,7 @@
 #include "dlpack_export.h"
 #include "memory.h"
 #include "py_error.h"
+#include "shardload/device.h"
 #include "shardload/loader.h"
 
 namespace shardload::python {
@@ -82,8 +83,9 @@ Selection MakeSelection(const Request& request) {
 }
 
 py::object Load(const CheckpointHandle& handle, const Request& request, unsigned rank,
-                const py::object& progress) {
+                const py::object& progress, const std::string& device) {
   LoadOptions options = Options(request);
+  options.device = ValueOrThrow(ParseDevice(device));
   std::optional<ProgressBridge> bridge;
   if (!progress.is_none()) options.progress = bridge.emplace(progress).Function();
   const Selection selection = MakeSelection(request);
@@ -146,12 +148,13 @@ void BindLoad(py::module_& m) {
       "load",
       [](const CheckpointHandle& handle, std::vector<std::string> globs, unsigned threads,
          bool direct, unsigned rank, unsigned world, std::string plan,
-         const py::object& progress) {
+         const py::object& progress, const std::string& device) {
         return Load(handle, {std::move(globs), threads, direct, world, std::move(plan)}, rank,
-                    progress);
+                    progress, device);
       },
       py::arg("checkpoint"), py::kw_only(), py::arg("globs"), py::arg("threads"),
       py::arg("direct"), py::arg("rank"), py::arg("world"), py::arg("plan"), py::arg("progress"),
+      py::arg("device") = "cpu",
       "Loads into a fresh LoadedMemory; the GIL is released while reading.");
   m.def(
       "plan",

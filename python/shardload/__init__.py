@@ -17,7 +17,7 @@ from . import _args, _load
 
 
 def load(path, *, rank=None, world=None, plan=None, select=None, threads=None, direct=False,
-         framework="numpy", progress=None):
+         framework="numpy", progress=None, device="cpu"):
     """Loads the checkpoint at PATH; returns a LoadedTensors (a dict name ->
     array, with .dtypes, .stats and .memory).
 
@@ -37,6 +37,10 @@ def load(path, *, rank=None, world=None, plan=None, select=None, threads=None, d
     progress: called as progress(bytes_done, bytes_total) from the loader's
       threads (with the GIL); an exception it raises is re-raised by load()
       once the reads have finished.
+    device: "cpu" (default) or "cuda:N": with framework="torch", the tensors
+      land in that CUDA device's memory (pinned staging, one allocation for
+      the load) and come back as torch CUDA tensors through DLPack, no copy.
+      Without the CUDA runtime or the device: shardload.Error "unsupported".
 
     The GIL is released while reading. Raises shardload.Error (code, path,
     tensor) for checkpoint, plan and I/O problems, TypeError / ValueError for
@@ -44,7 +48,7 @@ def load(path, *, rank=None, world=None, plan=None, select=None, threads=None, d
     """
     request = _args.load_request(rank=rank, world=world, plan=plan, select=select,
                                  threads=threads, direct=direct, framework=framework,
-                                 progress=progress)
+                                 progress=progress, device=device)
     return _load.run(open(path)._handle, request)
 
 

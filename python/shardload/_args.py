@@ -7,6 +7,7 @@ import contextlib
 import json
 import operator
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from typing import Any, Callable, List, Optional
@@ -38,6 +39,7 @@ class Request:
     plan: Any                    # None, a path (bytes) or a DictPlan
     framework: str = "numpy"
     progress: Optional[Callable[[int, int], Any]] = None
+    device: str = "cpu"          # "cpu" or "cuda:N"
 
     def rank_info(self):
         """What a tensor-parallel load adds to .stats (None for a plain load)."""
@@ -149,7 +151,21 @@ def _world_and_rank(rank, world, plan, every_rank_allowed):
     return rank, world
 
 
-def load_request(*, rank, world, plan, select, threads, direct, framework, progress) -> Request:
+def _device(device, framework) -> str:
+    if not isinstance(device, str):
+        raise TypeError(f"device must be a str, not {type(device).__name__}")
+    match = re.fullmatch(r"cpu|cuda(?::(\d{1,9}))?", device)
+    if match is None:
+        raise ValueError(f'device must be "cpu", "cuda" or "cuda:N", got {device!r}')
+    if device == "cpu":
+        return device
+    if framework != "torch":
+        raise ValueError(f'device={device!r} needs framework="torch" (numpy arrays live in host memory)')
+    return f"cuda:{int(match.group(1) or 0)}"
+
+
+def load_request(*, rank, world, plan, select, threads, direct, framework, progress,
+                 device="cpu") -> Request:
     """The checked arguments of a load."""
     plan = _plan(plan)
     rank, world = _world_and_rank(rank, world, plan, every_rank_allowed=False)
@@ -160,7 +176,7 @@ def load_request(*, rank, world, plan, select, threads, direct, framework, progr
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be callable, not {type(progress).__name__}")
     return Request(_globs(select), _threads(threads), direct, rank, world, plan, framework,
-                   progress)
+                   progress, _device(device, framework))
 
 
 def plan_request(*, rank, world, plan, select, threads, direct) -> Request:
