@@ -48,7 +48,9 @@ constexpr std::uint64_t kProgressStep = 64ULL << 20;
 // Library-owned tensors keep their file alignment modulo this (buffered mode).
 constexpr std::uint64_t kBufferedArenaAlignment = 64;
 
-alignas(64) std::byte kNoBytes[64];  // data() of empty tensors without an arena
+alignas(64) std::byte kNoBytes[64];
+
+using ProgressFn = std::function<void(std::uint64_t, std::uint64_t)>;  // data() of empty tensors without an arena
 
 // Hand-off edges that ThreadSanitizer can see (oneTBB's own synchronization
 // is in an uninstrumented library): the tasks are built first (defer), then
@@ -181,7 +183,7 @@ struct Loader::Impl {
   Result<LoadStats> ExecuteHost(const FileTable& files, std::span<const Segment> segments,
                                 std::span<const Window> windows,
                                 std::span<const TensorInfo* const> tensors,
-                                FaultInPolicy* fault_in);
+                                FaultInPolicy* fault_in, const ProgressFn& progress);
   Result<std::byte*> AllocateOwned(LoadedCheckpoint::Impl& impl, std::uint64_t size) const;
   void RunWorkers(const IoBackend& backend, const ReadPlan& plan, OpQueue& queue,
                   const ExecContext& ctx, std::vector<WorkerStats>& stats,
@@ -278,12 +280,31 @@ Result<LoadStats> Loader::Impl::Execute(const FileTable& files, std::span<const 
                                         std::span<const TensorInfo* const> tensors,
                                         FaultInPolicy* fault_in,
                                         std::span<const DeviceTensor> local) {
-  if (!cuda) return ExecuteHost(files, segments, windows, tensors, fault_in);
+  if (!cuda) return ExecuteHost(files, segments, windows, tensors, fault_in, options.progress);
+  // Progress over the whole load: each wave's meter counts from the bytes
+  // of the waves before it.
+  std::uint64_t total = 0, before = 0;
+  for (const Segment& s : segments) total += s.length * s.count;
+  std::atomic<bool> progress_failed{false};
+  ProgressFn progress;
+  if (options.progress) {
+    progress = [&](std::uint64_t done, std::uint64_t) {
+      if (progress_failed.load(std::memory_order_relaxed)) return;
+      try {
+        options.progress(before + done, total);
+      } catch (...) {
+        progress_failed.store(true, std::memory_order_relaxed);
+        throw;
+      }
+    };
+  }
   WaveReport report;
   auto stats = RunDeviceWaves(
       cuda, local, segments, WaveOptions{options.staging_bytes, options.device_streams},
       [&](std::span<const Segment> wave) {
-        return ExecuteHost(files, wave, {}, tensors, nullptr);
+        auto read = ExecuteHost(files, wave, {}, tensors, nullptr, progress);
+        if (read) before += read->bytes;
+        return read;
       },
       &report);
   if (!stats) return stats;
@@ -297,7 +318,7 @@ Result<LoadStats> Loader::Impl::ExecuteHost(const FileTable& files,
                                             std::span<const Segment> segments,
                                             std::span<const Window> windows,
                                             std::span<const TensorInfo* const> tensors,
-                                            FaultInPolicy* fault_in) {
+                                            FaultInPolicy* fault_in, const ProgressFn& progress) {
   PlanOptions plan_options;
   plan_options.chunk_size = options.chunk_size;
   plan_options.workers = threads;
@@ -308,7 +329,7 @@ Result<LoadStats> Loader::Impl::ExecuteHost(const FileTable& files,
   if (!plan) return std::move(plan).error();
 
   std::atomic<bool> stop{false};
-  ProgressMeter meter(plan->bytes_delivered, kProgressStep, options.progress);
+  ProgressMeter meter(plan->bytes_delivered, kProgressStep, progress);
   ExecContext ctx;
   ctx.files = &files;
   ctx.stop = &stop;

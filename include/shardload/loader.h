@@ -75,7 +75,7 @@ struct LoadOptions {
   // and are copied to the device in waves, each read while the previous
   // one's copies run; library-owned device memory is one cudaMalloc per load,
   // freed with the LoadedCheckpoint, and LoadInto's destinations are device
-  // pointers. `progress` then counts each wave's bytes (done, wave total).
+  // pointers.
   Device device;
   // The pinned staging ring of a device load, both halves (at least 8 KiB;
   // a load that fits one half registers only what it uses). Default: 256 MiB.

@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <mutex>
 #include <random>
 #include <string>
 #include <utility>
@@ -216,6 +217,28 @@ TEST_CASE("whole loads, selections and Reload land byte-exact on the device") {
     }
   }
   CHECK(cuda.Count("misuse") == 0);
+}
+
+TEST_CASE("progress counts over the whole device load, not per wave") {
+  Fixture f;
+  FakeCuda cuda;
+  LoadOptions options = DeviceOptions(8192);
+  std::mutex mu;
+  std::uint64_t max_done = 0;
+  std::vector<std::uint64_t> totals;
+  options.progress = [&](std::uint64_t done, std::uint64_t total) {
+    std::lock_guard lock(mu);
+    max_done = std::max(max_done, done);
+    totals.push_back(total);
+  };
+  auto loader = Loader::Open(f.path(), options);
+  REQUIRE(loader.has_value());
+  auto loaded = loader->Load();
+  REQUIRE_MESSAGE(loaded.has_value(), ErrorText(loaded));
+  std::lock_guard lock(mu);
+  CHECK(max_done == 161392);
+  REQUIRE(!totals.empty());
+  CHECK(std::all_of(totals.begin(), totals.end(), [](auto t) { return t == 161392; }));
 }
 
 TEST_CASE("LoadInto caller device buffers, written only within their bounds") {
