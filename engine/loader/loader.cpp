@@ -792,6 +792,13 @@ Result<Loader> Loader::Open(Checkpoint checkpoint, LoadOptions options) {
   try {
     if (options.queue_depth == 0) return Invalid("", "queue_depth must be at least 1");
     if (options.chunk_size == 0) return Invalid("", "chunk_size must be at least 1");
+    if (options.device.is_cuda() && options.staging_bytes < 2 * kStagingAlignment) {
+      return Invalid("", "staging_bytes must be at least " +
+                             std::to_string(2 * kStagingAlignment));
+    }
+    if (options.device.is_cuda() && options.device_streams == 0) {
+      return Invalid("", "device_streams must be at least 1");
+    }
     const unsigned threads = options.threads == 0 ? OnlineCpus() : options.threads;
     bool use_uring = false;
     std::string reason;

@@ -77,8 +77,9 @@ struct LoadOptions {
   // freed with the LoadedCheckpoint, and LoadInto's destinations are device
   // pointers.
   Device device;
-  // The pinned staging ring of a device load, both halves (at least 8 KiB;
-  // a load that fits one half registers only what it uses). Default: 256 MiB.
+  // The pinned staging ring of a device load, both halves (at least 8 KiB,
+  // else Open fails with kInvalidArgument; a load that fits one half
+  // registers only what it uses). Default: 256 MiB.
   std::uint64_t staging_bytes = 256ULL << 20;
   // CUDA streams the copies are spread over. Default: 2.
   unsigned device_streams = 2;

@@ -360,8 +360,12 @@ TEST_CASE("Reload refuses tensors on another device; bad staging options are ref
   CHECK(s.error().code == ErrorCode::kInvalidArgument);
   CHECK(s.error().detail.find("on cpu, this Loader loads to cuda:0") != std::string::npos);
   auto tiny = Loader::Open(f.path(), DeviceOptions(100));
-  REQUIRE(tiny.has_value());
-  auto refused = tiny->Load();
+  REQUIRE(!tiny.has_value());
+  CHECK(tiny.error().code == ErrorCode::kInvalidArgument);
+  CHECK(tiny.error().detail.find("staging_bytes") != std::string::npos);
+  LoadOptions no_streams = DeviceOptions(1 << 20);
+  no_streams.device_streams = 0;
+  auto refused = Loader::Open(f.path(), no_streams);
   REQUIRE(!refused.has_value());
   CHECK(refused.error().code == ErrorCode::kInvalidArgument);
   CHECK(cuda.Live() == 0);
