@@ -6,7 +6,6 @@
 // Thread-compatible: one Load/Reload/LoadInto at a time per Loader.
 #include "shardload/loader.h"
 
-#include <dlfcn.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -26,7 +25,6 @@
 
 #include "buffers/fault_in_policy.h"
 #include "buffers/mapped_memory.h"
-#include "device/cuda_runtime.h"
 #include "device/device_memory.h"
 #include "device/waves.h"
 #include "io/capabilities.h"
@@ -37,6 +35,7 @@
 #include "io/pread_backend.h"
 #include "io/uring_backend.h"
 #include "loader/backend_override.h"
+#include "loader/device_load.h"
 #include "loader/tp_load.h"
 #include "plan/arena_layout.h"
 #include "plan/read_planner.h"
@@ -48,9 +47,7 @@ constexpr std::uint64_t kProgressStep = 64ULL << 20;
 // Library-owned tensors keep their file alignment modulo this (buffered mode).
 constexpr std::uint64_t kBufferedArenaAlignment = 64;
 
-alignas(64) std::byte kNoBytes[64];
-
-using ProgressFn = std::function<void(std::uint64_t, std::uint64_t)>;  // data() of empty tensors without an arena
+alignas(64) std::byte kNoBytes[64];  // data() of empty tensors without an arena
 
 // Hand-off edges that ThreadSanitizer can see (oneTBB's own synchronization
 // is in an uninstrumented library): the tasks are built first (defer), then
@@ -99,59 +96,6 @@ Status RunWorker(const IoBackend& backend, WorkerOps ops, const ExecContext& ctx
     SignalStop(ctx, stats);
     return MakeError(ErrorCode::kInternal, "", "", "unexpected exception in a load worker");
   }
-}
-
-// The local tensors of a device load, by tag: a LoadedCheckpoint's, ...
-std::vector<DeviceTensor> LocalTensors(const std::vector<LoadedTensor>& loaded) {
-  std::vector<DeviceTensor> out;
-  out.reserve(loaded.size());
-  for (const LoadedTensor& t : loaded) out.push_back({t.data.data(), t.data.size(), false, t.name});
-  return out;
-}
-
-// ... the caller's destinations ...
-std::vector<DeviceTensor> LocalTensors(std::span<const Destination> destinations) {
-  std::vector<DeviceTensor> out;
-  out.reserve(destinations.size());
-  for (const Destination& d : destinations) {
-    out.push_back({static_cast<std::byte*>(d.data), d.size, false, d.name});
-  }
-  return out;
-}
-
-// ... or a rank's slices at DATA (padding zeroed in staging).
-std::vector<DeviceTensor> LocalTensors(std::span<const TpItem> items,
-                                       std::span<std::byte* const> data) {
-  std::vector<DeviceTensor> out;
-  out.reserve(items.size());
-  for (std::size_t i = 0; i < items.size(); ++i) {
-    out.push_back({data[i], items[i].slice.size, items[i].slice.zero_fill,
-                   items[i].source->name});
-  }
-  return out;
-}
-
-std::string DeviceMemory(const Device& device) {
-  return "device memory on " + DeviceName(device) + " (one cudaMalloc)";
-}
-
-std::string DescribeTransfer(const WaveReport& r, const std::string& gds_reason) {
-  std::string out = std::to_string(r.waves) + " waves, " + std::to_string(r.copies) +
-                    " copies through " + std::to_string(r.staging_bytes) +
-                    " bytes of pinned staging on " + std::to_string(r.streams) + " streams";
-  return gds_reason.empty() ? out : out + "; " + gds_reason;
-}
-
-// Why a --gds load is staged: GPUDirect Storage is not implemented yet; say
-// also whether libcufile and --direct were there.
-std::string GdsFallbackReason(bool direct) {
-  void* cufile = ::dlopen("libcufile.so.0", RTLD_NOW | RTLD_LOCAL);
-  if (cufile == nullptr) cufile = ::dlopen("libcufile.so", RTLD_NOW | RTLD_LOCAL);
-  std::string why = cufile == nullptr ? "libcufile not found"
-                                      : "libcufile found, but this build has no cuFile path";
-  if (cufile != nullptr) ::dlclose(cufile);
-  if (!direct) why += "; GDS also needs --direct";
-  return "GDS not used (" + why + "): staged through pinned host memory";
 }
 
 }  // namespace
@@ -281,36 +225,10 @@ Result<LoadStats> Loader::Impl::Execute(const FileTable& files, std::span<const 
                                         FaultInPolicy* fault_in,
                                         std::span<const DeviceTensor> local) {
   if (!cuda) return ExecuteHost(files, segments, windows, tensors, fault_in, options.progress);
-  // Progress over the whole load: each wave's meter counts from the bytes
-  // of the waves before it.
-  std::uint64_t total = 0, before = 0;
-  for (const Segment& s : segments) total += s.length * s.count;
-  std::atomic<bool> progress_failed{false};
-  ProgressFn progress;
-  if (options.progress) {
-    progress = [&](std::uint64_t done, std::uint64_t) {
-      if (progress_failed.load(std::memory_order_relaxed)) return;
-      try {
-        options.progress(before + done, total);
-      } catch (...) {
-        progress_failed.store(true, std::memory_order_relaxed);
-        throw;
-      }
-    };
-  }
-  WaveReport report;
-  auto stats = RunDeviceWaves(
-      cuda, local, segments, WaveOptions{options.staging_bytes, options.device_streams},
-      [&](std::span<const Segment> wave) {
-        auto read = ExecuteHost(files, wave, {}, tensors, nullptr, progress);
-        if (read) before += read->bytes;
-        return read;
-      },
-      &report);
-  if (!stats) return stats;
-  stats->device = DeviceName(options.device);
-  stats->transfer = DescribeTransfer(report, gds_reason);
-  return stats;
+  return LoadThroughDevice(cuda, options, gds_reason, local, segments,
+                           [&](std::span<const Segment> wave, const ProgressFn& progress) {
+                             return ExecuteHost(files, wave, {}, tensors, nullptr, progress);
+                           });
 }
 
 // Plans `segments`, runs the plan on `threads` workers and sums their stats.
