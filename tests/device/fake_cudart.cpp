@@ -76,8 +76,8 @@ struct State {
 };
 
 State& S() {
-  static State* s = new State;  // never destroyed: stream threads may outlive statics
-  return *s;
+  static State s;  // destroyed at dlclose, when every stream has been destroyed
+  return s;
 }
 
 int Fail(int code) {
