@@ -99,6 +99,29 @@ py::object Load(const CheckpointHandle& handle, const Request& request, unsigned
   return py::cast(LoadedMemory(ValueOrThrow(std::move(loaded))));
 }
 
+// Loads each named tensor into the caller's buffer at PTRS[i] (SIZES[i]
+// bytes) on DEVICE: host memory, or device pointers for "cuda:N".
+py::dict LoadInto(const CheckpointHandle& handle, const Request& request, unsigned rank,
+                  const std::vector<std::string>& names, const std::vector<std::uintptr_t>& ptrs,
+                  const std::vector<std::uint64_t>& sizes, const std::string& device) {
+  if (names.size() != ptrs.size() || names.size() != sizes.size()) {
+    throw py::value_error("load_into: names, ptrs and sizes differ in length");
+  }
+  LoadOptions options = Options(request);
+  options.device = ValueOrThrow(ParseDevice(device));
+  std::vector<Destination> destinations;
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    destinations.push_back({names[i], reinterpret_cast<void*>(ptrs[i]), sizes[i]});
+  }
+  const TensorParallel tp{rank, request.world, request.plan};
+  Result<LoadStats> stats = WithoutGil([&]() -> Result<LoadStats> {
+    Result<Loader> loader = Loader::Open(handle.checkpoint(), std::move(options));
+    if (!loader) return std::move(loader).error();
+    return loader->LoadInto(destinations, tp);
+  });
+  return StatsDict(ValueOrThrow(std::move(stats)));
+}
+
 // The fields of shardload.RankPlan (tensors: those of shardload.PlannedTensor).
 py::dict RankPlanDict(const RankPlan& plan) {
   py::list tensors;
@@ -156,6 +179,19 @@ void BindLoad(py::module_& m) {
       py::arg("direct"), py::arg("rank"), py::arg("world"), py::arg("plan"), py::arg("progress"),
       py::arg("device") = "cpu",
       "Loads into a fresh LoadedMemory; the GIL is released while reading.");
+  m.def(
+      "load_into",
+      [](const CheckpointHandle& handle, const std::vector<std::string>& names,
+         const std::vector<std::uintptr_t>& ptrs, const std::vector<std::uint64_t>& sizes,
+         unsigned threads, bool direct, unsigned rank, unsigned world, std::string plan,
+         const std::string& device) {
+        return LoadInto(handle, {{}, threads, direct, world, std::move(plan)}, rank, names, ptrs,
+                        sizes, device);
+      },
+      py::arg("checkpoint"), py::kw_only(), py::arg("names"), py::arg("ptrs"), py::arg("sizes"),
+      py::arg("threads"), py::arg("direct"), py::arg("rank"), py::arg("world"), py::arg("plan"),
+      py::arg("device"),
+      "Loads into the caller's buffers (host or device pointers); returns the stats.");
   m.def(
       "plan",
       [](const CheckpointHandle& handle, std::vector<std::string> globs, unsigned threads,

@@ -56,8 +56,9 @@ py::dict LoadedMemory::DTypes() const {
   return out;
 }
 
-py::dict LoadedMemory::Stats() const {
-  const LoadStats& s = loaded().stats();
+py::dict LoadedMemory::Stats() const { return StatsDict(loaded().stats()); }
+
+py::dict StatsDict(const LoadStats& s) {
   py::dict out;
   out["tensors"] = s.tensors;
   out["bytes"] = s.bytes;

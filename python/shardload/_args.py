@@ -164,6 +164,64 @@ def _device(device, framework) -> str:
     return f"cuda:{int(match.group(1) or 0)}"
 
 
+def _buffer(name, buf):
+    """(pointer, bytes, device) of a destination buffer: a torch tensor (its
+    device), an object with __cuda_array_interface__ (cuda, its .device.index
+    or 0) or a numpy array / __array_interface__ object (cpu). It must be
+    C-contiguous and writeable."""
+    if hasattr(buf, "data_ptr") and hasattr(buf, "element_size"):  # torch
+        if not buf.is_contiguous():
+            raise ValueError(f"load_into: {name!r} is not contiguous")
+        device = "cpu" if buf.device.type == "cpu" else f"cuda:{buf.device.index or 0}"
+        if buf.device.type not in ("cpu", "cuda"):
+            raise ValueError(f"load_into: {name!r} is on {buf.device}, not cpu or cuda")
+        return buf.data_ptr(), buf.numel() * buf.element_size(), device
+    for attr, device in (("__cuda_array_interface__", None), ("__array_interface__", "cpu")):
+        face = getattr(buf, attr, None)
+        if face is None:
+            continue
+        ptr, readonly = face["data"]
+        if readonly:
+            raise ValueError(f"load_into: {name!r} is read-only")
+        itemsize = int(face["typestr"][2:])
+        count = 1
+        for n in face["shape"]:
+            count *= int(n)
+        strides = face.get("strides")
+        if strides is not None:
+            want, step = [], itemsize
+            for n in reversed(face["shape"]):
+                want.insert(0, step)
+                step *= int(n)
+            if count > 0 and tuple(strides) != tuple(want):
+                raise ValueError(f"load_into: {name!r} is not C-contiguous")
+        if device is None:
+            index = getattr(getattr(buf, "device", None), "index", None)
+            device = f"cuda:{index or 0}"
+        return ptr, count * itemsize, device
+    raise TypeError(f"load_into: {name!r} is a {type(buf).__name__}: expected a torch tensor, "
+                    "a numpy array or a __cuda_array_interface__ object")
+
+
+def destinations(tensors):
+    """(names, pointers, sizes, device) of load_into's TENSORS (name -> buffer),
+    all on one device."""
+    if not isinstance(tensors, dict):
+        raise TypeError(f"tensors must be a dict name -> buffer, not {type(tensors).__name__}")
+    names, ptrs, sizes, devices = [], [], [], set()
+    for name, buf in tensors.items():
+        if not isinstance(name, str):
+            raise TypeError(f"tensor names must be str, not {type(name).__name__}")
+        ptr, size, device = _buffer(name, buf)
+        names.append(name)
+        ptrs.append(ptr)
+        sizes.append(size)
+        devices.add(device)
+    if len(devices) > 1:
+        raise ValueError(f"load_into: buffers on several devices: {sorted(devices)}")
+    return names, ptrs, sizes, devices.pop() if devices else "cpu"
+
+
 def load_request(*, rank, world, plan, select, threads, direct, framework, progress,
                  device="cpu") -> Request:
     """The checked arguments of a load."""

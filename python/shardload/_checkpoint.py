@@ -118,6 +118,26 @@ class Checkpoint(Mapping):
         plans = [_rank_plan(p) for p in plans]
         return plans if request.rank is None else plans[0]
 
+    def load_into(self, tensors, *, rank=None, world=None, plan=None, threads=None,
+                  direct=False):
+        """Loads each tensor into the buffer TENSORS maps its name to, in
+        place: torch tensors (CPU or CUDA, e.g. a model's parameters),
+        numpy arrays, or objects with __cuda_array_interface__; contiguous,
+        writeable, all on one device, each of the tensor's size in bytes
+        (the rank's local size with a plan). Returns the load's stats.
+        Arguments as load(); raises shardload.Error as load() does."""
+        request = _args.load_request(rank=rank, world=world, plan=plan, select=None,
+                                     threads=threads, direct=direct, framework="numpy",
+                                     progress=None)
+        names, ptrs, sizes, device = _args.destinations(tensors)
+        with _args.plan_file(request.plan) as plan_arg:
+            stats = _shardload.load_into(self._handle, names=names, ptrs=ptrs, sizes=sizes,
+                                         threads=request.threads, direct=request.direct,
+                                         rank=request.rank, world=request.world,
+                                         plan=plan_arg, device=device)
+        stats.update(request.rank_info() or {})
+        return stats
+
     def load(self, *, rank=None, world=None, plan=None, select=None, threads=None,
              direct=False, framework="numpy", progress=None, device="cpu"):
         """Loads from this checkpoint; as shardload.load() without resolving

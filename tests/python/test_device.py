@@ -138,3 +138,70 @@ def test_torch_gets_cuda_capsules(fake, dtypes_checkpoint):
         shardload.load(dtypes_checkpoint, device="cuda:0", framework="torch")
     gc.collect()
     assert live(fake) == 0
+
+
+class FakeDeviceBuffer:
+    """nbytes of fake device memory, seen through __cuda_array_interface__."""
+
+    def __init__(self, lib, nbytes):
+        self.lib, self.nbytes = lib, nbytes
+        self.ptr = ctypes.c_void_p()
+        assert lib.cudaMalloc(ctypes.byref(self.ptr), max(nbytes, 1)) == 0
+        self.__cuda_array_interface__ = {"shape": (nbytes,), "typestr": "|u1",
+                                         "data": (self.ptr.value, False), "version": 3}
+
+    def bytes(self):
+        buf = ctypes.create_string_buffer(max(self.nbytes, 1))
+        if self.nbytes:
+            assert self.lib.cudaMemcpy(buf, self.ptr, self.nbytes, 2) == 0
+        return buf.raw[:self.nbytes]
+
+    def free(self):
+        assert self.lib.cudaFree(self.ptr) == 0
+
+
+def test_load_into_host_arrays(dtypes_checkpoint):
+    expected = oracle.read_dir(dtypes_checkpoint)
+    ck = shardload.open(dtypes_checkpoint)
+    buffers = {name: np.full(len(e["raw"]), 0xEE, np.uint8) for name, e in expected.items()}
+    stats = ck.load_into(buffers)
+    assert stats["device"] == "cpu" and stats["tensors"] == len(expected)
+    for name, e in expected.items():
+        assert buffers[name].tobytes() == e["raw"], name
+    readonly = np.zeros(len(expected["t.f32"]["raw"]), np.uint8)
+    readonly.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        ck.load_into({"t.f32": readonly})
+    with pytest.raises(shardload.Error) as e:
+        ck.load_into({"t.f32": np.zeros(3, np.uint8)})
+    assert e.value.code == "invalid_argument" and e.value.tensor == "t.f32"
+    with pytest.raises(TypeError):
+        ck.load_into({"t.f32": b"bytes"})
+
+
+def test_load_into_device_buffers(fake, dtypes_checkpoint, llama):
+    fake.cudaMalloc.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_size_t]
+    fake.cudaFree.argtypes = [ctypes.c_void_p]
+    expected = oracle.read_dir(dtypes_checkpoint)
+    buffers = {name: FakeDeviceBuffer(fake, len(e["raw"])) for name, e in expected.items()}
+    stats = shardload.open(dtypes_checkpoint).load_into(buffers)
+    assert stats["device"] == "cuda:0" and "pinned staging" in stats["transfer"]
+    for name, e in expected.items():
+        assert buffers[name].bytes() == e["raw"], name
+    with pytest.raises(ValueError, match="several devices"):
+        shardload.open(dtypes_checkpoint).load_into(
+            {"t.f32": buffers["t.f32"], "t.u8": np.zeros(len(expected["t.u8"]["raw"]), np.uint8)})
+    for b in buffers.values():
+        b.free()
+    # One rank's slices into device buffers of the local sizes.
+    directory, _ = llama
+    ck = shardload.open(directory)
+    planned = ck.plan(rank=1, world=2, plan="hf")
+    host = load_memory(directory, device="cpu", rank=1, world=2, plan="hf").arrays()
+    buffers = {name: FakeDeviceBuffer(fake, t.nbytes) for name, t in planned.tensors.items()}
+    ck.load_into(buffers, rank=1, world=2, plan="hf")
+    for name, b in buffers.items():
+        assert b.bytes() == np.ascontiguousarray(host[name]).tobytes(), name
+        b.free()
+    gc.collect()
+    assert live(fake) == 0
