@@ -346,7 +346,7 @@ TEST_CASE("allocation, registration, copy and late stream failures: clear errors
   CHECK(cuda.Count("misuse") == 0);
 }
 
-TEST_CASE("Reload refuses tensors on another device; bad staging options are refused") {
+TEST_CASE("Reload refuses tensors on another device, bad staging options are refused") {
   Fixture f;
   FakeCuda cuda;
   auto host = Loader::Open(f.path(), {});

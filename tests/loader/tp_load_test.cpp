@@ -302,7 +302,7 @@ TEST_CASE("every rank matches the oracle on cuda:0 (fake runtime), tensors split
   CHECK(cuda.Count("misuse") == 0);
 }
 
-TEST_CASE("LoadInto caller device buffers on cuda:0 (fake runtime); padding is zeroed") {
+TEST_CASE("LoadInto caller device buffers on cuda:0 (fake runtime), padding is zeroed") {
   Fixture f;
   test::FakeCuda cuda;
   LoadOptions options;
