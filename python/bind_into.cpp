@@ -27,6 +27,7 @@
 #include "memory.h"
 #include "py_error.h"
 #include "run_load.h"
+#include "shardload/device.h"
 #include "shardload/loader.h"
 
 namespace shardload::python {
@@ -59,7 +60,7 @@ py::dict LoadInto(const CheckpointHandle& handle, const std::vector<std::string>
                   const std::vector<std::uint64_t>& sizes, unsigned threads,
                   const std::string& mode, unsigned rank, unsigned world,
                   const std::string& plan_kind, std::string plan_path, std::string plan_text,
-                  const py::object& progress) {
+                  const py::object& progress, const std::string& device) {
   if (names.size() != addresses.size() || names.size() != sizes.size()) {
     throw py::value_error("load_into: names, addresses and sizes differ in length");
   }
@@ -70,6 +71,7 @@ py::dict LoadInto(const CheckpointHandle& handle, const std::vector<std::string>
   LoadOptions options;
   options.threads = threads;
   options.mode = ParseMode(mode);
+  options.device = ValueOrThrow(ParseDevice(device));
   Result<PlanSource> plan = WithoutGil([&] {
     return MakePlanSource(plan_kind, std::move(plan_path), std::move(plan_text));
   });
@@ -140,8 +142,9 @@ void BindInto(py::module_& m) {
   m.def("load_into", &LoadInto, py::arg("checkpoint"), py::kw_only(), py::arg("names"),
         py::arg("addresses"), py::arg("sizes"), py::arg("threads"), py::arg("mode"),
         py::arg("rank"), py::arg("world"), py::arg("plan_kind"), py::arg("plan_path"),
-        py::arg("plan_text"), py::arg("progress"),
-        "Loads each named tensor into the buffer at addresses[i] of sizes[i] bytes "
+        py::arg("plan_text"), py::arg("progress"), py::arg("device") = "cpu",
+        "Loads each named tensor into the buffer at addresses[i] of sizes[i] bytes (device "
+        "pointers on DEVICE when it is cuda:N) "
         "(checked by the caller); returns the stats. Interruptible.");
   m.def("read_ranges", &ReadRanges, py::arg("checkpoint"), py::kw_only(), py::arg("shard"),
         py::arg("offsets"), py::arg("lengths"), py::arg("address"),

@@ -17,6 +17,7 @@
 #include "memory.h"
 #include "py_error.h"
 #include "run_load.h"
+#include "shardload/device.h"
 #include "shardload/loader.h"
 
 namespace shardload::python {
@@ -64,10 +65,11 @@ Selection MakeSelection(const Request& request) {
 }
 
 py::object Load(const CheckpointHandle& handle, const Request& request, unsigned rank,
-                const py::object& progress) {
+                const py::object& progress, const std::string& device) {
   LoadOptions options = Options(request);
   auto token = std::make_shared<CancelToken>();
   options.cancel = token;
+  options.device = ValueOrThrow(ParseDevice(device));
   std::optional<ProgressBridge> bridge;
   if (!progress.is_none()) options.progress = bridge.emplace(progress, *token).Function();
   const Selection selection = MakeSelection(request);
@@ -147,16 +149,16 @@ void BindLoad(py::module_& m) {
       [](const CheckpointHandle& handle, std::vector<std::string> globs, unsigned threads,
          std::string mode, unsigned rank, unsigned world, const std::string& plan_kind,
          std::string plan_path, std::string plan_text, const py::object& progress,
-         double max_over_read) {
+         double max_over_read, const std::string& device) {
         return Load(handle,
                     MakeRequest(std::move(globs), threads, std::move(mode), world, plan_kind,
                                 std::move(plan_path), std::move(plan_text), max_over_read),
-                    rank, progress);
+                    rank, progress, device);
       },
       py::arg("checkpoint"), py::kw_only(), py::arg("globs"), py::arg("threads"),
       py::arg("mode"), py::arg("rank"), py::arg("world"), py::arg("plan_kind"),
       py::arg("plan_path"), py::arg("plan_text"), py::arg("progress"),
-      py::arg("max_over_read") = 0.0,
+      py::arg("max_over_read") = 0.0, py::arg("device") = "cpu",
       "Loads into a fresh LoadedMemory; the GIL is released while reading.");
   m.def(
       "plan",

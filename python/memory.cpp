@@ -34,6 +34,10 @@ LoadedMemory::LoadedMemory(LoadedCheckpoint loaded)
 
 py::dict LoadedMemory::Arrays(py::object self) {
   const LoadedMemory& memory = self.cast<const LoadedMemory&>();
+  if (memory.loaded().device().is_cuda()) {
+    throw py::value_error("the tensors are on " + DeviceName(memory.loaded().device()) +
+                          ": numpy arrays need host memory (use framework=\"torch\")");
+  }
   std::array<std::optional<py::dtype>, kNumDTypes> dtypes;  // made once per dtype
   py::dict out;
   for (const LoadedTensor& t : memory.loaded().tensors()) {
@@ -73,6 +77,8 @@ py::dict StatsDict(const LoadStats& s) {
   out["short_reads"] = s.short_reads;
   out["retries"] = s.retries;
   out["memory"] = FsText(s.memory);
+  out["device"] = s.device;
+  out["transfer"] = s.transfer;
   return out;
 }
 

@@ -1,7 +1,9 @@
 // `shardload load PATH ...`: loads a checkpoint (or a selection of it) into
 // memory with the parallel engine, reports throughput, optionally reloads
 // into the same memory (--repeat) and saves what was loaded (--save). With
-// --plan, loads only tensor-parallel rank --rank of --world's slices.
+// --plan, loads only tensor-parallel rank --rank of --world's slices. With
+// --device cuda:N, the tensors land in that CUDA device's memory
+// (docs/device.md).
 #include <fmt/format.h>
 #include <unistd.h>
 
@@ -25,7 +27,7 @@ const CommandSpec kLoadSpec = {
     "load",
     "PATH [--select GLOB]... [--threads N] [--queue-depth N] [--chunk-size BYTES] "
     "[--direct | --buffered] [--max-over-read R] [--read-strategy S] [--repeat N] [--save OUT] "
-    "[--rank R --world W --plan P] [--json]",
+    "[--rank R --world W --plan P] [--device cpu|cuda:N [--staging BYTES] [--gds]] [--json]",
     "Load a checkpoint into memory in parallel and report the throughput.",
     {"PATH"},
     {{"--select", "GLOB", "load only matching tensors (`*` one name component, `**` any); repeatable", true},
@@ -43,6 +45,9 @@ const CommandSpec kLoadSpec = {
      RankFlag(),
      WorldFlag(),
      PlanFlag(),
+     {"--device", "DEV", "cpu (default) or cuda:N: load into that CUDA device's memory"},
+     {"--staging", "BYTES", "pinned staging ring of a device load (default 256MiB)"},
+     {"--gds", "", "GPUDirect Storage with --direct (not yet: staged, reason reported)"},
      {"--json", "", "print one JSON object on the last line of stdout"}},
 };
 
@@ -127,6 +132,18 @@ int ReadFlags(const Args& args, LoadFlags& flags) {
   } else if (backend != "auto") {
     return UsageError(kLoadSpec, "--backend must be auto, io_uring or pread");
   }
+  if (!uint_flag("--staging", flags.options.staging_bytes, true)) {
+    return UsageError(kLoadSpec, "--staging needs a positive byte count");
+  }
+  if (auto device = args.Get("--device")) {
+    auto parsed = ParseDevice(*device);
+    if (!parsed) return UsageError(kLoadSpec, "--device: " + parsed.error().detail);
+    flags.options.device = *parsed;
+  }
+  if (flags.options.device.is_cuda() && args.Has("--save")) {
+    return UsageError(kLoadSpec, "--save writes host memory: it needs --device cpu");
+  }
+  flags.options.gds = args.Has("--gds");
   flags.options.threads = static_cast<unsigned>(threads);
   flags.options.queue_depth = static_cast<unsigned>(depth);
   auto mode = ReadModeFlags(args);
@@ -180,6 +197,7 @@ void PrintReport(const LoadFlags& flags, const LoadStats& first, double first_se
     if (!rates.empty()) fmt::print("steady state over {} reloads: {} GB/s\n", rates.size(), steady);
     if (!first.backend_reason.empty()) fmt::print("backend: {}\n", first.backend_reason);
     if (!first.memory.empty()) fmt::print("memory: {}\n", first.memory);
+    if (!first.transfer.empty()) fmt::print("device: {}: {}\n", first.device, first.transfer);
     if (flags.tp.enabled) {
       fmt::print("tensor parallel: rank {} of {}, plan {}\n", flags.tp.tp.rank, flags.tp.tp.world,
                  flags.tp.tp.plan.Describe());
@@ -191,11 +209,13 @@ void PrintReport(const LoadFlags& flags, const LoadStats& first, double first_se
   for (double r : rates) runs += fmt::format("{}{:.3f}", runs.empty() ? "" : ",", r);
   fmt::print(
       "{{\"tensors\":{},\"bytes\":{},\"bytes_read\":{},\"seconds\":{:.6f},\"gb_per_s\":{:.3f},"
-      "\"backend\":{},\"backend_reason\":{},\"memory\":{},\"threads\":{},\"direct\":{},\"mode\":{},"
+      "\"backend\":{},\"backend_reason\":{},\"memory\":{},\"device\":{},\"transfer\":{},"
+      "\"threads\":{},\"direct\":{},\"mode\":{},"
       "\"bytes_direct\":{},\"bytes_buffered\":{},\"mode_note\":{},\"read_ops\":{},"
       "\"short_reads\":{},\"retries\":{},\"repeat\":{}{}{}}}\n",
       first.tensors, first.bytes, first.bytes_read, first_seconds, gbps, JsonString(first.backend),
-      JsonString(first.backend_reason), JsonString(first.memory), first.threads,
+      JsonString(first.backend_reason), JsonString(first.memory), JsonString(first.device),
+      JsonString(first.transfer), first.threads,
       first.bytes_direct > 0 ? "true" : "false", JsonString(IoModeName(first.mode)),
       first.bytes_direct, first.bytes_buffered, JsonString(first.mode_note),
       first.read_ops, first.short_reads, first.retries, flags.repeat, tp,

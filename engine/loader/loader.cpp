@@ -28,6 +28,8 @@
 
 #include "buffers/fault_in_policy.h"
 #include "buffers/mapped_memory.h"
+#include "device/device_memory.h"
+#include "device/waves.h"
 #include "io/capabilities.h"
 #include "io/completion.h"
 #include "io/file_table.h"
@@ -37,6 +39,7 @@
 #include "io/residency.h"
 #include "io/uring_backend.h"
 #include "loader/backend_override.h"
+#include "loader/device_load.h"
 #include "loader/tp_load.h"
 #include "plan/read_planner.h"
 
@@ -147,6 +150,8 @@ Status RunWorker(const IoBackend& backend, WorkerOps ops, const ExecContext& ctx
 
 struct LoadedCheckpoint::Impl {
   MappedMemory arena;
+  DeviceBuffer device_memory;  // instead of the arena when device is CUDA
+  Device device;
   std::vector<LoadedTensor> tensors;  // sorted by name
   std::vector<Window> windows;        // regions of the arena (see tp_load.h)
   LoadStats stats;
@@ -190,7 +195,12 @@ struct Loader::Impl {
   Result<LoadStats> Execute(FileTable& files, std::span<const Segment> segments,
                             std::span<const Window> windows,
                             std::span<const TensorInfo* const> tensors,
-                            FaultInPolicy* fault_in);
+                            FaultInPolicy* fault_in, std::span<const DeviceTensor> local);
+  Result<LoadStats> ExecuteHost(FileTable& files, std::span<const Segment> segments,
+                                std::span<const Window> windows,
+                                std::span<const TensorInfo* const> tensors,
+                                FaultInPolicy* fault_in, const ProgressFn& progress);
+  Result<std::byte*> AllocateOwned(LoadedCheckpoint::Impl& impl, std::uint64_t size) const;
   void RunWorkers(const IoBackend& backend, const ReadPlan& plan, OpQueue& queue,
                   const ExecContext& ctx, std::vector<WorkerStats>& stats,
                   std::vector<Status>& status);
@@ -245,6 +255,8 @@ const LoadStats& LoadedCheckpoint::stats() const {
   return impl_ ? impl_->stats : kNone;
 }
 
+Device LoadedCheckpoint::device() const { return impl_ ? impl_->device : Device(); }
+
 // --- Loader::Impl ------------------------------------------------------------
 
 Result<FileTable> Loader::Impl::OpenFiles(std::span<const TensorInfo* const> tensors) const {
@@ -291,11 +303,26 @@ Result<Loader::Impl::MarkedPlan> Loader::Impl::PlanMarked(FileTable& files,
   return MarkedPlan{std::move(*plan), std::move(*mode)};
 }
 
-// Plans `segments`, runs the plan on `threads` workers and sums their stats.
+// The one place a load goes to a device: with a CUDA device, SEGMENTS point
+// into device memory (LOCAL: the local tensors, tag = index) and are read in
+// waves through pinned staging (device/waves.h); else they are read in place.
 Result<LoadStats> Loader::Impl::Execute(FileTable& files, std::span<const Segment> segments,
                                         std::span<const Window> windows,
                                         std::span<const TensorInfo* const> tensors,
-                                        FaultInPolicy* fault_in) {
+                                        FaultInPolicy* fault_in,
+                                        std::span<const DeviceTensor> local) {
+  if (!cuda) return ExecuteHost(files, segments, windows, tensors, fault_in, options.progress);
+  return LoadThroughDevice(cuda, options, gds_reason, local, segments,
+                           [&](std::span<const Segment> wave, const ProgressFn& progress) {
+                             return ExecuteHost(files, wave, {}, tensors, nullptr, progress);
+                           });
+}
+
+// Plans `segments`, runs the plan on `threads` workers and sums their stats.
+Result<LoadStats> Loader::Impl::ExecuteHost(FileTable& files, std::span<const Segment> segments,
+                                            std::span<const Window> windows,
+                                            std::span<const TensorInfo* const> tensors,
+                                            FaultInPolicy* fault_in, const ProgressFn& progress) {
   if (Status s = CheckCancel(options); !s) return std::move(s).error();
   auto marked = PlanMarked(files, segments, windows);
   if (!marked) return std::move(marked).error();
@@ -303,7 +330,7 @@ Result<LoadStats> Loader::Impl::Execute(FileTable& files, std::span<const Segmen
 
   std::atomic<bool> stop{false};
   CancelWatch watch(options.cancel.get(), &stop);
-  ProgressMeter meter(plan->bytes_delivered, kProgressStep, options.progress);
+  ProgressMeter meter(plan->bytes_delivered, kProgressStep, progress);
   ExecContext ctx;
   ctx.files = &files;
   ctx.stop = &stop;
@@ -508,13 +535,33 @@ Result<TpItem> Loader::Impl::SliceNamed(const TpContext& context, const std::str
   return TpItem{t, std::move(*slice)};
 }
 
+// SIZE bytes of library-owned memory for IMPL: a huge-page arena, or one
+// device allocation for a CUDA load. Returns the base (kNoBytes when empty).
+Result<std::byte*> Loader::Impl::AllocateOwned(LoadedCheckpoint::Impl& impl,
+                                               std::uint64_t size) const {
+  impl.device = options.device;
+  if (cuda) {
+    auto memory = DeviceBuffer::Allocate(cuda, size);
+    if (!memory) return std::move(memory).error();
+    impl.device_memory = std::move(*memory);
+    return impl.device_memory.data() != nullptr ? impl.device_memory.data() : kNoBytes;
+  }
+  auto memory = MappedMemory::Map(size, options.huge_pages);
+  if (!memory) return std::move(memory).error();
+  impl.arena = std::move(*memory);
+  return impl.arena.data() != nullptr ? impl.arena.data() : kNoBytes;
+}
+
 Result<LoadStats> Loader::Impl::Run(FileTable& files, std::span<const TpItem> items,
                                     std::span<std::byte* const> data,
                                     std::span<const Window> windows, FaultInPolicy* fault_in) {
   std::vector<Segment> segments = MakeSegments(items, data);
-  auto stats = Execute(files, segments, windows, Sources(items), fault_in);
+  auto stats = Execute(files, segments, windows, Sources(items), fault_in,
+                       LocalTensors(items, data));
   if (!stats) return std::move(stats).error();
-  for (std::size_t i = 0; i < items.size(); ++i) ZeroPadding(items[i].slice, data[i]);
+  if (!cuda) {  // device loads zero the padding in staging
+    for (std::size_t i = 0; i < items.size(); ++i) ZeroPadding(items[i].slice, data[i]);
+  }
   stats->tensors = items.size();
   return stats;
 }
@@ -530,14 +577,11 @@ Result<LoadedCheckpoint> Loader::Impl::Load(const Selection& selection,
   auto files = OpenFiles(Sources(*items));
   if (!files) return std::move(files).error();
   LoadLayout layout = LayOut(*items, ArenaAlignment(*files));
-  auto memory = MappedMemory::Map(layout.size, options.huge_pages);
-  if (!memory) return std::move(memory).error();
-
   auto impl = std::make_unique<LoadedCheckpoint::Impl>();
-  impl->arena = std::move(*memory);
+  auto base = AllocateOwned(*impl, layout.size);
+  if (!base) return std::move(base).error();
   impl->context = std::move(*context);
-  std::byte* base = impl->arena.data() != nullptr ? impl->arena.data() : kNoBytes;
-  std::vector<std::byte*> data = Place(*items, layout, base, impl->windows);
+  std::vector<std::byte*> data = Place(*items, layout, *base, impl->windows);
   impl->tensors.reserve(items->size());
   for (std::size_t i = 0; i < items->size(); ++i) {
     const TpItem& item = (*items)[i];
@@ -548,7 +592,7 @@ Result<LoadedCheckpoint> Loader::Impl::Load(const Selection& selection,
   auto stats = Run(*files, *items, data, impl->windows, &fault_in);
   if (!stats) return std::move(stats).error();
   impl->stats = std::move(*stats);
-  impl->stats.memory = fault_in.Describe();
+  impl->stats.memory = cuda ? DeviceMemory(options.device) : fault_in.Describe();
   impl->stats.seconds = SecondsSince(start);
   return LoadedCheckpoint(std::move(impl));
 }
@@ -557,6 +601,10 @@ Status Loader::Impl::Reload(LoadedCheckpoint& loaded) {
   auto start = std::chrono::steady_clock::now();
   LoadedCheckpoint::Impl* target = loaded.impl();
   if (target == nullptr) return Invalid("", "Reload: the LoadedCheckpoint holds nothing");
+  if (target->device != options.device) {
+    return Invalid("", "Reload: the tensors are on " + DeviceName(target->device) +
+                           ", this Loader loads to " + DeviceName(options.device));
+  }
   std::vector<TpItem> items;
   std::vector<std::byte*> data;
   items.reserve(target->tensors.size());
@@ -572,7 +620,8 @@ Status Loader::Impl::Reload(LoadedCheckpoint& loaded) {
   auto stats = Run(*files, items, data, target->windows, nullptr);
   if (!stats) return std::move(stats).error();
   target->stats = std::move(*stats);
-  target->stats.memory = "reused (faulted in by the first load)";
+  target->stats.memory = cuda ? DeviceMemory(options.device) + ", reused"
+                              : "reused (faulted in by the first load)";
   target->stats.seconds = SecondsSince(start);
   return {};
 }
@@ -683,6 +732,13 @@ Result<Loader> Loader::Open(Checkpoint checkpoint, LoadOptions options) {
   try {
     if (options.queue_depth == 0) return Invalid("", "queue_depth must be at least 1");
     if (options.chunk_size == 0) return Invalid("", "chunk_size must be at least 1");
+    if (options.device.is_cuda() && options.staging_bytes < 2 * kStagingAlignment) {
+      return Invalid("", "staging_bytes must be at least " +
+                             std::to_string(2 * kStagingAlignment));
+    }
+    if (options.device.is_cuda() && options.device_streams == 0) {
+      return Invalid("", "device_streams must be at least 1");
+    }
     const unsigned threads = options.threads == 0 ? OnlineCpus() : options.threads;
     bool use_uring = false;
     std::string reason;
@@ -700,9 +756,17 @@ Result<Loader> Loader::Open(Checkpoint checkpoint, LoadOptions options) {
         reason = "pread fallback: " + caps.io_uring_reason;
       }
     }
+    std::shared_ptr<const CudaRuntime> cuda;
+    if (options.device.is_cuda()) {
+      auto runtime = CudaRuntime::Open(options.device.index);
+      if (!runtime) return std::move(runtime).error();
+      cuda = std::move(*runtime);
+    }
     auto impl = std::make_unique<Impl>(std::move(checkpoint), std::move(options), threads);
     impl->use_uring = use_uring;
     impl->backend_reason = std::move(reason);
+    impl->cuda = std::move(cuda);
+    if (impl->options.gds) impl->gds_reason = GdsFallbackReason(impl->options.mode == IoMode::kDirect);
     return Loader(std::move(impl));
   } catch (const std::bad_alloc&) {
     return ResourceExhausted();

@@ -16,6 +16,7 @@
 
 #include "shardload/cancel.h"
 #include "shardload/checkpoint.h"
+#include "shardload/device.h"
 #include "shardload/dtype.h"
 #include "shardload/error.h"
 #include "shardload/read_strategy.h"
@@ -101,6 +102,25 @@ struct LoadOptions {
   // its memory freed. A Cancel() that comes after the reads have finished
   // may still fail the load. Default: none.
   std::shared_ptr<CancelToken> cancel;
+  // Where the tensors land (docs/device.md). Default: host memory. With a
+  // CUDA device, the CUDA runtime is loaded at Loader::Open (dlopen; no build
+  // dependency): without it or the device, Open fails with kUnsupported
+  // saying what is missing. Reads then land in a pinned host staging ring
+  // and are copied to the device in waves, each read while the previous
+  // one's copies run; library-owned device memory is one cudaMalloc per load,
+  // freed with the LoadedCheckpoint, and LoadInto's destinations are device
+  // pointers.
+  Device device;
+  // The pinned staging ring of a device load, both halves (at least 8 KiB,
+  // else Open fails with kInvalidArgument; a load that fits one half
+  // registers only what it uses). Default: 256 MiB.
+  std::uint64_t staging_bytes = 256ULL << 20;
+  // CUDA streams the copies are spread over. Default: 2.
+  unsigned device_streams = 2;
+  // GPUDirect Storage (cuFileRead straight into device memory), with
+  // `direct`: not implemented yet; a device load asking for it is staged and
+  // says why in LoadStats::transfer. Default: off.
+  bool gds = false;
 };
 
 // Which tensors to load. Both empty: all of them.
@@ -132,9 +152,13 @@ struct LoadStats {
   std::string mode_note;              // e.g. files read buffered as their file
                                       // system refuses O_DIRECT ("" if none)
   std::string memory;             // how the destination memory was backed, and why
+  std::string device = "cpu";     // where the tensors landed: "cpu" or "cuda:N"
+  std::string transfer;           // device loads: waves, staging and streams used
 };
 
-// A loaded tensor: a view into memory owned by a LoadedCheckpoint.
+// A loaded tensor: a view into memory owned by a LoadedCheckpoint. After a
+// load to a CUDA device, `data` holds device addresses: never dereference
+// them on the host.
 struct LoadedTensor {
   std::string name;
   DType dtype = DType::kU8;
@@ -154,6 +178,7 @@ class LoadedCheckpoint {
   const std::vector<LoadedTensor>& tensors() const;  // sorted by name
   const LoadedTensor* Find(std::string_view name) const;
   const LoadStats& stats() const;  // of the latest load into this memory
+  Device device() const;           // where the tensors are
 
   struct Impl;
   explicit LoadedCheckpoint(std::unique_ptr<Impl> impl);
@@ -163,7 +188,8 @@ class LoadedCheckpoint {
   std::unique_ptr<Impl> impl_;
 };
 
-// Where one tensor's bytes go: `size` must equal the tensor's size.
+// Where one tensor's bytes go: `size` must equal the tensor's size. With
+// LoadOptions::device a CUDA device, `data` is a device pointer on it.
 struct Destination {
   std::string name;
   void* data = nullptr;

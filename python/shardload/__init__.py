@@ -21,7 +21,7 @@ from . import _args, _load
 
 
 def load(path, *, rank=None, world=None, plan=None, select=None, threads=None, direct=False,
-         mode=None, framework="numpy", progress=None, max_over_read=None):
+         mode=None, framework="numpy", progress=None, max_over_read=None, device="cpu"):
     """Loads the checkpoint at PATH; returns a LoadedTensors (a dict name ->
     array, with .dtypes, .stats and .memory).
 
@@ -48,6 +48,10 @@ def load(path, *, rank=None, world=None, plan=None, select=None, threads=None, d
       a callable, called as progress(bytes_done, bytes_total) from the
       loader's threads (with the GIL); an exception it raises cancels the
       load and is re-raised by load().
+    device: "cpu" (default) or "cuda:N": with framework="torch", the tensors
+      land in that CUDA device's memory (pinned staging, one allocation for
+      the load) and come back as torch CUDA tensors through DLPack, no copy.
+      Without the CUDA runtime or the device: shardload.Error "unsupported".
 
     The GIL is released while reading; Ctrl-C (KeyboardInterrupt) cancels
     the load (it stops once its reads in flight are done), frees its memory
@@ -58,7 +62,7 @@ def load(path, *, rank=None, world=None, plan=None, select=None, threads=None, d
     request = _args.load_request(rank=rank, world=world, plan=plan, select=select,
                                  threads=threads, direct=direct, mode=mode,
                                  framework=framework, progress=progress,
-                                 max_over_read=max_over_read)
+                                 max_over_read=max_over_read, device=device)
     return _load.run(open(path)._handle, request)
 
 

@@ -5,6 +5,7 @@ dict is passed as JSON text in memory, never through a file."""
 import json
 import operator
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, List, Optional
 
@@ -46,6 +47,7 @@ class Request:
     framework: str = "numpy"
     progress: Any = None         # None, a bool or a callable (_progress.py)
     max_over_read: float = 0.0   # 0: the library's default
+    device: str = "cpu"          # "cpu" or "cuda:N"
 
     def rank_info(self):
         """What a tensor-parallel load adds to .stats (None for a plain load)."""
@@ -194,8 +196,79 @@ def check_progress(progress):
         raise TypeError(f"progress must be a bool or callable, not {type(progress).__name__}")
 
 
+def _device(device, framework) -> str:
+    if not isinstance(device, str):
+        raise TypeError(f"device must be a str, not {type(device).__name__}")
+    match = re.fullmatch(r"cpu|cuda(?::(\d{1,9}))?", device)
+    if match is None:
+        raise ValueError(f'device must be "cpu", "cuda" or "cuda:N", got {device!r}')
+    if device == "cpu":
+        return device
+    if framework != "torch":
+        raise ValueError(f'device={device!r} needs framework="torch" (numpy arrays live in host memory)')
+    return f"cuda:{int(match.group(1) or 0)}"
+
+
+def _buffer(name, buf):
+    """(pointer, bytes, device) of a destination buffer: a torch tensor (its
+    device), an object with __cuda_array_interface__ (cuda, its .device.index
+    or 0) or a numpy array / __array_interface__ object (cpu). It must be
+    C-contiguous and writeable."""
+    if hasattr(buf, "data_ptr") and hasattr(buf, "element_size"):  # torch
+        if not buf.is_contiguous():
+            raise ValueError(f"load_into: {name!r} is not contiguous")
+        device = "cpu" if buf.device.type == "cpu" else f"cuda:{buf.device.index or 0}"
+        if buf.device.type not in ("cpu", "cuda"):
+            raise ValueError(f"load_into: {name!r} is on {buf.device}, not cpu or cuda")
+        return buf.data_ptr(), buf.numel() * buf.element_size(), device
+    for attr, device in (("__cuda_array_interface__", None), ("__array_interface__", "cpu")):
+        face = getattr(buf, attr, None)
+        if face is None:
+            continue
+        ptr, readonly = face["data"]
+        if readonly:
+            raise ValueError(f"load_into: {name!r} is read-only")
+        itemsize = int(face["typestr"][2:])
+        count = 1
+        for n in face["shape"]:
+            count *= int(n)
+        strides = face.get("strides")
+        if strides is not None:
+            want, step = [], itemsize
+            for n in reversed(face["shape"]):
+                want.insert(0, step)
+                step *= int(n)
+            if count > 0 and tuple(strides) != tuple(want):
+                raise ValueError(f"load_into: {name!r} is not C-contiguous")
+        if device is None:
+            index = getattr(getattr(buf, "device", None), "index", None)
+            device = f"cuda:{index or 0}"
+        return ptr, count * itemsize, device
+    raise TypeError(f"load_into: {name!r} is a {type(buf).__name__}: expected a torch tensor, "
+                    "a numpy array or a __cuda_array_interface__ object")
+
+
+def destinations(tensors):
+    """(names, pointers, sizes, device) of load_into's TENSORS (name -> buffer),
+    all on one device."""
+    if not isinstance(tensors, dict):
+        raise TypeError(f"tensors must be a dict name -> buffer, not {type(tensors).__name__}")
+    names, ptrs, sizes, devices = [], [], [], set()
+    for name, buf in tensors.items():
+        if not isinstance(name, str):
+            raise TypeError(f"tensor names must be str, not {type(name).__name__}")
+        ptr, size, device = _buffer(name, buf)
+        names.append(name)
+        ptrs.append(ptr)
+        sizes.append(size)
+        devices.add(device)
+    if len(devices) > 1:
+        raise ValueError(f"load_into: buffers on several devices: {sorted(devices)}")
+    return names, ptrs, sizes, devices.pop() if devices else "cpu"
+
+
 def load_request(*, rank, world, plan, select, threads, direct, framework, progress,
-                 mode=None, max_over_read=None) -> Request:
+                 mode=None, max_over_read=None, device="cpu") -> Request:
     """The checked arguments of a load."""
     plan = _plan(plan)
     rank, world = _world_and_rank(rank, world, plan, every_rank_allowed=False)
@@ -204,7 +277,7 @@ def load_request(*, rank, world, plan, select, threads, direct, framework, progr
         raise ValueError(f"framework must be one of {FRAMEWORKS}, got {framework!r}")
     check_progress(progress)
     return Request(_globs(select), _threads(threads), mode, rank, world, plan, framework,
-                   progress, _max_over_read(max_over_read))
+                   progress, _max_over_read(max_over_read), _device(device, framework))
 
 
 def plan_request(*, rank, world, plan, select, threads, direct, mode=None,

@@ -120,14 +120,34 @@ class Checkpoint(Mapping):
         plans = [_rank_plan(p) for p in plans]
         return plans if request.rank is None else plans[0]
 
+    def load_into(self, tensors, *, rank=None, world=None, plan=None, threads=None,
+                  direct=False):
+        """Loads each tensor into the buffer TENSORS maps its name to, in
+        place: torch tensors (CPU or CUDA, e.g. a model's parameters),
+        numpy arrays, or objects with __cuda_array_interface__; contiguous,
+        writeable, all on one device, each of the tensor's size in bytes
+        (the rank's local size with a plan). Returns the load's stats.
+        Arguments as load(); raises shardload.Error as load() does."""
+        request = _args.load_request(rank=rank, world=world, plan=plan, select=None,
+                                     threads=threads, direct=direct, framework="numpy",
+                                     progress=None)
+        names, ptrs, sizes, device = _args.destinations(tensors)
+        stats = _shardload.load_into(self._handle, names=names, addresses=ptrs, sizes=sizes,
+                                     threads=request.threads, mode=request.mode,
+                                     rank=request.rank, world=request.world, progress=None,
+                                     device=device, **request.plan_kwargs())
+        stats.update(request.rank_info() or {})
+        return stats
+
     def load(self, *, rank=None, world=None, plan=None, select=None, threads=None,
-             direct=False, mode=None, framework="numpy", progress=None, max_over_read=None):
+             direct=False, mode=None, framework="numpy", progress=None, max_over_read=None,
+             device="cpu"):
         """Loads from this checkpoint; as shardload.load() without resolving
         the path again."""
         request = _args.load_request(rank=rank, world=world, plan=plan, select=select,
                                      threads=threads, direct=direct, mode=mode,
                                      framework=framework, progress=progress,
-                                     max_over_read=max_over_read)
+                                     max_over_read=max_over_read, device=device)
         return _load.run(self._handle, request)
 
     def __repr__(self):

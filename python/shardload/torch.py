@@ -67,12 +67,13 @@ def load_into(module_or_state_dict, path, *, rank=None, world=None, plan=None, s
         problems += [f'Unexpected key(s) in the checkpoint: "{n}"' for n in unexpected]
     chosen = [(key, mapping[key], targets[key]) for key in sorted(targets) if key in mapping]
     problems += _mismatches(chosen, available)
+    device = _device(chosen, problems)
     destinations = _destinations(chosen, problems)
     if problems:
         raise RuntimeError(f"shardload.torch.load_into({checkpoint.path!r}): "
                            f"{len(problems)} problem(s), nothing was read:\n\t"
                            + "\n\t".join(problems))
-    _read(checkpoint, request, destinations)
+    _read(checkpoint, request, destinations, device)
     return IncompatibleKeys(missing, sorted(unexpected))
 
 
@@ -138,9 +139,9 @@ def _mismatches(chosen, available):
         elif expected is None or tensor.dtype != expected:
             problems.append(f"dtype mismatch for {where}: the checkpoint's is {dtype}, "
                             f"the model's {tensor.dtype}")
-        elif tensor.device.type != "cpu":
+        elif tensor.device.type not in ("cpu", "cuda"):
             problems.append(f"{where} is on {tensor.device}: load_into reads into CPU "
-                            "tensors only")
+                            "or CUDA tensors only")
         elif not tensor.is_contiguous():
             problems.append(f"{where} is not contiguous: load_into reads into contiguous "
                             "tensors only (call .contiguous() on the parameter first)")
@@ -164,13 +165,24 @@ def _destinations(chosen, problems):
     return [(name, address, nbytes) for (address, nbytes), (_, name) in ordered]
 
 
-def _read(checkpoint, request, destinations):
+def _device(chosen, problems):
+    """The one device ("cpu" or "cuda:N") every chosen tensor is on; tensors
+    on several devices are PROBLEMS."""
+    devices = sorted({"cpu" if t.device.type == "cpu" else f"cuda:{t.device.index or 0}"
+                      for _, _, t in chosen if t.device.type in ("cpu", "cuda")})
+    if len(devices) > 1:
+        problems.append(f"tensors on several devices ({', '.join(devices)}): load_into reads "
+                        "into one device per call")
+    return devices[0] if devices else "cpu"
+
+
+def _read(checkpoint, request, destinations, device):
     progress = _progress.reporter(request.progress, "shardload.load_into")
     try:
         _shardload.load_into(
             checkpoint._handle, names=[d[0] for d in destinations],
             addresses=[d[1] for d in destinations], sizes=[d[2] for d in destinations],
             threads=request.threads, mode=request.mode, rank=request.rank,
-            world=request.world, progress=progress, **request.plan_kwargs())
+            world=request.world, progress=progress, device=device, **request.plan_kwargs())
     finally:
         _progress.close(progress)

@@ -21,10 +21,11 @@ struct Run {
   std::string err;  // stderr
 };
 
-// Runs the CLI with `args` (shell-quoted by the caller).
-Run Cli(const std::string& args, const TempDir& tmp) {
+// Runs the CLI with `args` (shell-quoted by the caller), with `env` (e.g.
+// "NAME=value ") prefixed to the command.
+Run Cli(const std::string& args, const TempDir& tmp, const std::string& env = "") {
   std::string err_path = tmp / "stderr.txt";
-  std::string cmd = std::string(SHARDLOAD_CLI) + " " + args + " 2>" + err_path;
+  std::string cmd = env + std::string(SHARDLOAD_CLI) + " " + args + " 2>" + err_path;
   Run r;
   FILE* pipe = ::popen(cmd.c_str(), "r");
   REQUIRE(pipe != nullptr);
@@ -253,6 +254,32 @@ TEST_CASE("load refuses a shard whose data is cut short, naming the shard (exit 
   Run r = Cli("load " + dir, tmp);
   CHECK(r.exit_code == 3);
   CHECK(r.err.find("a.safetensors") != std::string::npos);
+}
+
+TEST_CASE("load --device cuda:0 through the fake CUDA runtime, device errors exit 7") {
+  TempDir tmp;
+  const std::string fake = std::string("SHARDLOAD_CUDART=") + FAKE_CUDART_PATH + " ";
+  Run r = Cli("load " + Generated() + " --device cuda:0 --staging 1MiB --gds --json", tmp, fake);
+  REQUIRE_MESSAGE(r.exit_code == 0, r.err);
+  rapidjson::Document doc = LastJsonLine(r.out);
+  CHECK(std::string(doc["device"].GetString()) == "cuda:0");
+  CHECK(std::string(doc["transfer"].GetString()).find("pinned staging") != std::string::npos);
+  CHECK(std::string(doc["transfer"].GetString()).find("GDS not used") != std::string::npos);
+  CHECK(std::string(doc["memory"].GetString()).find("cudaMalloc") != std::string::npos);
+
+  Run missing = Cli("load " + Generated() + " --device cuda:0 --json", tmp);
+  if (std::getenv("SHARDLOAD_CUDART") == nullptr) {
+    // No CUDA device on a test machine, or no libcudart at all: unsupported.
+    if (missing.exit_code == 0) MESSAGE("a real CUDA device is present; skipped");
+    if (missing.exit_code != 0) {
+      CHECK(missing.exit_code == 7);
+      CHECK(std::string(LastJsonLine(missing.out)["error"]["code_name"].GetString()) ==
+            "unsupported");
+    }
+  }
+  CHECK(Cli("load " + Generated() + " --device gpu", tmp).exit_code == 2);
+  CHECK(Cli("load " + Generated() + " --device cuda:0 --save " + (tmp / "out"), tmp).exit_code ==
+        2);
 }
 
 }  // namespace
