@@ -135,10 +135,13 @@ void Accumulate(LoadStats& sum, const LoadStats& wave, bool first) {
     sum.backend = wave.backend;
     sum.backend_reason = wave.backend_reason;
     sum.threads = wave.threads;
-    sum.direct = wave.direct;
+    sum.mode = wave.mode;
   }
+  if (sum.mode_note.empty()) sum.mode_note = wave.mode_note;
   sum.bytes += wave.bytes;
   sum.bytes_read += wave.bytes_read;
+  sum.bytes_direct += wave.bytes_direct;
+  sum.bytes_buffered += wave.bytes_buffered;
   sum.read_ops += wave.read_ops;
   sum.short_reads += wave.short_reads;
   sum.retries += wave.retries;

@@ -226,6 +226,8 @@ struct Loader::Impl {
   tbb::task_arena arena;
   UringBackend uring;
   PreadBackend pread;
+  std::shared_ptr<const CudaRuntime> cuda;  // set when options.device is CUDA
+  std::string gds_reason;                   // why a --gds load is staged
   // Plans read so far, by source (a few per Loader at most).
   std::vector<std::pair<PlanSource, std::shared_ptr<const tp::Plan>>> plans;
 };

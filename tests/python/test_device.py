@@ -49,8 +49,9 @@ def fake(monkeypatch):
     return lib
 
 
-def load_memory(path, device="cuda:0", **kw):
-    args = dict(globs=[], threads=2, direct=False, rank=0, world=1, plan="", progress=None)
+def load_memory(path, device="cuda:0", plan="", **kw):
+    args = dict(globs=[], threads=2, mode="auto", rank=0, world=1, progress=None,
+                plan_kind=plan and "hf", plan_path="", plan_text="")
     args.update(kw)
     return _shardload.load(shardload.open(path)._handle, device=device, **args)
 
