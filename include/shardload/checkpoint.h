@@ -47,8 +47,9 @@ using Warning = Error;
 
 class Checkpoint {
  public:
-  // Resolves PATH: a .safetensors file, a *.safetensors.index.json, or a
-  // directory holding one index or only .safetensors files.
+  // Resolves PATH: a *.safetensors.index.json, any other regular file (read
+  // as one safetensors file whatever its name, e.g. a Hugging Face blob), or
+  // a directory holding one *.safetensors.index.json or *.safetensors files.
   static Result<Checkpoint> Open(const std::string& path);
 
   const std::string& path() const { return path_; }
