@@ -165,7 +165,7 @@ void PrintReport(const LoadFlags& flags, const LoadStats& first, double first_se
   if (!flags.json) {
     fmt::print("loaded {} tensors, {} ({} read) in {:.3f} s: {:.2f} GB/s [{}, {} threads{}]\n",
                first.tensors, HumanBytes(first.bytes), HumanBytes(first.bytes_read),
-               first_seconds, gbps, first.backend, first.threads,
+               first_seconds, gbps, BackendName(first.backend), first.threads,
                first.direct ? ", O_DIRECT" : "");
     if (!rates.empty()) fmt::print("steady state over {} reloads: {} GB/s\n", rates.size(), steady);
     if (!first.backend_reason.empty()) fmt::print("backend: {}\n", first.backend_reason);
@@ -183,7 +183,7 @@ void PrintReport(const LoadFlags& flags, const LoadStats& first, double first_se
       "{{\"tensors\":{},\"bytes\":{},\"bytes_read\":{},\"seconds\":{:.6f},\"gb_per_s\":{:.3f},"
       "\"backend\":{},\"backend_reason\":{},\"memory\":{},\"threads\":{},\"direct\":{},\"read_ops\":{},"
       "\"short_reads\":{},\"retries\":{},\"repeat\":{}{}{}}}\n",
-      first.tensors, first.bytes, first.bytes_read, first_seconds, gbps, JsonString(first.backend),
+      first.tensors, first.bytes, first.bytes_read, first_seconds, gbps, JsonString(BackendName(first.backend)),
       JsonString(first.backend_reason), JsonString(first.memory), first.threads, first.direct ? "true" : "false",
       first.read_ops, first.short_reads, first.retries, flags.repeat, tp,
       rates.empty() ? "" : fmt::format(",\"steady_gb_per_s\":{},\"reload_gb_per_s\":[{}]", steady, runs));

@@ -32,6 +32,7 @@
 #include "io/op_queue.h"
 #include "io/pread_backend.h"
 #include "io/uring_backend.h"
+#include "loader/backend_name.h"
 #include "loader/backend_override.h"
 #include "loader/tp_load.h"
 #include "plan/arena_layout.h"
@@ -293,7 +294,7 @@ LoadStats Loader::Impl::SumStats(const IoBackend& backend, const ReadPlan& plan,
   LoadStats out;
   out.threads = threads;
   out.direct = options.direct;
-  out.backend = backend.name();
+  out.backend = BackendOf(backend);
   out.backend_reason = backend_reason;
   unsigned fell_back = 0, busy = 0;
   for (unsigned w = 0; w < threads; ++w) {
@@ -309,7 +310,7 @@ LoadStats Loader::Impl::SumStats(const IoBackend& backend, const ReadPlan& plan,
       out.backend_reason += "; worker " + std::to_string(w) + ": " + ws.note;
     }
   }
-  if (fell_back > 0 && fell_back == busy) out.backend = "pread";  // all of them
+  if (fell_back > 0 && fell_back == busy) out.backend = Backend::kPread;  // all of them
   return out;
 }
 
@@ -371,7 +372,7 @@ Result<LoadedCheckpoint> Loader::Impl::Load(const Selection& selection) {
 
 Status Loader::Impl::Reload(LoadedCheckpoint& loaded) {
   auto start = std::chrono::steady_clock::now();
-  LoadedCheckpoint::Impl* target = loaded.impl();
+  LoadedCheckpoint::Impl* target = loaded.impl_.get();
   if (target == nullptr) return Invalid("", "Reload: the LoadedCheckpoint holds nothing");
   if (target->tp) return ReloadTp(*target);
   std::vector<const TensorInfo*> tensors;

@@ -32,7 +32,7 @@ Result<std::string> ReadText(const std::string& path) {
   if (!in) {
     int err = errno;
     return Error{ErrorCode::kIoError, path, "", "cannot open the tensor-parallel plan: " +
-                                                    std::string(std::strerror(err)), err};
+                                                    std::string(std::strerror(err)), err, std::nullopt};
   }
   std::ostringstream text;
   text << in.rdbuf();

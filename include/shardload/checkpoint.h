@@ -18,6 +18,10 @@
 
 namespace shardload {
 
+namespace internal {
+struct CheckpointAccess;
+}  // namespace internal
+
 // Ordered key/value strings, as in a header's __metadata__.
 using Metadata = std::vector<std::pair<std::string, std::string>>;
 
@@ -67,12 +71,14 @@ class Checkpoint {
   const TensorInfo* Find(std::string_view name) const;
   std::uint64_t TotalBytes() const;  // sum of tensor sizes
 
-  // Assembles a description; used by the resolver. Sorts tensors by name.
+ private:
+  // Built only by Open (the resolver, through the engine's
+  // index/checkpoint_access.h), so that every Checkpoint was validated.
+  friend struct internal::CheckpointAccess;
   Checkpoint(std::string path, std::string index_path,
              std::vector<ShardInfo> shards, std::vector<TensorInfo> tensors,
              std::vector<Warning> warnings, Metadata index_metadata);
 
- private:
   std::string path_;
   std::string index_path_;
   std::vector<ShardInfo> shards_;

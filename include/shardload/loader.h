@@ -21,6 +21,8 @@
 namespace shardload {
 
 enum class Backend { kAuto, kIoUring, kPread };
+// "auto", "io_uring" or "pread" (the CLI's --backend spelling).
+std::string_view BackendName(Backend backend);
 
 struct LoadOptions {
   // Workers: the reads are split into this many shares of about equal bytes,
@@ -89,7 +91,7 @@ struct LoadStats {
   std::uint64_t short_reads = 0;  // reads resumed after returning less
   std::uint64_t retries = 0;      // EAGAIN / EINTR resubmissions
   double seconds = 0;             // wall time of the load call
-  std::string backend;            // "io_uring" or "pread"
+  Backend backend = Backend::kPread;  // kIoUring or kPread (BackendName)
   std::string backend_reason;     // why this backend, in words
   unsigned threads = 0;
   bool direct = false;
@@ -117,11 +119,10 @@ class LoadedCheckpoint {
   const LoadedTensor* Find(std::string_view name) const;
   const LoadStats& stats() const;  // of the latest load into this memory
 
+ private:
+  friend class Loader;  // the only way to fill one: Loader::Load
   struct Impl;
   explicit LoadedCheckpoint(std::unique_ptr<Impl> impl);
-  Impl* impl() const { return impl_.get(); }
-
- private:
   std::unique_ptr<Impl> impl_;
 };
 
