@@ -15,6 +15,7 @@
 
 #include "shardload/dtype.h"
 #include "shardload/error.h"
+#include "shardload/metadata.h"
 
 namespace shardload {
 
@@ -22,8 +23,6 @@ namespace internal {
 struct CheckpointAccess;
 }  // namespace internal
 
-// Ordered key/value strings, as in a header's __metadata__.
-using Metadata = std::vector<std::pair<std::string, std::string>>;
 
 struct TensorInfo {
   std::string name;
