@@ -209,9 +209,8 @@ class Loader {
   Result<LoadStats> LoadInto(std::span<const Destination> destinations,
                              const TensorParallel& tp);
 
-  struct Impl;
-
  private:
+  struct Impl;
   explicit Loader(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
