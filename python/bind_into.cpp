@@ -80,36 +80,13 @@ py::dict LoadInto(const CheckpointHandle& handle, const std::vector<std::string>
                      [&](Loader& loader) { return loader.LoadInto(destinations, tp); });
 }
 
-// A Checkpoint whose tensors are the byte ranges [offsets[i], +lengths[i])
-// of shard SHARD of BASE, each a U8 tensor named by its index.
-Result<Checkpoint> RangeCheckpoint(const Checkpoint& base, std::uint32_t shard,
-                                   const std::vector<std::uint64_t>& offsets,
-                                   const std::vector<std::uint64_t>& lengths) {
-  if (shard >= base.shards().size()) {
-    return MakeError(ErrorCode::kInvalidArgument, base.path(), "", "no such shard");
-  }
-  ShardInfo info = base.shards()[shard];
-  std::vector<TensorInfo> tensors;
-  for (std::size_t i = 0; i < offsets.size(); ++i) {
-    if (offsets[i] > info.file_size || lengths[i] > info.file_size - offsets[i]) {
-      return MakeError(ErrorCode::kInvalidArgument, info.path, "",
-                       "byte range " + std::to_string(offsets[i]) + "+" +
-                           std::to_string(lengths[i]) + " is past the end of the file");
-    }
-    tensors.push_back(TensorInfo{std::to_string(i), DType::kU8, {lengths[i]}, 0, offsets[i],
-                                 lengths[i]});
-  }
-  info.num_tensors = static_cast<std::uint32_t>(tensors.size());
-  return Checkpoint(info.path, "", {info}, std::move(tensors), {}, {});
-}
-
 py::dict ReadRanges(const CheckpointHandle& handle, std::uint32_t shard,
                     const std::vector<std::uint64_t>& offsets,
                     const std::vector<std::uint64_t>& lengths, std::uintptr_t address) {
   if (offsets.size() != lengths.size()) {
     throw py::value_error("read_ranges: offsets and lengths differ in length");
   }
-  Checkpoint ranges = ValueOrThrow(RangeCheckpoint(handle.checkpoint(), shard, offsets, lengths));
+  Checkpoint ranges = ValueOrThrow(handle.checkpoint().ByteRanges(shard, offsets, lengths));
   std::vector<Destination> destinations;
   std::uint64_t total = 0;
   for (std::size_t i = 0; i < offsets.size(); ++i) {

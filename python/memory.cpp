@@ -65,7 +65,7 @@ py::dict StatsDict(const LoadStats& s) {
   out["bytes_read"] = s.bytes_read;
   out["seconds"] = s.seconds;
   out["gb_per_s"] = s.seconds > 0 ? static_cast<double>(s.bytes) / s.seconds / 1e9 : 0.0;
-  out["backend"] = s.backend;
+  out["backend"] = std::string(BackendName(s.backend));
   out["backend_reason"] = FsText(s.backend_reason);
   out["threads"] = s.threads;
   out["direct"] = s.bytes_direct > 0;

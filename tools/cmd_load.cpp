@@ -190,7 +190,7 @@ void PrintReport(const LoadFlags& flags, const LoadStats& first, double first_se
   if (!flags.json) {
     fmt::print("loaded {} tensors, {} ({} read) in {:.3f} s: {:.2f} GB/s [{}, {} threads, {}]\n",
                first.tensors, HumanBytes(first.bytes), HumanBytes(first.bytes_read),
-               first_seconds, gbps, first.backend, first.threads, IoModeName(first.mode));
+               first_seconds, gbps, BackendName(first.backend), first.threads, IoModeName(first.mode));
     fmt::print("read: {} with O_DIRECT, {} buffered\n", HumanBytes(first.bytes_direct),
                HumanBytes(first.bytes_buffered));
     if (!first.mode_note.empty()) fmt::print("mode: {}\n", first.mode_note);
@@ -213,7 +213,7 @@ void PrintReport(const LoadFlags& flags, const LoadStats& first, double first_se
       "\"threads\":{},\"direct\":{},\"mode\":{},"
       "\"bytes_direct\":{},\"bytes_buffered\":{},\"mode_note\":{},\"read_ops\":{},"
       "\"short_reads\":{},\"retries\":{},\"repeat\":{}{}{}}}\n",
-      first.tensors, first.bytes, first.bytes_read, first_seconds, gbps, JsonString(first.backend),
+      first.tensors, first.bytes, first.bytes_read, first_seconds, gbps, JsonString(BackendName(first.backend)),
       JsonString(first.backend_reason), JsonString(first.memory), JsonString(first.device),
       JsonString(first.transfer), first.threads,
       first.bytes_direct > 0 ? "true" : "false", JsonString(IoModeName(first.mode)),

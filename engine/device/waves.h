@@ -25,7 +25,7 @@
 #include "device/cuda_runtime.h"
 #include "plan/read_op.h"
 #include "shardload/error.h"
-#include "shardload/loader.h"
+#include "shardload/stats.h"
 
 namespace shardload {
 

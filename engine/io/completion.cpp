@@ -31,7 +31,9 @@ Error TruncatedError(const ReadOp& op, const std::string& path, std::uint64_t go
   if (::stat(path.c_str(), &st) == 0) {
     detail += " (the file now has " + std::to_string(st.st_size) + " bytes)";
   }
-  return MakeError(ErrorCode::kTruncated, path, "", std::move(detail));
+  Error e = MakeError(ErrorCode::kTruncated, path, "", std::move(detail));
+  e.offset = op.offset + got;
+  return e;
 }
 
 }  // namespace
@@ -48,6 +50,7 @@ Verdict OnReadResult(const ReadOp& op, std::int64_t res, std::uint64_t alignment
     }
     *error = ErrnoError(path, ReadContext(op), err);
     stats.failed_offset = op.offset + cursor.done;
+    error->offset = stats.failed_offset;
     return Verdict::kFailed;
   }
   cursor.retries = 0;

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "shardload/error.h"
-#include "shardload/loader.h"
+#include "shardload/stats.h"
 #include "util/fd.h"
 
 namespace shardload {

@@ -32,7 +32,7 @@
 
 #include "plan/read_op.h"
 #include "shardload/error.h"
-#include "shardload/loader.h"
+#include "shardload/stats.h"
 
 namespace shardload {
 

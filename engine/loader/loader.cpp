@@ -38,6 +38,7 @@
 #include "io/pread_backend.h"
 #include "io/residency.h"
 #include "io/uring_backend.h"
+#include "loader/backend_name.h"
 #include "loader/backend_override.h"
 #include "loader/device_load.h"
 #include "loader/tp_load.h"
@@ -45,17 +46,6 @@
 
 namespace shardload {
 
-const char* IoModeName(IoMode mode) {
-  switch (mode) {
-    case IoMode::kAuto:
-      return "auto";
-    case IoMode::kBuffered:
-      return "buffered";
-    case IoMode::kDirect:
-      return "direct";
-  }
-  return "auto";
-}
 
 namespace {
 
@@ -413,7 +403,7 @@ LoadStats Loader::Impl::SumStats(const IoBackend& backend, const MarkedPlan& mar
   out.threads = threads;
   out.mode = options.mode;
   out.mode_note = marked.mode.note;
-  out.backend = backend.name();
+  out.backend = BackendOf(backend);
   out.backend_reason = backend_reason;
   unsigned fell_back = 0, busy = 0;
   for (unsigned w = 0; w < threads; ++w) {
@@ -431,7 +421,7 @@ LoadStats Loader::Impl::SumStats(const IoBackend& backend, const MarkedPlan& mar
       out.backend_reason += "; worker " + std::to_string(w) + ": " + ws.note;
     }
   }
-  if (fell_back > 0 && fell_back == busy) out.backend = "pread";  // all of them
+  if (fell_back > 0 && fell_back == busy) out.backend = Backend::kPread;  // all of them
   return out;
 }
 
@@ -601,7 +591,7 @@ Result<LoadedCheckpoint> Loader::Impl::Load(const Selection& selection,
 
 Status Loader::Impl::Reload(LoadedCheckpoint& loaded) {
   auto start = std::chrono::steady_clock::now();
-  LoadedCheckpoint::Impl* target = loaded.impl();
+  LoadedCheckpoint::Impl* target = loaded.impl_.get();
   if (target == nullptr) return Invalid("", "Reload: the LoadedCheckpoint holds nothing");
   if (target->device != options.device) {
     return Invalid("", "Reload: the tensors are on " + DeviceName(target->device) +

@@ -60,7 +60,7 @@ std::string_view ErrorCodeName(ErrorCode code) {
 
 Error MakeError(ErrorCode code, std::string path, std::string tensor,
                 std::string detail) {
-  return Error{code, std::move(path), std::move(tensor), std::move(detail), 0};
+  return Error{code, std::move(path), std::move(tensor), std::move(detail), 0, std::nullopt};
 }
 
 std::string Error::ToString() const {

@@ -82,6 +82,9 @@ struct Error {
   std::string tensor;  // the tensor it is about (empty when none)
   std::string detail;  // the rule broken, in words
   int sys_errno = 0;   // errno for kIoError, else 0
+  // The byte offset in `path` where the failing read started or the file
+  // ended, when the error is about one (I/O errors of reads, truncation).
+  std::optional<std::uint64_t> offset;
 
   // "PATH: tensor `NAME`: DETAIL (error: CODE_NAME)".
   std::string ToString() const;

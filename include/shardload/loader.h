@@ -20,15 +20,9 @@
 #include "shardload/dtype.h"
 #include "shardload/error.h"
 #include "shardload/read_strategy.h"
+#include "shardload/stats.h"
 
 namespace shardload {
-
-enum class Backend { kAuto, kIoUring, kPread };
-
-// Buffered or O_DIRECT reads (LoadOptions::mode).
-enum class IoMode { kAuto, kBuffered, kDirect };
-// "auto", "buffered", "direct".
-const char* IoModeName(IoMode mode);
 
 struct LoadOptions {
   // Workers: the reads are split into this many shares of about equal bytes,
@@ -135,26 +129,6 @@ struct Selection {
 Result<std::vector<const TensorInfo*>> Select(const Checkpoint& checkpoint,
                                               const Selection& selection);
 
-struct LoadStats {
-  std::uint64_t tensors = 0;
-  std::uint64_t bytes = 0;        // bytes delivered into destinations
-  std::uint64_t bytes_read = 0;   // bytes read from storage
-  std::uint64_t read_ops = 0;     // reads submitted, resubmissions excluded
-  std::uint64_t short_reads = 0;  // reads resumed after returning less
-  std::uint64_t retries = 0;      // EAGAIN / EINTR resubmissions
-  double seconds = 0;             // wall time of the load call
-  std::string backend;            // "io_uring" or "pread"
-  std::string backend_reason;     // why this backend, in words
-  unsigned threads = 0;
-  IoMode mode = IoMode::kAuto;        // LoadOptions::mode
-  std::uint64_t bytes_direct = 0;     // of bytes_read, read with O_DIRECT
-  std::uint64_t bytes_buffered = 0;   // of bytes_read, read through the page cache
-  std::string mode_note;              // e.g. files read buffered as their file
-                                      // system refuses O_DIRECT ("" if none)
-  std::string memory;             // how the destination memory was backed, and why
-  std::string device = "cpu";     // where the tensors landed: "cpu" or "cuda:N"
-  std::string transfer;           // device loads: waves, staging and streams used
-};
 
 // A loaded tensor: a view into memory owned by a LoadedCheckpoint. After a
 // load to a CUDA device, `data` holds device addresses: never dereference
@@ -180,11 +154,10 @@ class LoadedCheckpoint {
   const LoadStats& stats() const;  // of the latest load into this memory
   Device device() const;           // where the tensors are
 
+ private:
+  friend class Loader;  // the only way to fill one: Loader::Load
   struct Impl;
   explicit LoadedCheckpoint(std::unique_ptr<Impl> impl);
-  Impl* impl() const { return impl_.get(); }
-
- private:
   std::unique_ptr<Impl> impl_;
 };
 
@@ -340,9 +313,8 @@ class Loader {
   Result<LoadStats> LoadInto(std::span<const Destination> destinations,
                              const TensorParallel& tp);
 
-  struct Impl;
-
  private:
+  struct Impl;
   explicit Loader(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

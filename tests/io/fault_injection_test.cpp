@@ -290,7 +290,8 @@ std::string ListFaults(const std::vector<InjectedFault>& faults) {
 }
 
 // The error a fatal fault must produce: its code and errno, the shard, the
-// read's offset and length, and a tensor of that shard that the read covers.
+// read's offset and length (Error::offset inside that read), and a tensor of
+// that shard that the read covers.
 bool ErrorMatches(const Error& e, const InjectedFault& f, const Checkpoint& ckpt) {
   const ErrorCode code = f.kind == FaultKind::kZeroRead ? ErrorCode::kTruncated
                                                         : ErrorCode::kIoError;
@@ -299,7 +300,9 @@ bool ErrorMatches(const Error& e, const InjectedFault& f, const Checkpoint& ckpt
                            std::to_string(f.op_offset);
   const TensorInfo* t = ckpt.Find(e.tensor);
   return e.code == code && e.sys_errno == err && e.path == ckpt.shards()[f.file].path &&
-         e.detail.find(read) != std::string::npos && t != nullptr && t->shard == f.file &&
+         e.detail.find(read) != std::string::npos && e.offset.has_value() &&
+         *e.offset >= f.op_offset && *e.offset < f.op_offset + f.op_length &&
+         t != nullptr && t->shard == f.file &&
          t->offset < f.op_offset + f.op_length && t->offset + t->size > f.op_offset;
 }
 
@@ -332,7 +335,7 @@ void CheckStats(const LoadStats& stats, const Oracle& oracle, const PolicyInputs
   CHECK(stats.short_reads == in.short_reads);
   CHECK(stats.retries == in.retries);
   CHECK(stats.read_ops == in.first_reads);
-  CHECK(stats.backend == (c.backend == Backend::kIoUring ? "io_uring" : "pread"));
+  CHECK(stats.backend == c.backend);
 }
 
 // A worker stops at its first fatal fault: nothing of it reaches the policy

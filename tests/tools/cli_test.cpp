@@ -141,6 +141,26 @@ TEST_CASE("inspect refuses a corrupt file with exit 3 naming file and rule") {
   CHECK(std::string(doc["error"]["tensor"].GetString()) == "w");
 }
 
+TEST_CASE("inspect and load take a safetensors file whatever its name") {
+  TempDir tmp;
+  std::string data(16, '\x5a');
+  std::string bytes =
+      RawSafetensors(R"({"w":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]}})", data);
+  for (std::string name : {"model.st", "0123456789abcdef0123456789abcdef01234567"}) {
+    CAPTURE(name);
+    WriteFile(tmp / name, bytes);
+    Run r = Cli("inspect " + (tmp / name) + " --json --tensors", tmp);
+    REQUIRE_MESSAGE(r.exit_code == 0, r.err);
+    rapidjson::Document doc = LastJsonLine(r.out);
+    CHECK(doc["valid"].GetBool());
+    CHECK(doc["tensor_count"].GetUint64() == 1);
+    CHECK(std::string(doc["shards"][0]["path"].GetString()) == tmp / name);
+    Run load = Cli("load " + (tmp / name) + " --json", tmp);
+    REQUIRE_MESSAGE(load.exit_code == 0, load.err);
+    CHECK(LastJsonLine(load.out)["bytes"].GetUint64() == 16);
+  }
+}
+
 TEST_CASE("inspect exit codes for layout and I/O errors") {
   TempDir tmp;
   CHECK(Cli("inspect " + (tmp / "does-not-exist"), tmp).exit_code == 5);
