@@ -26,6 +26,8 @@ def check_rank(loaded, full, expect, max_over_read=8):
         assert np.array_equal(array, want), name
         total += want.nbytes
     assert loaded.stats["bytes"] == total
+    if loaded.stats["bytes_direct"]:
+        return  # auto mode read cold ranges with O_DIRECT: alignment is outside the cap
     if max_over_read == 1:
         assert loaded.stats["bytes_read"] == total, "max_over_read=1: a rank reads exactly its bytes"
     else:
@@ -150,10 +152,11 @@ def test_plan_every_rank_from_one_call(llama):
     directory, config = llama
     ckpt = shardload.open(directory)
     for plan in ("hf", config):
-        every = ckpt.plan(world=4, plan=plan)
+        # Buffered: an auto plan follows the page cache, which may change between calls.
+        every = ckpt.plan(world=4, plan=plan, mode="buffered")
         assert [p.rank for p in every] == [0, 1, 2, 3]
         for rank, p in enumerate(every):
-            assert p == ckpt.plan(world=4, rank=rank, plan=plan)
+            assert p == ckpt.plan(world=4, rank=rank, plan=plan, mode="buffered")
             assert p.read_ops == sum(t.read_ops for t in p.tensors.values())
             assert p.bytes_read == sum(t.bytes_read for t in p.tensors.values())
             assert all(t.strategy in ("exact", "staged", "mixed") for t in p.tensors.values())

@@ -132,13 +132,16 @@ def main():
     assert len(infos) == 90427, len(infos)
     problems = []
 
-    every = run_json([cli, "plan", ckpt, "--world", str(WORLD), "--plan", "hf", "--json"])
+    # Every command forces buffered reads: the default (auto) mode plans from
+    # the page cache of the moment, which other processes change between runs.
+    every = run_json([cli, "plan", ckpt, "--world", str(WORLD), "--plan", "hf", "--buffered",
+                      "--json"])
     if [r["rank"] for r in every["ranks"]] != list(range(WORLD)):
         problems.append("plan without --rank must report every rank in order")
     check_plan(every["ranks"], infos, problems)
     for r in (0, WORLD - 3):  # two ranks: each plan of every tensor takes seconds
         one = run_json([cli, "plan", ckpt, "--world", str(WORLD), "--plan", "hf", "--rank",
-                        str(r), "--json"])
+                        str(r), "--buffered", "--json"])
         if one["ranks"] != [every["ranks"][r]]:
             problems.append(f"rank {r}: plan --rank differs from the every-rank plan")
 
@@ -147,7 +150,7 @@ def main():
     for r in range(WORLD):
         out = os.path.join(work, f"rank-{r}")
         common = [ckpt, "--world", str(WORLD), "--plan", "hf", "--rank", str(r),
-                  "--select", layer, "--json"]
+                  "--select", layer, "--buffered", "--json"]
         planned = run_json([cli, "plan"] + common)["ranks"][0]
         loaded = run_json([cli, "load"] + common + ["--save", out, "--threads", "2"])
         for field in ("bytes", "bytes_read", "read_ops"):

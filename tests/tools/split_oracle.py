@@ -86,7 +86,7 @@ def check_split(binary, work, src, config, full, world):
     assert sorted(os.listdir(out)) == sorted(f"rank-{r}" for r in range(world)), os.listdir(out)
     def plan_json(*extra):
         return json.loads(subprocess.run([binary, "plan", src, "--world", str(world), "--plan",
-                                          "hf", "--json", *extra], check=True,
+                                          "hf", "--buffered", "--json", *extra], check=True,
                                          capture_output=True, text=True).stdout.splitlines()[-1])
     plan = plan_json()
     exact = plan_json("--max-over-read", "1")
@@ -141,7 +141,8 @@ def main():
     for world in (2, 4, 8):
         plan = check_split(binary, work, src, config, full, world)
         again = subprocess.run([binary, "plan", zeroed, "--world", str(world), "--plan", "hf",
-                                "--json"], check=True, capture_output=True, text=True)
+                                "--buffered", "--json"], check=True, capture_output=True,
+                               text=True)
         assert json.loads(again.stdout.splitlines()[-1]) == plan, "plan depends on tensor data"
         print(f"world {world}: {len(full)} tensors x {world} ranks match")
     return 0
