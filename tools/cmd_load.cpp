@@ -23,7 +23,8 @@ namespace shardload::cli {
 const CommandSpec kLoadSpec = {
     "load",
     "PATH [--select GLOB]... [--threads N] [--queue-depth N] [--chunk-size BYTES] "
-    "[--direct] [--repeat N] [--save OUT] [--rank R --world W --plan P] [--json]",
+    "[--direct] [--repeat N] [--save OUT] [--verify MANIFEST] [--dtype F32|F16|BF16] "
+    "[--rank R --world W --plan P] [--json]",
     "Load a checkpoint into memory in parallel and report the throughput.",
     {"PATH"},
     {{"--select", "GLOB", "load only matching tensors (`*` one name component, `**` any); repeatable", true},
@@ -35,6 +36,8 @@ const CommandSpec kLoadSpec = {
      {"--repeat", "N", "load N times into the same memory; reports steady_gb_per_s"},
      {"--save", "OUT", "write what was loaded to directory OUT"},
      {"--max-shard-size", "BYTES", "shard size limit for --save (default 5GB)"},
+     {"--verify", "MANIFEST", "check the SHA-256 of the files read (see `verify`); a mismatch fails"},
+     {"--dtype", "DTYPE", "load floating-point tensors as F32, F16 or BF16"},
      RankFlag(),
      WorldFlag(),
      PlanFlag(),
@@ -125,6 +128,13 @@ int ReadFlags(const Args& args, LoadFlags& flags) {
   flags.options.threads = static_cast<unsigned>(threads);
   flags.options.queue_depth = static_cast<unsigned>(depth);
   flags.options.direct = args.Has("--direct");
+  flags.options.verify = args.Get("--verify").value_or("");
+  if (auto dtype = args.Get("--dtype")) {
+    if (*dtype != "F32" && *dtype != "F16" && *dtype != "BF16") {
+      return UsageError(kLoadSpec, "--dtype must be F32, F16 or BF16");
+    }
+    flags.options.dtype = ParseDType(*dtype);
+  }
   flags.selection.globs = args.GetAll("--select");
   flags.json = args.Has("--json");
   return kExitOk;
@@ -170,6 +180,7 @@ void PrintReport(const LoadFlags& flags, const LoadStats& first, double first_se
     if (!rates.empty()) fmt::print("steady state over {} reloads: {} GB/s\n", rates.size(), steady);
     if (!first.backend_reason.empty()) fmt::print("backend: {}\n", first.backend_reason);
     if (!first.memory.empty()) fmt::print("memory: {}\n", first.memory);
+    if (!first.verified.empty()) fmt::print("verified: {}\n", first.verified);
     if (flags.tp.enabled) {
       fmt::print("tensor parallel: rank {} of {}, plan {}\n", flags.tp.tp.rank, flags.tp.tp.world,
                  flags.tp.tp.plan);
@@ -182,10 +193,11 @@ void PrintReport(const LoadFlags& flags, const LoadStats& first, double first_se
   fmt::print(
       "{{\"tensors\":{},\"bytes\":{},\"bytes_read\":{},\"seconds\":{:.6f},\"gb_per_s\":{:.3f},"
       "\"backend\":{},\"backend_reason\":{},\"memory\":{},\"threads\":{},\"direct\":{},\"read_ops\":{},"
-      "\"short_reads\":{},\"retries\":{},\"repeat\":{}{}{}}}\n",
+      "\"short_reads\":{},\"retries\":{},\"repeat\":{}{}{}{}}}\n",
       first.tensors, first.bytes, first.bytes_read, first_seconds, gbps, JsonString(first.backend),
       JsonString(first.backend_reason), JsonString(first.memory), first.threads, first.direct ? "true" : "false",
       first.read_ops, first.short_reads, first.retries, flags.repeat, tp,
+      first.verified.empty() ? "" : ",\"verified\":" + JsonString(first.verified),
       rates.empty() ? "" : fmt::format(",\"steady_gb_per_s\":{},\"reload_gb_per_s\":[{}]", steady, runs));
 }
 

@@ -32,7 +32,11 @@
 #include "io/op_queue.h"
 #include "io/pread_backend.h"
 #include "io/uring_backend.h"
+#include "convert/convert.h"
+#include "convert/converting_read.h"
+#include "integrity/loaded_hash.h"
 #include "loader/backend_override.h"
+#include "loader/convert_load.h"
 #include "loader/tp_load.h"
 #include "plan/arena_layout.h"
 #include "plan/read_planner.h"
@@ -44,7 +48,39 @@ constexpr std::uint64_t kProgressStep = 64ULL << 20;
 // Library-owned tensors keep their file alignment modulo this (buffered mode).
 constexpr std::uint64_t kBufferedArenaAlignment = 64;
 
-alignas(64) std::byte kNoBytes[64];  // data() of empty tensors without an arena
+alignas(64) std::byte kNoBytes[64];
+
+// Fake, never dereferenced, base address for planning reads without memory:
+// aligned to any O_DIRECT alignment.
+std::byte* const kPlanningBase = reinterpret_cast<std::byte*>(std::uintptr_t{1} << 40);
+
+// A converted load of whole tensors: one item and one segment per tensor.
+std::vector<ConvertItem> WholeItems(std::span<const TensorInfo* const> tensors) {
+  std::vector<ConvertItem> items;
+  for (const TensorInfo* t : tensors) items.push_back(ConvertItem{t, t->shape, t->size});
+  return items;
+}
+
+std::vector<Segment> WholeSegments(std::span<const TensorInfo* const> tensors) {
+  std::vector<Segment> segments;
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    segments.push_back(Segment{tensors[i]->shard, tensors[i]->offset, tensors[i]->size,
+                               kPlanningBase, static_cast<std::uint32_t>(i)});
+  }
+  return segments;
+}
+
+// A converted load of a rank's slices: items and their segments.
+std::pair<std::vector<ConvertItem>, std::vector<Segment>> TpConvertItems(
+    std::span<const TpItem> slices) {
+  std::vector<ConvertItem> items;
+  std::vector<Segment> segments;
+  for (std::size_t i = 0; i < slices.size(); ++i) {
+    items.push_back(ConvertItem{slices[i].source, slices[i].slice.shape, slices[i].slice.size});
+    AppendTpSegments(slices[i], kPlanningBase, static_cast<std::uint32_t>(i), segments);
+  }
+  return {std::move(items), std::move(segments)};
+}  // data() of empty tensors without an arena
 
 // Hand-off edges that ThreadSanitizer can see (oneTBB's own synchronization
 // is in an uninstrumented library): the tasks are built first (defer), then
@@ -125,12 +161,20 @@ struct Loader::Impl {
   std::optional<Error> FirstError(const ReadPlan& plan, const std::vector<WorkerStats>& stats,
                                   const std::vector<Status>& status,
                                   std::span<const TensorInfo* const> tensors) const;
+  // LoadOptions::verify: checks the shards this load read (integrity/loaded_hash.h);
+  // data[i] holds tensors[i]'s file bytes unchanged, or is null.
+  Status VerifyIfAsked(std::span<const TensorInfo* const> tensors,
+                       std::span<const std::byte* const> data, LoadStats& stats) const;
   LoadStats SumStats(const IoBackend& backend, const ReadPlan& plan,
                      const std::vector<WorkerStats>& stats) const;
   Result<std::unique_ptr<LoadedCheckpoint::Impl>> MakeArena(
       std::span<const TensorInfo* const> tensors, std::uint64_t alignment,
       std::vector<Segment>& segments) const;
   Result<LoadedCheckpoint> Load(const Selection& selection);
+  // LoadOptions::dtype: `segments` place item `tag`'s bytes from kPlanningBase.
+  Result<LoadedCheckpoint> LoadConverted(std::span<const ConvertItem> items,
+                                         std::span<const Segment> segments,
+                                         std::shared_ptr<const TpContext> tp);
   Status Reload(LoadedCheckpoint& loaded);
   Result<LoadStats> LoadInto(std::span<const Destination> destinations);
   // Tensor parallel (loader/tp_load.h).
@@ -313,6 +357,18 @@ LoadStats Loader::Impl::SumStats(const IoBackend& backend, const ReadPlan& plan,
   return out;
 }
 
+Status Loader::Impl::VerifyIfAsked(std::span<const TensorInfo* const> tensors,
+                                   std::span<const std::byte* const> data,
+                                   LoadStats& stats) const {
+  if (options.verify.empty()) return {};
+  std::vector<LoadedBytes> loaded;
+  for (std::size_t i = 0; i < tensors.size(); ++i) loaded.push_back({tensors[i], data[i]});
+  auto check = VerifyLoad(checkpoint, options.verify, loaded, threads);
+  if (!check) return std::move(check).error();
+  stats.verified = check->Describe();
+  return {};
+}
+
 // Lays the selected tensors out in a fresh arena (arena_layout.h) and points
 // each segment at its tensor's place.
 Result<std::unique_ptr<LoadedCheckpoint::Impl>> Loader::Impl::MakeArena(
@@ -347,6 +403,7 @@ Result<LoadedCheckpoint> Loader::Impl::Load(const Selection& selection) {
   auto selected = Select(checkpoint, selection);
   if (!selected) return std::move(selected).error();
   const std::vector<const TensorInfo*>& tensors = *selected;
+  if (options.dtype) return LoadConverted(WholeItems(tensors), WholeSegments(tensors), nullptr);
   std::vector<Segment> segments(tensors.size());
   for (std::size_t i = 0; i < tensors.size(); ++i) {
     segments[i] = Segment{tensors[i]->shard, tensors[i]->offset, tensors[i]->size, nullptr,
@@ -361,12 +418,68 @@ Result<LoadedCheckpoint> Loader::Impl::Load(const Selection& selection) {
   FaultInPolicy fault_in((*impl)->arena.data(), (*impl)->arena.size(), options.huge_pages);
   auto stats = Execute(*files, segments, (*impl)->windows, tensors, &fault_in);
   if (!stats) return std::move(stats).error();
+  std::vector<const std::byte*> data;
+  for (const LoadedTensor& t : (*impl)->tensors) data.push_back(t.data.data());
+  if (Status s = VerifyIfAsked(tensors, data, *stats); !s) return std::move(s).error();
   LoadStats& out = (*impl)->stats;
   out = std::move(*stats);
   out.memory = fault_in.Describe();
   out.tensors = tensors.size();
   out.seconds = SecondsSince(start);
   return LoadedCheckpoint(std::move(*impl));
+}
+
+// Converted dtypes (LoadOptions::dtype): fresh memory of the converted
+// sizes, filled through ReadConverted's bounded staging (convert/).
+Result<LoadedCheckpoint> Loader::Impl::LoadConverted(std::span<const ConvertItem> items,
+                                                     std::span<const Segment> segments,
+                                                     std::shared_ptr<const TpContext> tp) {
+  auto start = std::chrono::steady_clock::now();
+  if (options.direct) return Invalid("", "dtype conversion does not support O_DIRECT reads");
+  ConvertedLayout layout = LayOutConverted(items, *options.dtype);
+  auto memory = MappedMemory::Map(layout.total, options.huge_pages);
+  if (!memory) return std::move(memory).error();
+  auto impl = std::make_unique<LoadedCheckpoint::Impl>();
+  impl->arena = std::move(*memory);
+  impl->tp = std::move(tp);
+  std::byte* base = impl->arena.data() != nullptr ? impl->arena.data() : kNoBytes;
+  auto files = OpenFiles(segments);
+  if (!files) return std::move(files).error();
+  std::vector<int> fds;
+  std::vector<std::string> paths, names;
+  for (std::uint32_t f = 0; f < checkpoint.shards().size(); ++f) {
+    fds.push_back(files->fd(f));
+    paths.push_back(checkpoint.shards()[f].path);
+  }
+  std::vector<const TensorInfo*> sources;
+  for (const ConvertItem& item : items) {
+    names.push_back(item.source->name);
+    sources.push_back(item.source);
+  }
+  std::vector<ConvertSegment> converts =
+      TranslateSegments(segments, kPlanningBase, items, layout, base);
+  auto read = ReadConverted(converts, {threads, options.chunk_size, fds, paths, names});
+  if (!read) return std::move(read).error();
+  LoadStats stats;
+  std::vector<const std::byte*> unchanged(items.size(), nullptr);  // converted: re-read
+  if (Status s = VerifyIfAsked(sources, unchanged, stats); !s) return std::move(s).error();
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    std::byte* data = layout.size[i] > 0 ? base + layout.position[i] : base;
+    impl->tensors.push_back(
+        LoadedTensor{items[i].source->name, layout.dtype[i], items[i].shape, {data, layout.size[i]}});
+  }
+  stats.tensors = items.size();
+  stats.bytes = read->bytes_written;
+  stats.bytes_read = read->bytes_read;
+  stats.read_ops = read->read_ops;
+  stats.threads = threads;
+  stats.backend = "pread";
+  stats.backend_reason = "dtype conversion: pread through a bounded staging buffer per worker";
+  stats.memory = "converted to " + std::string(DTypeName(*options.dtype)) +
+                 " (faulted in by the conversion's writes)";
+  stats.seconds = SecondsSince(start);
+  impl->stats = std::move(stats);
+  return LoadedCheckpoint(std::move(impl));
 }
 
 Status Loader::Impl::Reload(LoadedCheckpoint& loaded) {
@@ -432,10 +545,6 @@ Result<LoadStats> Loader::Impl::LoadInto(std::span<const Destination> destinatio
 // --- Loader::Impl, tensor parallel (loader/tp_load.h) --------------------------
 
 namespace {
-
-// Fake, never dereferenced, base address for planning reads without memory:
-// aligned to any O_DIRECT alignment.
-std::byte* const kPlanningBase = reinterpret_cast<std::byte*>(std::uintptr_t{1} << 40);
 
 std::vector<const TensorInfo*> Sources(std::span<const TpItem> items) {
   std::vector<const TensorInfo*> sources;
@@ -524,6 +633,12 @@ Result<RankPlan> Loader::Impl::PlanTp(const Selection& selection, const TensorPa
 Result<LoadedCheckpoint> Loader::Impl::LoadTp(const Selection& selection,
                                               const TensorParallel& tp) {
   auto start = std::chrono::steady_clock::now();
+  if (options.dtype) {
+    auto slices = SliceTp(selection, tp);
+    if (!slices) return std::move(slices).error();
+    auto [items, segments] = TpConvertItems(slices->items);
+    return LoadConverted(items, segments, slices->context);
+  }
   auto prepared = PrepareTp(selection, tp);
   if (!prepared) return std::move(prepared).error();
   const std::vector<TpItem>& items = prepared->slices.items;
@@ -546,6 +661,8 @@ Result<LoadedCheckpoint> Loader::Impl::LoadTp(const Selection& selection,
   auto stats = Execute(*files, segments, impl->windows, Sources(items), &fault_in);
   if (!stats) return std::move(stats).error();
   for (std::size_t i = 0; i < items.size(); ++i) ZeroPadding(items[i].slice, data[i]);
+  std::vector<const std::byte*> unchanged(items.size(), nullptr);  // slices: re-read
+  if (Status s = VerifyIfAsked(Sources(items), unchanged, *stats); !s) return std::move(s).error();
   impl->stats = std::move(*stats);
   impl->stats.memory = fault_in.Describe();
   impl->stats.tensors = items.size();
@@ -653,6 +770,10 @@ Result<Loader> Loader::Open(Checkpoint checkpoint, LoadOptions options) {
   try {
     if (options.queue_depth == 0) return Invalid("", "queue_depth must be at least 1");
     if (options.chunk_size == 0) return Invalid("", "chunk_size must be at least 1");
+    if (options.dtype && !IsConversionTarget(*options.dtype)) {
+      return Invalid("", "dtype must be BF16, F16 or F32, not " +
+                             std::string(DTypeName(*options.dtype)));
+    }
     const unsigned threads = options.threads == 0 ? OnlineCpus() : options.threads;
     bool use_uring = false;
     std::string reason;

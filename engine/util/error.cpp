@@ -53,6 +53,8 @@ std::string_view ErrorCodeName(ErrorCode code) {
     case ErrorCode::kTpIndivisible: return "tp_indivisible";
     case ErrorCode::kTpMisaligned: return "tp_misaligned";
     case ErrorCode::kTpUnmatched: return "tp_unmatched";
+    case ErrorCode::kChecksumMismatch: return "checksum_mismatch";
+    case ErrorCode::kBadManifest: return "bad_manifest";
   }
   return "unknown";
 }

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -67,6 +68,24 @@ struct LoadOptions {
   // and cheap; if it throws, the exception is dropped and it is not called
   // again. Default: none.
   std::function<void(std::uint64_t, std::uint64_t)> progress;
+  // Path of a manifest (`sha256sum` output or a JSON object name -> SHA-256
+  // hex; docs/cli.md, `verify`). Load checks every shard it read: a shard
+  // loaded whole, unchanged, is hashed from the loaded bytes (no second
+  // read); a shard read only in part (a selection, rank slices, a dtype
+  // conversion) is hashed by reading the file again. A mismatch fails the
+  // load with kChecksumMismatch naming the file, and no tensor is returned.
+  // Shards the load did not read from are not checked. Reload and LoadInto
+  // do not check. Default: empty = no check.
+  std::string verify;
+  // Load floating-point tensors as this dtype (BF16, F16 or F32): BF16, F16,
+  // F32, F8_E4M3 and F8_E5M2 tensors are converted (round to nearest even;
+  // NaN, infinities and subnormals kept) while copied out of a bounded
+  // staging buffer per worker into memory of the converted size; other
+  // tensors (integers, bool, F64, other F8/F6/F4 types) keep their bytes
+  // and dtype. LoadedTensor::dtype and data are the converted ones. Load
+  // only (whole or rank slices; not with `direct`); Reload of a converted
+  // load fails (dtype differs), LoadInto ignores it. Default: nullopt.
+  std::optional<DType> dtype;
 };
 
 // Which tensors to load. Both empty: all of them.
@@ -94,6 +113,7 @@ struct LoadStats {
   unsigned threads = 0;
   bool direct = false;
   std::string memory;             // how the destination memory was backed, and why
+  std::string verified;           // LoadOptions::verify: what was checked, in words
 };
 
 // A loaded tensor: a view into memory owned by a LoadedCheckpoint.
