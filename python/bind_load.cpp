@@ -66,12 +66,16 @@ struct Request {
   bool direct = false;
   unsigned world = 1;
   std::string plan;
+  std::string verify;  // manifest path, "" for none
+  std::string dtype;   // "F32", "F16", "BF16", "" for none
 };
 
 LoadOptions Options(const Request& request) {
   LoadOptions options;
   options.threads = request.threads;
   options.direct = request.direct;
+  options.verify = request.verify;
+  if (!request.dtype.empty()) options.dtype = ParseDType(request.dtype);
   return options;
 }
 
@@ -146,18 +150,21 @@ void BindLoad(py::module_& m) {
       "load",
       [](const CheckpointHandle& handle, std::vector<std::string> globs, unsigned threads,
          bool direct, unsigned rank, unsigned world, std::string plan,
-         const py::object& progress) {
-        return Load(handle, {std::move(globs), threads, direct, world, std::move(plan)}, rank,
-                    progress);
+         const py::object& progress, std::string verify, std::string dtype) {
+        return Load(handle,
+                    {std::move(globs), threads, direct, world, std::move(plan), std::move(verify),
+                     std::move(dtype)},
+                    rank, progress);
       },
       py::arg("checkpoint"), py::kw_only(), py::arg("globs"), py::arg("threads"),
       py::arg("direct"), py::arg("rank"), py::arg("world"), py::arg("plan"), py::arg("progress"),
+      py::arg("verify") = std::string(), py::arg("dtype") = std::string(),
       "Loads into a fresh LoadedMemory; the GIL is released while reading.");
   m.def(
       "plan",
       [](const CheckpointHandle& handle, std::vector<std::string> globs, unsigned threads,
          bool direct, const std::vector<unsigned>& ranks, unsigned world, std::string plan) {
-        return Plan(handle, {std::move(globs), threads, direct, world, std::move(plan)}, ranks);
+        return Plan(handle, {std::move(globs), threads, direct, world, std::move(plan), {}, {}}, ranks);
       },
       py::arg("checkpoint"), py::kw_only(), py::arg("globs"), py::arg("threads"),
       py::arg("direct"), py::arg("ranks"), py::arg("world"), py::arg("plan"),

@@ -68,6 +68,7 @@ py::dict LoadedMemory::Stats() const {
   out["short_reads"] = s.short_reads;
   out["retries"] = s.retries;
   out["memory"] = FsText(s.memory);
+  if (!s.verified.empty()) out["verified"] = FsText(s.verified);
   return out;
 }
 

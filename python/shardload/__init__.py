@@ -17,7 +17,7 @@ from . import _args, _load
 
 
 def load(path, *, rank=None, world=None, plan=None, select=None, threads=None, direct=False,
-         framework="numpy", progress=None):
+         framework="numpy", progress=None, verify=None, dtype=None):
     """Loads the checkpoint at PATH; returns a LoadedTensors (a dict name ->
     array, with .dtypes, .stats and .memory).
 
@@ -37,6 +37,12 @@ def load(path, *, rank=None, world=None, plan=None, select=None, threads=None, d
     progress: called as progress(bytes_done, bytes_total) from the loader's
       threads (with the GIL); an exception it raises is re-raised by load()
       once the reads have finished.
+    verify: a manifest path (`sha256sum` output or a JSON object name ->
+      SHA-256 hex): the shards read are checked, a mismatch raises
+      shardload.Error (code "checksum_mismatch", path the file) and nothing is
+      returned; stats["verified"] says how (docs/python.md).
+    dtype: "F32", "F16" or "BF16": floating-point tensors (BF16, F16, F32,
+      F8_E4M3, F8_E5M2) are converted while loaded; others are unchanged.
 
     The GIL is released while reading. Raises shardload.Error (code, path,
     tensor) for checkpoint, plan and I/O problems, TypeError / ValueError for
@@ -44,7 +50,7 @@ def load(path, *, rank=None, world=None, plan=None, select=None, threads=None, d
     """
     request = _args.load_request(rank=rank, world=world, plan=plan, select=select,
                                  threads=threads, direct=direct, framework=framework,
-                                 progress=progress)
+                                 progress=progress, verify=verify, dtype=dtype)
     return _load.run(open(path)._handle, request)
 
 

@@ -38,6 +38,8 @@ class Request:
     plan: Any                    # None, a path (bytes) or a DictPlan
     framework: str = "numpy"
     progress: Optional[Callable[[int, int], Any]] = None
+    verify: str = ""             # manifest path ("" for none)
+    dtype: str = ""              # "F32", "F16", "BF16" ("" for none)
 
     def rank_info(self):
         """What a tensor-parallel load adds to .stats (None for a plain load)."""
@@ -149,7 +151,30 @@ def _world_and_rank(rank, world, plan, every_rank_allowed):
     return rank, world
 
 
-def load_request(*, rank, world, plan, select, threads, direct, framework, progress) -> Request:
+DTYPES = ("F32", "F16", "BF16")   # as `shardload load --dtype`
+
+
+def _verify(verify) -> str:
+    if verify is None:
+        return ""
+    if not isinstance(verify, (str, bytes, os.PathLike)):
+        raise TypeError(f"verify must be a manifest path, not {type(verify).__name__}")
+    text = os.fsdecode(verify)
+    if not text:
+        raise ValueError("verify is empty")
+    return text
+
+
+def _dtype(dtype) -> str:
+    if dtype is None:
+        return ""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    return dtype
+
+
+def load_request(*, rank, world, plan, select, threads, direct, framework, progress,
+                 verify=None, dtype=None) -> Request:
     """The checked arguments of a load."""
     plan = _plan(plan)
     rank, world = _world_and_rank(rank, world, plan, every_rank_allowed=False)
@@ -160,7 +185,7 @@ def load_request(*, rank, world, plan, select, threads, direct, framework, progr
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be callable, not {type(progress).__name__}")
     return Request(_globs(select), _threads(threads), direct, rank, world, plan, framework,
-                   progress)
+                   progress, _verify(verify), _dtype(dtype))
 
 
 def plan_request(*, rank, world, plan, select, threads, direct) -> Request:

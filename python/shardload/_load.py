@@ -13,7 +13,8 @@ class LoadedTensors(dict):
       stats: the load's statistics, as `shardload load --json` reports them
         (tensors, bytes, bytes_read, seconds, gb_per_s, backend,
         backend_reason, threads, direct, read_ops, short_reads, retries,
-        memory), plus rank, world and plan for a tensor-parallel load.
+        memory; verified with verify=), plus rank, world and plan for a
+        tensor-parallel load.
       memory: the LoadedMemory holding every tensor's bytes (each numpy
         array's .base). The memory lives while any array, tensor or this
         mapping refers to it.
@@ -37,7 +38,8 @@ def run(handle, request):
     with _args.plan_file(request.plan) as plan:
         memory = _shardload.load(
             handle, globs=request.globs, threads=request.threads, direct=request.direct,
-            rank=request.rank, world=request.world, plan=plan, progress=request.progress)
+            rank=request.rank, world=request.world, plan=plan, progress=request.progress,
+            verify=request.verify, dtype=request.dtype)
     dtypes = memory.dtypes()
     if request.framework == "torch":
         tensors = _torch.tensors(memory, dtypes)
