@@ -13,11 +13,12 @@ namespace shardload::cli {
 
 const CommandSpec kVerifySpec = {
     "verify",
-    "PATH [--manifest FILE] [--threads N] [--json]",
+    "PATH [--manifest FILE] [--threads N] [--read-size BYTES] [--json]",
     "Check every file's SHA-256 against a manifest (or print the digests).",
     {"PATH"},
     {{"--manifest", "FILE", "sha256sum output or a JSON object name -> hex digest"},
      {"--threads", "N", "files hashed at once (default: one per CPU)"},
+     {"--read-size", "BYTES", "bytes per read (default 1MiB)"},
      {"--json", "", "print one JSON object on the last line of stdout"}},
 };
 
@@ -68,6 +69,13 @@ int RunVerify(int argc, char** argv) {
       return UsageError(kVerifySpec, "--threads needs a positive integer (at most 1024)");
     }
     options.threads = static_cast<unsigned>(*n);
+  }
+  if (auto text = args->Get("--read-size")) {
+    auto n = ParseBytes(*text);
+    if (!n || *n == 0 || *n > (1ULL << 30)) {
+      return UsageError(kVerifySpec, "--read-size needs a byte count from 1 to 1GiB");
+    }
+    options.read_size = *n;
   }
   bool json = args->Has("--json");
   auto report = Verify(args->Positional(0), options);

@@ -13,8 +13,8 @@
 namespace shardload {
 
 struct HashOptions {
-  std::uint64_t read_size = 8ULL << 20;  // bytes per read (rounded up to 4 KiB)
-  unsigned depth = 3;                    // reads in flight (>= 1)
+  std::uint64_t read_size = 1ULL << 20;  // bytes per read (rounded up to 4 KiB)
+  unsigned depth = 4;                    // reads in flight (>= 1)
   // The size the file must have (from its header); a file of another size
   // fails with kTruncated naming both sizes. nullopt: whatever it has.
   std::optional<std::uint64_t> expected_size;

@@ -35,8 +35,8 @@ struct FileVerdict {
 struct VerifyOptions {
   std::string manifest;                   // path; empty: only compute digests
   unsigned threads = 0;                   // files hashed at once; 0: one per online CPU
-  std::uint64_t read_size = 8ULL << 20;   // bytes per read
-  unsigned depth = 3;                     // reads in flight per file
+  std::uint64_t read_size = 1ULL << 20;   // bytes per read (hashed while still in cache)
+  unsigned depth = 4;                     // reads in flight per file
 };
 
 struct VerifyReport {
