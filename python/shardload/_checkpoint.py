@@ -119,12 +119,12 @@ class Checkpoint(Mapping):
         return plans if request.rank is None else plans[0]
 
     def load(self, *, rank=None, world=None, plan=None, select=None, threads=None,
-             direct=False, framework="numpy", progress=None):
+             direct=False, framework="numpy", progress=None, verify=None, dtype=None):
         """Loads from this checkpoint; as shardload.load() without resolving
         the path again."""
         request = _args.load_request(rank=rank, world=world, plan=plan, select=select,
                                      threads=threads, direct=direct, framework=framework,
-                                     progress=progress)
+                                     progress=progress, verify=verify, dtype=dtype)
         return _load.run(self._handle, request)
 
     def __repr__(self):
