@@ -164,9 +164,15 @@ void F32ToF16F16c(const std::byte* src, std::byte* dst, std::size_t n) {
 }
 
 std::atomic<bool> g_force_scalar{false};
-const bool kHasF16c = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+bool HasF16c() {
+  static const bool has = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+  }();
+  return has;
+}
 
-bool UseF16c() { return kHasF16c && !g_force_scalar.load(std::memory_order_relaxed); }
+bool UseF16c() { return HasF16c() && !g_force_scalar.load(std::memory_order_relaxed); }
 
 void F16ToF32(const std::byte* src, std::byte* dst, std::size_t n) {
   UseF16c() ? F16ToF32F16c(src, dst, n) : F16ToF32Tail(src, dst, n);
