@@ -64,6 +64,11 @@ class Worker {
     if (staging_.size() < span) staging_.resize(span);
     if (Status st = ReadFully(s, first, span); !st) return st;
     std::uint64_t in = ElementBytes(s.from), out = ElementBytes(s.to);
+    if (options_.before_write) {
+      std::byte* begin = s.dst + p.run_begin * s.dst_stride + p.skip / in * out;
+      std::byte* end = s.dst + (p.run_end - 1) * s.dst_stride + (p.skip + p.length) / in * out;
+      options_.before_write(begin, static_cast<std::size_t>(end - begin));
+    }
     for (std::uint64_t r = p.run_begin; r < p.run_end; ++r) {
       const std::byte* src = staging_.data() + (r - p.run_begin) * s.src_stride;
       std::byte* dst = s.dst + r * s.dst_stride + p.skip / in * out;

@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 
@@ -40,6 +41,10 @@ struct ConvertReadOptions {
   std::span<const int> fds;               // per file
   std::span<const std::string> paths;     // per file, for errors
   std::span<const std::string> tag_names; // per tag (tensor names), for errors
+  // Called (concurrently, from the threads) with the destination range a
+  // chunk is about to be converted into, e.g. to fault its pages in
+  // (buffers/fault_in_policy.h). May be empty.
+  std::function<void(std::byte*, std::size_t)> before_write;
 };
 
 struct ConvertReadStats {

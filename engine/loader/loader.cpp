@@ -458,7 +458,10 @@ Result<LoadedCheckpoint> Loader::Impl::LoadConverted(std::span<const ConvertItem
   }
   std::vector<ConvertSegment> converts =
       TranslateSegments(segments, kPlanningBase, items, layout, base);
-  auto read = ReadConverted(converts, {threads, options.chunk_size, fds, paths, names});
+  FaultInPolicy fault_in(impl->arena.data(), impl->arena.size(), options.huge_pages);
+  auto before_write = [&fault_in](std::byte* dst, std::size_t n) { fault_in.BeforeRead(dst, n); };
+  auto read =
+      ReadConverted(converts, {threads, options.chunk_size, fds, paths, names, before_write});
   if (!read) return std::move(read).error();
   LoadStats stats;
   std::vector<const std::byte*> unchanged(items.size(), nullptr);  // converted: re-read
@@ -475,8 +478,8 @@ Result<LoadedCheckpoint> Loader::Impl::LoadConverted(std::span<const ConvertItem
   stats.threads = threads;
   stats.backend = "pread";
   stats.backend_reason = "dtype conversion: pread through a bounded staging buffer per worker";
-  stats.memory = "converted to " + std::string(DTypeName(*options.dtype)) +
-                 " (faulted in by the conversion's writes)";
+  stats.memory = "converted to " + std::string(DTypeName(*options.dtype)) + "; " +
+                 fault_in.Describe();
   stats.seconds = SecondsSince(start);
   impl->stats = std::move(stats);
   return LoadedCheckpoint(std::move(impl));
