@@ -509,6 +509,9 @@ Status Loader::Impl::Reload(LoadedCheckpoint& loaded) {
   if (!files) return std::move(files).error();
   auto stats = Execute(*files, segments, target->windows, tensors, nullptr);
   if (!stats) return std::move(stats).error();
+  std::vector<const std::byte*> data;
+  for (const Segment& seg : segments) data.push_back(seg.dst);
+  if (Status s = VerifyIfAsked(tensors, data, *stats); !s) return std::move(s).error();
   target->stats = std::move(*stats);
   target->stats.memory = "reused (faulted in by the first load)";
   target->stats.tensors = tensors.size();
@@ -724,6 +727,8 @@ Status Loader::Impl::ReloadTp(LoadedCheckpoint::Impl& target) {
   }
   auto stats = ExecuteTp(items, data, target.windows);
   if (!stats) return std::move(stats).error();
+  std::vector<const std::byte*> unchanged(items.size(), nullptr);  // slices: re-read
+  if (Status s = VerifyIfAsked(Sources(items), unchanged, *stats); !s) return std::move(s).error();
   target.stats = std::move(*stats);
   target.stats.memory = "reused (faulted in by the first load)";
   target.stats.seconds = SecondsSince(start);

@@ -74,8 +74,9 @@ struct LoadOptions {
   // read); a shard read only in part (a selection, rank slices, a dtype
   // conversion) is hashed by reading the file again. A mismatch fails the
   // load with kChecksumMismatch naming the file, and no tensor is returned.
-  // Shards the load did not read from are not checked. Reload and LoadInto
-  // do not check. Default: empty = no check.
+  // Shards the load did not read from are not checked. Reload checks the
+  // same way (a mismatch fails it; the bytes are then unspecified); LoadInto
+  // does not check. Default: empty = no check.
   std::string verify;
   // Load floating-point tensors as this dtype (BF16, F16 or F32): BF16, F16,
   // F32, F8_E4M3 and F8_E5M2 tensors are converted (round to nearest even;

@@ -342,3 +342,28 @@ TEST_CASE("load --verify: rank slices re-read their shards") {
 
 }  // namespace
 }  // namespace shardload
+
+namespace shardload {
+namespace {
+
+TEST_CASE("load --verify: Reload checks again, from the reloaded bytes") {
+  Fixture f;
+  LoadOptions options;
+  options.verify = f.WriteManifest();
+  auto loader = Loader::Open(f.path(), options);
+  REQUIRE(loader);
+  auto loaded = loader->Load();
+  REQUIRE_MESSAGE(loaded, test::ErrorText(loaded));
+  REQUIRE(loader->Reload(*loaded));
+  CHECK(loaded->stats().verified.find("files verified from the loaded bytes, 0 by") !=
+        std::string::npos);
+  std::string victim = f.shards().begin()->first;
+  f.FlipMiddleByte(victim);
+  Status s = loader->Reload(*loaded);
+  REQUIRE_FALSE(s);
+  CHECK(s.error().code == ErrorCode::kChecksumMismatch);
+  CHECK(s.error().path == f.shards().at(victim));
+}
+
+}  // namespace
+}  // namespace shardload
