@@ -5,9 +5,10 @@ and `load --dtype F32` against a plain load, interleaved, warm (every contender
 reads the same files, which stay in the page cache once read). Not a test.
 
 Each repetition runs, in this order: sha256sum over the shards; verify;
-hash_limit; then on SUBSET (the first --load-shards shards, as symlinks in a
+hash_limit; then on SUBSET (the --load-shards largest shards, as symlinks in a
 directory of their own, so that the loads fit in memory): verify, load,
-load --verify, load --dtype F32. Reported per contender: median, min and max
+load --verify, load --dtype F32, and the steady state of load --repeat 3 with
+and without --verify (reloads into memory already faulted in). Reported per contender: median, min and max
 of the wall-clock GB/s and of the GB per CPU-second of the process (user +
 system, from getrusage of the children) -- on a machine shared with other
 work the wall-clock figures drop, the CPU ones much less.
@@ -69,7 +70,8 @@ def main():
     subprocess.run(["sh", "-c", 'cat "$@" > /dev/null', "sh"] + shards, check=True)
     results = {k: {"wall": [], "cpu": []} for k in
                ["sha256sum", "verify", "hash_limit", "subset_verify", "subset_load",
-                "subset_load_verify", "subset_load_dtype_f32"]}
+                "subset_load_verify", "subset_load_dtype_f32", "subset_reload",
+                "subset_reload_verify"]}
 
     def record(name, nbytes, wall, cpu):
         results[name]["wall"].append(nbytes / wall / 1e9)
@@ -92,6 +94,15 @@ def main():
         record("subset_load_verify", last_json(out)["bytes"], wall, cpu)
         out, wall, cpu = run([a.shardload, "load", subset_dir, "--dtype", "F32", "--json"])
         record("subset_load_dtype_f32", last_json(out)["bytes"], wall, cpu)
+        # Steady state: reloads into memory already faulted in (--repeat 3,
+        # the median of the 2 reloads; wall-clock only).
+        out, _, _ = run([a.shardload, "load", subset_dir, "--repeat", "3", "--json"])
+        results["subset_reload"]["wall"].append(last_json(out)["steady_gb_per_s"])
+        results["subset_reload"]["cpu"].append(0)
+        out, _, _ = run([a.shardload, "load", subset_dir, "--repeat", "3", "--verify", manifest,
+                         "--json"])
+        results["subset_reload_verify"]["wall"].append(last_json(out)["steady_gb_per_s"])
+        results["subset_reload_verify"]["cpu"].append(0)
         print(f"rep {rep + 1}/{a.reps} done", flush=True)
     report = {"checkpoint": a.checkpoint, "bytes": total, "subset_bytes": subset_bytes,
               "cpus": os.cpu_count(), "loadavg": os.getloadavg(),
