@@ -84,8 +84,10 @@ struct LoadOptions {
   // staging buffer per worker into memory of the converted size; other
   // tensors (integers, bool, F64, other F8/F6/F4 types) keep their bytes
   // and dtype. LoadedTensor::dtype and data are the converted ones. Load
-  // only (whole or rank slices; not with `direct`); Reload of a converted
-  // load fails (dtype differs), LoadInto ignores it. Default: nullopt.
+  // only (whole or rank slices; not with `direct`; `progress` is not
+  // called); Reload of a converted load fails (dtype differs), LoadInto
+  // ignores it. Reads use pread through the staging (the I/O engine's own
+  // staging, issue 11, is meant to take this over). Default: nullopt.
   std::optional<DType> dtype;
 };
 
