@@ -1,6 +1,7 @@
 // `shardload verify PATH [--manifest FILE] [--json]`: validates every header,
 // hashes every file (SHA-256, files in parallel) and compares the digests
 // with a manifest, or prints them as `sha256sum` lines when there is none.
+// Thread-compatible (the CLI is single-threaded; Verify runs its own threads).
 #include <fmt/format.h>
 
 #include <cstdio>

@@ -1,6 +1,7 @@
 // Conversion kernels. Every pair goes through F32 in blocks that stay in L1:
 // source -> F32 (exact for every source) -> target (one rounding), so each
 // result is rounded once, as numpy's astype rounds.
+// Thread-safe: stateless but for the test hook (an atomic) and constant tables.
 #include "convert/convert.h"
 
 #include <immintrin.h>

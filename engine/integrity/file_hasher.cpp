@@ -1,5 +1,6 @@
 // HashFile: io_uring reads into a ring of `depth` buffers, hashed strictly in
 // file order as they complete; short reads are resumed, EINTR/EAGAIN retried.
+// Thread-safe: each call owns its ring, buffers and descriptor.
 #include "integrity/file_hasher.h"
 
 #include <fcntl.h>

@@ -1,6 +1,8 @@
 // VerifyLoad: per shard read by the load, hash the header and any uncovered
 // bytes with pread and the tensors from memory, in file order; or the whole
 // file from storage when the load does not hold all of it.
+// Thread-safe: the hashing threads share only read-only inputs; each writes
+// its own error slot.
 #include "integrity/loaded_hash.h"
 
 #include <fcntl.h>

@@ -1,4 +1,5 @@
 // Manifest parsing: sha256sum text or a JSON object of name -> digest.
+// Thread-safe: pure functions.
 #include "integrity/manifest.h"
 
 #include <fcntl.h>

@@ -1,4 +1,5 @@
 // Manifest names of checkpoint files.
+// Thread-safe: pure functions.
 #include "integrity/paths.h"
 
 #include <filesystem>

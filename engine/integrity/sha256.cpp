@@ -1,4 +1,5 @@
 // SHA-256 through libcrypto's EVP interface (SHA-NI when the CPU has it).
+// Thread-compatible: one Sha256 per thread.
 #include "integrity/sha256.h"
 
 #include <openssl/evp.h>

@@ -1,4 +1,5 @@
 // Converted-load layout and segment translation (convert_load.h).
+// Thread-safe: pure functions.
 #include "loader/convert_load.h"
 
 #include <algorithm>
