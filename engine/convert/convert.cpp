@@ -222,6 +222,7 @@ DType ConvertedDType(DType dtype, DType target) {
 
 void ConvertElements(DType from, DType to, const std::byte* src, std::byte* dst,
                      std::size_t count) {
+  if (count == 0) return;  // src/dst may then be null
   if (from == to) {
     std::memcpy(dst, src, count * Bytes(from));
     return;

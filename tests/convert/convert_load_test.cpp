@@ -103,7 +103,7 @@ void CheckConverted(const LoadedCheckpoint& plain, const LoadedCheckpoint& conve
     REQUIRE(c.data.size() == n * DTypeBits(want) / 8);
     std::vector<std::byte> expect(c.data.size());
     ConvertElements(p.dtype, want, p.data.data(), expect.data(), n);
-    CHECK(std::memcmp(expect.data(), c.data.data(), expect.size()) == 0);
+    CHECK((expect.empty() || std::memcmp(expect.data(), c.data.data(), expect.size()) == 0));
     bytes += c.data.size();
   }
   CHECK(converted.stats().bytes <= bytes);  // vocab padding is not delivered
