@@ -95,8 +95,14 @@ std::uint16_t F32ToBf16Bits(std::uint32_t x) {
   return static_cast<std::uint16_t>(nan ? quiet : rounded);
 }
 
-__attribute__((target_clones("avx512f", "avx2", "default")))
-void Bf16ToF32(const std::byte* src, std::byte* dst, std::size_t n) {
+// The three plain loops share one signature (`table` only for F8) so that
+// one dispatcher runs each as an AVX-512, AVX2 or baseline clone, picked at
+// first use. (Not GCC's target_clones: its ifunc resolvers run before the
+// sanitizers' runtimes start, and crash under ThreadSanitizer.)
+using Kernel = void (*)(const std::byte* src, std::byte* dst, std::size_t n, const float* table);
+
+[[gnu::always_inline]] inline void Bf16ToF32Body(const std::byte* src, std::byte* dst,
+                                                 std::size_t n, const float*) {
   for (std::size_t i = 0; i < n; ++i) {
     std::uint16_t h;
     std::memcpy(&h, src + 2 * i, 2);
@@ -105,8 +111,8 @@ void Bf16ToF32(const std::byte* src, std::byte* dst, std::size_t n) {
   }
 }
 
-__attribute__((target_clones("avx512f", "avx2", "default")))
-void F32ToBf16(const std::byte* src, std::byte* dst, std::size_t n) {
+[[gnu::always_inline]] inline void F32ToBf16Body(const std::byte* src, std::byte* dst,
+                                                 std::size_t n, const float*) {
   for (std::size_t i = 0; i < n; ++i) {
     std::uint32_t x;
     std::memcpy(&x, src + 4 * i, 4);
@@ -115,12 +121,56 @@ void F32ToBf16(const std::byte* src, std::byte* dst, std::size_t n) {
   }
 }
 
-__attribute__((target_clones("avx512f", "avx2", "default")))
-void F8ToF32(const float* table, const std::byte* src, std::byte* dst, std::size_t n) {
+[[gnu::always_inline]] inline void F8ToF32Body(const std::byte* src, std::byte* dst,
+                                               std::size_t n, const float* table) {
   for (std::size_t i = 0; i < n; ++i) {
     float f = table[static_cast<std::uint8_t>(src[i])];
     std::memcpy(dst + 4 * i, &f, 4);
   }
+}
+
+template <Kernel Body>
+[[gnu::target("avx512f,avx512bw")]] void OnAvx512(const std::byte* src, std::byte* dst,
+                                                  std::size_t n, const float* table) {
+  Body(src, dst, n, table);
+}
+
+template <Kernel Body>
+[[gnu::target("avx2")]] void OnAvx2(const std::byte* src, std::byte* dst, std::size_t n,
+                                    const float* table) {
+  Body(src, dst, n, table);
+}
+
+enum class Isa { kBaseline, kAvx2, kAvx512 };
+
+Isa BestIsa() {
+  static const Isa isa = [] {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) {
+      return Isa::kAvx512;
+    }
+    return __builtin_cpu_supports("avx2") ? Isa::kAvx2 : Isa::kBaseline;
+  }();
+  return isa;
+}
+
+template <Kernel Body>
+void Dispatch(const std::byte* src, std::byte* dst, std::size_t n, const float* table = nullptr) {
+  switch (BestIsa()) {
+    case Isa::kAvx512: return OnAvx512<Body>(src, dst, n, table);
+    case Isa::kAvx2: return OnAvx2<Body>(src, dst, n, table);
+    case Isa::kBaseline: return Body(src, dst, n, table);
+  }
+}
+
+void Bf16ToF32(const std::byte* src, std::byte* dst, std::size_t n) {
+  Dispatch<Bf16ToF32Body>(src, dst, n);
+}
+void F32ToBf16(const std::byte* src, std::byte* dst, std::size_t n) {
+  Dispatch<F32ToBf16Body>(src, dst, n);
+}
+void F8ToF32(const float* table, const std::byte* src, std::byte* dst, std::size_t n) {
+  Dispatch<F8ToF32Body>(src, dst, n, table);
 }
 
 // --- F16 <-> F32: F16C, or the scalar code ----------------------------------

@@ -4,7 +4,7 @@
 // infinities, subnormals are kept (never flushed), overflow gives infinity.
 // Vectorised: F16 <-> F32 with F16C when the CPU has it (checked at run
 // time, bit-exact scalar fallback), the other loops are plain code the
-// compiler vectorises (with AVX2 / AVX-512 clones picked at load time).
+// compiler vectorises (AVX2 / AVX-512 copies picked at first use).
 // Thread-safe: pure functions over the caller's memory.
 #pragma once
 
