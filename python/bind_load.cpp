@@ -1,10 +1,9 @@
 // _shardload.load and _shardload.plan: a Loader over a CheckpointHandle's
-// checkpoint, run with the GIL released. A Python progress callback is
-// called from the loader's worker threads with the GIL re-acquired.
+// checkpoint, run with the GIL released; a load runs interruptibly
+// (run_load.h: Ctrl-C cancels it). A Python progress callback is called from
+// the loader's worker threads with the GIL re-acquired.
 // Thread-safe: each call makes its own Loader; the checkpoint is immutable.
-#include <atomic>
-#include <exception>
-#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -17,63 +16,47 @@
 #include "dlpack_export.h"
 #include "memory.h"
 #include "py_error.h"
+#include "run_load.h"
+#include "shardload/device.h"
 #include "shardload/loader.h"
 
 namespace shardload::python {
+// The plan as _args.py passes it: KIND "" (none), "hf", "file" (PATH holds
+// our plan or a config.json, told apart by its content), "json" or
+// "hf_config_json" (TEXT in memory, errors naming PATH).
+Result<PlanSource> MakePlanSource(const std::string& kind, std::string path, std::string text) {
+  if (kind.empty()) return PlanSource::None();
+  if (kind == "hf") return PlanSource::Hf();
+  if (kind == "file") return PlanSource::FromFileContent(path);
+  if (kind == "json") return PlanSource::Json(std::move(text), std::move(path));
+  if (kind == "hf_config_json") return PlanSource::HfConfigJson(std::move(text), std::move(path));
+  return MakeError(ErrorCode::kInvalidArgument, "", "", "unknown plan kind " + kind);
+}
+
+IoMode ParseMode(const std::string& mode) {
+  return mode == "direct" ? IoMode::kDirect : mode == "buffered" ? IoMode::kBuffered : IoMode::kAuto;
+}
+
 namespace {
-
-// Calls a Python progress callback (bytes_done, bytes_total) from worker
-// threads. The GIL serializes the calls. The first exception the callback
-// raises is kept, the callback is not called again, and RethrowIfFailed
-// raises it once the load has returned.
-class ProgressBridge {
- public:
-  explicit ProgressBridge(py::object callback) : callback_(std::move(callback)) {}
-
-  // For LoadOptions::progress. REQUIRES: this outlives the load.
-  std::function<void(std::uint64_t, std::uint64_t)> Function() {
-    return [this](std::uint64_t done, std::uint64_t total) { Call(done, total); };
-  }
-
-  // REQUIRES: the GIL is held and the load has returned.
-  void RethrowIfFailed() {
-    if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
-  }
-
- private:
-  void Call(std::uint64_t done, std::uint64_t total) noexcept {
-    if (failed_.load(std::memory_order_acquire)) return;
-    py::gil_scoped_acquire gil;
-    if (failed_.load(std::memory_order_relaxed)) return;
-    try {
-      callback_(done, total);
-    } catch (...) {
-      error_ = std::current_exception();
-      failed_.store(true, std::memory_order_release);
-    }
-  }
-
-  py::object callback_;
-  std::atomic<bool> failed_{false};
-  std::exception_ptr error_;  // guarded by the GIL
-};
 
 // What the Python package passes for a load or a plan (shardload/_args.py
 // has checked it).
 struct Request {
   std::vector<std::string> globs;
   unsigned threads = 0;
-  bool direct = false;
+  std::string mode = "auto";  // "auto", "buffered" or "direct"
   unsigned world = 1;
-  std::string plan;
-  std::string verify;  // manifest path, "" for none
-  std::string dtype;   // "F32", "F16", "BF16", "" for none
+  PlanSource plan;
+  double max_over_read = 0;  // 0: LoadOptions' default
+  std::string verify;        // manifest path, "" for none
+  std::string dtype;         // "F32", "F16", "BF16", "" for none
 };
 
 LoadOptions Options(const Request& request) {
   LoadOptions options;
   options.threads = request.threads;
-  options.direct = request.direct;
+  options.mode = ParseMode(request.mode);
+  if (request.max_over_read > 0) options.max_over_read = request.max_over_read;
   options.verify = request.verify;
   if (!request.dtype.empty()) options.dtype = ParseDType(request.dtype);
   return options;
@@ -86,13 +69,16 @@ Selection MakeSelection(const Request& request) {
 }
 
 py::object Load(const CheckpointHandle& handle, const Request& request, unsigned rank,
-                const py::object& progress) {
+                const py::object& progress, const std::string& device) {
   LoadOptions options = Options(request);
+  auto token = std::make_shared<CancelToken>();
+  options.cancel = token;
+  options.device = ValueOrThrow(ParseDevice(device));
   std::optional<ProgressBridge> bridge;
-  if (!progress.is_none()) options.progress = bridge.emplace(progress).Function();
+  if (!progress.is_none()) options.progress = bridge.emplace(progress, *token).Function();
   const Selection selection = MakeSelection(request);
   const TensorParallel tp{rank, request.world, request.plan};
-  Result<LoadedCheckpoint> loaded = WithoutGil([&]() -> Result<LoadedCheckpoint> {
+  Result<LoadedCheckpoint> loaded = RunInterruptible(*token, [&]() -> Result<LoadedCheckpoint> {
     Result<Loader> loader = Loader::Open(handle.checkpoint(), std::move(options));
     if (!loader) return std::move(loader).error();
     return loader->Load(selection, tp);
@@ -111,6 +97,9 @@ py::dict RankPlanDict(const RankPlan& plan) {
     d["shape"] = ShapeTuple(t.shape);
     d["nbytes"] = t.bytes;
     d["rule"] = py::str(t.rule);
+    d["strategy"] = py::str(t.strategy);
+    d["bytes_read"] = t.bytes_read;
+    d["read_ops"] = t.read_ops;
     tensors.append(std::move(d));
   }
   py::dict out;
@@ -124,12 +113,14 @@ py::dict RankPlanDict(const RankPlan& plan) {
   return out;
 }
 
+// RANKS empty: every rank, from one resolution of the plan (PlanRanks).
 py::list Plan(const CheckpointHandle& handle, const Request& request,
               const std::vector<unsigned>& ranks) {
   const Selection selection = MakeSelection(request);
   Result<std::vector<RankPlan>> plans = WithoutGil([&]() -> Result<std::vector<RankPlan>> {
     Result<Loader> loader = Loader::Open(handle.checkpoint(), Options(request));
     if (!loader) return std::move(loader).error();
+    if (ranks.empty()) return loader->PlanRanks(selection, request.plan, request.world);
     std::vector<RankPlan> out;
     for (unsigned rank : ranks) {
       Result<RankPlan> plan = loader->Plan(selection, {rank, request.world, request.plan});
@@ -143,32 +134,56 @@ py::list Plan(const CheckpointHandle& handle, const Request& request,
   return out;
 }
 
+// A Request from the binding's arguments (reads a "file" plan, GIL released).
+Request MakeRequest(std::vector<std::string> globs, unsigned threads, std::string mode,
+                    unsigned world, const std::string& plan_kind, std::string plan_path,
+                    std::string plan_text, double max_over_read) {
+  Result<PlanSource> plan = WithoutGil([&] {
+    return MakePlanSource(plan_kind, std::move(plan_path), std::move(plan_text));
+  });
+  return Request{std::move(globs), threads, std::move(mode), world,
+                 ValueOrThrow(std::move(plan)), max_over_read, {}, {}};
+}
+
 }  // namespace
 
 void BindLoad(py::module_& m) {
   m.def(
       "load",
       [](const CheckpointHandle& handle, std::vector<std::string> globs, unsigned threads,
-         bool direct, unsigned rank, unsigned world, std::string plan,
-         const py::object& progress, std::string verify, std::string dtype) {
-        return Load(handle,
-                    {std::move(globs), threads, direct, world, std::move(plan), std::move(verify),
-                     std::move(dtype)},
-                    rank, progress);
+         std::string mode, unsigned rank, unsigned world, const std::string& plan_kind,
+         std::string plan_path, std::string plan_text, const py::object& progress,
+         double max_over_read, const std::string& device, std::string verify,
+         std::string dtype) {
+        Request request = MakeRequest(std::move(globs), threads, std::move(mode), world,
+                                      plan_kind, std::move(plan_path), std::move(plan_text),
+                                      max_over_read);
+        request.verify = std::move(verify);
+        request.dtype = std::move(dtype);
+        return Load(handle, request, rank, progress, device);
       },
       py::arg("checkpoint"), py::kw_only(), py::arg("globs"), py::arg("threads"),
-      py::arg("direct"), py::arg("rank"), py::arg("world"), py::arg("plan"), py::arg("progress"),
+      py::arg("mode"), py::arg("rank"), py::arg("world"), py::arg("plan_kind"),
+      py::arg("plan_path"), py::arg("plan_text"), py::arg("progress"),
+      py::arg("max_over_read") = 0.0, py::arg("device") = "cpu",
       py::arg("verify") = std::string(), py::arg("dtype") = std::string(),
       "Loads into a fresh LoadedMemory; the GIL is released while reading.");
   m.def(
       "plan",
       [](const CheckpointHandle& handle, std::vector<std::string> globs, unsigned threads,
-         bool direct, const std::vector<unsigned>& ranks, unsigned world, std::string plan) {
-        return Plan(handle, {std::move(globs), threads, direct, world, std::move(plan), {}, {}}, ranks);
+         std::string mode, const std::vector<unsigned>& ranks, unsigned world,
+         const std::string& plan_kind, std::string plan_path, std::string plan_text,
+         double max_over_read) {
+        return Plan(handle,
+                    MakeRequest(std::move(globs), threads, std::move(mode), world, plan_kind,
+                                std::move(plan_path), std::move(plan_text), max_over_read),
+                    ranks);
       },
       py::arg("checkpoint"), py::kw_only(), py::arg("globs"), py::arg("threads"),
-      py::arg("direct"), py::arg("ranks"), py::arg("world"), py::arg("plan"),
-      "One RankPlan dict per rank of RANKS, without reading tensor data.");
+      py::arg("mode"), py::arg("ranks"), py::arg("world"), py::arg("plan_kind"),
+      py::arg("plan_path"), py::arg("plan_text"), py::arg("max_over_read") = 0.0,
+      "One RankPlan dict per rank of RANKS (all of them when empty), without reading "
+      "tensor data.");
   m.def("_live_dlpack_exports", &LiveDlpackExports);
 }
 

@@ -7,7 +7,10 @@
 
 #include <utility>
 
+#include <string>
+
 #include "shardload/checkpoint.h"
+#include "shardload/loader.h"
 
 namespace shardload::python {
 
@@ -32,7 +35,15 @@ auto WithoutGil(F&& f) {
   return f();
 }
 
+// The plan as _args.py passes it: KIND "" (none), "hf", "file" (PATH holds
+// our plan or a config.json, told apart by its content), "json" or
+// "hf_config_json" (TEXT in memory, errors naming PATH). bind_load.cpp.
+Result<PlanSource> MakePlanSource(const std::string& kind, std::string path, std::string text);
+// "auto", "buffered" or "direct" (_args.MODES) as LoadOptions::mode.
+IoMode ParseMode(const std::string& mode);
+
 void BindCheckpoint(py::module_& m);  // bind_checkpoint.cpp
 void BindLoad(py::module_& m);        // bind_load.cpp
+void BindInto(py::module_& m);        // bind_into.cpp
 
 }  // namespace shardload::python

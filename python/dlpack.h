@@ -1,7 +1,7 @@
 // The DLPack C ABI (https://dmlc.github.io/dlpack/latest/c_api.html), the
 // unversioned DLManagedTensor that the `dltensor` capsule protocol and
-// torch.utils.dlpack.from_dlpack exchange. Only what an exporter of CPU
-// tensors needs; layouts follow dlpack.h v0.8 exactly (this is an ABI).
+// torch.utils.dlpack.from_dlpack exchange. Only what an exporter of CPU and
+// CUDA tensors needs; layouts follow dlpack.h v0.8 exactly (this is an ABI).
 // Thread-safe: declarations only.
 #pragma once
 
@@ -12,7 +12,7 @@ namespace shardload::python {
 extern "C" {
 
 struct DLDevice {
-  std::int32_t device_type;  // DLDeviceType: kDLCPU = 1
+  std::int32_t device_type;  // DLDeviceType: kDLCPU = 1, kDLCUDA = 2
   std::int32_t device_id;
 };
 
@@ -41,5 +41,6 @@ struct DLManagedTensor {
 }  // extern "C"
 
 inline constexpr std::int32_t kDLCPU = 1;
+inline constexpr std::int32_t kDLCUDA = 2;
 
 }  // namespace shardload::python

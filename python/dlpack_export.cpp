@@ -47,15 +47,16 @@ py::capsule ExportDlpack(std::shared_ptr<const LoadedCheckpoint> owner,
   const std::vector<ssize_t> strides = ContiguousStrides(shape, 1);  // in elements
   context->shape.assign(shape.begin(), shape.end());
   context->strides.assign(strides.begin(), strides.end());
-  context->owner = std::move(owner);
   DLTensor& t = context->managed.dl_tensor;
   t.data = tensor.data.data();
-  t.device = DLDevice{kDLCPU, 0};
+  const Device where = owner->device();
+  t.device = where.is_cuda() ? DLDevice{kDLCUDA, where.index} : DLDevice{kDLCPU, 0};
   t.ndim = static_cast<std::int32_t>(context->shape.size());
   t.dtype = DLDataType{static_cast<std::uint8_t>(type.code), type.bits, 1};
   t.shape = context->shape.data();
   t.strides = context->strides.data();
   t.byte_offset = 0;
+  context->owner = std::move(owner);
   context->managed.manager_ctx = context.get();
   context->managed.deleter = DeleteExport;
 

@@ -34,6 +34,10 @@ LoadedMemory::LoadedMemory(LoadedCheckpoint loaded)
 
 py::dict LoadedMemory::Arrays(py::object self) {
   const LoadedMemory& memory = self.cast<const LoadedMemory&>();
+  if (memory.loaded().device().is_cuda()) {
+    throw py::value_error("the tensors are on " + DeviceName(memory.loaded().device()) +
+                          ": numpy arrays need host memory (use framework=\"torch\")");
+  }
   std::array<std::optional<py::dtype>, kNumDTypes> dtypes;  // made once per dtype
   py::dict out;
   for (const LoadedTensor& t : memory.loaded().tensors()) {
@@ -52,22 +56,29 @@ py::dict LoadedMemory::DTypes() const {
   return out;
 }
 
-py::dict LoadedMemory::Stats() const {
-  const LoadStats& s = loaded().stats();
+py::dict LoadedMemory::Stats() const { return StatsDict(loaded().stats()); }
+
+py::dict StatsDict(const LoadStats& s) {
   py::dict out;
   out["tensors"] = s.tensors;
   out["bytes"] = s.bytes;
   out["bytes_read"] = s.bytes_read;
   out["seconds"] = s.seconds;
   out["gb_per_s"] = s.seconds > 0 ? static_cast<double>(s.bytes) / s.seconds / 1e9 : 0.0;
-  out["backend"] = s.backend;
+  out["backend"] = std::string(BackendName(s.backend));
   out["backend_reason"] = FsText(s.backend_reason);
   out["threads"] = s.threads;
-  out["direct"] = s.direct;
+  out["direct"] = s.bytes_direct > 0;
+  out["mode"] = std::string(IoModeName(s.mode));
+  out["bytes_direct"] = s.bytes_direct;
+  out["bytes_buffered"] = s.bytes_buffered;
+  out["mode_note"] = FsText(s.mode_note);
   out["read_ops"] = s.read_ops;
   out["short_reads"] = s.short_reads;
   out["retries"] = s.retries;
   out["memory"] = FsText(s.memory);
+  out["device"] = s.device;
+  out["transfer"] = s.transfer;
   if (!s.verified.empty()) out["verified"] = FsText(s.verified);
   return out;
 }

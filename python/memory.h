@@ -41,6 +41,9 @@ class LoadedMemory {
   std::shared_ptr<const LoadedCheckpoint> loaded_;
 };
 
+// The LoadStats fields, as `shardload load --json` names them.
+py::dict StatsDict(const LoadStats& stats);
+
 void BindMemory(py::module_& module);
 
 }  // namespace shardload::python

@@ -14,4 +14,5 @@ PYBIND11_MODULE(_shardload, m) {
   shardload::python::BindCheckpoint(m);
   shardload::python::BindMemory(m);
   shardload::python::BindLoad(m);
+  shardload::python::BindInto(m);
 }

@@ -126,6 +126,22 @@ std::optional<Args> ParseArgs(const CommandSpec& spec, int argc, char** argv,
   return args;
 }
 
+FlagSpec DirectFlag() {
+  return {"--direct", "", "every read with O_DIRECT, bypassing the page cache"};
+}
+
+FlagSpec BufferedFlag() {
+  return {"--buffered", "", "every read through the page cache (default: resident ranges "
+                            "buffered, the rest O_DIRECT)"};
+}
+
+std::optional<IoMode> ReadModeFlags(const Args& args) {
+  const bool direct = args.Has("--direct");
+  const bool buffered = args.Has("--buffered");
+  if (direct && buffered) return std::nullopt;
+  return direct ? IoMode::kDirect : buffered ? IoMode::kBuffered : IoMode::kAuto;
+}
+
 std::optional<std::uint64_t> ParseUint(std::string_view text) {
   if (text.empty() || text.size() > 20) return std::nullopt;
   std::uint64_t value = 0;

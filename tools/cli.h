@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "shardload/error.h"
+#include "shardload/loader.h"
 
 namespace shardload::cli {
 
@@ -65,6 +66,13 @@ void PrintHelp(const CommandSpec& spec);
 // Ki/Mi/Gi/Ti). nullopt on bad input.
 std::optional<std::uint64_t> ParseBytes(std::string_view text);
 std::optional<std::uint64_t> ParseUint(std::string_view text);
+
+// The read-mode switches shared by load, split and plan.
+FlagSpec DirectFlag();    // --direct
+FlagSpec BufferedFlag();  // --buffered
+// --direct -> kDirect, --buffered -> kBuffered, neither -> kAuto; nullopt
+// when both are given.
+std::optional<IoMode> ReadModeFlags(const Args& args);
 
 // Usage error for `flag`; returns kExitUsage.
 int UsageError(const CommandSpec& spec, std::string_view message);

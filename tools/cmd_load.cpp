@@ -1,7 +1,9 @@
 // `shardload load PATH ...`: loads a checkpoint (or a selection of it) into
 // memory with the parallel engine, reports throughput, optionally reloads
 // into the same memory (--repeat) and saves what was loaded (--save). With
-// --plan, loads only tensor-parallel rank --rank of --world's slices.
+// --plan, loads only tensor-parallel rank --rank of --world's slices. With
+// --device cuda:N, the tensors land in that CUDA device's memory
+// (docs/device.md).
 #include <fmt/format.h>
 #include <unistd.h>
 
@@ -14,6 +16,7 @@
 #include <vector>
 
 #include "commands.h"
+#include "read_flags.h"
 #include "tp_flags.h"
 #include "shardload/loader.h"
 #include "shardload/writer.h"
@@ -23,16 +26,20 @@ namespace shardload::cli {
 const CommandSpec kLoadSpec = {
     "load",
     "PATH [--select GLOB]... [--threads N] [--queue-depth N] [--chunk-size BYTES] "
-    "[--direct] [--repeat N] [--save OUT] [--verify MANIFEST] [--dtype F32|F16|BF16] "
-    "[--rank R --world W --plan P] [--json]",
+    "[--direct | --buffered] [--max-over-read R] [--read-strategy S] [--repeat N] [--save OUT] "
+    "[--verify MANIFEST] [--dtype F32|F16|BF16] "
+    "[--rank R --world W --plan P] [--device cpu|cuda:N [--staging BYTES] [--gds]] [--json]",
     "Load a checkpoint into memory in parallel and report the throughput.",
     {"PATH"},
     {{"--select", "GLOB", "load only matching tensors (`*` one name component, `**` any); repeatable", true},
      {"--threads", "N", "worker threads (default: one per CPU)"},
      {"--queue-depth", "N", "reads in flight per worker (default 32)"},
      {"--chunk-size", "BYTES", "largest single read (default 4MiB)"},
-     {"--direct", "", "O_DIRECT reads, bypassing the page cache"},
+     DirectFlag(),
+     BufferedFlag(),
      {"--backend", "NAME", "auto (default), io_uring or pread"},
+     MaxOverReadFlag(),
+     ReadStrategyFlag(),
      {"--repeat", "N", "load N times into the same memory; reports steady_gb_per_s"},
      {"--save", "OUT", "write what was loaded to directory OUT"},
      {"--max-shard-size", "BYTES", "shard size limit for --save (default 5GB)"},
@@ -41,6 +48,9 @@ const CommandSpec kLoadSpec = {
      RankFlag(),
      WorldFlag(),
      PlanFlag(),
+     {"--device", "DEV", "cpu (default) or cuda:N: load into that CUDA device's memory"},
+     {"--staging", "BYTES", "pinned staging ring of a device load (default 256MiB)"},
+     {"--gds", "", "GPUDirect Storage with --direct (not yet: staged, reason reported)"},
      {"--json", "", "print one JSON object on the last line of stdout"}},
 };
 
@@ -125,9 +135,24 @@ int ReadFlags(const Args& args, LoadFlags& flags) {
   } else if (backend != "auto") {
     return UsageError(kLoadSpec, "--backend must be auto, io_uring or pread");
   }
+  if (!uint_flag("--staging", flags.options.staging_bytes, true)) {
+    return UsageError(kLoadSpec, "--staging needs a positive byte count");
+  }
+  if (auto device = args.Get("--device")) {
+    auto parsed = ParseDevice(*device);
+    if (!parsed) return UsageError(kLoadSpec, "--device: " + parsed.error().detail);
+    flags.options.device = *parsed;
+  }
+  if (flags.options.device.is_cuda() && args.Has("--save")) {
+    return UsageError(kLoadSpec, "--save writes host memory: it needs --device cpu");
+  }
+  flags.options.gds = args.Has("--gds");
   flags.options.threads = static_cast<unsigned>(threads);
   flags.options.queue_depth = static_cast<unsigned>(depth);
-  flags.options.direct = args.Has("--direct");
+  auto mode = ReadModeFlags(args);
+  if (!mode) return UsageError(kLoadSpec, "--direct and --buffered exclude each other");
+  flags.options.mode = *mode;
+  if (int rc = ReadReadFlags(kLoadSpec, args, flags.options); rc != kExitOk) return rc;
   flags.options.verify = args.Get("--verify").value_or("");
   if (auto dtype = args.Get("--dtype")) {
     if (*dtype != "F32" && *dtype != "F16" && *dtype != "BF16") {
@@ -173,17 +198,20 @@ void PrintReport(const LoadFlags& flags, const LoadStats& first, double first_se
   double gbps = first_seconds > 0 ? static_cast<double>(first.bytes) / first_seconds / 1e9 : 0;
   std::string steady = rates.empty() ? "" : fmt::format("{:.3f}", Median(rates));
   if (!flags.json) {
-    fmt::print("loaded {} tensors, {} ({} read) in {:.3f} s: {:.2f} GB/s [{}, {} threads{}]\n",
+    fmt::print("loaded {} tensors, {} ({} read) in {:.3f} s: {:.2f} GB/s [{}, {} threads, {}]\n",
                first.tensors, HumanBytes(first.bytes), HumanBytes(first.bytes_read),
-               first_seconds, gbps, first.backend, first.threads,
-               first.direct ? ", O_DIRECT" : "");
+               first_seconds, gbps, BackendName(first.backend), first.threads, IoModeName(first.mode));
+    fmt::print("read: {} with O_DIRECT, {} buffered\n", HumanBytes(first.bytes_direct),
+               HumanBytes(first.bytes_buffered));
+    if (!first.mode_note.empty()) fmt::print("mode: {}\n", first.mode_note);
     if (!rates.empty()) fmt::print("steady state over {} reloads: {} GB/s\n", rates.size(), steady);
     if (!first.backend_reason.empty()) fmt::print("backend: {}\n", first.backend_reason);
     if (!first.memory.empty()) fmt::print("memory: {}\n", first.memory);
+    if (!first.transfer.empty()) fmt::print("device: {}: {}\n", first.device, first.transfer);
     if (!first.verified.empty()) fmt::print("verified: {}\n", first.verified);
     if (flags.tp.enabled) {
       fmt::print("tensor parallel: rank {} of {}, plan {}\n", flags.tp.tp.rank, flags.tp.tp.world,
-                 flags.tp.tp.plan);
+                 flags.tp.tp.plan.Describe());
     }
     return;
   }
@@ -192,10 +220,15 @@ void PrintReport(const LoadFlags& flags, const LoadStats& first, double first_se
   for (double r : rates) runs += fmt::format("{}{:.3f}", runs.empty() ? "" : ",", r);
   fmt::print(
       "{{\"tensors\":{},\"bytes\":{},\"bytes_read\":{},\"seconds\":{:.6f},\"gb_per_s\":{:.3f},"
-      "\"backend\":{},\"backend_reason\":{},\"memory\":{},\"threads\":{},\"direct\":{},\"read_ops\":{},"
+      "\"backend\":{},\"backend_reason\":{},\"memory\":{},\"device\":{},\"transfer\":{},"
+      "\"threads\":{},\"direct\":{},\"mode\":{},"
+      "\"bytes_direct\":{},\"bytes_buffered\":{},\"mode_note\":{},\"read_ops\":{},"
       "\"short_reads\":{},\"retries\":{},\"repeat\":{}{}{}{}}}\n",
-      first.tensors, first.bytes, first.bytes_read, first_seconds, gbps, JsonString(first.backend),
-      JsonString(first.backend_reason), JsonString(first.memory), first.threads, first.direct ? "true" : "false",
+      first.tensors, first.bytes, first.bytes_read, first_seconds, gbps, JsonString(BackendName(first.backend)),
+      JsonString(first.backend_reason), JsonString(first.memory), JsonString(first.device),
+      JsonString(first.transfer), first.threads,
+      first.bytes_direct > 0 ? "true" : "false", JsonString(IoModeName(first.mode)),
+      first.bytes_direct, first.bytes_buffered, JsonString(first.mode_note),
       first.read_ops, first.short_reads, first.retries, flags.repeat, tp,
       first.verified.empty() ? "" : ",\"verified\":" + JsonString(first.verified),
       rates.empty() ? "" : fmt::format(",\"steady_gb_per_s\":{},\"reload_gb_per_s\":[{}]", steady, runs));

@@ -1,7 +1,9 @@
 // `shardload plan PATH --world W --plan P [--rank R]`: a tensor-parallel dry
 // run. For each rank (or only --rank), the local shape of every tensor it
 // loads, the bytes it receives, the bytes it would read and the reads it
-// would submit, computed from the headers without reading tensor data.
+// would submit (and per tensor the read strategy), computed from the headers
+// without reading tensor data. Every rank comes from one resolution of the
+// plan (Loader::PlanRanks).
 #include <fmt/format.h>
 
 #include <string>
@@ -9,13 +11,15 @@
 
 #include "commands.h"
 #include "shardload/loader.h"
+#include "read_flags.h"
 #include "tp_flags.h"
 
 namespace shardload::cli {
 
 const CommandSpec kPlanSpec = {
     "plan",
-    "PATH --world W --plan P [--rank R] [--select GLOB]... [--direct] [--tensors] [--json]",
+    "PATH --world W --plan P [--rank R] [--select GLOB]... [--direct | --buffered] "
+    "[--max-over-read R] [--read-strategy S] [--tensors] [--json]",
     "Show what each tensor-parallel rank would load and read, without loading.",
     {"PATH"},
     {RankFlag(),
@@ -23,7 +27,10 @@ const CommandSpec kPlanSpec = {
      PlanFlag(),
      {"--select", "GLOB", "plan only matching tensors; repeatable", true},
      {"--direct", "", "plan O_DIRECT reads (aligned supersets of the ranges)"},
+     {"--buffered", "", "plan buffered reads (default: as the page cache holds the files now)"},
      {"--chunk-size", "BYTES", "largest single read (default 4MiB)"},
+     MaxOverReadFlag(),
+     ReadStrategyFlag(),
      {"--tensors", "", "list each rank's tensors with their local shapes"},
      {"--json", "", "print one JSON object on the last line of stdout"}},
 };
@@ -41,13 +48,42 @@ double Amplification(const RankPlan& p) {
   return p.bytes > 0 ? static_cast<double>(p.bytes_read) / static_cast<double>(p.bytes) : 1.0;
 }
 
+bool IsQuantized(const PlannedTensor& t) { return !t.follows.empty() || t.per != 0; }
+
+// `"quant":{...}` of a quantized tensor (docs/cli.md), else nothing.
+std::string QuantJson(const PlannedTensor& t) {
+  if (!IsQuantized(t)) return "";
+  std::string ranges;
+  for (const QuantRange& r : t.ranges) {
+    ranges += fmt::format("{}{{\"weight\":[{},{}],\"range\":[{},{}]}}", ranges.empty() ? "" : ",",
+                          r.weight_begin, r.weight_end, r.begin, r.end);
+  }
+  return fmt::format(",\"quant\":{{\"follows\":{},\"split_dim\":{},\"per\":{},\"ranges\":[{}],"
+                     "\"straddles\":{}}}",
+                     t.follows.empty() ? "null" : JsonString(t.follows), t.split_dim, t.per,
+                     ranges, t.straddles ? "true" : "false");
+}
+
+// ` follows W, dim 1 blocks [48,64) of 128, straddles` for --tensors.
+std::string QuantText(const PlannedTensor& t) {
+  if (!IsQuantized(t)) return "";
+  std::string out = t.follows.empty() ? "" : "  follows " + t.follows;
+  for (const QuantRange& r : t.ranges) {
+    out += fmt::format("  dim {} [{},{}) = weight [{},{}) / {}", t.split_dim, r.begin, r.end,
+                       r.weight_begin, r.weight_end, t.per);
+  }
+  return out + (t.straddles ? "  straddles (a block shared with another rank)" : "");
+}
+
 std::string RankJson(const RankPlan& p) {
   std::string tensors;
   for (const PlannedTensor& t : p.tensors) {
-    tensors += fmt::format("{}{{\"name\":{},\"dtype\":{},\"shape\":{},\"bytes\":{},\"rule\":{}}}",
-                           tensors.empty() ? "" : ",", JsonString(t.name),
-                           JsonString(DTypeName(t.dtype)), ShapeText(t.shape, "[", "]"),
-                           t.bytes, JsonString(t.rule));
+    tensors += fmt::format(
+        "{}{{\"name\":{},\"dtype\":{},\"shape\":{},\"bytes\":{},\"rule\":{},"
+        "\"strategy\":{},\"bytes_read\":{},\"read_ops\":{}{}}}",
+        tensors.empty() ? "" : ",", JsonString(t.name), JsonString(DTypeName(t.dtype)),
+        ShapeText(t.shape, "[", "]"), t.bytes, JsonString(t.rule), JsonString(t.strategy),
+        t.bytes_read, t.read_ops, QuantJson(t));
   }
   return fmt::format(
       "{{\"rank\":{},\"num_tensors\":{},\"bytes\":{},\"local_bytes\":{},\"bytes_read\":{},"
@@ -62,9 +98,18 @@ void PrintRank(const RankPlan& p, bool list_tensors) {
              Amplification(p), p.read_ops);
   if (!list_tensors) return;
   for (const PlannedTensor& t : p.tensors) {
-    fmt::print("  {:<50} {:<5} {:<18} {:>12}  {}\n", t.name, DTypeName(t.dtype),
-               ShapeText(t.shape, "(", ")"), t.bytes, t.rule);
+    fmt::print("  {:<50} {:<5} {:<18} {:>12}  {:<6} {}{}\n", t.name, DTypeName(t.dtype),
+               ShapeText(t.shape, "(", ")"), t.bytes, t.strategy, t.rule, QuantText(t));
   }
+}
+
+// Rank --rank, or every rank from one resolution of the plan.
+Result<std::vector<RankPlan>> PlanRequested(Loader& loader, const Selection& selection,
+                                            const TpFlags& tp) {
+  if (!tp.rank_given) return loader.PlanRanks(selection, tp.tp.plan, tp.tp.world);
+  auto one = loader.Plan(selection, tp.tp);
+  if (!one) return std::move(one).error();
+  return std::vector<RankPlan>{std::move(*one)};
 }
 
 }  // namespace
@@ -78,7 +123,10 @@ int RunPlan(int argc, char** argv) {
   if (!tp.enabled) return UsageError(kPlanSpec, "plan needs --plan P and --world W");
   const bool json = args->Has("--json");
   LoadOptions options;
-  options.direct = args->Has("--direct");
+  auto mode = ReadModeFlags(*args);
+  if (!mode) return UsageError(kPlanSpec, "--direct and --buffered exclude each other");
+  options.mode = *mode;
+  if (int rc = ReadReadFlags(kPlanSpec, *args, options); rc != kExitOk) return rc;
   if (auto text = args->Get("--chunk-size")) {
     auto v = ParseBytes(*text);
     if (!v || *v == 0) return UsageError(kPlanSpec, "--chunk-size needs a positive byte count");
@@ -88,23 +136,21 @@ int RunPlan(int argc, char** argv) {
   selection.globs = args->GetAll("--select");
   auto loader = Loader::Open(args->Positional(0), options);
   if (!loader) return ReportError(loader.error(), json);
-  unsigned first = tp.rank_given ? tp.tp.rank : 0;
-  unsigned last = tp.rank_given ? tp.tp.rank + 1 : tp.tp.world;
+  Result<std::vector<RankPlan>> plans = PlanRequested(*loader, selection, tp);
+  if (!plans) return ReportError(plans.error(), json);
   std::string ranks;
-  for (unsigned r = first; r < last; ++r) {
-    TensorParallel one = tp.tp;
-    one.rank = r;
-    auto plan = loader->Plan(selection, one);
-    if (!plan) return ReportError(plan.error(), json);
+  for (const RankPlan& plan : *plans) {
     if (json) {
-      ranks += (ranks.empty() ? "" : ",") + RankJson(*plan);
+      ranks += (ranks.empty() ? "" : ",") + RankJson(plan);
     } else {
-      PrintRank(*plan, args->Has("--tensors"));
+      PrintRank(plan, args->Has("--tensors"));
     }
   }
   if (json) {
-    fmt::print("{{\"world\":{},\"plan\":{},\"direct\":{},\"ranks\":[{}]}}\n", tp.tp.world,
-               JsonString(tp.tp.plan), options.direct ? "true" : "false", ranks);
+    fmt::print("{{\"world\":{},\"plan\":{},\"direct\":{},\"mode\":{},\"ranks\":[{}]}}\n",
+               tp.tp.world, JsonString(tp.tp.plan.Describe()),
+               options.mode == IoMode::kDirect ? "true" : "false",
+               JsonString(IoModeName(options.mode)), ranks);
   }
   return kExitOk;
 }

@@ -19,7 +19,7 @@ namespace shardload::cli {
 
 const CommandSpec kSplitSpec = {
     "split",
-    "PATH --world W --plan P --out OUT [--select GLOB]... [--threads N] [--direct] "
+    "PATH --world W --plan P --out OUT [--select GLOB]... [--threads N] [--direct | --buffered] "
     "[--max-shard-size BYTES] [--json]",
     "Write one safetensors checkpoint per tensor-parallel rank (OUT/rank-<r>/).",
     {"PATH"},
@@ -28,7 +28,8 @@ const CommandSpec kSplitSpec = {
      {"--out", "OUT", "output directory (required); gets rank-0/ .. rank-<W-1>/"},
      {"--select", "GLOB", "split only matching tensors; repeatable", true},
      {"--threads", "N", "worker threads (default: one per CPU)"},
-     {"--direct", "", "O_DIRECT reads, bypassing the page cache"},
+     DirectFlag(),
+     BufferedFlag(),
      {"--max-shard-size", "BYTES", "shard size limit of each rank's checkpoint (default 5GB)"},
      {"--json", "", "print one JSON object on the last line of stdout"}},
 };
@@ -61,7 +62,9 @@ int ReadSplitFlags(const Args& args, SplitFlags& flags) {
     if (!v || *v == 0) return UsageError(kSplitSpec, "--max-shard-size needs a positive size");
     flags.max_shard_size = *v;
   }
-  flags.options.direct = args.Has("--direct");
+  auto mode = ReadModeFlags(args);
+  if (!mode) return UsageError(kSplitSpec, "--direct and --buffered exclude each other");
+  flags.options.mode = *mode;
   flags.selection.globs = args.GetAll("--select");
   flags.json = args.Has("--json");
   return kExitOk;
@@ -134,7 +137,7 @@ int RunSplit(int argc, char** argv) {
   }
   if (flags.json) {
     fmt::print("{{\"world\":{},\"plan\":{},\"out\":{},\"ranks\":[{}]}}\n", flags.tp.tp.world,
-               JsonString(flags.tp.tp.plan), JsonString(flags.out), ranks);
+               JsonString(flags.tp.tp.plan.Describe()), JsonString(flags.out), ranks);
   }
   return kExitOk;
 }

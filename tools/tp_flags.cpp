@@ -1,5 +1,5 @@
 // The tensor-parallel flags (see tp_flags.h).
-// Thread-compatible: reads the environment.
+// Thread-compatible: reads the environment (and the plan file).
 #include "tp_flags.h"
 
 #include <cstdlib>
@@ -29,8 +29,8 @@ FlagSpec WorldFlag() {
 }
 FlagSpec PlanFlag() {
   return {"--plan", "P",
-          "tensor-parallel plan: a plan JSON file, `hf` (the checkpoint's config.json) "
-          "or a config.json path (docs/tp-plan.md)"};
+          "tensor-parallel plan: `hf` (the checkpoint's config.json), or a file holding a plan "
+          "JSON (it has \"tp_plan_version\") or a Hugging Face config.json (docs/tp-plan.md)"};
 }
 
 int ReadTpFlags(const CommandSpec& spec, const Args& args, bool rank_required, TpFlags& out) {
@@ -49,9 +49,16 @@ int ReadTpFlags(const CommandSpec& spec, const Args& args, bool rank_required, T
     return UsageError(spec, "--world (WORLD_SIZE) needs a positive integer, got '" +
                                 *world_text + "'");
   }
+  if (*plan == "hf") {
+    out.tp.plan = PlanSource::Hf();
+  } else {
+    // The file's content says which kind of plan it is, not its name.
+    auto source = PlanSource::FromFileContent(*plan);
+    if (!source) return ReportError(source.error(), args.Has("--json"));
+    out.tp.plan = std::move(*source);
+  }
   out.enabled = true;
   out.tp.world = static_cast<unsigned>(*world);
-  out.tp.plan = *plan;
   auto rank_text = FlagOrEnv(args, "--rank", "RANK");
   if (!rank_text) {
     if (rank_required && *world > 1) return UsageError(spec, "--plan needs --rank R (or RANK)");
@@ -69,7 +76,7 @@ int ReadTpFlags(const CommandSpec& spec, const Args& args, bool rank_required, T
 
 std::string TpJsonFields(const TensorParallel& tp) {
   return fmt::format("\"rank\":{},\"world\":{},\"plan\":{}", tp.rank, tp.world,
-                     JsonString(tp.plan));
+                     JsonString(tp.plan.Describe()));
 }
 
 }  // namespace shardload::cli

@@ -23,8 +23,11 @@ FlagSpec WorldFlag();
 FlagSpec PlanFlag();
 
 // Fills OUT from ARGS. With RANK_REQUIRED, a missing rank is 0 when the world
-// is 1 and a usage error otherwise. Returns kExitOk, or kExitUsage after
-// printing the problem.
+// is 1 and a usage error otherwise. `--plan hf` is PlanSource::Hf(); any
+// other value is a file, read here once (PlanSource::FromFileContent: our
+// plan JSON when it has "tp_plan_version", else a Hugging Face config).
+// Returns kExitOk, or kExitUsage after printing the problem, or the exit
+// code of an unreadable plan file (reported, as JSON with --json).
 int ReadTpFlags(const CommandSpec& spec, const Args& args, bool rank_required, TpFlags& out);
 
 // `"rank":R,"world":W,"plan":"P"` for JSON reports.

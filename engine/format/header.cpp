@@ -182,12 +182,18 @@ Status PreadFully(int fd, char* buffer, std::size_t size, std::uint64_t offset,
   while (done < size) {
     ssize_t got = ::pread(fd, buffer + done, size - done, static_cast<off_t>(offset + done));
     if (got < 0 && errno == EINTR) continue;
-    if (got < 0) return ErrnoError(path, fmt::format("pread of the {}", what), errno);
+    if (got < 0) {
+      Error e = ErrnoError(path, fmt::format("pread of the {}", what), errno);
+      e.offset = offset + done;
+      return e;
+    }
     if (got == 0) {
-      return MakeError(ErrorCode::kTruncated, path, {},
-                       fmt::format("file ended at byte {} while reading the {} ({} bytes "
-                                   "at offset {}); was it truncated while being read?",
-                                   offset + done, what, size, offset));
+      Error e = MakeError(ErrorCode::kTruncated, path, {},
+                          fmt::format("file ended at byte {} while reading the {} ({} bytes "
+                                      "at offset {}); was it truncated while being read?",
+                                      offset + done, what, size, offset));
+      e.offset = offset + done;
+      return e;
     }
     done += static_cast<std::size_t>(got);
   }

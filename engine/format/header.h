@@ -9,9 +9,9 @@
 #include <string_view>
 #include <vector>
 
-#include "shardload/checkpoint.h"
 #include "shardload/dtype.h"
 #include "shardload/error.h"
+#include "shardload/metadata.h"
 
 namespace shardload::format {
 

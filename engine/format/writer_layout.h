@@ -11,7 +11,6 @@
 #include <string>
 #include <vector>
 
-#include "shardload/checkpoint.h"
 #include "shardload/error.h"
 #include "shardload/writer.h"
 

@@ -22,6 +22,34 @@ std::uint64_t TensorInfo::NumElements() const {
 
 Result<Checkpoint> Checkpoint::Open(const std::string& path) { return index::Resolve(path); }
 
+Result<Checkpoint> Checkpoint::ByteRanges(std::uint32_t shard,
+                                          std::span<const std::uint64_t> offsets,
+                                          std::span<const std::uint64_t> lengths) const {
+  if (shard >= shards_.size()) {
+    return MakeError(ErrorCode::kInvalidArgument, path_, "",
+                     "no shard " + std::to_string(shard) + " in this checkpoint");
+  }
+  if (offsets.size() != lengths.size()) {
+    return MakeError(ErrorCode::kInvalidArgument, path_, "",
+                     "byte ranges: offsets and lengths differ in count");
+  }
+  ShardInfo info = shards_[shard];
+  std::vector<TensorInfo> ranges;
+  ranges.reserve(offsets.size());
+  for (std::size_t i = 0; i < offsets.size(); ++i) {
+    if (offsets[i] > info.file_size || lengths[i] > info.file_size - offsets[i]) {
+      return MakeError(ErrorCode::kInvalidArgument, info.path, "",
+                       "byte range " + std::to_string(offsets[i]) + "+" +
+                           std::to_string(lengths[i]) + " is past the end of the file (" +
+                           std::to_string(info.file_size) + " bytes)");
+    }
+    ranges.push_back(TensorInfo{std::to_string(i), DType::kU8, {lengths[i]}, 0, offsets[i],
+                                lengths[i]});
+  }
+  info.num_tensors = static_cast<std::uint32_t>(ranges.size());
+  return Checkpoint(info.path, "", {info}, std::move(ranges), {}, {});
+}
+
 Checkpoint::Checkpoint(std::string path, std::string index_path, std::vector<ShardInfo> shards,
                        std::vector<TensorInfo> tensors, std::vector<Warning> warnings,
                        Metadata index_metadata)

@@ -296,20 +296,20 @@ Result<ParsedIndex> ParseIndexJson(std::string_view json, const std::string& ind
   return out;
 }
 
-namespace {
-
-Result<std::string> ReadSmallFile(const std::string& path) {
+Result<std::string> ReadSmallFile(const std::string& path, std::string_view what,
+                                  std::uint64_t max_size, ErrorCode too_large) {
   FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
   if (!fd.valid()) return ErrnoError(path, "open", errno);
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) return ErrnoError(path, "fstat", errno);
   if (!S_ISREG(st.st_mode)) {
-    return MakeError(ErrorCode::kNotRegularFile, path, {}, "the index is not a regular file");
+    return MakeError(ErrorCode::kNotRegularFile, path, {},
+                     fmt::format("{} is not a regular file", what));
   }
   auto size = static_cast<std::uint64_t>(st.st_size);
-  if (size > kMaxIndexFileSize) {
-    return IndexError(
-        path, {}, fmt::format("index file is {} bytes; the limit is {}", size, kMaxIndexFileSize));
+  if (size > max_size) {
+    return MakeError(too_large, path, {},
+                     fmt::format("{} is {} bytes; the limit is {}", what, size, max_size));
   }
   std::string text(size, '\0');
   std::size_t done = 0;
@@ -324,10 +324,9 @@ Result<std::string> ReadSmallFile(const std::string& path) {
   return text;
 }
 
-}  // namespace
-
 Result<ParsedIndex> ReadIndexFile(const std::string& index_path) {
-  Result<std::string> text = ReadSmallFile(index_path);
+  Result<std::string> text =
+      ReadSmallFile(index_path, "the index", kMaxIndexFileSize, ErrorCode::kIndexJson);
   if (!text) return std::move(text).error();
   return ParseIndexJson(*text, index_path);
 }

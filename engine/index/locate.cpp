@@ -74,21 +74,18 @@ Result<Source> LocateInDirectory(const std::string& dir) {
   return out;
 }
 
-Result<Source> LocateFile(const std::string& path) {
+// A regular file: an index when its name says so, else a safetensors file
+// whatever its name (model.st, a Hugging Face blob named by its hash).
+Source LocateFile(const std::string& path) {
   Source out;
   if (path.ends_with(kIndexSuffix)) {
     out.index_path = path;
     return out;
   }
-  if (path.ends_with(kShardSuffix)) {
-    std::size_t slash = path.rfind('/');
-    std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
-    out.files.push_back({std::move(name), path});
-    return out;
-  }
-  return MakeError(ErrorCode::kNoCheckpoint, path, {},
-                   "expected a .safetensors file, a *.safetensors.index.json "
-                   "or a directory holding them");
+  std::size_t slash = path.rfind('/');
+  std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
+  out.files.push_back({std::move(name), path});
+  return out;
 }
 
 }  // namespace

@@ -30,6 +30,7 @@
 #include <fmt/ranges.h>
 
 #include "format/header.h"
+#include "index/checkpoint_access.h"
 #include "index/index_json.h"
 #include "util/errno_error.h"
 #include "util/fd.h"
@@ -254,8 +255,9 @@ Checkpoint IndexAssembler::Finish(const std::string& path, const ParsedIndex& in
                               "bytes (advisory only)",
                               *index.total_size, bytes)));
   }
-  return Checkpoint(path, ctx_.index_path, std::move(shards_), std::move(tensors_),
-                    std::move(warnings_), index.metadata);
+  return internal::CheckpointAccess::Make(path, ctx_.index_path, std::move(shards_),
+                                         std::move(tensors_), std::move(warnings_),
+                                         index.metadata);
 }
 
 Result<Checkpoint> ResolveIndex(const std::string& path, const std::string& index_path) {
@@ -311,7 +313,8 @@ Result<Checkpoint> ResolveFiles(const std::string& path, const std::vector<Shard
     shards.push_back(std::move(shard->info));
   }
   if (Status s = CheckNoDuplicates(tensors, shards); !s) return std::move(s).error();
-  return Checkpoint(path, {}, std::move(shards), std::move(tensors), {}, {});
+  return internal::CheckpointAccess::Make(path, {}, std::move(shards), std::move(tensors), {},
+                                         {});
 }
 
 }  // namespace

@@ -10,8 +10,9 @@
 //   * a directory: exactly one *.safetensors.index.json -> that index;
 //     several -> kAmbiguousIndex listing them; none -> every *.safetensors
 //     in it (sorted by name, not recursive); none of either -> kNoCheckpoint;
-//   * a regular file named *.safetensors.index.json -> that index;
-//     *.safetensors -> that one file; any other name -> kNoCheckpoint;
+//   * a regular file named *.safetensors.index.json -> that index; any
+//     other regular file -> that one safetensors file, whatever its name
+//     (model.st, a Hugging Face blob named by its hash);
 //   * anything else (device, FIFO, socket) -> kNotRegularFile.
 // Symlinks are followed everywhere; paths are never canonicalized, so shard
 // names resolve against the directory of the index path as given (in a

@@ -10,6 +10,7 @@
 
 #include "buffers/fault_in_policy.h"
 #include "buffers/mapped_memory.h"
+#include "io/copy_out.h"
 #include "util/errno_error.h"
 
 namespace shardload {
@@ -30,7 +31,9 @@ Error TruncatedError(const ReadOp& op, const std::string& path, std::uint64_t go
   if (::stat(path.c_str(), &st) == 0) {
     detail += " (the file now has " + std::to_string(st.st_size) + " bytes)";
   }
-  return MakeError(ErrorCode::kTruncated, path, "", std::move(detail));
+  Error e = MakeError(ErrorCode::kTruncated, path, "", std::move(detail));
+  e.offset = op.offset + got;
+  return e;
 }
 
 }  // namespace
@@ -47,10 +50,12 @@ Verdict OnReadResult(const ReadOp& op, std::int64_t res, std::uint64_t alignment
     }
     *error = ErrnoError(path, ReadContext(op), err);
     stats.failed_offset = op.offset + cursor.done;
+    error->offset = stats.failed_offset;
     return Verdict::kFailed;
   }
   cursor.retries = 0;
   stats.bytes_read += static_cast<std::uint64_t>(res);
+  if (op.direct) stats.bytes_read_direct += static_cast<std::uint64_t>(res);
   const std::uint64_t end = cursor.done + static_cast<std::uint64_t>(res);
   if (end >= op.required) {
     cursor.done = end;
@@ -69,7 +74,8 @@ Verdict OnReadResult(const ReadOp& op, std::int64_t res, std::uint64_t alignment
 
 void PrepareDestination(const ReadOp& op, const ExecContext& ctx) {
   std::byte* dst = op.staged() ? op.copy_dst : op.dst;
-  std::size_t length = op.staged() ? op.copy_length : op.length;
+  std::size_t length = op.dst_extent;
+  if (length == 0) length = op.staged() ? op.copy_length : op.length;
   if (ctx.arena_fault_in != nullptr) {
     ctx.arena_fault_in->BeforeRead(dst, length);
   } else if (ctx.prefault) {
@@ -79,7 +85,7 @@ void PrepareDestination(const ReadOp& op, const ExecContext& ctx) {
 
 void DeliverOp(const ReadOp& op, const std::byte* staging, const ExecContext& ctx,
                WorkerStats& stats) {
-  if (op.staged()) std::memcpy(op.copy_dst, staging + op.copy_skip, op.copy_length);
+  if (op.staged()) CopyOut(op, staging, ctx.scatter);
   stats.bytes_delivered += op.delivered;
   if (ctx.progress != nullptr) ctx.progress->Add(op.delivered);
 }

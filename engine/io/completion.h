@@ -88,11 +88,13 @@ Verdict OnReadResult(const ReadOp& op, std::int64_t res, std::uint64_t alignment
                      const std::string& path, OpCursor& cursor, WorkerStats& stats,
                      Error* error);
 
-// Called once per op, just before its first read: fault-in policy.
+// Called once per op (all its pieces), just before its first read: fault-in
+// policy over the op's destination extent.
 void PrepareDestination(const ReadOp& op, const ExecContext& ctx);
 
-// A finished op: copies staged bytes to their destination, counts the
-// delivered bytes and reports progress.
+// A finished read (one piece of an op, PieceOf): copies staged bytes to
+// their destinations (CopyOut, io/copy_out.h), counts the delivered bytes and
+// reports progress.
 void DeliverOp(const ReadOp& op, const std::byte* staging, const ExecContext& ctx,
                WorkerStats& stats);
 

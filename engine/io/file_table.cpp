@@ -1,6 +1,7 @@
-// FileTable: opens shards once (regular files only); finds their O_DIRECT
-// alignment.
-// Thread-compatible while built, thread-safe after.
+// FileTable: opens shards (regular files only), buffered and/or O_DIRECT;
+// finds their O_DIRECT alignment.
+// Thread-compatible while descriptors are opened, thread-safe after; the
+// ScopedRefuseDirect flag is an atomic.
 #include "io/file_table.h"
 
 #include <fcntl.h>
@@ -51,44 +52,71 @@ Status CheckOpened(const std::string& path, int fd) {
   return {};
 }
 
+std::atomic<bool> g_refuse_direct{false};
+
+Error DirectRefused(const std::string& path) {
+  Error e = MakeError(ErrorCode::kUnsupported, path, "",
+                      "the file system refuses O_DIRECT (open: EINVAL)");
+  e.sys_errno = EINVAL;
+  return e;
+}
+
+// Opens `path` read-only, with O_DIRECT when `direct`; checks what it is.
+Result<FileDescriptor> OpenShard(const std::string& path, bool direct) {
+  if (direct && g_refuse_direct.load(std::memory_order_relaxed)) return DirectRefused(path);
+  int flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | (direct ? O_DIRECT : 0);
+  FileDescriptor fd(::open(path.c_str(), flags));
+  if (!fd.valid()) {
+    int err = errno;
+    if (direct && err == EINVAL) return DirectRefused(path);
+    return ErrnoError(path, "open", err);
+  }
+  if (Status s = CheckOpened(path, fd.get()); !s) return std::move(s).error();
+  return fd;
+}
+
 }  // namespace
 
 Result<FileTable> FileTable::Open(std::span<const std::string> paths,
-                                  std::span<const bool> needed, bool direct) {
+                                  std::span<const bool> needed, IoMode mode) {
   FileTable table;
-  table.direct_ = direct;
   table.files_.resize(paths.size());
+  const bool direct = mode == IoMode::kDirect;
   for (std::size_t i = 0; i < paths.size(); ++i) {
     File& f = table.files_[i];
     f.path = paths[i];
     if (!needed[i]) continue;
-    int flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | (direct ? O_DIRECT : 0);
-    f.fd = FileDescriptor(::open(f.path.c_str(), flags));
-    if (!f.fd.valid()) {
-      int err = errno;
-      if (direct && err == EINVAL) {
-        Error e = MakeError(ErrorCode::kUnsupported, f.path, "",
-                            "the file system refuses O_DIRECT (open: EINVAL)");
-        e.sys_errno = err;
-        return e;
-      }
-      return ErrnoError(f.path, "open", err);
-    }
-    if (Status s = CheckOpened(f.path, f.fd.get()); !s) return std::move(s).error();
-    if (direct) {
-      std::uint64_t a = DirectAlignment(f.fd.get());
+    auto fd = OpenShard(f.path, direct);
+    if (!fd) return std::move(fd).error();
+    if (mode != IoMode::kBuffered) {
+      std::uint64_t a = DirectAlignment(fd->get());
       if (!IsPowerOfTwo(a)) a = kDefaultDirectAlignment;
       table.alignment_ = std::max(table.alignment_, a);
     }
+    (direct ? f.direct : f.buffered) = std::move(*fd);
   }
   return table;
 }
 
+Status FileTable::OpenDirect(std::uint32_t file) {
+  File& f = files_[file];
+  if (f.direct.valid()) return {};
+  auto fd = OpenShard(f.path, /*direct=*/true);
+  if (!fd) return std::move(fd).error();
+  f.direct = std::move(*fd);
+  return {};
+}
+
 std::vector<int> FileTable::Descriptors() const {
   std::vector<int> fds;
-  fds.reserve(files_.size());
-  for (const File& f : files_) fds.push_back(f.fd.get());
+  fds.reserve(2 * files_.size());
+  for (const File& f : files_) fds.push_back(f.buffered.get());
+  for (const File& f : files_) fds.push_back(f.direct.get());
   return fds;
 }
+
+ScopedRefuseDirect::ScopedRefuseDirect() { g_refuse_direct.store(true); }
+ScopedRefuseDirect::~ScopedRefuseDirect() { g_refuse_direct.store(false); }
+bool ScopedRefuseDirect::active() { return g_refuse_direct.load(); }
 
 }  // namespace shardload

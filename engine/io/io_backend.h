@@ -64,8 +64,10 @@ struct ExecContext {
   std::atomic<bool>* stop = nullptr;  // set by the first worker that fails
   ProgressMeter* progress = nullptr;  // may be null
   unsigned queue_depth = 32;          // reads in flight per worker (>= 1)
-  std::uint64_t alignment = 1;        // O_DIRECT alignment; 1 when buffered
+  std::uint64_t alignment = 1;        // O_DIRECT alignment of direct ops (ReadOp::direct)
   std::uint64_t staging_size = 0;     // bytes of one staging buffer; 0: none staged
+  std::span<const Segment> scatter;   // the plan's scatter segments (ReadPlan::scatter)
+  std::uint64_t reads = 0;            // reads (pieces) in the plan; 0: one per op
   // Destination pages are faulted in by the workers, for the reads they
   // issue: in a library-owned arena as `arena_fault_in` decides
   // (buffers/fault_in_policy.h); elsewhere by the read's own copy, or with
@@ -80,8 +82,9 @@ struct ExecContext {
 // What one worker did. Owned by that worker; read after it finished.
 struct WorkerStats {
   std::uint64_t bytes_read = 0;       // bytes the kernel returned
+  std::uint64_t bytes_read_direct = 0;  // of those, by O_DIRECT reads
   std::uint64_t bytes_delivered = 0;  // destination bytes filled
-  std::uint64_t read_ops = 0;         // ops started (resubmissions excluded)
+  std::uint64_t read_ops = 0;         // reads (ReadOp pieces) started, resubmissions excluded
   std::uint64_t short_reads = 0;
   std::uint64_t retries = 0;
   std::size_t failed_op = OpQueue::kNone;  // plan index of the failing op
@@ -94,8 +97,9 @@ struct WorkerStats {
 class IoBackend {
  public:
   virtual ~IoBackend() = default;
-  // Runs the ops that `ops` hands out (each in the order taken, each fully,
-  // subject to the completion policy in completion.h) on the calling thread,
+  // Runs the ops that `ops` hands out (each in the order taken, each fully:
+  // every piece of it, PieceOf in read_op.h, is one read under the
+  // completion policy in completion.h) on the calling thread,
   // until none is left. Returns the first error; after an error, or once
   // ctx.stop is set, takes nothing new, waits for reads in flight, and
   // returns (kCancelled when stopped by another worker). No read is in

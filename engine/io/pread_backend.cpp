@@ -13,17 +13,18 @@
 namespace shardload {
 namespace {
 
+// One read (a piece of an op), to completion or failure.
 Status RunOne(const ReadOp& op, const ExecContext& ctx, std::byte* staging,
               WorkerStats& stats) {
   OpCursor cursor;
-  const int fd = ctx.files->fd(op.file);
+  const int fd = ctx.files->fd(op.file, op.direct);
   for (;;) {
     std::byte* buf = cursor.target(op, staging);
     ssize_t n = ::pread(fd, buf, cursor.remaining(op), static_cast<off_t>(cursor.offset(op)));
     std::int64_t res = n < 0 ? -static_cast<std::int64_t>(errno) : n;
     if (ctx.filter != nullptr) [[unlikely]] res = ctx.filter->Rewrite(op, cursor, buf, res);
     Error error;
-    switch (OnReadResult(op, res, ctx.alignment, ctx.files->path(op.file), cursor, stats,
+    switch (OnReadResult(op, res, op.direct ? ctx.alignment : 1, ctx.files->path(op.file), cursor, stats,
                          &error)) {
       case Verdict::kDone:
         DeliverOp(op, staging, ctx, stats);
@@ -55,11 +56,14 @@ Status PreadBackend::Execute(WorkerOps& ops, const ExecContext& ctx,
     if (i == OpQueue::kNone) return {};
     const ReadOp& op = ops.op(i);
     PrepareDestination(op, ctx);
-    ++stats.read_ops;
-    if (Status s = RunOne(op, ctx, staging.data(), stats); !s) {
-      stats.failed_op = i;
-      SignalStop(ctx, stats);
-      return s;
+    for (std::uint64_t k = 0; k < op.pieces; ++k) {
+      if (k > 0 && ctx.stop->load(std::memory_order_relaxed)) return CancelledError();
+      ++stats.read_ops;
+      if (Status s = RunOne(PieceOf(op, k), ctx, staging.data(), stats); !s) {
+        stats.failed_op = i;
+        SignalStop(ctx, stats);
+        return s;
+      }
     }
   }
 }

@@ -26,6 +26,7 @@ constexpr std::uint32_t kIdle = ~std::uint32_t{0};
 // range-checked; an idle slot has op == kIdle (poisoned).
 struct Slot {
   std::uint32_t op = kIdle;
+  ReadOp piece;  // the read in flight: piece k of ops_.op(op) (PieceOf)
   OpCursor cursor;
   std::byte* staging = nullptr;  // this slot's staging buffer (staged reads)
 };
@@ -41,9 +42,11 @@ struct Slot {
 // last read has completed.
 //
 // BATCHING. Each turn of the loop prepares as many SQEs as the SQ has room for
-// and slots are idle (resubmissions first, then new ops taken from the
-// OpQueue, each new op's destination first passed to PrepareDestination: the
-// fault-in policy of ExecContext), then makes one
+// and slots are idle (resubmissions first, then the next pieces of the
+// current op, then new ops taken from the OpQueue, each new op's destination
+// first passed to PrepareDestination: the fault-in policy of ExecContext; a
+// slot holds one piece, so a batch op's reads run queue_depth at a time),
+// then makes one
 // io_uring_submit_and_wait(1) call, then reaps every ready CQE with
 // io_uring_for_each_cqe and one io_uring_cq_advance. Cached buffered reads
 // complete inline during the submit, so a turn costs one system call.
@@ -96,6 +99,8 @@ class Scheduler {
   std::vector<std::uint32_t> idle_;   // slots free for a new op
   std::vector<std::uint32_t> ready_;  // slots waiting for resubmission
   bool taken_all_ = false;            // the OpQueue has no op left for us
+  std::size_t current_ = OpQueue::kNone;  // the op whose pieces are being issued
+  std::uint64_t next_piece_ = 0;      // its next piece
   unsigned inflight_ = 0;             // slots with a read in the kernel
   unsigned held_ = 0;                 // of those, reaped but held by ctx_.filter
   bool stopping_ = false;
@@ -110,7 +115,8 @@ unsigned Scheduler::Depth() const {
     depth = std::min(depth, std::max<std::uint64_t>(1, kStagingBudget / ctx_.staging_size));
   }
   depth = std::min<std::uint64_t>(depth, kMaxQueueDepth);
-  return static_cast<unsigned>(std::min<std::uint64_t>(depth, ops_.plan_size()));
+  const std::uint64_t reads = ctx_.reads > 0 ? ctx_.reads : ops_.plan_size();
+  return static_cast<unsigned>(std::min<std::uint64_t>(depth, reads));
 }
 
 int Scheduler::InitRing() {
@@ -185,17 +191,20 @@ void Scheduler::Fill() {
     --space;
   }
   while (space > 0 && !idle_.empty() && !taken_all_) {
-    const std::size_t index = ops_.Next();
-    if (index == OpQueue::kNone) {
-      taken_all_ = true;
-      break;
+    if (current_ == OpQueue::kNone || next_piece_ == ops_.op(current_).pieces) {
+      current_ = ops_.Next();
+      next_piece_ = 0;
+      if (current_ == OpQueue::kNone) {
+        taken_all_ = true;
+        break;
+      }
+      PrepareDestination(ops_.op(current_), ctx_);
     }
     std::uint32_t s = idle_.back();
     idle_.pop_back();
-    const ReadOp& op = ops_.op(index);
-    slots_[s].op = static_cast<std::uint32_t>(index);
+    slots_[s].op = static_cast<std::uint32_t>(current_);
+    slots_[s].piece = PieceOf(ops_.op(current_), next_piece_++);
     slots_[s].cursor = OpCursor{};
-    PrepareDestination(op, ctx_);
     ++stats_.read_ops;
     PrepareSqe(s);
     --space;
@@ -205,12 +214,13 @@ void Scheduler::Fill() {
 // The one place an SQE is filled in.
 void Scheduler::PrepareSqe(std::uint32_t slot_index) {
   Slot& slot = slots_[slot_index];
-  const ReadOp& op = ops_.op(slot.op);
+  const ReadOp& op = slot.piece;
   io_uring_sqe* sqe = io_uring_get_sqe(ring_.get());  // room checked by Fill
   std::byte* buf = slot.cursor.target(op, slot.staging);
   auto len = static_cast<unsigned>(slot.cursor.remaining(op));
   std::uint64_t offset = slot.cursor.offset(op);
-  int fd = fixed_files_ ? static_cast<int>(op.file) : ctx_.files->fd(op.file);
+  int fd = fixed_files_ ? static_cast<int>(ctx_.files->FixedIndex(op.file, op.direct))
+                        : ctx_.files->fd(op.file, op.direct);
   if (op.staged() && fixed_buffers_) {
     io_uring_prep_read_fixed(sqe, fd, buf, len, offset, 0);
   } else {
@@ -268,13 +278,13 @@ void Scheduler::Complete(std::uint64_t user_data, std::int32_t res) {
   Slot& slot = slots_[index];
   --inflight_;
   if (stopping_) return Release(index);  // draining: the result no longer matters
-  const ReadOp& op = ops_.op(slot.op);
+  const ReadOp& op = slot.piece;
   const std::int64_t result =
       ctx_.filter == nullptr
           ? res
           : ctx_.filter->Rewrite(op, slot.cursor, slot.cursor.target(op, slot.staging), res);
   Error error;
-  switch (OnReadResult(op, result, ctx_.alignment, ctx_.files->path(op.file), slot.cursor,
+  switch (OnReadResult(op, result, op.direct ? ctx_.alignment : 1, ctx_.files->path(op.file), slot.cursor,
                        stats_, &error)) {
     case Verdict::kDone:
       DeliverOp(op, slot.staging, ctx_, stats_);

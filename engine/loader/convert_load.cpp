@@ -15,11 +15,11 @@ std::uint64_t ElementBytes(DType d) { return std::max(1u, DTypeBits(d) / 8); }
 
 }  // namespace
 
-ConvertedLayout LayOutConverted(std::span<const ConvertItem> items, DType target) {
+ConvertedLayout LayOutConverted(std::span<const TpItem> items, DType target) {
   ConvertedLayout out;
-  for (const ConvertItem& item : items) {
+  for (const TpItem& item : items) {
     DType to = ConvertedDType(item.source->dtype, target);
-    std::uint64_t size = item.local_size / ElementBytes(item.source->dtype) * ElementBytes(to);
+    std::uint64_t size = item.slice.size / ElementBytes(item.source->dtype) * ElementBytes(to);
     out.total = (out.total + kAlignment - 1) / kAlignment * kAlignment;
     out.dtype.push_back(to);
     out.size.push_back(size);
@@ -31,7 +31,7 @@ ConvertedLayout LayOutConverted(std::span<const ConvertItem> items, DType target
 
 std::vector<ConvertSegment> TranslateSegments(std::span<const Segment> segments,
                                               const std::byte* origin,
-                                              std::span<const ConvertItem> items,
+                                              std::span<const TpItem> items,
                                               const ConvertedLayout& layout, std::byte* base) {
   std::vector<ConvertSegment> out;
   out.reserve(segments.size());

@@ -1,6 +1,7 @@
 // The arithmetic of a converted load (LoadOptions::dtype): each tensor's
 // converted dtype, size and place in memory, and its read segments turned
-// into ConvertSegments aimed at that memory.
+// into ConvertSegments aimed at that memory. An item is a whole tensor (an
+// identity slice) or one rank's slice of it (loader/tp_load.h).
 // Thread-safe: pure functions.
 #pragma once
 
@@ -9,17 +10,10 @@
 #include <vector>
 
 #include "convert/converting_read.h"
+#include "loader/tp_load.h"
 #include "plan/read_op.h"
-#include "shardload/checkpoint.h"
 
 namespace shardload {
-
-// One tensor of the load: whole, or one rank's slice of it.
-struct ConvertItem {
-  const TensorInfo* source = nullptr;
-  std::vector<std::uint64_t> shape;  // local shape
-  std::uint64_t local_size = 0;      // local bytes before conversion
-};
 
 struct ConvertedLayout {
   std::vector<DType> dtype;              // per item, after conversion
@@ -28,13 +22,13 @@ struct ConvertedLayout {
   std::uint64_t total = 0;
 };
 
-ConvertedLayout LayOutConverted(std::span<const ConvertItem> items, DType target);
+ConvertedLayout LayOutConverted(std::span<const TpItem> items, DType target);
 
 // `segments` place item `tag`'s bytes relative to `origin` (the item's first
 // unconverted byte); the result places them in converted memory at `base`.
 std::vector<ConvertSegment> TranslateSegments(std::span<const Segment> segments,
                                               const std::byte* origin,
-                                              std::span<const ConvertItem> items,
+                                              std::span<const TpItem> items,
                                               const ConvertedLayout& layout, std::byte* base);
 
 }  // namespace shardload

@@ -1,7 +1,12 @@
-// Loader and LoadedCheckpoint: wire the stages together.
-//   selection -> arena layout (library-owned memory) or caller destinations
-//   -> segments -> FileTable -> read plan -> OpQueue -> workers (oneTBB)
-//   -> IoBackend.
+// Loader and LoadedCheckpoint: wire the stages together, in one flow for
+// plain and tensor-parallel loads (a plain load is rank 0 of world 1 under
+// the identity plan):
+//   plan (read once per source, cached) -> selection -> slices (tp_load.h)
+//   -> layout (library-owned memory) or caller destinations -> strided
+//   segments -> FileTable -> read plan -> OpQueue -> workers (oneTBB)
+//   -> IoBackend -> padding zeroed -> LoadOptions::verify (integrity/).
+// LoadOptions::dtype takes the same items through ReadConverted's bounded
+// staging instead of the read plan (convert/, loader/convert_load.h).
 // std::bad_alloc is caught here, at the API boundary (kResourceExhausted).
 // Thread-compatible: one Load/Reload/LoadInto at a time per Loader.
 #include "shardload/loader.h"
@@ -25,62 +30,36 @@
 
 #include "buffers/fault_in_policy.h"
 #include "buffers/mapped_memory.h"
+#include "convert/convert.h"
+#include "convert/converting_read.h"
+#include "device/device_memory.h"
+#include "device/waves.h"
+#include "integrity/loaded_hash.h"
 #include "io/capabilities.h"
 #include "io/completion.h"
 #include "io/file_table.h"
 #include "io/io_backend.h"
 #include "io/op_queue.h"
 #include "io/pread_backend.h"
+#include "io/residency.h"
 #include "io/uring_backend.h"
-#include "convert/convert.h"
-#include "convert/converting_read.h"
-#include "integrity/loaded_hash.h"
+#include "loader/backend_name.h"
 #include "loader/backend_override.h"
 #include "loader/convert_load.h"
+#include "loader/device_load.h"
 #include "loader/tp_load.h"
-#include "plan/arena_layout.h"
 #include "plan/read_planner.h"
 
 namespace shardload {
+
+
 namespace {
 
 constexpr std::uint64_t kProgressStep = 64ULL << 20;
 // Library-owned tensors keep their file alignment modulo this (buffered mode).
 constexpr std::uint64_t kBufferedArenaAlignment = 64;
 
-alignas(64) std::byte kNoBytes[64];
-
-// Fake, never dereferenced, base address for planning reads without memory:
-// aligned to any O_DIRECT alignment.
-std::byte* const kPlanningBase = reinterpret_cast<std::byte*>(std::uintptr_t{1} << 40);
-
-// A converted load of whole tensors: one item and one segment per tensor.
-std::vector<ConvertItem> WholeItems(std::span<const TensorInfo* const> tensors) {
-  std::vector<ConvertItem> items;
-  for (const TensorInfo* t : tensors) items.push_back(ConvertItem{t, t->shape, t->size});
-  return items;
-}
-
-std::vector<Segment> WholeSegments(std::span<const TensorInfo* const> tensors) {
-  std::vector<Segment> segments;
-  for (std::size_t i = 0; i < tensors.size(); ++i) {
-    segments.push_back(Segment{tensors[i]->shard, tensors[i]->offset, tensors[i]->size,
-                               kPlanningBase, static_cast<std::uint32_t>(i)});
-  }
-  return segments;
-}
-
-// A converted load of a rank's slices: items and their segments.
-std::pair<std::vector<ConvertItem>, std::vector<Segment>> TpConvertItems(
-    std::span<const TpItem> slices) {
-  std::vector<ConvertItem> items;
-  std::vector<Segment> segments;
-  for (std::size_t i = 0; i < slices.size(); ++i) {
-    items.push_back(ConvertItem{slices[i].source, slices[i].slice.shape, slices[i].slice.size});
-    AppendTpSegments(slices[i], kPlanningBase, static_cast<std::uint32_t>(i), segments);
-  }
-  return {std::move(items), std::move(segments)};
-}  // data() of empty tensors without an arena
+alignas(64) std::byte kNoBytes[64];  // data() of empty tensors without an arena
 
 // Hand-off edges that ThreadSanitizer can see (oneTBB's own synchronization
 // is in an uninstrumented library): the tasks are built first (defer), then
@@ -91,6 +70,38 @@ std::atomic<std::uint64_t> g_handoff{0};
 Error ResourceExhausted() {
   return MakeError(ErrorCode::kResourceExhausted, "", "", "out of memory");
 }
+
+Error CancelledByCaller() {
+  return MakeError(ErrorCode::kCancelled, "", "", "cancelled by the caller");
+}
+
+// kCancelled once OPTIONS' token is cancelled: checked between the phases of
+// a load (open, plan, read).
+Status CheckCancel(const LoadOptions& options) {
+  if (options.cancel && options.cancel->cancelled()) return CancelledByCaller();
+  return {};
+}
+
+// Registers a load's stop flag with the caller's CancelToken for the
+// duration of the reads, so that Cancel() stops the workers.
+class CancelWatch {
+ public:
+  CancelWatch(CancelToken* token, std::atomic<bool>* stop) : token_(token), stop_(stop) {
+    if (token_ != nullptr && !token_->Watch(stop_)) {
+      stop_->store(true, std::memory_order_relaxed);
+      token_ = nullptr;
+    }
+  }
+  ~CancelWatch() {
+    if (token_ != nullptr) token_->Unwatch(stop_);
+  }
+  CancelWatch(const CancelWatch&) = delete;
+  CancelWatch& operator=(const CancelWatch&) = delete;
+
+ private:
+  CancelToken* token_;
+  std::atomic<bool>* stop_;
+};
 
 Error Invalid(std::string tensor, std::string detail) {
   return MakeError(ErrorCode::kInvalidArgument, "", std::move(tensor), std::move(detail));
@@ -135,10 +146,12 @@ Status RunWorker(const IoBackend& backend, WorkerOps ops, const ExecContext& ctx
 
 struct LoadedCheckpoint::Impl {
   MappedMemory arena;
+  DeviceBuffer device_memory;  // instead of the arena when device is CUDA
+  Device device;
   std::vector<LoadedTensor> tensors;  // sorted by name
-  std::vector<Window> windows;        // regions of the arena (see arena_layout.h)
+  std::vector<Window> windows;        // regions of the arena (see tp_load.h)
   LoadStats stats;
-  std::shared_ptr<const TpContext> tp;  // set by a tensor-parallel load (Reload keeps it)
+  TpContext context;                  // the rank and plan it was loaded for (Reload keeps it)
 };
 
 struct Loader::Impl {
@@ -150,51 +163,66 @@ struct Loader::Impl {
         threads(n),
         arena(std::min(static_cast<int>(n), tbb::info::default_concurrency())) {}
 
-  Result<FileTable> OpenFiles(std::span<const Segment> segments) const;
-  Result<LoadStats> Execute(const FileTable& files, std::span<const Segment> segments,
+  // The plan SOURCE names, read and parsed on first use, then cached.
+  Result<std::shared_ptr<const tp::Plan>> CachedPlan(const PlanSource& source);
+  Result<TpContext> Context(const TensorParallel& tp);
+  Result<std::vector<TpItem>> SliceSelection(const TpContext& context,
+                                             const Selection& selection) const;
+  // The slice of the tensor NAME, which must be loaded by CONTEXT's rank and
+  // have SIZE bytes (and, when given, DTYPE and SHAPE).
+  Result<TpItem> SliceNamed(const TpContext& context, const std::string& name,
+                            std::uint64_t size, const LoadedTensor* like) const;
+  // Opens the shards holding TENSORS' bytes (for O_DIRECT, their alignment).
+  Result<FileTable> OpenFiles(std::span<const TensorInfo* const> tensors) const;
+  std::uint64_t ArenaAlignment(const FileTable& files) const;
+  PlanOptions PlanOptionsFor(const FileTable& files, std::span<const Window> windows) const;
+  // The plan of a load, once residency has marked each segment (the one
+  // MarkResidency call of the loader).
+  struct MarkedPlan {
+    ReadPlan plan;
+    ModeReport mode;
+  };
+  Result<MarkedPlan> PlanMarked(FileTable& files, std::span<const Segment> segments,
+                                std::span<const Window> windows) const;
+  // Reads ITEMS into DATA (one address per item), then zeroes their padding.
+  Result<LoadStats> Run(FileTable& files, std::span<const TpItem> items,
+                        std::span<std::byte* const> data, std::span<const Window> windows,
+                        FaultInPolicy* fault_in);
+  Result<LoadStats> Execute(FileTable& files, std::span<const Segment> segments,
                             std::span<const Window> windows,
                             std::span<const TensorInfo* const> tensors,
-                            FaultInPolicy* fault_in);
+                            FaultInPolicy* fault_in, std::span<const DeviceTensor> local);
+  Result<LoadStats> ExecuteHost(FileTable& files, std::span<const Segment> segments,
+                                std::span<const Window> windows,
+                                std::span<const TensorInfo* const> tensors,
+                                FaultInPolicy* fault_in, const ProgressFn& progress);
+  Result<std::byte*> AllocateOwned(LoadedCheckpoint::Impl& impl, std::uint64_t size) const;
   void RunWorkers(const IoBackend& backend, const ReadPlan& plan, OpQueue& queue,
                   const ExecContext& ctx, std::vector<WorkerStats>& stats,
                   std::vector<Status>& status);
   std::optional<Error> FirstError(const ReadPlan& plan, const std::vector<WorkerStats>& stats,
                                   const std::vector<Status>& status,
                                   std::span<const TensorInfo* const> tensors) const;
-  // LoadOptions::verify: checks the shards this load read (integrity/loaded_hash.h);
-  // data[i] holds tensors[i]'s file bytes unchanged, or is null.
-  Status VerifyIfAsked(std::span<const TensorInfo* const> tensors,
-                       std::span<const std::byte* const> data, LoadStats& stats) const;
-  LoadStats SumStats(const IoBackend& backend, const ReadPlan& plan,
+  LoadStats SumStats(const IoBackend& backend, const MarkedPlan& marked,
                      const std::vector<WorkerStats>& stats) const;
-  Result<std::unique_ptr<LoadedCheckpoint::Impl>> MakeArena(
-      std::span<const TensorInfo* const> tensors, std::uint64_t alignment,
-      std::vector<Segment>& segments) const;
-  Result<LoadedCheckpoint> Load(const Selection& selection);
-  // LoadOptions::dtype: `segments` place item `tag`'s bytes from kPlanningBase.
-  Result<LoadedCheckpoint> LoadConverted(std::span<const ConvertItem> items,
-                                         std::span<const Segment> segments,
-                                         std::shared_ptr<const TpContext> tp);
+  Result<RankPlan> PlanItems(const TpContext& context, std::span<const TpItem> items,
+                             FileTable& files) const;
+  Result<std::vector<RankPlan>> PlanRanks(const Selection& selection, const PlanSource& plan,
+                                          unsigned world, unsigned first, unsigned last);
+  Result<LoadedCheckpoint> Load(const Selection& selection, const TensorParallel& tp);
+  // LoadOptions::verify: checks the shards ITEMS were read from against the
+  // manifest (integrity/loaded_hash.h), from DATA (host memory) where an
+  // item is a whole tensor's unchanged bytes; else (DATA empty, a slice, or
+  // a device load) its shard is read again.
+  Status VerifyIfAsked(std::span<const TpItem> items, std::span<std::byte* const> data,
+                       LoadStats& stats) const;
+  // LoadOptions::dtype: ITEMS in fresh memory of the converted sizes, read
+  // and converted through ReadConverted's bounded staging (convert/).
+  Result<LoadedCheckpoint> LoadConverted(std::span<const TpItem> items, TpContext context,
+                                         std::chrono::steady_clock::time_point start);
   Status Reload(LoadedCheckpoint& loaded);
-  Result<LoadStats> LoadInto(std::span<const Destination> destinations);
-  // Tensor parallel (loader/tp_load.h).
-  Result<TpSlices> SliceTp(const Selection& selection, const TensorParallel& tp) const;
-  // A rank's slices, the files they read and their memory layout.
-  struct TpPrepared {
-    TpSlices slices;
-    FileTable files;
-    TpLayout layout;
-  };
-  Result<TpPrepared> PrepareTp(const Selection& selection, const TensorParallel& tp) const;
-  Result<RankPlan> PlanTp(const Selection& selection, const TensorParallel& tp);
-  Result<LoadedCheckpoint> LoadTp(const Selection& selection, const TensorParallel& tp);
-  Result<TpItem> SliceOne(const TpContext& context, const std::string& name, std::uint64_t size,
-                          const std::vector<std::uint64_t>* shape) const;
-  Result<LoadStats> ExecuteTp(std::span<const TpItem> items, std::span<std::byte* const> data,
-                              std::span<const Window> windows);
-  Status ReloadTp(LoadedCheckpoint::Impl& target);
-  Result<LoadStats> LoadIntoTp(std::span<const Destination> destinations,
-                               const TensorParallel& tp);
+  Result<LoadStats> LoadInto(std::span<const Destination> destinations,
+                             const TensorParallel& tp);
 
   Checkpoint checkpoint;
   LoadOptions options;
@@ -204,6 +232,10 @@ struct Loader::Impl {
   tbb::task_arena arena;
   UringBackend uring;
   PreadBackend pread;
+  std::shared_ptr<const CudaRuntime> cuda;  // set when options.device is CUDA
+  std::string gds_reason;                   // why a --gds load is staged
+  // Plans read so far, by source (a few per Loader at most).
+  std::vector<std::pair<PlanSource, std::shared_ptr<const tp::Plan>>> plans;
 };
 
 // --- LoadedCheckpoint --------------------------------------------------------
@@ -231,44 +263,91 @@ const LoadStats& LoadedCheckpoint::stats() const {
   return impl_ ? impl_->stats : kNone;
 }
 
+Device LoadedCheckpoint::device() const { return impl_ ? impl_->device : Device(); }
+
 // --- Loader::Impl ------------------------------------------------------------
 
-Result<FileTable> Loader::Impl::OpenFiles(std::span<const Segment> segments) const {
+Result<FileTable> Loader::Impl::OpenFiles(std::span<const TensorInfo* const> tensors) const {
   const std::vector<ShardInfo>& shards = checkpoint.shards();
   std::vector<std::string> paths;
   paths.reserve(shards.size());
   for (const ShardInfo& s : shards) paths.push_back(s.path);
   auto needed = std::make_unique<bool[]>(shards.size());
-  for (const Segment& seg : segments) {
-    if (seg.length > 0) needed[seg.file] = true;
+  for (const TensorInfo* t : tensors) {
+    if (t->size > 0) needed[t->shard] = true;
   }
   return FileTable::Open(paths, std::span<const bool>(needed.get(), shards.size()),
-                         options.direct);
+                         options.mode);
 }
 
-// Plans `segments`, runs the plan on `threads` workers and sums their stats.
-Result<LoadStats> Loader::Impl::Execute(const FileTable& files, std::span<const Segment> segments,
-                                        std::span<const Window> windows,
-                                        std::span<const TensorInfo* const> tensors,
-                                        FaultInPolicy* fault_in) {
+// Library-owned memory is laid out for O_DIRECT unless every read is buffered.
+std::uint64_t Loader::Impl::ArenaAlignment(const FileTable& files) const {
+  return options.mode == IoMode::kBuffered ? kBufferedArenaAlignment : files.alignment();
+}
+
+// The read planner's options for this Loader's LoadOptions (which segments
+// are read with O_DIRECT is Segment::direct, set by MarkResidency).
+PlanOptions Loader::Impl::PlanOptionsFor(const FileTable& files,
+                                         std::span<const Window> windows) const {
   PlanOptions plan_options;
   plan_options.chunk_size = options.chunk_size;
   plan_options.workers = threads;
-  plan_options.direct = options.direct;
-  plan_options.alignment = files.alignment();
+  plan_options.alignment = std::max<std::uint64_t>(files.alignment(), 1);
   plan_options.windows = windows;
-  auto plan = PlanReads(segments, plan_options);
+  plan_options.strategy = options.read_strategy;
+  plan_options.max_over_read = options.max_over_read;
+  plan_options.cost = options.cost_model;
+  return plan_options;
+}
+
+Result<Loader::Impl::MarkedPlan> Loader::Impl::PlanMarked(FileTable& files,
+                                                          std::span<const Segment> segments,
+                                                          std::span<const Window> windows) const {
+  std::vector<Segment> marked(segments.begin(), segments.end());
+  auto mode = MarkResidency(marked, files, options.mode);
+  if (!mode) return std::move(mode).error();
+  auto plan = PlanReads(marked, PlanOptionsFor(files, windows));
   if (!plan) return std::move(plan).error();
+  return MarkedPlan{std::move(*plan), std::move(*mode)};
+}
+
+// The one place a load goes to a device: with a CUDA device, SEGMENTS point
+// into device memory (LOCAL: the local tensors, tag = index) and are read in
+// waves through pinned staging (device/waves.h); else they are read in place.
+Result<LoadStats> Loader::Impl::Execute(FileTable& files, std::span<const Segment> segments,
+                                        std::span<const Window> windows,
+                                        std::span<const TensorInfo* const> tensors,
+                                        FaultInPolicy* fault_in,
+                                        std::span<const DeviceTensor> local) {
+  if (!cuda) return ExecuteHost(files, segments, windows, tensors, fault_in, options.progress);
+  return LoadThroughDevice(cuda, options, gds_reason, local, segments,
+                           [&](std::span<const Segment> wave, const ProgressFn& progress) {
+                             return ExecuteHost(files, wave, {}, tensors, nullptr, progress);
+                           });
+}
+
+// Plans `segments`, runs the plan on `threads` workers and sums their stats.
+Result<LoadStats> Loader::Impl::ExecuteHost(FileTable& files, std::span<const Segment> segments,
+                                            std::span<const Window> windows,
+                                            std::span<const TensorInfo* const> tensors,
+                                            FaultInPolicy* fault_in, const ProgressFn& progress) {
+  if (Status s = CheckCancel(options); !s) return std::move(s).error();
+  auto marked = PlanMarked(files, segments, windows);
+  if (!marked) return std::move(marked).error();
+  const ReadPlan* plan = &marked->plan;
 
   std::atomic<bool> stop{false};
-  ProgressMeter meter(plan->bytes_delivered, kProgressStep, options.progress);
+  CancelWatch watch(options.cancel.get(), &stop);
+  ProgressMeter meter(plan->bytes_delivered, kProgressStep, progress);
   ExecContext ctx;
   ctx.files = &files;
   ctx.stop = &stop;
   ctx.progress = &meter;
   ctx.queue_depth = options.queue_depth;
-  ctx.alignment = options.direct ? files.alignment() : 1;
+  ctx.alignment = files.alignment();
   ctx.staging_size = plan->staging_size;
+  ctx.scatter = plan->scatter;
+  ctx.reads = plan->reads;
   ctx.prefault = options.prefault;
   ctx.arena_fault_in = fault_in;
   ctx.allow_fallback = options.backend == Backend::kAuto;
@@ -280,8 +359,9 @@ Result<LoadStats> Loader::Impl::Execute(const FileTable& files, std::span<const 
   std::vector<WorkerStats> stats(threads);
   std::vector<Status> status(threads);
   RunWorkers(backend, *plan, queue, ctx, stats, status);
+  if (Status s = CheckCancel(options); !s) return std::move(s).error();
   if (auto error = FirstError(*plan, stats, status, tensors)) return std::move(*error);
-  return SumStats(backend, *plan, stats);
+  return SumStats(backend, *marked, stats);
 }
 
 // One oneTBB task per worker with a non-empty share, in this Loader's
@@ -332,18 +412,22 @@ std::optional<Error> Loader::Impl::FirstError(const ReadPlan& plan,
   return e;
 }
 
-LoadStats Loader::Impl::SumStats(const IoBackend& backend, const ReadPlan& plan,
+LoadStats Loader::Impl::SumStats(const IoBackend& backend, const MarkedPlan& marked,
                                  const std::vector<WorkerStats>& stats) const {
+  const ReadPlan& plan = marked.plan;
   LoadStats out;
   out.threads = threads;
-  out.direct = options.direct;
-  out.backend = backend.name();
+  out.mode = options.mode;
+  out.mode_note = marked.mode.note;
+  out.backend = BackendOf(backend);
   out.backend_reason = backend_reason;
   unsigned fell_back = 0, busy = 0;
   for (unsigned w = 0; w < threads; ++w) {
     const WorkerStats& ws = stats[w];
     out.bytes += ws.bytes_delivered;
     out.bytes_read += ws.bytes_read;
+    out.bytes_direct += ws.bytes_read_direct;
+    out.bytes_buffered += ws.bytes_read - ws.bytes_read_direct;
     out.read_ops += ws.read_ops;
     out.short_reads += ws.short_reads;
     out.retries += ws.retries;
@@ -353,130 +437,248 @@ LoadStats Loader::Impl::SumStats(const IoBackend& backend, const ReadPlan& plan,
       out.backend_reason += "; worker " + std::to_string(w) + ": " + ws.note;
     }
   }
-  if (fell_back > 0 && fell_back == busy) out.backend = "pread";  // all of them
+  if (fell_back > 0 && fell_back == busy) out.backend = Backend::kPread;  // all of them
   return out;
 }
 
-Status Loader::Impl::VerifyIfAsked(std::span<const TensorInfo* const> tensors,
-                                   std::span<const std::byte* const> data,
-                                   LoadStats& stats) const {
+// --- Loader::Impl: one flow for plain and tensor-parallel loads ------------------
+
+namespace {
+
+// Fake, never dereferenced, base address for planning reads without memory:
+// aligned to any O_DIRECT alignment.
+std::byte* const kPlanningBase = reinterpret_cast<std::byte*>(std::uintptr_t{1} << 40);
+
+std::vector<const TensorInfo*> Sources(std::span<const TpItem> items) {
+  std::vector<const TensorInfo*> sources;
+  sources.reserve(items.size());
+  for (const TpItem& item : items) sources.push_back(item.source);
+  return sources;
+}
+
+// Each item's address from BASE under LAYOUT, and the layout's windows.
+std::vector<std::byte*> Place(std::span<const TpItem> items, const LoadLayout& layout,
+                              std::byte* base, std::vector<Window>& windows) {
+  std::vector<std::byte*> data(items.size());
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    data[i] = items[i].slice.size > 0 ? base + layout.position[i] : base;
+  }
+  windows.reserve(windows.size() + layout.regions.size());
+  for (const ArenaLayout::Region& r : layout.regions) {
+    windows.push_back(Window{base + r.begin, base + r.end});
+  }
+  return data;
+}
+
+std::vector<Segment> MakeSegments(std::span<const TpItem> items,
+                                  std::span<std::byte* const> data) {
+  std::vector<Segment> segments;
+  segments.reserve(items.size());
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    AppendTpSegments(items[i], data[i], static_cast<std::uint32_t>(i), segments);
+  }
+  return segments;
+}
+
+// True when ITEM is its whole tensor, byte for byte as in the file (a plain
+// load, or a replicated tensor): its loaded bytes can be hashed in place.
+bool IsWhole(const TpItem& item) {
+  const tp::LocalSlice& slice = item.slice;
+  if (slice.size != item.source->size || slice.zero_fill) return false;
+  if (slice.size == 0) return true;
+  if (slice.segments.size() != 1) return false;
+  const tp::Segment& s = slice.segments.front();
+  return s.src_offset == 0 && s.dst_offset == 0 && s.count * s.length == slice.size &&
+         (s.count == 1 || (s.src_stride == s.length && s.dst_stride == s.length));
+}
+
+std::string StrategyName(ReadStrategy strategy) {
+  switch (strategy) {
+    case ReadStrategy::kAuto: return "auto";
+    case ReadStrategy::kExact: return "exact";
+    case ReadStrategy::kStaged: return "staged";
+    case ReadStrategy::kMixed: return "mixed";
+  }
+  return "exact";
+}
+
+std::string RankText(const TpContext& context) {
+  return "rank " + std::to_string(context.rank) + " of " + std::to_string(context.world);
+}
+
+}  // namespace
+
+Result<std::shared_ptr<const tp::Plan>> Loader::Impl::CachedPlan(const PlanSource& source) {
+  for (const auto& [key, plan] : plans) {
+    if (key == source) return plan;
+  }
+  auto plan = LoadPlan(checkpoint, source);
+  if (!plan) return std::move(plan).error();
+  plans.emplace_back(source, *plan);
+  return plan;
+}
+
+Result<TpContext> Loader::Impl::Context(const TensorParallel& tp) {
+  if (Status s = CheckRank(tp.plan, tp.rank, tp.world); !s) return std::move(s).error();
+  auto plan = CachedPlan(tp.plan);
+  if (!plan) return std::move(plan).error();
+  return TpContext{std::move(*plan), tp.rank, tp.world};
+}
+
+Result<std::vector<TpItem>> Loader::Impl::SliceSelection(const TpContext& context,
+                                                         const Selection& selection) const {
+  auto selected = Select(checkpoint, selection);
+  if (!selected) return std::move(selected).error();
+  return SliceSelected(context, checkpoint, *selected);
+}
+
+Result<TpItem> Loader::Impl::SliceNamed(const TpContext& context, const std::string& name,
+                                        std::uint64_t size, const LoadedTensor* like) const {
+  const TensorInfo* t = checkpoint.Find(name);
+  if (t == nullptr) {
+    return MakeError(ErrorCode::kTensorNotFound, checkpoint.path(), name,
+                     "no tensor of this name in the checkpoint");
+  }
+  auto slice = SliceOne(context, *t, FindIn(checkpoint));
+  if (!slice) return std::move(slice).error();
+  if (!slice->load) {
+    return Invalid(name, RankText(context) + " does not load this tensor (" + slice->rule + ")");
+  }
+  if (like != nullptr && (like->dtype != t->dtype || like->shape != slice->shape)) {
+    return Invalid(name, "Reload: dtype or shape differs from the loaded tensor");
+  }
+  if (slice->size != size) {
+    return Invalid(name, "destination holds " + std::to_string(size) + " bytes; " +
+                             RankText(context) + " gets " + std::to_string(slice->size) +
+                             (slice->rule.empty() ? "" : " (" + slice->rule + ")"));
+  }
+  return TpItem{t, std::move(*slice)};
+}
+
+// SIZE bytes of library-owned memory for IMPL: a huge-page arena, or one
+// device allocation for a CUDA load. Returns the base (kNoBytes when empty).
+Result<std::byte*> Loader::Impl::AllocateOwned(LoadedCheckpoint::Impl& impl,
+                                               std::uint64_t size) const {
+  impl.device = options.device;
+  if (cuda) {
+    auto memory = DeviceBuffer::Allocate(cuda, size);
+    if (!memory) return std::move(memory).error();
+    impl.device_memory = std::move(*memory);
+    return impl.device_memory.data() != nullptr ? impl.device_memory.data() : kNoBytes;
+  }
+  auto memory = MappedMemory::Map(size, options.huge_pages);
+  if (!memory) return std::move(memory).error();
+  impl.arena = std::move(*memory);
+  return impl.arena.data() != nullptr ? impl.arena.data() : kNoBytes;
+}
+
+Result<LoadStats> Loader::Impl::Run(FileTable& files, std::span<const TpItem> items,
+                                    std::span<std::byte* const> data,
+                                    std::span<const Window> windows, FaultInPolicy* fault_in) {
+  std::vector<Segment> segments = MakeSegments(items, data);
+  auto stats = Execute(files, segments, windows, Sources(items), fault_in,
+                       LocalTensors(items, data));
+  if (!stats) return std::move(stats).error();
+  if (!cuda) {  // device loads zero the padding in staging
+    for (std::size_t i = 0; i < items.size(); ++i) ZeroPadding(items[i].slice, data[i]);
+  }
+  stats->tensors = items.size();
+  return stats;
+}
+
+Result<LoadedCheckpoint> Loader::Impl::Load(const Selection& selection,
+                                            const TensorParallel& tp) {
+  auto start = std::chrono::steady_clock::now();
+  auto context = Context(tp);
+  if (!context) return std::move(context).error();
+  auto items = SliceSelection(*context, selection);
+  if (!items) return std::move(items).error();
+  if (Status s = CheckCancel(options); !s) return std::move(s).error();
+  if (options.dtype) return LoadConverted(*items, std::move(*context), start);
+  auto files = OpenFiles(Sources(*items));
+  if (!files) return std::move(files).error();
+  LoadLayout layout = LayOut(*items, ArenaAlignment(*files));
+  auto impl = std::make_unique<LoadedCheckpoint::Impl>();
+  auto base = AllocateOwned(*impl, layout.size);
+  if (!base) return std::move(base).error();
+  impl->context = std::move(*context);
+  std::vector<std::byte*> data = Place(*items, layout, *base, impl->windows);
+  impl->tensors.reserve(items->size());
+  for (std::size_t i = 0; i < items->size(); ++i) {
+    const TpItem& item = (*items)[i];
+    impl->tensors.push_back(LoadedTensor{item.source->name, item.source->dtype, item.slice.shape,
+                                         {data[i], item.slice.size}});
+  }
+  FaultInPolicy fault_in(impl->arena.data(), impl->arena.size(), options.huge_pages);
+  auto stats = Run(*files, *items, data, impl->windows, &fault_in);
+  if (!stats) return std::move(stats).error();
+  if (Status s = VerifyIfAsked(*items, data, *stats); !s) return std::move(s).error();
+  impl->stats = std::move(*stats);
+  impl->stats.memory = cuda ? DeviceMemory(options.device) : fault_in.Describe();
+  impl->stats.seconds = SecondsSince(start);
+  return LoadedCheckpoint(std::move(impl));
+}
+
+Status Loader::Impl::VerifyIfAsked(std::span<const TpItem> items,
+                                   std::span<std::byte* const> data, LoadStats& stats) const {
   if (options.verify.empty()) return {};
   std::vector<LoadedBytes> loaded;
-  for (std::size_t i = 0; i < tensors.size(); ++i) loaded.push_back({tensors[i], data[i]});
+  loaded.reserve(items.size());
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    const bool whole = !cuda && !data.empty() && IsWhole(items[i]);
+    loaded.push_back({items[i].source, whole ? data[i] : nullptr});
+  }
   auto check = VerifyLoad(checkpoint, options.verify, loaded, threads);
   if (!check) return std::move(check).error();
   stats.verified = check->Describe();
   return {};
 }
 
-// Lays the selected tensors out in a fresh arena (arena_layout.h) and points
-// each segment at its tensor's place.
-Result<std::unique_ptr<LoadedCheckpoint::Impl>> Loader::Impl::MakeArena(
-    std::span<const TensorInfo* const> tensors, std::uint64_t alignment,
-    std::vector<Segment>& segments) const {
-  std::vector<ArenaItem> items(tensors.size());
-  for (std::size_t i = 0; i < tensors.size(); ++i) {
-    items[i] = ArenaItem{tensors[i]->shard, tensors[i]->offset, tensors[i]->size};
+Result<LoadedCheckpoint> Loader::Impl::LoadConverted(std::span<const TpItem> items,
+                                                     TpContext context,
+                                                     std::chrono::steady_clock::time_point start) {
+  if (cuda) return Invalid("", "dtype conversion loads to host memory only");
+  if (options.mode == IoMode::kDirect) {
+    return Invalid("", "dtype conversion does not support O_DIRECT reads");
   }
-  ArenaLayout layout = LayOutArena(items, alignment);
-  auto memory = MappedMemory::Map(layout.size, options.huge_pages);
-  if (!memory) return std::move(memory).error();
-
-  auto impl = std::make_unique<LoadedCheckpoint::Impl>();
-  impl->arena = std::move(*memory);
-  std::byte* base = impl->arena.data() != nullptr ? impl->arena.data() : kNoBytes;
-  impl->tensors.reserve(tensors.size());
-  for (std::size_t i = 0; i < tensors.size(); ++i) {
-    const TensorInfo& t = *tensors[i];
-    std::byte* data = t.size > 0 ? base + layout.position[i] : base;
-    impl->tensors.push_back(LoadedTensor{t.name, t.dtype, t.shape, {data, t.size}});
-    segments[i].dst = data;
-  }
-  for (const ArenaLayout::Region& r : layout.regions) {
-    impl->windows.push_back(Window{base + r.begin, base + r.end});
-  }
-  return impl;
-}
-
-Result<LoadedCheckpoint> Loader::Impl::Load(const Selection& selection) {
-  auto start = std::chrono::steady_clock::now();
-  auto selected = Select(checkpoint, selection);
-  if (!selected) return std::move(selected).error();
-  const std::vector<const TensorInfo*>& tensors = *selected;
-  if (options.dtype) return LoadConverted(WholeItems(tensors), WholeSegments(tensors), nullptr);
-  std::vector<Segment> segments(tensors.size());
-  for (std::size_t i = 0; i < tensors.size(); ++i) {
-    segments[i] = Segment{tensors[i]->shard, tensors[i]->offset, tensors[i]->size, nullptr,
-                          static_cast<std::uint32_t>(i)};
-  }
-  auto files = OpenFiles(segments);
-  if (!files) return std::move(files).error();
-  auto impl = MakeArena(tensors, options.direct ? files->alignment() : kBufferedArenaAlignment,
-                        segments);
-  if (!impl) return std::move(impl).error();
-
-  FaultInPolicy fault_in((*impl)->arena.data(), (*impl)->arena.size(), options.huge_pages);
-  auto stats = Execute(*files, segments, (*impl)->windows, tensors, &fault_in);
-  if (!stats) return std::move(stats).error();
-  std::vector<const std::byte*> data;
-  for (const LoadedTensor& t : (*impl)->tensors) data.push_back(t.data.data());
-  if (Status s = VerifyIfAsked(tensors, data, *stats); !s) return std::move(s).error();
-  LoadStats& out = (*impl)->stats;
-  out = std::move(*stats);
-  out.memory = fault_in.Describe();
-  out.tensors = tensors.size();
-  out.seconds = SecondsSince(start);
-  return LoadedCheckpoint(std::move(*impl));
-}
-
-// Converted dtypes (LoadOptions::dtype): fresh memory of the converted
-// sizes, filled through ReadConverted's bounded staging (convert/).
-Result<LoadedCheckpoint> Loader::Impl::LoadConverted(std::span<const ConvertItem> items,
-                                                     std::span<const Segment> segments,
-                                                     std::shared_ptr<const TpContext> tp) {
-  auto start = std::chrono::steady_clock::now();
-  if (options.direct) return Invalid("", "dtype conversion does not support O_DIRECT reads");
   ConvertedLayout layout = LayOutConverted(items, *options.dtype);
-  auto memory = MappedMemory::Map(layout.total, options.huge_pages);
-  if (!memory) return std::move(memory).error();
   auto impl = std::make_unique<LoadedCheckpoint::Impl>();
-  impl->arena = std::move(*memory);
-  impl->tp = std::move(tp);
-  std::byte* base = impl->arena.data() != nullptr ? impl->arena.data() : kNoBytes;
-  auto files = OpenFiles(segments);
+  auto base = AllocateOwned(*impl, layout.total);
+  if (!base) return std::move(base).error();
+  impl->context = std::move(context);
+  auto files = OpenFiles(Sources(items));
   if (!files) return std::move(files).error();
   std::vector<int> fds;
   std::vector<std::string> paths, names;
   for (std::uint32_t f = 0; f < checkpoint.shards().size(); ++f) {
-    fds.push_back(files->fd(f));
+    fds.push_back(files->fd(f, false));  // buffered: kDirect is refused above
     paths.push_back(checkpoint.shards()[f].path);
   }
-  std::vector<const TensorInfo*> sources;
-  for (const ConvertItem& item : items) {
-    names.push_back(item.source->name);
-    sources.push_back(item.source);
-  }
+  for (const TpItem& item : items) names.push_back(item.source->name);
+  // Each item's segments from kPlanningBase, re-aimed at converted memory.
+  std::vector<std::byte*> origin(items.size(), kPlanningBase);
   std::vector<ConvertSegment> converts =
-      TranslateSegments(segments, kPlanningBase, items, layout, base);
+      TranslateSegments(MakeSegments(items, origin), kPlanningBase, items, layout, *base);
   FaultInPolicy fault_in(impl->arena.data(), impl->arena.size(), options.huge_pages);
   auto before_write = [&fault_in](std::byte* dst, std::size_t n) { fault_in.BeforeRead(dst, n); };
   auto read =
       ReadConverted(converts, {threads, options.chunk_size, fds, paths, names, before_write});
   if (!read) return std::move(read).error();
   LoadStats stats;
-  std::vector<const std::byte*> unchanged(items.size(), nullptr);  // converted: re-read
-  if (Status s = VerifyIfAsked(sources, unchanged, stats); !s) return std::move(s).error();
+  if (Status s = VerifyIfAsked(items, {}, stats); !s) return std::move(s).error();  // re-read
   for (std::size_t i = 0; i < items.size(); ++i) {
-    std::byte* data = layout.size[i] > 0 ? base + layout.position[i] : base;
-    impl->tensors.push_back(
-        LoadedTensor{items[i].source->name, layout.dtype[i], items[i].shape, {data, layout.size[i]}});
+    std::byte* data = layout.size[i] > 0 ? *base + layout.position[i] : *base;
+    impl->tensors.push_back(LoadedTensor{items[i].source->name, layout.dtype[i],
+                                         items[i].slice.shape, {data, layout.size[i]}});
   }
   stats.tensors = items.size();
   stats.bytes = read->bytes_written;
   stats.bytes_read = read->bytes_read;
+  stats.bytes_buffered = read->bytes_read;
   stats.read_ops = read->read_ops;
   stats.threads = threads;
-  stats.backend = "pread";
+  stats.mode = options.mode;
+  stats.backend = Backend::kPread;
   stats.backend_reason = "dtype conversion: pread through a bounded staging buffer per worker";
   stats.memory = "converted to " + std::string(DTypeName(*options.dtype)) + "; " +
                  fault_in.Describe();
@@ -487,279 +689,121 @@ Result<LoadedCheckpoint> Loader::Impl::LoadConverted(std::span<const ConvertItem
 
 Status Loader::Impl::Reload(LoadedCheckpoint& loaded) {
   auto start = std::chrono::steady_clock::now();
-  LoadedCheckpoint::Impl* target = loaded.impl();
+  LoadedCheckpoint::Impl* target = loaded.impl_.get();
   if (target == nullptr) return Invalid("", "Reload: the LoadedCheckpoint holds nothing");
-  if (target->tp) return ReloadTp(*target);
-  std::vector<const TensorInfo*> tensors;
-  std::vector<Segment> segments;
-  for (const LoadedTensor& lt : target->tensors) {
-    const TensorInfo* t = checkpoint.Find(lt.name);
-    if (t == nullptr) {
-      return MakeError(ErrorCode::kTensorNotFound, checkpoint.path(), lt.name,
-                       "Reload: tensor no longer in the checkpoint");
-    }
-    if (t->dtype != lt.dtype || t->shape != lt.shape || t->size != lt.data.size()) {
-      return Invalid(lt.name, "Reload: dtype or shape differs from the loaded tensor");
-    }
-    segments.push_back(Segment{t->shard, t->offset, t->size, lt.data.data(),
-                               static_cast<std::uint32_t>(tensors.size())});
-    tensors.push_back(t);
+  if (target->device != options.device) {
+    return Invalid("", "Reload: the tensors are on " + DeviceName(target->device) +
+                           ", this Loader loads to " + DeviceName(options.device));
   }
-  auto files = OpenFiles(segments);
-  if (!files) return std::move(files).error();
-  auto stats = Execute(*files, segments, target->windows, tensors, nullptr);
-  if (!stats) return std::move(stats).error();
-  std::vector<const std::byte*> data;
-  for (const Segment& seg : segments) data.push_back(seg.dst);
-  if (Status s = VerifyIfAsked(tensors, data, *stats); !s) return std::move(s).error();
-  target->stats = std::move(*stats);
-  target->stats.memory = "reused (faulted in by the first load)";
-  target->stats.tensors = tensors.size();
-  target->stats.seconds = SecondsSince(start);
-  return {};
-}
-
-Result<LoadStats> Loader::Impl::LoadInto(std::span<const Destination> destinations) {
-  auto start = std::chrono::steady_clock::now();
-  std::vector<const TensorInfo*> tensors;
-  std::vector<Segment> segments;
-  for (const Destination& d : destinations) {
-    const TensorInfo* t = checkpoint.Find(d.name);
-    if (t == nullptr) {
-      return MakeError(ErrorCode::kTensorNotFound, checkpoint.path(), d.name,
-                       "no tensor of this name in the checkpoint");
-    }
-    if (d.size != t->size) {
-      return Invalid(d.name, "destination holds " + std::to_string(d.size) +
-                                 " bytes; the tensor has " + std::to_string(t->size));
-    }
-    if (d.data == nullptr && d.size > 0) return Invalid(d.name, "null destination");
-    segments.push_back(Segment{t->shard, t->offset, t->size, static_cast<std::byte*>(d.data),
-                               static_cast<std::uint32_t>(tensors.size())});
-    tensors.push_back(t);
-  }
-  auto files = OpenFiles(segments);
-  if (!files) return std::move(files).error();
-  auto stats = Execute(*files, segments, {}, tensors, nullptr);
-  if (!stats) return std::move(stats).error();
-  stats->memory = "caller-provided";
-  stats->tensors = tensors.size();
-  stats->seconds = SecondsSince(start);
-  return stats;
-}
-
-// --- Loader::Impl, tensor parallel (loader/tp_load.h) --------------------------
-
-namespace {
-
-std::vector<const TensorInfo*> Sources(std::span<const TpItem> items) {
-  std::vector<const TensorInfo*> sources;
-  sources.reserve(items.size());
-  for (const TpItem& item : items) sources.push_back(item.source);
-  return sources;
-}
-
-// One segment per tensor that reads anything: what OpenFiles needs to know.
-std::vector<Segment> ShardUse(std::span<const TpItem> items) {
-  std::vector<Segment> use;
-  for (const TpItem& item : items) {
-    use.push_back(Segment{item.source->shard, 0, item.slice.size, nullptr, 0});
-  }
-  return use;
-}
-
-// Lays ITEMS out from BASE; fills `segments` and `windows`, returns each
-// local tensor's address.
-std::vector<std::byte*> PlaceTp(std::span<const TpItem> items, const TpLayout& layout,
-                                std::byte* base, std::vector<Segment>& segments,
-                                std::vector<Window>& windows) {
-  std::vector<std::byte*> data(items.size());
-  for (std::size_t i = 0; i < items.size(); ++i) {
-    data[i] = items[i].slice.size > 0 ? base + layout.position[i] : base;
-    AppendTpSegments(items[i], data[i], static_cast<std::uint32_t>(i), segments);
-  }
-  for (const ArenaLayout::Region& r : layout.regions) {
-    windows.push_back(Window{base + r.begin, base + r.end});
-  }
-  return data;
-}
-
-}  // namespace
-
-Result<TpSlices> Loader::Impl::SliceTp(const Selection& selection,
-                                       const TensorParallel& tp) const {
-  auto context = ResolveTp(checkpoint, tp);
-  if (!context) return std::move(context).error();
-  auto selected = Select(checkpoint, selection);
-  if (!selected) return std::move(selected).error();
-  auto items = SliceSelected(*context, *selected);
-  if (!items) return std::move(items).error();
-  return TpSlices{std::make_shared<const TpContext>(std::move(*context)), std::move(*items)};
-}
-
-Result<Loader::Impl::TpPrepared> Loader::Impl::PrepareTp(const Selection& selection,
-                                                         const TensorParallel& tp) const {
-  auto slices = SliceTp(selection, tp);
-  if (!slices) return std::move(slices).error();
-  auto files = OpenFiles(ShardUse(slices->items));
-  if (!files) return std::move(files).error();
-  TpLayout layout =
-      LayOutTp(slices->items, options.direct ? files->alignment() : kBufferedArenaAlignment);
-  return TpPrepared{std::move(*slices), std::move(*files), std::move(layout)};
-}
-
-// The read plan of a load, made without memory (kPlanningBase) and without
-// reading: the files are only opened, for their O_DIRECT alignment.
-Result<RankPlan> Loader::Impl::PlanTp(const Selection& selection, const TensorParallel& tp) {
-  auto prepared = PrepareTp(selection, tp);
-  if (!prepared) return std::move(prepared).error();
-  const std::vector<TpItem>& items = prepared->slices.items;
-  const FileTable* files = &prepared->files;
-  const TpLayout& layout = prepared->layout;
-  std::vector<Segment> segments;
-  std::vector<Window> windows;
-  PlaceTp(items, layout, kPlanningBase, segments, windows);
-  PlanOptions plan_options;
-  plan_options.chunk_size = options.chunk_size;
-  plan_options.workers = threads;
-  plan_options.direct = options.direct;
-  plan_options.alignment = files->alignment();
-  plan_options.windows = windows;
-  auto plan = PlanReads(segments, plan_options);
-  if (!plan) return std::move(plan).error();
-  RankPlan out{tp.rank, tp.world, {}, plan->bytes_delivered, 0, plan->bytes_requested,
-               plan->ops.size()};
-  for (const TpItem& item : items) {
-    out.tensors.push_back(DescribeTp(item));
-    out.local_bytes += item.slice.size;
-  }
-  return out;
-}
-
-Result<LoadedCheckpoint> Loader::Impl::LoadTp(const Selection& selection,
-                                              const TensorParallel& tp) {
-  auto start = std::chrono::steady_clock::now();
-  if (options.dtype) {
-    auto slices = SliceTp(selection, tp);
-    if (!slices) return std::move(slices).error();
-    auto [items, segments] = TpConvertItems(slices->items);
-    return LoadConverted(items, segments, slices->context);
-  }
-  auto prepared = PrepareTp(selection, tp);
-  if (!prepared) return std::move(prepared).error();
-  const std::vector<TpItem>& items = prepared->slices.items;
-  const FileTable* files = &prepared->files;
-  const TpLayout& layout = prepared->layout;
-  auto memory = MappedMemory::Map(layout.size, options.huge_pages);
-  if (!memory) return std::move(memory).error();
-  auto impl = std::make_unique<LoadedCheckpoint::Impl>();
-  impl->arena = std::move(*memory);
-  impl->tp = prepared->slices.context;
-  std::byte* base = impl->arena.data() != nullptr ? impl->arena.data() : kNoBytes;
-  std::vector<Segment> segments;
-  std::vector<std::byte*> data = PlaceTp(items, layout, base, segments, impl->windows);
-  for (std::size_t i = 0; i < items.size(); ++i) {
-    const TensorInfo& t = *items[i].source;
-    impl->tensors.push_back(LoadedTensor{t.name, t.dtype, items[i].slice.shape,
-                                         {data[i], items[i].slice.size}});
-  }
-  FaultInPolicy fault_in(impl->arena.data(), impl->arena.size(), options.huge_pages);
-  auto stats = Execute(*files, segments, impl->windows, Sources(items), &fault_in);
-  if (!stats) return std::move(stats).error();
-  for (std::size_t i = 0; i < items.size(); ++i) ZeroPadding(items[i].slice, data[i]);
-  std::vector<const std::byte*> unchanged(items.size(), nullptr);  // slices: re-read
-  if (Status s = VerifyIfAsked(Sources(items), unchanged, *stats); !s) return std::move(s).error();
-  impl->stats = std::move(*stats);
-  impl->stats.memory = fault_in.Describe();
-  impl->stats.tensors = items.size();
-  impl->stats.seconds = SecondsSince(start);
-  return LoadedCheckpoint(std::move(impl));
-}
-
-// Rank RANK's slice of the tensor that DESTINATION (or a reloaded tensor)
-// names, which must have SIZE bytes and, when SHAPE is given, that shape.
-Result<TpItem> Loader::Impl::SliceOne(const TpContext& context, const std::string& name,
-                                      std::uint64_t size,
-                                      const std::vector<std::uint64_t>* shape) const {
-  const TensorInfo* t = checkpoint.Find(name);
-  if (t == nullptr) {
-    return MakeError(ErrorCode::kTensorNotFound, checkpoint.path(), name,
-                     "no tensor of this name in the checkpoint");
-  }
-  auto slice = tp::SliceFor(context.plan, *t, context.rank, context.world);
-  if (!slice) return std::move(slice).error();
-  std::string rank = "rank " + std::to_string(context.rank) + " of " +
-                     std::to_string(context.world);
-  if (!slice->load) return Invalid(name, rank + " does not load this tensor (" + slice->rule + ")");
-  if (slice->size != size || (shape != nullptr && *shape != slice->shape)) {
-    return Invalid(name, "destination holds " + std::to_string(size) + " bytes; " + rank +
-                             " gets " + std::to_string(slice->size) + " (" + slice->rule + ")");
-  }
-  return TpItem{t, std::move(*slice)};
-}
-
-// Loads each item into its address, then zeroes the padding.
-Result<LoadStats> Loader::Impl::ExecuteTp(std::span<const TpItem> items,
-                                          std::span<std::byte* const> data,
-                                          std::span<const Window> windows) {
-  std::vector<Segment> segments;
-  for (std::size_t i = 0; i < items.size(); ++i) {
-    AppendTpSegments(items[i], data[i], static_cast<std::uint32_t>(i), segments);
-  }
-  auto files = OpenFiles(segments);
-  if (!files) return std::move(files).error();
-  auto stats = Execute(*files, segments, windows, Sources(items), nullptr);
-  if (!stats) return std::move(stats).error();
-  for (std::size_t i = 0; i < items.size(); ++i) ZeroPadding(items[i].slice, data[i]);
-  stats->tensors = items.size();
-  return stats;
-}
-
-Status Loader::Impl::ReloadTp(LoadedCheckpoint::Impl& target) {
-  auto start = std::chrono::steady_clock::now();
   std::vector<TpItem> items;
   std::vector<std::byte*> data;
-  for (const LoadedTensor& lt : target.tensors) {
-    auto item = SliceOne(*target.tp, lt.name, lt.data.size(), &lt.shape);
+  items.reserve(target->tensors.size());
+  data.reserve(target->tensors.size());
+  for (const LoadedTensor& lt : target->tensors) {
+    auto item = SliceNamed(target->context, lt.name, lt.data.size(), &lt);
     if (!item) return std::move(item).error();
     items.push_back(std::move(*item));
     data.push_back(lt.data.data());
   }
-  auto stats = ExecuteTp(items, data, target.windows);
+  auto files = OpenFiles(Sources(items));
+  if (!files) return std::move(files).error();
+  auto stats = Run(*files, items, data, target->windows, nullptr);
   if (!stats) return std::move(stats).error();
-  std::vector<const std::byte*> unchanged(items.size(), nullptr);  // slices: re-read
-  if (Status s = VerifyIfAsked(Sources(items), unchanged, *stats); !s) return std::move(s).error();
-  target.stats = std::move(*stats);
-  target.stats.memory = "reused (faulted in by the first load)";
-  target.stats.seconds = SecondsSince(start);
+  if (Status s = VerifyIfAsked(items, data, *stats); !s) return std::move(s).error();
+  target->stats = std::move(*stats);
+  target->stats.memory = cuda ? DeviceMemory(options.device) + ", reused"
+                              : "reused (faulted in by the first load)";
+  target->stats.seconds = SecondsSince(start);
   return {};
 }
 
-Result<LoadStats> Loader::Impl::LoadIntoTp(std::span<const Destination> destinations,
-                                           const TensorParallel& tp) {
+Result<LoadStats> Loader::Impl::LoadInto(std::span<const Destination> destinations,
+                                         const TensorParallel& tp) {
   auto start = std::chrono::steady_clock::now();
-  auto context = ResolveTp(checkpoint, tp);
+  auto context = Context(tp);
   if (!context) return std::move(context).error();
-  std::vector<const TensorInfo*> sources;
+  // The plan is checked against every named tensor (for every rank alike)
+  // before a destination is.
+  std::vector<const TensorInfo*> named;
   for (const Destination& d : destinations) {
-    const TensorInfo* t = checkpoint.Find(d.name);
-    if (t != nullptr) sources.push_back(t);
+    if (const TensorInfo* t = checkpoint.Find(d.name)) named.push_back(t);
   }
-  if (Status s = ValidateTp(*context, sources); !s) return std::move(s).error();
+  if (auto all = SliceSelected(*context, checkpoint, named); !all) {
+    return std::move(all).error();
+  }
   std::vector<TpItem> items;
   std::vector<std::byte*> data;
   for (const Destination& d : destinations) {
-    auto item = SliceOne(*context, d.name, d.size, nullptr);
+    auto item = SliceNamed(*context, d.name, d.size, nullptr);
     if (!item) return std::move(item).error();
     if (d.data == nullptr && d.size > 0) return Invalid(d.name, "null destination");
     items.push_back(std::move(*item));
     data.push_back(static_cast<std::byte*>(d.data));
   }
-  auto stats = ExecuteTp(items, data, {});
+  auto files = OpenFiles(Sources(items));
+  if (!files) return std::move(files).error();
+  auto stats = Run(*files, items, data, {}, nullptr);
   if (!stats) return std::move(stats).error();
   stats->memory = "caller-provided";
   stats->seconds = SecondsSince(start);
   return stats;
+}
+
+// The read plan Load would make, without memory (kPlanningBase) and without
+// reading: FILES are only open, for their O_DIRECT alignment.
+Result<RankPlan> Loader::Impl::PlanItems(const TpContext& context, std::span<const TpItem> items,
+                                         FileTable& files) const {
+  LoadLayout layout = LayOut(items, ArenaAlignment(files));
+  std::vector<Window> windows;
+  std::vector<std::byte*> data = Place(items, layout, kPlanningBase, windows);
+  std::vector<Segment> segments = MakeSegments(items, data);
+  auto marked = PlanMarked(files, segments, windows);
+  if (!marked) return std::move(marked).error();
+  const ReadPlan* plan = &marked->plan;
+  RankPlan out;
+  out.rank = context.rank;
+  out.world = context.world;
+  out.bytes = plan->bytes_delivered;
+  out.bytes_read = plan->bytes_requested;
+  out.read_ops = plan->reads;
+  out.tensors.reserve(items.size());
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    // A tensor whose bytes ride in another tensor's coalesced read has no
+    // reads of its own (its TagReads, or none at all, count zero).
+    const TagReads reads = i < plan->tags.size() ? plan->tags[i] : TagReads{};
+    PlannedTensor t = DescribeTp(items[i]);
+    t.strategy = StrategyName(reads.strategy);
+    t.bytes_read = reads.bytes_read;
+    t.read_ops = reads.read_ops;
+    out.local_bytes += t.bytes;
+    out.tensors.push_back(std::move(t));
+  }
+  return out;
+}
+
+// Ranks [FIRST, LAST) of WORLD from one plan, one selection and one opening
+// of the shards (every shard any rank reads).
+Result<std::vector<RankPlan>> Loader::Impl::PlanRanks(const Selection& selection,
+                                                      const PlanSource& source, unsigned world,
+                                                      unsigned first, unsigned last) {
+  auto context = Context(TensorParallel{first, world, source});
+  if (!context) return std::move(context).error();
+  if (first >= last) return Invalid("", "PlanRanks: no rank to plan");
+  auto selected = Select(checkpoint, selection);
+  if (!selected) return std::move(selected).error();
+  auto files = OpenFiles(*selected);
+  if (!files) return std::move(files).error();
+  std::vector<RankPlan> out;
+  out.reserve(last - first);
+  for (unsigned r = first; r < last; ++r) {
+    context->rank = r;
+    auto items = SliceSelected(*context, checkpoint, *selected);
+    if (!items) return std::move(items).error();
+    auto plan = PlanItems(*context, *items, *files);
+    if (!plan) return std::move(plan).error();
+    out.push_back(std::move(*plan));
+  }
+  return out;
 }
 
 // --- Loader ------------------------------------------------------------------
@@ -768,6 +812,7 @@ Result<Loader> Loader::Open(const std::string& path, LoadOptions options) {
   try {
     auto checkpoint = Checkpoint::Open(path);
     if (!checkpoint) return std::move(checkpoint).error();
+    if (Status s = CheckCancel(options); !s) return std::move(s).error();
     return Open(std::move(*checkpoint), std::move(options));
   } catch (const std::bad_alloc&) {
     return ResourceExhausted();
@@ -781,6 +826,13 @@ Result<Loader> Loader::Open(Checkpoint checkpoint, LoadOptions options) {
     if (options.dtype && !IsConversionTarget(*options.dtype)) {
       return Invalid("", "dtype must be BF16, F16 or F32, not " +
                              std::string(DTypeName(*options.dtype)));
+    }
+    if (options.device.is_cuda() && options.staging_bytes < 2 * kStagingAlignment) {
+      return Invalid("", "staging_bytes must be at least " +
+                             std::to_string(2 * kStagingAlignment));
+    }
+    if (options.device.is_cuda() && options.device_streams == 0) {
+      return Invalid("", "device_streams must be at least 1");
     }
     const unsigned threads = options.threads == 0 ? OnlineCpus() : options.threads;
     bool use_uring = false;
@@ -799,9 +851,17 @@ Result<Loader> Loader::Open(Checkpoint checkpoint, LoadOptions options) {
         reason = "pread fallback: " + caps.io_uring_reason;
       }
     }
+    std::shared_ptr<const CudaRuntime> cuda;
+    if (options.device.is_cuda()) {
+      auto runtime = CudaRuntime::Open(options.device.index);
+      if (!runtime) return std::move(runtime).error();
+      cuda = std::move(*runtime);
+    }
     auto impl = std::make_unique<Impl>(std::move(checkpoint), std::move(options), threads);
     impl->use_uring = use_uring;
     impl->backend_reason = std::move(reason);
+    impl->cuda = std::move(cuda);
+    if (impl->options.gds) impl->gds_reason = GdsFallbackReason(impl->options.mode == IoMode::kDirect);
     return Loader(std::move(impl));
   } catch (const std::bad_alloc&) {
     return ResourceExhausted();
@@ -817,11 +877,7 @@ const Checkpoint& Loader::checkpoint() const { return impl_->checkpoint; }
 const LoadOptions& Loader::options() const { return impl_->options; }
 
 Result<LoadedCheckpoint> Loader::Load(const Selection& selection) {
-  try {
-    return impl_->Load(selection);
-  } catch (const std::bad_alloc&) {
-    return ResourceExhausted();
-  }
+  return Load(selection, TensorParallel{});
 }
 
 Status Loader::Reload(LoadedCheckpoint& loaded) {
@@ -833,16 +889,24 @@ Status Loader::Reload(LoadedCheckpoint& loaded) {
 }
 
 Result<LoadStats> Loader::LoadInto(std::span<const Destination> destinations) {
+  return LoadInto(destinations, TensorParallel{});
+}
+
+Result<RankPlan> Loader::Plan(const Selection& selection, const TensorParallel& tp) {
   try {
-    return impl_->LoadInto(destinations);
+    if (Status s = CheckRank(tp.plan, tp.rank, tp.world); !s) return std::move(s).error();
+    auto plans = impl_->PlanRanks(selection, tp.plan, tp.world, tp.rank, tp.rank + 1);
+    if (!plans) return std::move(plans).error();
+    return std::move(plans->front());
   } catch (const std::bad_alloc&) {
     return ResourceExhausted();
   }
 }
 
-Result<RankPlan> Loader::Plan(const Selection& selection, const TensorParallel& tp) {
+Result<std::vector<RankPlan>> Loader::PlanRanks(const Selection& selection,
+                                                const PlanSource& plan, unsigned world) {
   try {
-    return impl_->PlanTp(selection, tp);
+    return impl_->PlanRanks(selection, plan, world, 0, world);
   } catch (const std::bad_alloc&) {
     return ResourceExhausted();
   }
@@ -850,8 +914,7 @@ Result<RankPlan> Loader::Plan(const Selection& selection, const TensorParallel& 
 
 Result<LoadedCheckpoint> Loader::Load(const Selection& selection, const TensorParallel& tp) {
   try {
-    if (tp.world == 1 && tp.rank == 0 && tp.plan.empty()) return impl_->Load(selection);
-    return impl_->LoadTp(selection, tp);
+    return impl_->Load(selection, tp);
   } catch (const std::bad_alloc&) {
     return ResourceExhausted();
   }
@@ -860,8 +923,7 @@ Result<LoadedCheckpoint> Loader::Load(const Selection& selection, const TensorPa
 Result<LoadStats> Loader::LoadInto(std::span<const Destination> destinations,
                                    const TensorParallel& tp) {
   try {
-    if (tp.world == 1 && tp.rank == 0 && tp.plan.empty()) return impl_->LoadInto(destinations);
-    return impl_->LoadIntoTp(destinations, tp);
+    return impl_->LoadInto(destinations, tp);
   } catch (const std::bad_alloc&) {
     return ResourceExhausted();
   }

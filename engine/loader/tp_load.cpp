@@ -1,15 +1,14 @@
-// The tensor-parallel part of a load (see tp_load.h): plan resolution,
-// slicing, layout, segment expansion and padding.
+// The pieces every load is made of (see tp_load.h): plan sources, slicing,
+// layout, strided segments and padding.
 // Thread-safe: no shared state.
 #include "loader/tp_load.h"
 
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <iterator>
-#include <sstream>
 #include <utility>
+
+#include "index/index_json.h"
+#include "tp/json_util.h"
 
 namespace shardload {
 namespace {
@@ -23,23 +22,9 @@ std::string DirName(const std::string& path) {
   return slash == 0 ? "/" : path.substr(0, slash);
 }
 
-bool EndsWith(std::string_view text, std::string_view suffix) {
-  return text.size() >= suffix.size() && text.substr(text.size() - suffix.size()) == suffix;
-}
-
-Result<std::string> ReadText(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    int err = errno;
-    return Error{ErrorCode::kIoError, path, "", "cannot open the tensor-parallel plan: " +
-                                                    std::string(std::strerror(err)), err};
-  }
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) {
-    return MakeError(ErrorCode::kIoError, path, "", "cannot read the tensor-parallel plan");
-  }
-  return std::move(text).str();
+Result<std::string> ReadPlanText(const std::string& path) {
+  return index::ReadSmallFile(path, "the tensor-parallel plan", kMaxPlanFileSize,
+                              ErrorCode::kTpPlanJson);
 }
 
 Error BadRequest(std::string detail) {
@@ -54,7 +39,65 @@ std::uint64_t FirstSourceByte(const tp::LocalSlice& slice) {
   return first == ~std::uint64_t{0} ? 0 : first;
 }
 
+// The slice is the whole source tensor, in file order.
+bool IsWhole(const TpItem& item) {
+  const tp::LocalSlice& s = item.slice;
+  if (s.size != item.source->size || s.zero_fill) return false;
+  if (s.size == 0) return true;
+  return s.segments.size() == 1 && s.segments[0].count == 1 && s.segments[0].src_offset == 0 &&
+         s.segments[0].dst_offset == 0 && s.segments[0].length == s.size;
+}
+
+tp::LocalSlice Whole(const TensorInfo& tensor) {
+  tp::LocalSlice s;
+  s.shape = tensor.shape;
+  s.size = tensor.size;
+  if (tensor.size > 0) s.segments.push_back({0, 0, tensor.size, 1, 0, 0});
+  return s;
+}
+
+Result<tp::Plan> ParsePlan(const Checkpoint& checkpoint, const PlanSource& source) {
+  using Kind = PlanSource::Kind;
+  const bool hf = source.kind == Kind::kHf || source.kind == Kind::kHfConfig ||
+                  source.kind == Kind::kHfConfigJson;
+  std::string path = source.kind == Kind::kHf ? HfConfigPath(checkpoint) : source.path;
+  const bool from_file =
+      source.kind == Kind::kFile || source.kind == Kind::kHf || source.kind == Kind::kHfConfig;
+  std::string read;
+  if (from_file) {
+    auto text = ReadPlanText(path);
+    if (!text) return std::move(text).error();
+    read = std::move(*text);
+  }
+  const std::string& text = from_file ? read : source.text;
+  return hf ? tp::PlanFromHfConfig(text, path) : tp::ParsePlanJson(text, path);
+}
+
 }  // namespace
+
+// --- PlanSource (public) -------------------------------------------------------
+
+Result<PlanSource> PlanSource::FromFileContent(const std::string& path) {
+  auto text = ReadPlanText(path);
+  if (!text) return std::move(text).error();
+  // Our format has "tp_plan_version" at the top; text that does not parse
+  // goes to our parser too, whose error then names PATH.
+  rapidjson::Document doc;
+  bool config = tp::ParseJson(*text, path, doc).ok() && doc.IsObject() &&
+                tp::FindMember(doc, "tp_plan_version") == nullptr;
+  if (config) return HfConfigJson(std::move(*text), path);
+  return Json(std::move(*text), path);
+}
+
+std::string PlanSource::Describe() const {
+  switch (kind) {
+    case Kind::kNone: return "";
+    case Kind::kHf: return "hf";
+    default: return path;
+  }
+}
+
+// --- plans and slices ------------------------------------------------------------
 
 std::string HfConfigPath(const Checkpoint& checkpoint) {
   if (!checkpoint.index_path().empty()) return DirName(checkpoint.index_path()) + "/config.json";
@@ -62,44 +105,44 @@ std::string HfConfigPath(const Checkpoint& checkpoint) {
   return checkpoint.path() + "/config.json";
 }
 
-Result<TpContext> ResolveTp(const Checkpoint& checkpoint, const TensorParallel& tp) {
-  if (tp.world == 0) return BadRequest("tensor parallel: world size must be at least 1");
-  if (tp.rank >= tp.world) {
-    return BadRequest("tensor parallel: rank " + std::to_string(tp.rank) +
-                      " is not below the world size " + std::to_string(tp.world));
-  }
-  TpContext context;
-  context.rank = tp.rank;
-  context.world = tp.world;
-  if (tp.plan.empty()) {
-    if (tp.world > 1) return BadRequest("tensor parallel: world > 1 needs a plan");
-    context.plan.path = "(no plan)";
-    return context;
-  }
-  const bool hf = tp.plan == "hf" || EndsWith(tp.plan, "config.json");
-  const std::string path = tp.plan == "hf" ? HfConfigPath(checkpoint) : tp.plan;
-  auto text = ReadText(path);
-  if (!text) return std::move(text).error();
-  auto plan = hf ? tp::PlanFromHfConfig(*text, path) : tp::ParsePlanJson(*text, path);
+Result<std::shared_ptr<const tp::Plan>> LoadPlan(const Checkpoint& checkpoint,
+                                                 const PlanSource& source) {
+  if (source.kind == PlanSource::Kind::kNone) return std::shared_ptr<const tp::Plan>();
+  auto plan = ParsePlan(checkpoint, source);
   if (!plan) return std::move(plan).error();
-  context.plan = std::move(*plan);
-  return context;
+  return std::shared_ptr<const tp::Plan>(std::make_shared<tp::Plan>(std::move(*plan)));
 }
 
-Status ValidateTp(const TpContext& context, std::span<const TensorInfo* const> tensors) {
-  std::vector<TensorInfo> infos;
-  infos.reserve(tensors.size());
-  for (const TensorInfo* t : tensors) infos.push_back(*t);
-  return tp::ValidatePlan(context.plan, infos, context.world);
+Status CheckRank(const PlanSource& source, unsigned rank, unsigned world) {
+  if (world == 0) return BadRequest("tensor parallel: world size must be at least 1");
+  if (rank >= world) {
+    return BadRequest("tensor parallel: rank " + std::to_string(rank) +
+                      " is not below the world size " + std::to_string(world));
+  }
+  if (source.kind == PlanSource::Kind::kNone && world > 1) {
+    return BadRequest("tensor parallel: world > 1 needs a plan");
+  }
+  return {};
+}
+
+tp::FindTensor FindIn(const Checkpoint& checkpoint) {
+  return [&checkpoint](std::string_view name) { return checkpoint.Find(name); };
+}
+
+Result<tp::LocalSlice> SliceOne(const TpContext& context, const TensorInfo& tensor,
+                                const tp::FindTensor& find) {
+  if (context.plan == nullptr) return Whole(tensor);
+  return tp::SliceFor(*context.plan, tensor, context.rank, context.world, find);
 }
 
 Result<std::vector<TpItem>> SliceSelected(const TpContext& context,
+                                          const Checkpoint& checkpoint,
                                           std::span<const TensorInfo* const> selected) {
-  if (Status s = ValidateTp(context, selected); !s) return std::move(s).error();
   std::vector<TpItem> items;
   items.reserve(selected.size());
+  const tp::FindTensor find = FindIn(checkpoint);
   for (const TensorInfo* t : selected) {
-    auto slice = tp::SliceFor(context.plan, *t, context.rank, context.world);
+    auto slice = SliceOne(context, *t, find);
     if (!slice) return std::move(slice).error();
     if (!slice->load) continue;
     items.push_back(TpItem{t, std::move(*slice)});
@@ -107,19 +150,32 @@ Result<std::vector<TpItem>> SliceSelected(const TpContext& context,
   return items;
 }
 
-TpLayout LayOutTp(std::span<const TpItem> items, std::uint64_t alignment) {
-  TpLayout layout;
-  layout.position.reserve(items.size());
-  std::uint64_t cursor = 0;
-  for (const TpItem& item : items) {
+// --- layout, segments, padding ----------------------------------------------------
+
+LoadLayout LayOut(std::span<const TpItem> items, std::uint64_t alignment) {
+  std::vector<ArenaItem> whole;
+  std::vector<std::size_t> whole_index;
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (!IsWhole(items[i])) continue;
+    const TensorInfo& t = *items[i].source;
+    whole.push_back(ArenaItem{t.shard, t.offset, t.size});
+    whole_index.push_back(i);
+  }
+  ArenaLayout mirrored = LayOutArena(whole, alignment);
+  LoadLayout layout;
+  layout.position.assign(items.size(), 0);
+  layout.regions = std::move(mirrored.regions);
+  for (std::size_t k = 0; k < whole.size(); ++k) layout.position[whole_index[k]] = mirrored.position[k];
+  std::uint64_t cursor = mirrored.size;
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    const TpItem& item = items[i];
+    if (IsWhole(item)) continue;
     std::uint64_t begin = AlignUp(cursor, alignment);
     std::uint64_t phase = (item.source->offset + FirstSourceByte(item.slice)) % alignment;
     std::uint64_t position = begin + phase;
     std::uint64_t end = AlignUp(position + item.slice.size, alignment);
-    layout.position.push_back(position);
-    if (item.slice.size > 0) {
-      layout.regions.push_back(ArenaLayout::Region{begin, end});
-    }
+    layout.position[i] = position;
+    if (item.slice.size > 0) layout.regions.push_back(ArenaLayout::Region{begin, end});
     cursor = end;
   }
   layout.size = cursor;
@@ -130,17 +186,30 @@ void AppendTpSegments(const TpItem& item, std::byte* dst, std::uint32_t tag,
                       std::vector<Segment>& out) {
   const TensorInfo& t = *item.source;
   for (const tp::Segment& s : item.slice.segments) {
-    for (std::uint64_t i = 0; i < s.count; ++i) {
-      out.push_back(Segment{t.shard, t.offset + s.src_offset + i * s.src_stride, s.length,
-                            dst + s.dst_offset + i * s.dst_stride, tag});
-    }
+    Segment seg;
+    seg.file = t.shard;
+    seg.offset = t.offset + s.src_offset;
+    seg.length = s.length;
+    seg.dst = dst + s.dst_offset;
+    seg.tag = tag;
+    seg.count = s.count;
+    seg.src_stride = s.count > 1 ? s.src_stride : 0;
+    seg.dst_stride = s.count > 1 ? s.dst_stride : 0;
+    out.push_back(seg);
   }
 }
 
+// A segment whose runs tile its extent (dst_stride == length, or one run)
+// covers [dst_offset, + extent) in one interval; only other strided
+// segments are walked run by run.
 void ZeroPadding(const tp::LocalSlice& slice, std::byte* dst) {
   if (!slice.zero_fill || slice.size == 0) return;
   std::vector<std::pair<std::uint64_t, std::uint64_t>> covered;
   for (const tp::Segment& s : slice.segments) {
+    if (s.count == 1 || s.dst_stride == s.length) {
+      covered.emplace_back(s.dst_offset, s.count * s.length);
+      continue;
+    }
     for (std::uint64_t i = 0; i < s.count; ++i) {
       covered.emplace_back(s.dst_offset + i * s.dst_stride, s.length);
     }
@@ -155,8 +224,20 @@ void ZeroPadding(const tp::LocalSlice& slice, std::byte* dst) {
 }
 
 PlannedTensor DescribeTp(const TpItem& item) {
-  return PlannedTensor{item.source->name, item.source->dtype, item.slice.shape,
-                       item.slice.size, item.slice.rule};
+  PlannedTensor t;
+  t.name = item.source->name;
+  t.dtype = item.source->dtype;
+  t.shape = item.slice.shape;
+  t.bytes = item.slice.size;
+  t.rule = item.slice.rule;
+  t.follows = item.slice.follows;
+  t.split_dim = item.slice.split_dim;
+  t.per = item.slice.per;
+  for (const auto& p : item.slice.quant_pieces) {
+    t.ranges.push_back({p.weight.begin, p.weight.end, p.own.begin, p.own.end});
+  }
+  t.straddles = item.slice.straddles;
+  return t;
 }
 
 }  // namespace shardload

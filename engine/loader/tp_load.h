@@ -1,12 +1,13 @@
-// The tensor-parallel part of a load: resolves the plan a TensorParallel
-// names, slices the selected tensors for one rank (tp/splitter.h), lays the
-// local tensors out in library-owned memory, expands each slice's strided
-// segments into read-planner Segments straight into their destination rows,
-// and zeroes what no segment covers (vocab padding).
+// What every load is made of, plain or tensor-parallel: a plain load is
+// rank 0 of world 1 under the identity plan (each tensor one contiguous
+// segment). This file resolves a PlanSource into a parsed plan, slices the
+// selected tensors for one rank (tp/splitter.h), lays the local tensors out
+// in library-owned memory, turns each slice into strided read-planner
+// Segments straight into its destination, and zeroes what no segment covers
+// (vocab padding).
 //
-// Reads never cover gaps between a slice's runs: buffered, a rank reads
-// exactly the bytes it receives; with O_DIRECT each run is widened to its
-// aligned superset by the read planner (docs/tp-plan.md, "Read amplification").
+// Reads never cover gaps between a slice's runs here: merging nearby runs is
+// the read planner's choice (docs/tp-plan.md, "Read amplification").
 // Thread-safe: pure functions over immutable inputs (ZeroPadding writes only
 // the memory it is given).
 #pragma once
@@ -28,23 +29,29 @@
 
 namespace shardload {
 
-// A TensorParallel resolved against one checkpoint: the parsed plan.
+// Plan files and config.json files larger than this are refused (kTpPlanJson).
+inline constexpr std::uint64_t kMaxPlanFileSize = 64ULL << 20;
+
+// One rank of one world under one parsed plan; plan == nullptr is the
+// identity (a plain load: world 1, every tensor whole).
 struct TpContext {
-  tp::Plan plan;
+  std::shared_ptr<const tp::Plan> plan;
   unsigned rank = 0;
   unsigned world = 1;
 };
 
-// Reads the plan TP names: "hf" (the config.json beside the checkpoint's
-// index, or beside its single shard), a path to a file whose name ends in
-// "config.json" (a Hugging Face config), or our plan JSON. An empty plan
-// with world 1 is the plan that replicates everything.
-// Errors: kInvalidArgument (world 0, rank >= world, no plan with world > 1),
-// kNotFound / kIoError for the file, the parsers' kTpPlanJson, ...
-Result<TpContext> ResolveTp(const Checkpoint& checkpoint, const TensorParallel& tp);
-
-// The config.json that `--plan hf` reads for CHECKPOINT.
+// The config.json that PlanSource::Hf() reads for CHECKPOINT: beside its
+// index, else beside its first shard.
 std::string HfConfigPath(const Checkpoint& checkpoint);
+
+// Reads (index::ReadSmallFile) and parses the plan SOURCE names; kNone is
+// the identity (nullptr). Errors: kIoError / kNotRegularFile for
+// the file, the parsers' kTpPlanJson, kTpBadPattern, kTpBadRule.
+Result<std::shared_ptr<const tp::Plan>> LoadPlan(const Checkpoint& checkpoint,
+                                                 const PlanSource& source);
+
+// kInvalidArgument unless 0 <= rank < world, and world 1 when there is no plan.
+Status CheckRank(const PlanSource& source, unsigned rank, unsigned world);
 
 // One tensor a rank loads.
 struct TpItem {
@@ -52,35 +59,37 @@ struct TpItem {
   tp::LocalSlice slice;  // slice.load is true
 };
 
-// One rank's tensors of a selection, with the context that sliced them.
-struct TpSlices {
-  std::shared_ptr<const TpContext> context;
-  std::vector<TpItem> items;  // in selection order (sorted by name)
-};
+// CONTEXT's slice of TENSOR (the whole tensor under the identity); FIND
+// looks up the weights quantized companions follow.
+Result<tp::LocalSlice> SliceOne(const TpContext& context, const TensorInfo& tensor,
+                                const tp::FindTensor& find);
 
-// tp::ValidatePlan over TENSORS: the plan is refused for every rank alike,
-// before any I/O.
-Status ValidateTp(const TpContext& context, std::span<const TensorInfo* const> tensors);
-
-// Validates the plan against every tensor of SELECTED (ValidateTp), then
-// slices each; tensors the rank does not load (skip, experts it does not
-// own) are left out. Order is kept.
+// Slices every tensor of SELECTED, in order, and keeps those the rank loads.
+// Since splitter errors never depend on the rank, this also validates the
+// plan against the whole selection for every rank, before any I/O.
 Result<std::vector<TpItem>> SliceSelected(const TpContext& context,
+                                          const Checkpoint& checkpoint,
                                           std::span<const TensorInfo* const> selected);
 
-// Where each local tensor goes in library-owned memory: each in a region of
-// its own that starts and ends on the alignment grid, placed at the offset
-// its first file byte has modulo the alignment, so that an O_DIRECT read of
-// a contiguous slice can land in place.
-struct TpLayout {
-  std::uint64_t size = 0;
-  std::vector<std::uint64_t> position;  // per item
-  std::vector<ArenaLayout::Region> regions;  // one per non-empty item
-};
-TpLayout LayOutTp(std::span<const TpItem> items, std::uint64_t alignment);
+// tp::SliceFor's lookup of the weights quantized companions follow, in
+// CHECKPOINT.
+tp::FindTensor FindIn(const Checkpoint& checkpoint);
 
-// Appends ITEM's runs as Segments into DST (the local tensor's first byte),
-// tagged TAG.
+// Where each local tensor goes in library-owned memory. A tensor received
+// whole is laid out by LayOutArena (mirroring the file, so neighbours in a
+// shard stay neighbours in memory and their reads coalesce); any other slice
+// gets a region of its own on the alignment grid, placed at the offset its
+// first file byte has modulo the alignment, so that an O_DIRECT read of a
+// contiguous slice can land in place.
+struct LoadLayout {
+  std::uint64_t size = 0;
+  std::vector<std::uint64_t> position;       // per item
+  std::vector<ArenaLayout::Region> regions;  // memory reads may overwrite
+};
+LoadLayout LayOut(std::span<const TpItem> items, std::uint64_t alignment);
+
+// Appends ITEM's runs as strided Segments (one per tp::Segment) into DST
+// (the local tensor's first byte), tagged TAG.
 void AppendTpSegments(const TpItem& item, std::byte* dst, std::uint32_t tag,
                       std::vector<Segment>& out);
 
@@ -88,7 +97,7 @@ void AppendTpSegments(const TpItem& item, std::byte* dst, std::uint32_t tag,
 // (only when slice.zero_fill).
 void ZeroPadding(const tp::LocalSlice& slice, std::byte* dst);
 
-// The PlannedTensor that describes ITEM.
+// The PlannedTensor that describes ITEM (read totals left zero).
 PlannedTensor DescribeTp(const TpItem& item);
 
 }  // namespace shardload

@@ -1,4 +1,4 @@
-// Tensor selection: Select() of loader.h over the plan patterns of engine/tp.
+// Tensor selection (SelectTensors) over the plan patterns of engine/tp.
 // Thread-safe: pure functions over an immutable Checkpoint.
 #include "plan/selection.h"
 
@@ -6,7 +6,6 @@
 #include <string>
 #include <vector>
 
-#include "shardload/loader.h"
 #include "tp/pattern.h"
 
 namespace shardload {
@@ -18,17 +17,18 @@ bool GlobMatch(std::string_view pattern, std::string_view name) {
   return match.has_value() && *match;
 }
 
-Result<std::vector<const TensorInfo*>> Select(const Checkpoint& checkpoint,
-                                              const Selection& selection) {
+Result<std::vector<const TensorInfo*>> SelectTensors(const Checkpoint& checkpoint,
+                                                     const std::vector<std::string>& names,
+                                                     const std::vector<std::string>& globs) {
   const std::vector<TensorInfo>& all = checkpoint.tensors();
   std::vector<const TensorInfo*> out;
-  if (selection.names.empty() && selection.globs.empty()) {
+  if (names.empty() && globs.empty()) {
     out.reserve(all.size());
     for (const TensorInfo& t : all) out.push_back(&t);
     return out;
   }
   std::vector<char> picked(all.size(), 0);
-  for (const std::string& name : selection.names) {
+  for (const std::string& name : names) {
     const TensorInfo* t = checkpoint.Find(name);
     if (t == nullptr) {
       return MakeError(ErrorCode::kTensorNotFound, checkpoint.path(), name,
@@ -36,7 +36,7 @@ Result<std::vector<const TensorInfo*>> Select(const Checkpoint& checkpoint,
     }
     picked[static_cast<std::size_t>(t - all.data())] = 1;
   }
-  for (const std::string& glob : selection.globs) {
+  for (const std::string& glob : globs) {
     Result<tp::Pattern> pattern = tp::Pattern::Compile(glob);
     if (!pattern) {
       return MakeError(ErrorCode::kInvalidArgument, checkpoint.path(), "",

@@ -51,6 +51,10 @@
 //                                        exact, E from num_experts /
 //                                        num_local_experts / n_routed_experts)
 // The key's own rule still applies to fused tensors in the checkpoint.
+//
+// QUANTIZATION. `quantization_config` (top level, else beside the plan in
+// text_config) gives Plan::quant (quant.h): companions such as
+// `o_proj.weight_scale_inv` follow their weight's rule and split.
 #include <algorithm>
 #include <array>
 #include <utility>
@@ -340,6 +344,17 @@ Result<Plan> TranslatePlan(const JsonValue& cfg, std::string_view plan_name,
   return std::move(builder).Finish();
 }
 
+// `quantization_config` of the top level, else of the object holding the
+// plan (text_config); none when absent or null.
+Result<Quant> ReadHfQuant(const JsonValue& root, const JsonValue& cfg,
+                          const std::string& path) {
+  for (const JsonValue* where : {&root, &cfg}) {
+    const JsonValue* q = FindMember(*where, "quantization_config");
+    if (q != nullptr && !q->IsNull()) return ParseQuantConfig(*q, path, /*strict=*/false);
+  }
+  return Quant{};
+}
+
 }  // namespace
 
 Result<Plan> PlanFromHfConfig(std::string_view config_json, const std::string& path,
@@ -357,7 +372,12 @@ Result<Plan> PlanFromHfConfig(std::string_view config_json, const std::string& p
                                                                    : "base_model_ep_plan";
   Result<const JsonValue*> cfg = FindConfig(doc, plan_name, path);
   if (!cfg) return std::move(cfg).error();
-  return TranslatePlan(**cfg, plan_name, path);
+  Result<Plan> plan = TranslatePlan(**cfg, plan_name, path);
+  if (!plan) return plan;
+  Result<Quant> quant = ReadHfQuant(doc, **cfg, path);
+  if (!quant) return std::move(quant).error();
+  plan->quant = *quant;
+  return plan;
 }
 
 }  // namespace shardload::tp

@@ -1,6 +1,7 @@
 // RapidJSON helpers shared by the two plan parsers (ours and Hugging Face's):
 // strict parsing (iterative, UTF-8 validated, no trailing text), duplicate-key
-// refusal and readable type names. Internal to the tp stage.
+// refusal and readable type names. Used by the tp stage, and by the loader
+// to tell our plan from a config.json (PlanSource::FromFileContent).
 // Thread-safe: pure functions.
 #pragma once
 

@@ -25,15 +25,21 @@ Error PatternError(std::string detail) {
   return MakeError(ErrorCode::kTpBadPattern, {}, {}, std::move(detail));
 }
 
-std::vector<std::string_view> SplitComponents(std::string_view name) {
-  std::vector<std::string_view> out;
+void SplitComponents(std::string_view name, std::vector<std::string_view>& out) {
+  out.clear();
   std::size_t start = 0;
   while (true) {
     std::size_t dot = name.find('.', start);
     out.push_back(name.substr(start, dot - start));
-    if (dot == std::string_view::npos) return out;
+    if (dot == std::string_view::npos) return;
     start = dot + 1;
   }
+}
+
+std::vector<std::string_view> SplitComponents(std::string_view name) {
+  std::vector<std::string_view> out;
+  SplitComponents(name, out);
+  return out;
 }
 
 // fnmatch with only `*` (any run of characters, the empty run included).
@@ -179,7 +185,10 @@ bool Pattern::TokenMatches(const Token& token, std::string_view component,
 // the successful alignment.
 bool Pattern::MatchGlob(std::string_view name,
                         std::optional<std::uint64_t>* expert) const {
-  std::vector<std::string_view> comps = SplitComponents(name);
+  // Planning matches every tensor name against every rule, once per rank:
+  // reuse this thread's buffer rather than allocate per call.
+  thread_local std::vector<std::string_view> comps;
+  SplitComponents(name, comps);
   std::optional<std::uint64_t> capture;
   std::size_t t = 0, c = 0, star = tokens_.size(), mark = 0;
   while (c < comps.size()) {

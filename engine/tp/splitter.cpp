@@ -5,11 +5,13 @@
 #include "tp/splitter.h"
 
 #include <algorithm>
+#include <unordered_map>
 #include <utility>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "tp/quant.h"
 #include "tp/ranges.h"
 #include "util/checked.h"
 
@@ -346,6 +348,197 @@ Result<LocalSlice> SliceExperts(const Context& ctx, std::optional<std::uint64_t>
   return NotLoaded(rule.label);
 }
 
+// ---- Quantized tensors (splitter.h, COMPANIONS) ----
+
+std::string JoinShape(const std::vector<std::uint64_t>& shape) {
+  return fmt::format("[{}]", fmt::join(shape, ", "));
+}
+
+std::uint64_t CeilDiv(std::uint64_t a, std::uint64_t b) { return a / b + (a % b != 0); }
+
+// The weight's logical view: a TensorInfo named like the tensor being
+// sliced, with the weight's logical shape, and the rule's split of it.
+struct LogicalSplit {
+  TensorInfo logical;
+  std::optional<std::size_t> dim;   // nullopt: the rule leaves it whole
+  std::vector<Block> blocks;
+};
+
+// The logical shape of the weight ROLE follows.
+Result<std::vector<std::uint64_t>> WeightShape(const Context& ctx, const QuantRole& role,
+                                               const FindTensor& find) {
+  const TensorInfo* weight = role.is_weight ? &ctx.tensor
+                             : find        ? find(role.weight)
+                                           : nullptr;
+  if (weight == nullptr) {
+    return ctx.Fail(ErrorCode::kTpShapeMismatch,
+                    fmt::format("{} {} follows the weight {}, which is not in the "
+                                "checkpoint", role.what, ctx.Shape(), role.weight));
+  }
+  return LogicalShape(ctx.plan.quant, *weight, ctx.plan.path);
+}
+
+// The shape ROLE implies for a tensor following a weight of logical shape L
+// (0: any size).
+std::vector<std::uint64_t> ExpectedShape(const QuantRole& role,
+                                         const std::vector<std::uint64_t>& l) {
+  std::vector<std::uint64_t> out(l.begin(), l.end() - 2);
+  for (const QuantAxis& a : role.axes) {
+    if (a.kind == AxisKind::kOwn) {
+      out.push_back(a.size);
+      continue;
+    }
+    out.push_back(CeilDiv(l[l.size() + a.logical], a.per));
+  }
+  return out;
+}
+
+Status CheckRoleShape(const Context& ctx, const QuantRole& role,
+                      const std::vector<std::uint64_t>& l) {
+  std::vector<std::uint64_t> want = ExpectedShape(role, l);
+  bool ok = want.size() == ctx.tensor.shape.size();
+  for (std::size_t i = 0; ok && i < want.size(); ++i) {
+    ok = want[i] == 0 || want[i] == ctx.tensor.shape[i];
+  }
+  if (ok) return {};
+  std::string want_text = JoinShape(want);
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    if (want[i] == 0) want_text = fmt::format("{} (dim {} any)", want_text, i);
+  }
+  return ctx.Fail(ErrorCode::kTpShapeMismatch,
+                  fmt::format("{} of shape {} does not fit the weight {} (logical "
+                              "shape {} under {}): expected {}", role.what, ctx.Shape(),
+                              role.weight, JoinShape(l),
+                              QuantFormatName(ctx.plan.quant.format), want_text));
+}
+
+// The tensor's dimension holding logical dimension D of a rank-M weight, and
+// how; nullopt: the tensor has none (it is replicated).
+std::optional<std::pair<std::size_t, QuantAxis>> MapDim(const QuantRole& role,
+                                                        std::size_t ndim, std::size_t d,
+                                                        std::size_t m) {
+  const std::size_t lead = m - 2;
+  if (d < lead) return std::make_pair(d, QuantAxis{});
+  const int code = static_cast<int>(d) - static_cast<int>(m);
+  for (std::size_t i = 0; i < role.axes.size(); ++i) {
+    const QuantAxis& a = role.axes[i];
+    if (a.kind != AxisKind::kOwn && a.logical == code) {
+      return std::make_pair(ndim - role.axes.size() + i, a);
+    }
+  }
+  return std::nullopt;
+}
+
+struct Mapped {
+  std::vector<LocalSlice::QuantPiece> pieces;
+  bool straddles = false;
+};
+
+std::string_view AxisName(int logical) { return logical == -1 ? "in" : "out"; }
+
+// Rank R's logical pieces mapped onto the tensor's dimension PD (axis A;
+// N logical indices); kTpMisaligned when a piece cuts a packed element or
+// a group.
+Result<Mapped> MapPieces(const Context& ctx, const QuantRole& role, const LogicalSplit& ls,
+                         std::size_t pd, const QuantAxis& a, unsigned r, unsigned world) {
+  const std::uint64_t n = ls.logical.shape[*ls.dim];
+  Mapped out;
+  for (const Range& p : SelectBlocks(ls.blocks, *ctx.rule, r, world).pieces) {
+    const bool cut_start = p.begin % a.per != 0;
+    const bool cut_end = p.end % a.per != 0 && p.end != n;
+    if (p.size() > 0 && (cut_start || cut_end) &&
+        (a.kind == AxisKind::kPacked || a.kind == AxisKind::kGroup)) {
+      const bool packed = a.kind == AxisKind::kPacked;
+      return ctx.Fail(
+          ErrorCode::kTpMisaligned,
+          fmt::format("{} {}: rank {} of {} gets {} indices [{}, {}) of dim {} of the "
+                      "weight {} (logical shape {}), but {} {} ({} per index of dim {}) "
+                      "cannot be {}: {} is not a multiple of {}",
+                      role.what, ctx.Shape(), r, world, AxisName(a.logical), p.begin,
+                      p.end, *ls.dim, role.weight, JoinShape(ls.logical.shape),
+                      packed ? "packed elements" : "groups", packed ? "" : "of input rows",
+                      a.per, pd, packed ? "cut" : "shared between ranks (a row split "
+                                                  "must fall on group bounds)",
+                      cut_start ? p.begin : p.end, a.per));
+    }
+    Range own{p.begin / a.per, p.size() == 0 ? p.begin / a.per : CeilDiv(p.end, a.per)};
+    out.straddles = out.straddles || (p.size() > 0 && (cut_start || cut_end));
+    out.pieces.push_back({p, own});
+  }
+  return out;
+}
+
+// The rule's split of the weight's logical shape.
+Result<LogicalSplit> SplitLogical(const Context& ctx, std::vector<std::uint64_t> shape,
+                                  unsigned world) {
+  LogicalSplit ls;
+  ls.logical.name = ctx.tensor.name;
+  ls.logical.dtype = ctx.tensor.dtype;
+  ls.logical.shape = std::move(shape);
+  Context lctx{ctx.plan, ls.logical, ctx.rule};
+  Result<std::optional<std::size_t>> dim = SplitDim(lctx);
+  if (!dim) return std::move(dim).error();
+  ls.dim = *dim;
+  if (!ls.dim) return ls;
+  Result<std::vector<Block>> blocks =
+      ResolveBlocks(lctx, *ls.dim, ls.logical.shape[*ls.dim], world);
+  if (!blocks) return std::move(blocks).error();
+  ls.blocks = std::move(*blocks);
+  return ls;
+}
+
+// Says that the shape in an error found on the weight's logical view is
+// the weight's.
+Error OnWeight(Error e, const QuantRole& role) {
+  e.detail += fmt::format(" (the shape is the logical shape of the weight {}, "
+                          "whose split {} follows)", role.weight, role.what);
+  return e;
+}
+
+Result<LocalSlice> SliceQuantColRow(const Context& ctx, const QuantRole& role,
+                                    unsigned rank, unsigned world, const FindTensor& find) {
+  auto whole = [&] {
+    LocalSlice out = Whole(ctx.tensor, ctx.rule->label);
+    if (!role.is_weight) out.follows = role.weight;
+    return out;
+  };
+  if (role.whole) return whole();
+  Result<std::vector<std::uint64_t>> l = WeightShape(ctx, role, find);
+  if (!l) return std::move(l).error();
+  if (Status s = CheckRoleShape(ctx, role, *l); !s) return s.error();
+  Result<LogicalSplit> ls = SplitLogical(ctx, *l, world);
+  if (!ls) return OnWeight(std::move(ls).error(), role);
+  if (!ls->dim) return whole();
+  auto mapped_dim = MapDim(role, ctx.tensor.shape.size(), *ls->dim, l->size());
+  if (!mapped_dim) return whole();
+  const auto [pd, axis] = *mapped_dim;
+  std::optional<Mapped> mine;
+  for (unsigned r = 0; r < world; ++r) {  // refusals do not depend on the rank
+    Result<Mapped> m = MapPieces(ctx, role, *ls, pd, axis, r, world);
+    if (!m) return std::move(m).error();
+    if (r == rank) mine = std::move(*m);
+  }
+  Geometry g = MakeGeometry(ctx.tensor, pd);
+  auto select = [&](unsigned r) {
+    Result<Mapped> m = r == rank ? Result<Mapped>(*mine)
+                                 : MapPieces(ctx, role, *ls, pd, axis, r, world);
+    Selection sel;
+    for (const auto& piece : m->pieces) {
+      sel.pieces.push_back(piece.own);
+      sel.local_dim += piece.own.size();
+    }
+    return sel;
+  };
+  if (Status s = CheckWholeBytes(ctx, pd, g, world, select); !s) return s.error();
+  Result<LocalSlice> out = BuildSlice(ctx, pd, g, select(rank));
+  if (!out) return out;
+  out->follows = role.is_weight ? std::string() : role.weight;
+  out->quant_pieces = std::move(mine->pieces);
+  out->per = axis.per;
+  out->straddles = mine->straddles;
+  return out;
+}
+
 Result<LocalSlice> SliceMatched(const Context& ctx, const RuleMatch& m,
                                 unsigned rank, unsigned world) {
   switch (ctx.rule->style) {
@@ -357,6 +550,25 @@ Result<LocalSlice> SliceMatched(const Context& ctx, const RuleMatch& m,
     case Style::kExperts: return SliceExperts(ctx, m.expert, rank, world);
   }
   return ctx.Fail(ErrorCode::kInternal, "unknown style");
+}
+
+Result<LocalSlice> SliceQuantized(const Context& ctx, const RuleMatch& m,
+                                  const QuantRole& role, unsigned rank, unsigned world,
+                                  const FindTensor& find) {
+  switch (ctx.rule->style) {
+    case Style::kCol:
+    case Style::kRow: return SliceQuantColRow(ctx, role, rank, world, find);
+    case Style::kVocab:
+      return ctx.Fail(ErrorCode::kTpQuantUnsupported,
+                      fmt::format("a vocab split of {} {} ({}) is not supported",
+                                  role.what, ctx.Shape(),
+                                  QuantFormatName(ctx.plan.quant.format)));
+    default: {
+      Result<LocalSlice> out = SliceMatched(ctx, m, rank, world);
+      if (out && !role.is_weight) out->follows = role.weight;
+      return out;
+    }
+  }
 }
 
 // Whether RULE matches CANDIDATE; errors name the tensor NAME.
@@ -396,16 +608,18 @@ Result<RuleMatch> FindRule(const Plan& plan, std::string_view name) {
 }
 
 Result<LocalSlice> SliceFor(const Plan& plan, const TensorInfo& tensor,
-                            unsigned rank, unsigned world) {
+                            unsigned rank, unsigned world, const FindTensor& find) {
   if (world == 0 || rank >= world) {
     return MakeError(ErrorCode::kInvalidArgument, plan.path, tensor.name,
                      fmt::format("rank {} of world size {} is not a valid rank",
                                  rank, world));
   }
-  Result<RuleMatch> m = FindRule(plan, tensor.name);
+  std::optional<QuantRole> role = Classify(plan.quant, tensor.name, tensor.shape);
+  Result<RuleMatch> m = FindRule(plan, role ? role->match_name : tensor.name);
   if (!m) return std::move(m).error();
   Context ctx{plan, tensor, m->rule};
   if (Status s = CheckTensor(ctx); !s) return s.error();
+  if (m->rule != nullptr && role) return SliceQuantized(ctx, *m, *role, rank, world, find);
   if (m->rule != nullptr) return SliceMatched(ctx, *m, rank, world);
   if (plan.unmatched == Unmatched::kError) {
     return ctx.Fail(ErrorCode::kTpUnmatched,
@@ -415,9 +629,17 @@ Result<LocalSlice> SliceFor(const Plan& plan, const TensorInfo& tensor,
 }
 
 Status ValidatePlan(const Plan& plan, std::span<const TensorInfo> tensors,
-                    unsigned world) {
+                    unsigned world, const FindTensor& find) {
+  std::unordered_map<std::string_view, const TensorInfo*> by_name;
+  if (!find && plan.quant.format != QuantFormat::kNone) {
+    for (const TensorInfo& t : tensors) by_name.emplace(t.name, &t);
+  }
+  FindTensor among = [&](std::string_view name) -> const TensorInfo* {
+    auto it = by_name.find(name);
+    return it == by_name.end() ? nullptr : it->second;
+  };
   for (const TensorInfo& tensor : tensors) {
-    Result<LocalSlice> slice = SliceFor(plan, tensor, 0, world);
+    Result<LocalSlice> slice = SliceFor(plan, tensor, 0, world, find ? find : among);
     if (!slice) return std::move(slice).error();
   }
   return {};

@@ -58,12 +58,34 @@
 // are never read: merging nearby runs into bigger reads is the read
 // planner's choice, not the splitter's.
 //
+// COMPANIONS (quant.h). Under a plan's quantization format, a companion
+// (FP8 block scales, GPTQ/AWQ qzeros/scales/g_idx, MXFP4 scales) is matched
+// under its weight's name and follows the weight's split: the rule is applied
+// to the weight's LOGICAL shape [..., out, in] (GPTQ qweight [K/8, N] is
+// [N, K]), giving rank r logical pieces [s, e) of dimension d; each piece
+// maps onto the companion's dimension holding d with `per` logical indices
+// per element as [floor(s/per), ceil(e/per)) (FP8 block 128, W = 8, o_proj
+// [7168, 16384] row, rank 3):
+//
+//   weight cols   | ... |6144 ............ 8191| ... |     [6144, 8192)
+//   scale blocks  | ... | 48 | 49 | ... | 63   | ... |     [48, 64)
+//
+// A block that holds the end of one rank's piece and the start of the
+// next's goes to both (LocalSlice::straddles). Packed elements (8 int4 in an
+// I32, 32 FP4 values of an MXFP4 block) and GPTQ/AWQ groups along `in` must
+// not be cut: else kTpMisaligned, for every rank alike. A companion whose
+// weight is absent, or whose shape is not the one the weight implies, is
+// kTpShapeMismatch; a vocab split of a quantized tensor kTpQuantUnsupported.
+// Companions with no dimension holding d (per-channel scales under a row
+// split, scalars, g_idx under a col split) are replicated.
+//
 // SUB-BYTE DTYPES (F4, F6). Every boundary (each rank's piece starts and
 // ends, local and source row lengths) must fall on a whole byte, for every
 // rank, else kTpMisaligned. Replication is always fine.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -72,6 +94,7 @@
 
 #include "shardload/checkpoint.h"
 #include "shardload/error.h"
+#include "tp/ranges.h"
 #include "tp/tp_plan.h"
 
 namespace shardload::tp {
@@ -101,7 +124,21 @@ struct LocalSlice {
   int split_dim = -1;                  // the dimension split; -1: whole or none
   bool zero_fill = false;              // bytes no segment covers must be zero
   std::string rule;                    // e.g. `rules[3] "..." (col)`
+
+  // Quantized tensors split on split_dim (see COMPANIONS).
+  struct QuantPiece {
+    Range weight;  // the weight's logical indices on its split dimension
+    Range own;     // this tensor's indices on split_dim
+  };
+  std::string follows;                  // the weight followed; empty: not a companion
+  std::vector<QuantPiece> quant_pieces; // one per piece, in local order
+  std::uint64_t per = 0;                // logical indices per index of split_dim
+  bool straddles = false;               // a block also goes to another rank
 };
+
+// Looks up another tensor of the checkpoint (the weight a companion
+// follows); nullptr when absent.
+using FindTensor = std::function<const TensorInfo*(std::string_view name)>;
 
 struct RuleMatch {
   const Rule* rule = nullptr;              // nullptr: no rule matches
@@ -118,12 +155,16 @@ Result<RuleMatch> FindRule(const Plan& plan, std::string_view name);
 // fails alike. Errors name plan.path, the tensor and the rule:
 // kInvalidArgument (world == 0 or rank >= world), kTpUnmatched,
 // kTpShapeMismatch, kTpIndivisible, kTpMisaligned, kValidationOverflow.
+// FIND gives the weights companions follow (without it, a companion's
+// weight is absent).
 Result<LocalSlice> SliceFor(const Plan& plan, const TensorInfo& tensor,
-                            unsigned rank, unsigned world);
+                            unsigned rank, unsigned world,
+                            const FindTensor& find = nullptr);
 
 // Refuses the plan for this world size before any I/O: the first error
-// SliceFor would return for any of TENSORS (in order) and any rank.
+// SliceFor would return for any of TENSORS (in order) and any rank. FIND as
+// for SliceFor; without it, the weights are looked up among TENSORS.
 Status ValidatePlan(const Plan& plan, std::span<const TensorInfo> tensors,
-                    unsigned world);
+                    unsigned world, const FindTensor& find = nullptr);
 
 }  // namespace shardload::tp

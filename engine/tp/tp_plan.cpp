@@ -287,13 +287,17 @@ Status ParseTopLevel(const JsonValue& root, Plan& plan, const JsonValue** rules)
       have_version = true;
     } else if (key == "uneven" || key == "unmatched") {
       if (Status s = ParseEnumKey(m.value, key, plan); !s) return s;
+    } else if (key == "quantization_config") {
+      Result<Quant> quant = ParseQuantConfig(m.value, plan.path, /*strict=*/true);
+      if (!quant) return std::move(quant).error();
+      plan.quant = *quant;
     } else if (key == "rules") {
       if (!m.value.IsArray()) return PlanError(plan.path, "\"rules\" must be an array");
       *rules = &m.value;
     } else {
       return PlanError(plan.path, fmt::format("unknown key \"{}\" (expected "
                                               "tp_plan_version, uneven, "
-                                              "unmatched, rules)", key));
+                                              "unmatched, quantization_config, rules)", key));
     }
   }
   if (!have_version) return PlanError(plan.path, "\"tp_plan_version\": 1 is missing");

@@ -8,6 +8,7 @@
 //
 // Our format:
 //   {"tp_plan_version": 1, "uneven": "chunk", "unmatched": "replicate",
+//    "quantization_config": {"quant_method": ..., ...},   (optional; quant.h)
 //    "rules": [{"match": PATTERN, "split": STYLE, ...options}, ...]}
 //
 //   style      options (all optional unless marked)
@@ -33,6 +34,7 @@
 
 #include "shardload/error.h"
 #include "tp/pattern.h"
+#include "tp/quant.h"
 
 namespace shardload::tp {
 
@@ -104,6 +106,8 @@ struct Plan {
   Unmatched unmatched = Unmatched::kReplicate;     // Default: replicate
   MatchOrder order = MatchOrder::kRuleFirst;       // ours; kNameFirst for HF
   std::vector<Rule> rules;                         // first match wins
+  // Companions (scales, zero points) follow their weight's split; quant.h.
+  Quant quant;                                     // Default: none
 };
 
 // Parses our JSON plan. PATH only names the file in errors.

@@ -53,6 +53,7 @@ std::string_view ErrorCodeName(ErrorCode code) {
     case ErrorCode::kTpIndivisible: return "tp_indivisible";
     case ErrorCode::kTpMisaligned: return "tp_misaligned";
     case ErrorCode::kTpUnmatched: return "tp_unmatched";
+    case ErrorCode::kTpQuantUnsupported: return "tp_quant_unsupported";
     case ErrorCode::kChecksumMismatch: return "checksum_mismatch";
     case ErrorCode::kBadManifest: return "bad_manifest";
   }
@@ -61,7 +62,7 @@ std::string_view ErrorCodeName(ErrorCode code) {
 
 Error MakeError(ErrorCode code, std::string path, std::string tensor,
                 std::string detail) {
-  return Error{code, std::move(path), std::move(tensor), std::move(detail), 0};
+  return Error{code, std::move(path), std::move(tensor), std::move(detail), 0, std::nullopt};
 }
 
 std::string Error::ToString() const {

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -15,11 +16,14 @@
 
 #include "shardload/dtype.h"
 #include "shardload/error.h"
+#include "shardload/metadata.h"
 
 namespace shardload {
 
-// Ordered key/value strings, as in a header's __metadata__.
-using Metadata = std::vector<std::pair<std::string, std::string>>;
+namespace internal {
+struct CheckpointAccess;
+}  // namespace internal
+
 
 struct TensorInfo {
   std::string name;
@@ -47,9 +51,17 @@ using Warning = Error;
 
 class Checkpoint {
  public:
-  // Resolves PATH: a .safetensors file, a *.safetensors.index.json, or a
-  // directory holding one index or only .safetensors files.
+  // Resolves PATH: a *.safetensors.index.json, any other regular file (read
+  // as one safetensors file whatever its name, e.g. a Hugging Face blob), or
+  // a directory holding one *.safetensors.index.json or *.safetensors files.
   static Result<Checkpoint> Open(const std::string& path);
+  // Byte ranges of shard SHARD of this checkpoint as a checkpoint of its own:
+  // range i, [offsets[i], offsets[i] + lengths[i]), is U8 tensor "i" (for
+  // reading arbitrary parts of a file, e.g. a slice's rows, with a Loader).
+  // Errors: kInvalidArgument for a shard that does not exist, a range past
+  // the end of the shard's file, or OFFSETS and LENGTHS of different sizes.
+  Result<Checkpoint> ByteRanges(std::uint32_t shard, std::span<const std::uint64_t> offsets,
+                                std::span<const std::uint64_t> lengths) const;
 
   const std::string& path() const { return path_; }
   // The index file used; empty for a single file or an index-less directory.
@@ -66,12 +78,14 @@ class Checkpoint {
   const TensorInfo* Find(std::string_view name) const;
   std::uint64_t TotalBytes() const;  // sum of tensor sizes
 
-  // Assembles a description; used by the resolver. Sorts tensors by name.
+ private:
+  // Built only by Open (the resolver, through the engine's
+  // index/checkpoint_access.h), so that every Checkpoint was validated.
+  friend struct internal::CheckpointAccess;
   Checkpoint(std::string path, std::string index_path,
              std::vector<ShardInfo> shards, std::vector<TensorInfo> tensors,
              std::vector<Warning> warnings, Metadata index_metadata);
 
- private:
   std::string path_;
   std::string index_path_;
   std::vector<ShardInfo> shards_;

@@ -70,6 +70,7 @@ enum class ErrorCode : int {
   kTpIndivisible,           // unit, blocks, exact, replicate_when_fewer, vocab, experts
   kTpMisaligned,            // a split of a sub-byte dtype not on whole bytes
   kTpUnmatched,             // "unmatched": "error" and no rule matches a tensor
+  kTpQuantUnsupported,      // a quantization format the splitter does not cover
 
   // Integrity (verify, LoadOptions::verify).
   kChecksumMismatch = 500,  // a file's SHA-256 differs from its manifest entry
@@ -85,6 +86,9 @@ struct Error {
   std::string tensor;  // the tensor it is about (empty when none)
   std::string detail;  // the rule broken, in words
   int sys_errno = 0;   // errno for kIoError, else 0
+  // The byte offset in `path` where the failing read started or the file
+  // ended, when the error is about one (I/O errors of reads, truncation).
+  std::optional<std::uint64_t> offset;
 
   // "PATH: tensor `NAME`: DETAIL (error: CODE_NAME)".
   std::string ToString() const;

@@ -15,13 +15,15 @@
 #include <string_view>
 #include <vector>
 
+#include "shardload/cancel.h"
 #include "shardload/checkpoint.h"
+#include "shardload/device.h"
 #include "shardload/dtype.h"
 #include "shardload/error.h"
+#include "shardload/read_strategy.h"
+#include "shardload/stats.h"
 
 namespace shardload {
-
-enum class Backend { kAuto, kIoUring, kPread };
 
 struct LoadOptions {
   // Workers: the reads are split into this many shares of about equal bytes,
@@ -40,17 +42,38 @@ struct LoadOptions {
   // adjacent both in the file and in destination memory are merged first.
   // Default: 4 MiB.
   std::uint64_t chunk_size = 4ULL << 20;
-  // O_DIRECT reads, bypassing the page cache. Reads cover the aligned
-  // superset of each range (alignment from statx STATX_DIOALIGN, else 4096).
-  // Library-owned memory is laid out so that these reads land with every
-  // tensor byte in its final place (no copy). Caller-provided destinations
-  // are read through a bounded staging area (at most 16 MiB per worker) and
-  // copied, unless a range and its destination are both aligned already.
-  // A file system that refuses O_DIRECT fails the load with kUnsupported.
-  // Default: off.
-  bool direct = false;
+  // How reads meet the page cache:
+  //   kAuto      (default) what is resident in the page cache is read
+  //              through it, the rest with O_DIRECT, decided per range from
+  //              residency (cachestat(2), else mincore; a partly resident
+  //              tensor is split at 2 MiB file offsets). A file system that
+  //              refuses O_DIRECT is read buffered (LoadStats::mode_note).
+  //   kBuffered  every read through the page cache (no residency probe).
+  //   kDirect    every read with O_DIRECT; a file system that refuses it
+  //              fails the load with kUnsupported.
+  // O_DIRECT reads cover the aligned superset of each range (alignment from
+  // statx STATX_DIOALIGN, else 4096). Unless kBuffered, library-owned memory
+  // is laid out so that these reads land with every tensor byte in its final
+  // place (no copy). Caller-provided destinations are read through a bounded
+  // staging area (at most 16 MiB per worker) and copied, unless a range and
+  // its destination are both aligned already.
+  IoMode mode = IoMode::kAuto;
   // Default: kAuto = io_uring when it can be set up, else pread (reported).
   Backend backend = Backend::kAuto;
+  // How a tensor-parallel slice's rows (strided runs) are read: exact runs,
+  // the covering range staged and scattered, or a mix (ReadStrategy in
+  // shardload/read_strategy.h). kAuto: the cost model picks per tensor.
+  // Staging is bounded: each worker holds at most 16 MiB of staging buffers
+  // (queue_depth staged reads of at most 1 MiB each). Default: kAuto.
+  ReadStrategy read_strategy = ReadStrategy::kAuto;
+  // Per tensor, bytes read / bytes received at most this (>= 1): caps the
+  // gaps staged and mixed reads read through. 1 gives exact reads (O_DIRECT
+  // still reads each run's aligned superset). Default: 8.
+  double max_over_read = 8.0;
+  // What the planner assumes an operation and a byte cost (buffered warm,
+  // buffered cold, O_DIRECT, staging copy); defaults measured by
+  // perf/read_cost, docs/performance.md "Read cost model".
+  CostModel cost_model;
   // Put library-owned memory on transparent huge pages. Default: on.
   bool huge_pages = true;
   // Caller-provided destinations: fault their pages in (MADV_POPULATE_WRITE)
@@ -68,11 +91,37 @@ struct LoadOptions {
   // and cheap; if it throws, the exception is dropped and it is not called
   // again. Default: none.
   std::function<void(std::uint64_t, std::uint64_t)> progress;
+  // Cancellation (shardload/cancel.h): once token->Cancel() is called, from
+  // any thread, every load of this Loader fails with kCancelled ("cancelled
+  // by the caller"), a running one within one read completion per worker,
+  // its memory freed. A Cancel() that comes after the reads have finished
+  // may still fail the load. Default: none.
+  std::shared_ptr<CancelToken> cancel;
+  // Where the tensors land (docs/device.md). Default: host memory. With a
+  // CUDA device, the CUDA runtime is loaded at Loader::Open (dlopen; no build
+  // dependency): without it or the device, Open fails with kUnsupported
+  // saying what is missing. Reads then land in a pinned host staging ring
+  // and are copied to the device in waves, each read while the previous
+  // one's copies run; library-owned device memory is one cudaMalloc per load,
+  // freed with the LoadedCheckpoint, and LoadInto's destinations are device
+  // pointers.
+  Device device;
+  // The pinned staging ring of a device load, both halves (at least 8 KiB,
+  // else Open fails with kInvalidArgument; a load that fits one half
+  // registers only what it uses). Default: 256 MiB.
+  std::uint64_t staging_bytes = 256ULL << 20;
+  // CUDA streams the copies are spread over. Default: 2.
+  unsigned device_streams = 2;
+  // GPUDirect Storage (cuFileRead straight into device memory), with
+  // `direct`: not implemented yet; a device load asking for it is staged and
+  // says why in LoadStats::transfer. Default: off.
+  bool gds = false;
   // Path of a manifest (`sha256sum` output or a JSON object name -> SHA-256
   // hex; docs/cli.md, `verify`). Load checks every shard it read: a shard
   // loaded whole, unchanged, is hashed from the loaded bytes (no second
   // read); a shard read only in part (a selection, rank slices, a dtype
-  // conversion) is hashed by reading the file again. A mismatch fails the
+  // conversion) or loaded to a CUDA device is hashed by reading the file
+  // again. A mismatch fails the
   // load with kChecksumMismatch naming the file, and no tensor is returned.
   // Shards the load did not read from are not checked. Reload checks the
   // same way (a mismatch fails it; the bytes are then unspecified); LoadInto
@@ -84,10 +133,9 @@ struct LoadOptions {
   // staging buffer per worker into memory of the converted size; other
   // tensors (integers, bool, F64, other F8/F6/F4 types) keep their bytes
   // and dtype. LoadedTensor::dtype and data are the converted ones. Load
-  // only (whole or rank slices; not with `direct`; `progress` is not
-  // called); Reload of a converted load fails (dtype differs), LoadInto
-  // ignores it. Reads use pread through the staging (the I/O engine's own
-  // staging, issue 11, is meant to take this over). Default: nullopt.
+  // only (whole or rank slices; host memory only, not with `mode` kDirect;
+  // `progress` is not called); Reload of a converted load fails (dtype
+  // differs), LoadInto ignores it. Default: nullopt.
   std::optional<DType> dtype;
 };
 
@@ -103,23 +151,10 @@ struct Selection {
 Result<std::vector<const TensorInfo*>> Select(const Checkpoint& checkpoint,
                                               const Selection& selection);
 
-struct LoadStats {
-  std::uint64_t tensors = 0;
-  std::uint64_t bytes = 0;        // bytes delivered into destinations
-  std::uint64_t bytes_read = 0;   // bytes read from storage
-  std::uint64_t read_ops = 0;     // reads submitted, resubmissions excluded
-  std::uint64_t short_reads = 0;  // reads resumed after returning less
-  std::uint64_t retries = 0;      // EAGAIN / EINTR resubmissions
-  double seconds = 0;             // wall time of the load call
-  std::string backend;            // "io_uring" or "pread"
-  std::string backend_reason;     // why this backend, in words
-  unsigned threads = 0;
-  bool direct = false;
-  std::string memory;             // how the destination memory was backed, and why
-  std::string verified;           // LoadOptions::verify: what was checked, in words
-};
 
-// A loaded tensor: a view into memory owned by a LoadedCheckpoint.
+// A loaded tensor: a view into memory owned by a LoadedCheckpoint. After a
+// load to a CUDA device, `data` holds device addresses: never dereference
+// them on the host.
 struct LoadedTensor {
   std::string name;
   DType dtype = DType::kU8;
@@ -139,40 +174,101 @@ class LoadedCheckpoint {
   const std::vector<LoadedTensor>& tensors() const;  // sorted by name
   const LoadedTensor* Find(std::string_view name) const;
   const LoadStats& stats() const;  // of the latest load into this memory
-
-  struct Impl;
-  explicit LoadedCheckpoint(std::unique_ptr<Impl> impl);
-  Impl* impl() const { return impl_.get(); }
+  Device device() const;           // where the tensors are
 
  private:
+  friend class Loader;  // the only way to fill one: Loader::Load
+  struct Impl;
+  explicit LoadedCheckpoint(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
 
-// Where one tensor's bytes go: `size` must equal the tensor's size.
+// Where one tensor's bytes go: `size` must equal the tensor's size. With
+// LoadOptions::device a CUDA device, `data` is a device pointer on it.
 struct Destination {
   std::string name;
   void* data = nullptr;
   std::uint64_t size = 0;
 };
 
+// Where a tensor-parallel plan comes from; the kind says how to read it
+// (nothing is guessed from a file name). Files are opened like an index file:
+// non-blocking, regular files only, at most 64 MiB.
+struct PlanSource {
+  enum class Kind {
+    kNone,          // no plan: with world 1, every tensor whole (a plain load)
+    kFile,          // `path`: our plan JSON (docs/tp-plan.md)
+    kHf,            // the base_model_tp_plan of the checkpoint's config.json
+    kHfConfig,      // `path`: a Hugging Face config.json
+    kJson,          // `text`: our plan JSON, in memory; errors name `path`
+    kHfConfigJson,  // `text`: a Hugging Face config, in memory; errors name `path`
+  };
+  Kind kind = Kind::kNone;
+  std::string path;
+  std::string text;
+
+  static PlanSource None() { return {}; }
+  static PlanSource File(std::string path) { return {Kind::kFile, std::move(path), {}}; }
+  static PlanSource Hf() { return {Kind::kHf, {}, {}}; }
+  static PlanSource HfConfig(std::string path) { return {Kind::kHfConfig, std::move(path), {}}; }
+  static PlanSource Json(std::string text, std::string name = "<plan JSON>") {
+    return {Kind::kJson, std::move(name), std::move(text)};
+  }
+  static PlanSource HfConfigJson(std::string text, std::string name = "<config JSON>") {
+    return {Kind::kHfConfigJson, std::move(name), std::move(text)};
+  }
+  // Reads the file at PATH (as above) and returns it as kJson when its
+  // top-level object has "tp_plan_version" (our format), else as
+  // kHfConfigJson; errors then name PATH. For a command line that takes
+  // either kind of file. Errors: kIoError (errno attached) / kNotRegularFile /
+  // kTpPlanJson (too large).
+  static Result<PlanSource> FromFileContent(const std::string& path);
+
+  // "hf", the path, or the name given to text: what reports show.
+  std::string Describe() const;
+  bool operator==(const PlanSource&) const = default;
+};
+
 // Tensor-parallel loading: rank `rank` of `world` receives only its slices of
 // each tensor, as the plan says (docs/tp-plan.md), and reads from storage only
-// the bytes it needs. world == 1 with an empty plan is a plain load.
+// the bytes it needs. world == 1 with no plan is a plain load.
 struct TensorParallel {
   unsigned rank = 0;
   unsigned world = 1;
-  // A plan JSON file (docs/tp-plan.md), "hf" for the base_model_tp_plan of
-  // the checkpoint's config.json, or the path of a config.json.
-  std::string plan;
+  PlanSource plan;
 };
 
 // What one rank gets of one tensor, computed without reading tensor data.
+// One piece of a quantized tensor's split (docs/tp-plan.md, "Quantized
+// checkpoints"): the weight's logical indices [weight_begin, weight_end) on
+// its split dimension, and this tensor's indices [begin, end) on split_dim.
+struct QuantRange {
+  std::uint64_t weight_begin = 0;
+  std::uint64_t weight_end = 0;
+  std::uint64_t begin = 0;
+  std::uint64_t end = 0;
+};
+
 struct PlannedTensor {
   std::string name;
   DType dtype = DType::kU8;
   std::vector<std::uint64_t> shape;  // the local shape
   std::uint64_t bytes = 0;           // local bytes
   std::string rule;                  // the plan rule that decided it
+  // How its reads were planned (ReadPlan's per-tensor strategy): "exact",
+  // "staged" or "mixed"; and what they read. A read that covers several
+  // tensors (coalesced neighbours) counts for the first one only, so these
+  // add up to RankPlan::bytes_read and read_ops.
+  std::string strategy;
+  std::uint64_t bytes_read = 0;
+  std::uint64_t read_ops = 0;
+  // Quantized tensors under a plan's quantization_config:
+  std::string follows;               // a companion's weight; empty otherwise
+  int split_dim = -1;                // the dimension split; -1: whole
+  std::uint64_t per = 0;             // weight indices per index of split_dim
+                                     // (block, group or packing); 0: not split
+  std::vector<QuantRange> ranges;    // per piece, in local order
+  bool straddles = false;            // a block also goes to another rank
 };
 
 // One rank's share of a load: tensors, bytes received and bytes read.
@@ -184,8 +280,9 @@ struct RankPlan {
                                        // LoadStats::bytes; vocab padding excluded)
   std::uint64_t local_bytes = 0;       // memory the local tensors take (sum of
                                        // PlannedTensor::bytes, padding included)
-  std::uint64_t bytes_read = 0;        // bytes read from storage (options.direct
-                                       // alignment included)
+  std::uint64_t bytes_read = 0;        // bytes read from storage (O_DIRECT
+                                       // alignment included; in auto mode as
+                                       // the page cache is now)
   std::uint64_t read_ops = 0;
 };
 
@@ -221,19 +318,25 @@ class Loader {
   // [data, data + size).
   Result<LoadStats> LoadInto(std::span<const Destination> destinations);
 
-  // Tensor-parallel variants: the same, for rank tp.rank of tp.world. The
-  // plan is checked against every selected tensor before any read; loaded
-  // tensors have their local shapes (LoadedTensor::shape), padding rows of a
-  // vocab split are zero. Reload keeps the rank's plan. LoadInto's buffers
-  // must have the local sizes.
+  // Tensor-parallel variants: the same, for rank tp.rank of tp.world (the
+  // plain ones above are rank 0 of world 1 with no plan: one implementation
+  // serves both). The plan is read and parsed once per Loader and
+  // PlanSource, then reused by every later call; it is checked against every
+  // selected tensor before any read; loaded tensors have their local shapes
+  // (LoadedTensor::shape), padding rows of a vocab split are zero. Reload
+  // keeps the rank's plan. LoadInto's buffers must have the local sizes.
+  // Plan computes what Load would read, without memory and without reading.
   Result<RankPlan> Plan(const Selection& selection, const TensorParallel& tp);
+  // Plan for every rank of WORLD from one resolution of the plan, one
+  // selection, one validation and one opening of the shards.
+  Result<std::vector<RankPlan>> PlanRanks(const Selection& selection, const PlanSource& plan,
+                                          unsigned world);
   Result<LoadedCheckpoint> Load(const Selection& selection, const TensorParallel& tp);
   Result<LoadStats> LoadInto(std::span<const Destination> destinations,
                              const TensorParallel& tp);
 
-  struct Impl;
-
  private:
+  struct Impl;
   explicit Loader(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

@@ -13,9 +13,9 @@
 #include <string>
 #include <vector>
 
-#include "shardload/checkpoint.h"
 #include "shardload/dtype.h"
 #include "shardload/error.h"
+#include "shardload/metadata.h"
 
 namespace shardload {
 

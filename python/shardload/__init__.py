@@ -7,17 +7,22 @@ tensors without copies. docs/python.md has the guide and the reference.
     shard = shardload.load(path, rank="env", world="env", plan="hf",
                            framework="torch")                  # under torchrun
     ckpt = shardload.open(path)                                 # headers only
+    with shardload.safe_open(path, framework="pt") as f:       # as safetensors
+        w = f.get_slice("lm_head.weight")[:, 0:128]
+    shardload.torch.load_into(model, path)                     # into existing params
 """
 from ._checkpoint import Checkpoint, open
 from ._error import Error
 from ._load import LoadedTensors
+from ._safe_open import safe_open
 from ._shardload import LoadedMemory, __version__
 from ._types import PlannedTensor, RankPlan, ShardInfo, TensorInfo
 from . import _args, _load
 
 
 def load(path, *, rank=None, world=None, plan=None, select=None, threads=None, direct=False,
-         framework="numpy", progress=None, verify=None, dtype=None):
+         mode=None, framework="numpy", progress=None, max_over_read=None, device="cpu",
+         verify=None, dtype=None):
     """Loads the checkpoint at PATH; returns a LoadedTensors (a dict name ->
     array, with .dtypes, .stats and .memory).
 
@@ -32,11 +37,22 @@ def load(path, *, rank=None, world=None, plan=None, select=None, threads=None, d
     select: a name or glob, or a list of them (`*` one dot-separated
       component, `**` any number, `re:` a regex); each must match.
     threads: worker count (default: one per CPU).
-    direct: O_DIRECT reads, bypassing the page cache.
+    direct: O_DIRECT reads, bypassing the page cache (as mode="direct").
+    mode: "auto" (default: what the page cache holds is read through it, the
+      rest with O_DIRECT), "buffered" (every read through the page cache) or
+      "direct" (every read with O_DIRECT).
+    max_over_read: per tensor, bytes read / bytes received at most this
+      (a number >= 1; 1 reads slices' rows exactly; default 8: the cost
+      model may read through gaps between rows and scatter them).
     framework: "numpy" (zero-copy views) or "torch" (zero-copy through DLPack).
-    progress: called as progress(bytes_done, bytes_total) from the loader's
-      threads (with the GIL); an exception it raises is re-raised by load()
-      once the reads have finished.
+    progress: True for a tqdm bar (a plain line on stderr without tqdm), or
+      a callable, called as progress(bytes_done, bytes_total) from the
+      loader's threads (with the GIL); an exception it raises cancels the
+      load and is re-raised by load().
+    device: "cpu" (default) or "cuda:N": with framework="torch", the tensors
+      land in that CUDA device's memory (pinned staging, one allocation for
+      the load) and come back as torch CUDA tensors through DLPack, no copy.
+      Without the CUDA runtime or the device: shardload.Error "unsupported".
     verify: a manifest path (`sha256sum` output or a JSON object name ->
       SHA-256 hex): the shards read are checked, a mismatch raises
       shardload.Error (code "checksum_mismatch", path the file) and nothing is
@@ -44,15 +60,19 @@ def load(path, *, rank=None, world=None, plan=None, select=None, threads=None, d
     dtype: "F32", "F16" or "BF16": floating-point tensors (BF16, F16, F32,
       F8_E4M3, F8_E5M2) are converted while loaded; others are unchanged.
 
-    The GIL is released while reading. Raises shardload.Error (code, path,
+    The GIL is released while reading; Ctrl-C (KeyboardInterrupt) cancels
+    the load (it stops once its reads in flight are done), frees its memory
+    and is re-raised. Raises shardload.Error (code, path,
     tensor) for checkpoint, plan and I/O problems, TypeError / ValueError for
     bad arguments.
     """
     request = _args.load_request(rank=rank, world=world, plan=plan, select=select,
-                                 threads=threads, direct=direct, framework=framework,
-                                 progress=progress, verify=verify, dtype=dtype)
+                                 threads=threads, direct=direct, mode=mode,
+                                 framework=framework, progress=progress,
+                                 max_over_read=max_over_read, device=device,
+                                 verify=verify, dtype=dtype)
     return _load.run(open(path)._handle, request)
 
 
 __all__ = ["Checkpoint", "Error", "LoadedMemory", "LoadedTensors", "PlannedTensor", "RankPlan",
-           "ShardInfo", "TensorInfo", "load", "open", "__version__"]
+           "ShardInfo", "TensorInfo", "load", "open", "safe_open", "__version__"]

@@ -1,30 +1,38 @@
 """Checks the arguments of load(), Checkpoint.load() and Checkpoint.plan()
 before any file is touched: a wrong type raises TypeError, a wrong value
-ValueError. Also turns a plan given as a dict into a temporary file, since
-the library reads plans from files."""
-import builtins
-import contextlib
+ValueError. Also turns the plan into what the C++ side takes (PlanArg): a
+dict is passed as JSON text in memory, never through a file."""
 import json
 import operator
 import os
-import tempfile
+import re
 from dataclasses import dataclass
-from typing import Any, Callable, List, Optional
+from typing import Any, List, Optional
 
 from ._error import Error
 
 MAX_THREADS = 1024      # as `shardload load --threads`
 MAX_WORLD = 1 << 20     # as `shardload load --world`
 FRAMEWORKS = ("numpy", "torch")
+MODES = ("auto", "buffered", "direct")  # LoadOptions::mode
 DICT_PLAN = "<plan dict>"  # how errors name a plan given as a dict
 
 
 @dataclass(frozen=True)
-class DictPlan:
-    """A plan given as a dict, serialized: FILE_NAME is "plan.json" for our
-    format ("tp_plan_version"), else "config.json" (a Hugging Face config)."""
-    text: str
-    file_name: str
+class PlanArg:
+    """The plan as the C++ side takes it (a shardload::PlanSource): KIND "hf",
+    "file" (PATH holds our plan JSON or a Hugging Face config.json, told apart
+    by its content), "json" or "hf_config_json" (TEXT, a dict serialized: ours
+    when it has "tp_plan_version"; errors name PATH, DICT_PLAN)."""
+    kind: str
+    path: bytes = b""
+    text: str = ""
+
+    def kwargs(self):
+        return {"plan_kind": self.kind, "plan_path": self.path, "plan_text": self.text}
+
+
+NO_PLAN = PlanArg("")
 
 
 @dataclass(frozen=True)
@@ -32,12 +40,14 @@ class Request:
     """A checked load or plan request."""
     globs: List[str]
     threads: int                 # 0: one worker per CPU
-    direct: bool
+    mode: str                    # one of MODES
     rank: Optional[int]          # None (plan only): every rank
     world: int
-    plan: Any                    # None, a path (bytes) or a DictPlan
+    plan: Optional[PlanArg]      # None: no plan
     framework: str = "numpy"
-    progress: Optional[Callable[[int, int], Any]] = None
+    progress: Any = None         # None, a bool or a callable (_progress.py)
+    max_over_read: float = 0.0   # 0: the library's default
+    device: str = "cpu"          # "cpu" or "cuda:N"
     verify: str = ""             # manifest path ("" for none)
     dtype: str = ""              # "F32", "F16", "BF16" ("" for none)
 
@@ -45,8 +55,12 @@ class Request:
         """What a tensor-parallel load adds to .stats (None for a plain load)."""
         if self.plan is None:
             return None
-        plan = DICT_PLAN if isinstance(self.plan, DictPlan) else os.fsdecode(self.plan)
+        plan = "hf" if self.plan.kind == "hf" else os.fsdecode(self.plan.path)
         return {"rank": self.rank, "world": self.world, "plan": plan}
+
+    def plan_kwargs(self):
+        """The plan_kind, plan_path and plan_text arguments of the C++ call."""
+        return (self.plan or NO_PLAN).kwargs()
 
 
 def fs_path(path) -> bytes:
@@ -117,15 +131,15 @@ def _plan(plan):
     if plan is None:
         return None
     if isinstance(plan, dict):
-        file_name = "plan.json" if "tp_plan_version" in plan else "config.json"
-        return DictPlan(json.dumps(plan), file_name)  # TypeError when not JSON
+        kind = "json" if "tp_plan_version" in plan else "hf_config_json"
+        return PlanArg(kind, os.fsencode(DICT_PLAN), json.dumps(plan))  # TypeError when not JSON
     if not isinstance(plan, (str, bytes, os.PathLike)):
         raise TypeError("plan must be a path, \"hf\" or a dict, "
                         f"not {type(plan).__name__}")
     encoded = os.fsencode(plan)
     if not encoded:
         raise ValueError('plan is empty: pass a plan file, "hf", a config.json or a dict')
-    return encoded
+    return PlanArg("hf") if encoded == b"hf" else PlanArg("file", encoded)
 
 
 def _world_and_rank(rank, world, plan, every_rank_allowed):
@@ -173,47 +187,130 @@ def _dtype(dtype) -> str:
     return dtype
 
 
+def _mode(direct, mode) -> str:
+    """The read mode: MODE if given ("auto", "buffered" or "direct"), else
+    "direct" with DIRECT=True, else "auto"."""
+    if not isinstance(direct, bool):
+        raise TypeError(f"direct must be a bool, not {type(direct).__name__}")
+    if mode is None:
+        return "direct" if direct else "auto"
+    if not isinstance(mode, str):
+        raise TypeError(f"mode must be a str, not {type(mode).__name__}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if direct and mode != "direct":
+        raise ValueError(f"direct=True contradicts mode={mode!r}")
+    return mode
+
+
+def _max_over_read(value) -> float:
+    """max_over_read= as a float >= 1; None gives 0 (the library's default)."""
+    if value is None:
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"max_over_read must be a number, not {type(value).__name__}")
+    if not value >= 1:
+        raise ValueError(f"max_over_read must be at least 1, got {value}")
+    return float(value)
+
+
+def check_progress(progress):
+    """PROGRESS must be None, a bool (True: a bar or a stderr line) or a callable."""
+    if progress is not None and not isinstance(progress, bool) and not callable(progress):
+        raise TypeError(f"progress must be a bool or callable, not {type(progress).__name__}")
+
+
+def _device(device, framework) -> str:
+    if not isinstance(device, str):
+        raise TypeError(f"device must be a str, not {type(device).__name__}")
+    match = re.fullmatch(r"cpu|cuda(?::(\d{1,9}))?", device)
+    if match is None:
+        raise ValueError(f'device must be "cpu", "cuda" or "cuda:N", got {device!r}')
+    if device == "cpu":
+        return device
+    if framework != "torch":
+        raise ValueError(f'device={device!r} needs framework="torch" (numpy arrays live in host memory)')
+    return f"cuda:{int(match.group(1) or 0)}"
+
+
+def _buffer(name, buf):
+    """(pointer, bytes, device) of a destination buffer: a torch tensor (its
+    device), an object with __cuda_array_interface__ (cuda, its .device.index
+    or 0) or a numpy array / __array_interface__ object (cpu). It must be
+    C-contiguous and writeable."""
+    if hasattr(buf, "data_ptr") and hasattr(buf, "element_size"):  # torch
+        if not buf.is_contiguous():
+            raise ValueError(f"load_into: {name!r} is not contiguous")
+        device = "cpu" if buf.device.type == "cpu" else f"cuda:{buf.device.index or 0}"
+        if buf.device.type not in ("cpu", "cuda"):
+            raise ValueError(f"load_into: {name!r} is on {buf.device}, not cpu or cuda")
+        return buf.data_ptr(), buf.numel() * buf.element_size(), device
+    for attr, device in (("__cuda_array_interface__", None), ("__array_interface__", "cpu")):
+        face = getattr(buf, attr, None)
+        if face is None:
+            continue
+        ptr, readonly = face["data"]
+        if readonly:
+            raise ValueError(f"load_into: {name!r} is read-only")
+        itemsize = int(face["typestr"][2:])
+        count = 1
+        for n in face["shape"]:
+            count *= int(n)
+        strides = face.get("strides")
+        if strides is not None:
+            want, step = [], itemsize
+            for n in reversed(face["shape"]):
+                want.insert(0, step)
+                step *= int(n)
+            if count > 0 and tuple(strides) != tuple(want):
+                raise ValueError(f"load_into: {name!r} is not C-contiguous")
+        if device is None:
+            index = getattr(getattr(buf, "device", None), "index", None)
+            device = f"cuda:{index or 0}"
+        return ptr, count * itemsize, device
+    raise TypeError(f"load_into: {name!r} is a {type(buf).__name__}: expected a torch tensor, "
+                    "a numpy array or a __cuda_array_interface__ object")
+
+
+def destinations(tensors):
+    """(names, pointers, sizes, device) of load_into's TENSORS (name -> buffer),
+    all on one device."""
+    if not isinstance(tensors, dict):
+        raise TypeError(f"tensors must be a dict name -> buffer, not {type(tensors).__name__}")
+    names, ptrs, sizes, devices = [], [], [], set()
+    for name, buf in tensors.items():
+        if not isinstance(name, str):
+            raise TypeError(f"tensor names must be str, not {type(name).__name__}")
+        ptr, size, device = _buffer(name, buf)
+        names.append(name)
+        ptrs.append(ptr)
+        sizes.append(size)
+        devices.add(device)
+    if len(devices) > 1:
+        raise ValueError(f"load_into: buffers on several devices: {sorted(devices)}")
+    return names, ptrs, sizes, devices.pop() if devices else "cpu"
+
+
 def load_request(*, rank, world, plan, select, threads, direct, framework, progress,
-                 verify=None, dtype=None) -> Request:
+                 mode=None, max_over_read=None, device="cpu", verify=None,
+                 dtype=None) -> Request:
     """The checked arguments of a load."""
     plan = _plan(plan)
     rank, world = _world_and_rank(rank, world, plan, every_rank_allowed=False)
-    if not isinstance(direct, bool):
-        raise TypeError(f"direct must be a bool, not {type(direct).__name__}")
+    mode = _mode(direct, mode)
     if framework not in FRAMEWORKS:
         raise ValueError(f"framework must be one of {FRAMEWORKS}, got {framework!r}")
-    if progress is not None and not callable(progress):
-        raise TypeError(f"progress must be callable, not {type(progress).__name__}")
-    return Request(_globs(select), _threads(threads), direct, rank, world, plan, framework,
-                   progress, _verify(verify), _dtype(dtype))
+    check_progress(progress)
+    return Request(_globs(select), _threads(threads), mode, rank, world, plan, framework,
+                   progress, _max_over_read(max_over_read), _device(device, framework),
+                   _verify(verify), _dtype(dtype))
 
 
-def plan_request(*, rank, world, plan, select, threads, direct) -> Request:
+def plan_request(*, rank, world, plan, select, threads, direct, mode=None,
+                 max_over_read=None) -> Request:
     """The checked arguments of a plan; rank None means every rank."""
     plan = _plan(plan)
     rank, world = _world_and_rank(rank, world, plan, every_rank_allowed=True)
-    if not isinstance(direct, bool):
-        raise TypeError(f"direct must be a bool, not {type(direct).__name__}")
-    return Request(_globs(select), _threads(threads), direct, rank, world, plan)
-
-
-@contextlib.contextmanager
-def plan_file(plan):
-    """Yields the plan argument of the C++ call (bytes; b"" for none). A
-    DictPlan is written to a temporary file for the duration (the library
-    reads plans from files); errors that name that file name DICT_PLAN
-    instead."""
-    if not isinstance(plan, DictPlan):
-        yield plan if plan is not None else b""
-        return
-    with tempfile.TemporaryDirectory(prefix="shardload-plan-") as directory:
-        path = os.path.join(directory, plan.file_name)
-        with builtins.open(path, "w", encoding="utf-8") as f:
-            f.write(plan.text)
-        try:
-            yield os.fsencode(path)
-        except Error as error:
-            if error.path == path:
-                error.path = DICT_PLAN
-                error.args = (str(error).replace(path, DICT_PLAN),)
-            raise
+    mode = _mode(direct, mode)
+    return Request(_globs(select), _threads(threads), mode, rank, world, plan,
+                   max_over_read=_max_over_read(max_over_read))

@@ -103,28 +103,52 @@ class Checkpoint(Mapping):
         return self._handle.index_metadata()
 
     def plan(self, *, world=None, rank=None, plan=None, select=None, threads=None,
-             direct=False):
+             direct=False, mode=None, max_over_read=None):
         """What tensor-parallel ranks would load, from the headers only (no
         tensor data is read). Returns one RankPlan for RANK, or a list with
         one per rank when RANK is None. Arguments as load(); read_ops depends
         on THREADS. Raises shardload.Error when the plan does not fit."""
         request = _args.plan_request(rank=rank, world=world, plan=plan, select=select,
-                                     threads=threads, direct=direct)
-        ranks = range(request.world) if request.rank is None else [request.rank]
-        with _args.plan_file(request.plan) as plan_arg:
-            plans = _shardload.plan(self._handle, globs=request.globs, threads=request.threads,
-                                    direct=request.direct, ranks=list(ranks),
-                                    world=request.world, plan=plan_arg)
+                                     threads=threads, direct=direct, mode=mode,
+                                     max_over_read=max_over_read)
+        # No rank: every rank, from one resolution of the plan (ranks=[]).
+        ranks = [] if request.rank is None else [request.rank]
+        plans = _shardload.plan(self._handle, globs=request.globs, threads=request.threads,
+                                mode=request.mode, ranks=ranks, world=request.world,
+                                max_over_read=request.max_over_read,
+                                **request.plan_kwargs())
         plans = [_rank_plan(p) for p in plans]
         return plans if request.rank is None else plans[0]
 
+    def load_into(self, tensors, *, rank=None, world=None, plan=None, threads=None,
+                  direct=False):
+        """Loads each tensor into the buffer TENSORS maps its name to, in
+        place: torch tensors (CPU or CUDA, e.g. a model's parameters),
+        numpy arrays, or objects with __cuda_array_interface__; contiguous,
+        writeable, all on one device, each of the tensor's size in bytes
+        (the rank's local size with a plan). Returns the load's stats.
+        Arguments as load(); raises shardload.Error as load() does."""
+        request = _args.load_request(rank=rank, world=world, plan=plan, select=None,
+                                     threads=threads, direct=direct, framework="numpy",
+                                     progress=None)
+        names, ptrs, sizes, device = _args.destinations(tensors)
+        stats = _shardload.load_into(self._handle, names=names, addresses=ptrs, sizes=sizes,
+                                     threads=request.threads, mode=request.mode,
+                                     rank=request.rank, world=request.world, progress=None,
+                                     device=device, **request.plan_kwargs())
+        stats.update(request.rank_info() or {})
+        return stats
+
     def load(self, *, rank=None, world=None, plan=None, select=None, threads=None,
-             direct=False, framework="numpy", progress=None, verify=None, dtype=None):
+             direct=False, mode=None, framework="numpy", progress=None, max_over_read=None,
+             device="cpu", verify=None, dtype=None):
         """Loads from this checkpoint; as shardload.load() without resolving
         the path again."""
         request = _args.load_request(rank=rank, world=world, plan=plan, select=select,
-                                     threads=threads, direct=direct, framework=framework,
-                                     progress=progress, verify=verify, dtype=dtype)
+                                     threads=threads, direct=direct, mode=mode,
+                                     framework=framework, progress=progress,
+                                     max_over_read=max_over_read, device=device,
+                                     verify=verify, dtype=dtype)
         return _load.run(self._handle, request)
 
     def __repr__(self):

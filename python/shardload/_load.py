@@ -1,6 +1,6 @@
 """Loading: runs a checked Request against an opened checkpoint and wraps the
 result as a LoadedTensors mapping."""
-from . import _args, _shardload
+from . import _args, _progress, _shardload
 
 
 class LoadedTensors(dict):
@@ -12,9 +12,10 @@ class LoadedTensors(dict):
         -> uint8, F4/F6 -> packed uint8), so this says what the bits are.
       stats: the load's statistics, as `shardload load --json` reports them
         (tensors, bytes, bytes_read, seconds, gb_per_s, backend,
-        backend_reason, threads, direct, read_ops, short_reads, retries,
-        memory; verified with verify=), plus rank, world and plan for a
-        tensor-parallel load.
+        backend_reason, threads, direct, mode, bytes_direct, bytes_buffered,
+        mode_note, read_ops, short_reads, retries, memory, device, transfer;
+        verified with verify=), plus rank, world and plan for a tensor-parallel
+        load.
       memory: the LoadedMemory holding every tensor's bytes (each numpy
         array's .base). The memory lives while any array, tensor or this
         mapping refers to it.
@@ -35,11 +36,15 @@ def run(handle, request):
     """Loads REQUEST (an _args.Request) from HANDLE (a CheckpointHandle)."""
     if request.framework == "torch":
         from . import _torch  # before reading: ImportError when torch is missing
-    with _args.plan_file(request.plan) as plan:
+    progress = _progress.reporter(request.progress, "shardload.load")
+    try:
         memory = _shardload.load(
-            handle, globs=request.globs, threads=request.threads, direct=request.direct,
-            rank=request.rank, world=request.world, plan=plan, progress=request.progress,
-            verify=request.verify, dtype=request.dtype)
+            handle, globs=request.globs, threads=request.threads, mode=request.mode,
+            rank=request.rank, world=request.world, progress=progress,
+            max_over_read=request.max_over_read, device=request.device,
+            verify=request.verify, dtype=request.dtype, **request.plan_kwargs())
+    finally:
+        _progress.close(progress)
     dtypes = memory.dtypes()
     if request.framework == "torch":
         tensors = _torch.tensors(memory, dtypes)

@@ -35,6 +35,9 @@ class PlannedTensor:
     shape: Tuple[int, ...]   # the local shape
     nbytes: int              # local bytes (vocab padding included)
     rule: str                # the plan rule that decided it
+    strategy: str            # how its reads are planned: "exact", "staged" or "mixed"
+    bytes_read: int          # bytes its reads take from storage
+    read_ops: int            # reads issued for it
 
 
 @dataclass(frozen=True)
@@ -45,10 +48,10 @@ class RankPlan:
     tensors: Dict[str, PlannedTensor]  # by name, in name order
     bytes: int               # bytes received from storage (vocab padding excluded)
     local_bytes: int         # memory the local tensors take (padding included)
-    bytes_read: int          # bytes read from storage (O_DIRECT alignment included)
+    bytes_read: int          # bytes read from storage (gaps read by staged reads and O_DIRECT alignment included)
     read_ops: int            # read requests the load would submit
 
     @property
     def read_amplification(self) -> float:
-        """bytes_read / bytes (1.0 for a buffered load, or when nothing is read)."""
+        """bytes_read / bytes (1.0 for exact buffered reads, or when nothing is read)."""
         return self.bytes_read / self.bytes if self.bytes else 1.0

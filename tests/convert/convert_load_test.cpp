@@ -139,7 +139,7 @@ TEST_CASE("rank slices are converted: row, col and vocab splits, every rank") {
     for (unsigned rank = 0; rank < world; ++rank) {
       CAPTURE(world);
       CAPTURE(rank);
-      TensorParallel tp{rank, world, f.plan()};
+      TensorParallel tp{rank, world, PlanSource::File(f.plan())};
       auto plain = LoadWith(f, std::nullopt, {}, tp);
       REQUIRE_MESSAGE(plain, test::ErrorText(plain));
       for (DType target : {DType::kF32, DType::kBF16}) {
@@ -159,7 +159,7 @@ TEST_CASE("bad dtype requests are refused") {
   REQUIRE_FALSE(loader);
   CHECK(loader.error().code == ErrorCode::kInvalidArgument);
   options.dtype = DType::kF32;
-  options.direct = true;
+  options.mode = IoMode::kDirect;
   auto direct = Loader::Open(f.path(), options);
   REQUIRE(direct);
   auto loaded = direct->Load();

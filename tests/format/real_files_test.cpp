@@ -48,6 +48,7 @@ void CheckRealFile(const std::string& file, std::uint64_t n,
 }
 
 TEST_CASE("real files: st_samples_overall (pre-0.3 writer, unpadded, unaligned)") {
+  if (test::SkipWithoutShared()) return;
   CheckRealFile("st_samples_overall.safetensors", 526, Metadata{{"test", "a"}},
                 {{"B", DType::kU8, {6}, 0, 6},
                  {"H", DType::kU16, {6}, 6, 18},
@@ -61,17 +62,20 @@ TEST_CASE("real files: st_samples_overall (pre-0.3 writer, unpadded, unaligned)"
 }
 
 TEST_CASE("real files: candle_mel_filters") {
+  if (test::SkipWithoutShared()) return;
   CheckRealFile("candle_mel_filters.safetensors", 72, std::nullopt,
                 {{"mel_80", DType::kF32, {80, 201}, 0, 64320}});
 }
 
 TEST_CASE("real files: candle_csm_voices") {
+  if (test::SkipWithoutShared()) return;
   CheckRealFile("candle_csm_voices.safetensors", 144, std::nullopt,
                 {{"tokens", DType::kI64, {1, 982, 33}, 0, 259248},
                  {"mask", DType::kU8, {1, 982, 33}, 259248, 291654}});
 }
 
 TEST_CASE("real files: runai_test (JSON order differs from offset order)") {
+  if (test::SkipWithoutShared()) return;
   std::vector<std::uint64_t> shape = {3, 2};
   CheckRealFile("runai_test.safetensors", 744, Metadata{{"format", "pt"}},
                 {{"tensor1.int64", DType::kI64, shape, 0, 48},
@@ -87,10 +91,12 @@ TEST_CASE("real files: runai_test (JSON order differs from offset order)") {
 }
 
 TEST_CASE("real files: runai_test_empty ({} padded, no tensors)") {
+  if (test::SkipWithoutShared()) return;
   CheckRealFile("runai_test_empty.safetensors", 8, std::nullopt, {});
 }
 
 TEST_CASE("real files: hostile syoyo_abuse1 is kInvalidHeaderLength") {
+  if (test::SkipWithoutShared()) return;
   std::string path = RealFile("hostile/syoyo_abuse1.safetensors");
   Result<Header> header = ReadHeaderFile(path);
   REQUIRE_FALSE(header.has_value());

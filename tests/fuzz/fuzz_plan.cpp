@@ -51,8 +51,25 @@ const std::vector<TensorInfo>& Tensors() {
       Tensor("model.layers.1.input_layernorm.weight", DType::kF16, {7}),
       Tensor("model.layers.2.mlp.gate.e_score_correction_bias", DType::kF32, {}),
       Tensor("lm_head.weight", DType::kF6E2M3, {12, 4}),
+      // Quantized weights and companions (a plan's quantization_config).
+      Tensor("model.layers.3.self_attn.o_proj.weight", DType::kF8E4M3, {12, 20}),
+      Tensor("model.layers.3.self_attn.o_proj.weight_scale_inv", DType::kF32, {2, 3}),
+      Tensor("model.layers.3.self_attn.o_proj.weight_scale", DType::kF32, {12, 1}),
+      Tensor("model.layers.3.mlp.up_proj.qweight", DType::kI32, {2, 16}),
+      Tensor("model.layers.3.mlp.up_proj.qzeros", DType::kI32, {1, 2}),
+      Tensor("model.layers.3.mlp.up_proj.scales", DType::kF16, {1, 16}),
+      Tensor("model.layers.3.mlp.up_proj.g_idx", DType::kI32, {16}),
+      Tensor("model.layers.3.mlp.experts.down_proj_blocks", DType::kU8, {2, 4, 3, 16}),
+      Tensor("model.layers.3.mlp.experts.down_proj_scales", DType::kU8, {2, 4, 3}),
   };
   return tensors;
+}
+
+const TensorInfo* FindTensorNamed(std::string_view name) {
+  for (const TensorInfo& t : Tensors()) {
+    if (t.name == name) return &t;
+  }
+  return nullptr;
 }
 
 // Run i of a segment covers [offset + i*stride, +length).
@@ -82,7 +99,7 @@ void Apply(const Plan& plan) {
     if (!match.has_value()) CheckRefusal(match.error());
     for (unsigned world = 1; world <= kMaxWorld; ++world) {
       for (unsigned rank = 0; rank < world; ++rank) {
-        Result<LocalSlice> slice = SliceFor(plan, tensor, rank, world);
+        Result<LocalSlice> slice = SliceFor(plan, tensor, rank, world, FindTensorNamed);
         if (slice.has_value()) {
           CheckSlice(*slice, tensor);
         } else {

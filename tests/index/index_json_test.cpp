@@ -151,6 +151,7 @@ std::string RealIndexPath(const RealIndex& r) {
 }
 
 TEST_CASE("the three real index files parse") {
+  if (SkipWithoutShared()) return;
   for (const RealIndex& real : kRealIndexes) {
     std::string file = real.file;
     CAPTURE(file);
@@ -178,6 +179,7 @@ TEST_CASE("the three real index files parse") {
 }
 
 TEST_CASE("opening a real index without its shards fails cleanly") {
+  if (SkipWithoutShared()) return;
   for (const RealIndex& real : kRealIndexes) {
     std::string file = real.file;
     CAPTURE(file);

@@ -162,6 +162,32 @@ TEST_CASE("diffusers-named index in a component folder") {
   ExpectError(Checkpoint::Open(dir.path()), ErrorCode::kNoCheckpoint, {dir.path()});
 }
 
+TEST_CASE("a regular file is a safetensors file whatever its name") {
+  TempDir dir;
+  std::vector<FakeTensor> tensors = {{"w", "F16", {3, 2}}, {"b", "U8", {5}}};
+  std::string bytes = ShardBytes(tensors, "");
+  std::filesystem::create_directories(dir / "blobs");
+  // model.st, a Hugging Face blob (named by its hash, no extension) opened
+  // directly and through a snapshot symlink with no extension either.
+  std::string blob = dir / "blobs/9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+  WriteFile(dir / "model.st", bytes);
+  WriteFile(blob, bytes);
+  MakeSymlink(blob, dir / "weights");
+  for (const std::string& path : {dir / "model.st", blob, dir / "weights"}) {
+    CAPTURE(path);
+    Result<Checkpoint> c = Checkpoint::Open(path);
+    REQUIRE_MESSAGE(c.has_value(), shardload::test::ErrorText(c));
+    REQUIRE(c->shards().size() == 1);
+    CHECK(c->shards()[0].path == path);
+    CHECK(c->shards()[0].name == path.substr(path.rfind('/') + 1));
+    CHECK(TensorNames(*c) == std::vector<std::string>{"b", "w"});
+    CheckAgainstSpecs(*c, {{c->shards()[0].name, tensors, ""}},
+                      std::filesystem::path(path).parent_path().string());
+  }
+  // Listing a directory still takes only *.safetensors: model.st is ignored.
+  ExpectError(Checkpoint::Open(dir.path()), ErrorCode::kNoCheckpoint, {dir.path()});
+}
+
 TEST_CASE("Hugging Face cache: snapshot of relative symlinks into blobs") {
   TempDir dir;
   std::vector<ShardSpec> specs = TwoShards();
@@ -482,12 +508,14 @@ TEST_CASE("paths that name no checkpoint") {
   SUBCASE("empty directory") {
     ExpectError(Checkpoint::Open(dir.path()), ErrorCode::kNoCheckpoint, {dir.path()});
   }
-  SUBCASE("file of another kind") {
+  SUBCASE("a file of another kind is read as safetensors, and refused as such") {
     WriteFile(dir / "pytorch_model.bin.index.json", "{}");
     WriteFile(dir / "model.bin", "x");
-    ExpectError(Checkpoint::Open(dir / "pytorch_model.bin.index.json"), ErrorCode::kNoCheckpoint,
-                {"pytorch_model.bin.index.json"});
-    ExpectError(Checkpoint::Open(dir / "model.bin"), ErrorCode::kNoCheckpoint, {"model.bin"});
+    ExpectError(Checkpoint::Open(dir / "pytorch_model.bin.index.json"),
+                ErrorCode::kHeaderTooSmall, {dir / "pytorch_model.bin.index.json"});
+    ExpectError(Checkpoint::Open(dir / "model.bin"), ErrorCode::kHeaderTooSmall,
+                {dir / "model.bin"});
+    // When listing a directory, only the suffixes count.
     ExpectError(Checkpoint::Open(dir.path()), ErrorCode::kNoCheckpoint, {dir.path()});
   }
   SUBCASE("a device") {

@@ -325,19 +325,40 @@ TEST_CASE("load --verify: a manifest without a shard read is refused") {
   CHECK(loaded.error().detail.find(skipped) != std::string::npos);
 }
 
-TEST_CASE("load --verify: rank slices re-read their shards") {
-  Fixture f;
-  test::WriteFile(f / "plan.json",
-                  R"({"tp_plan_version": 1, "rules": [{"match": "**", "split": "row"}], "uneven": "chunk"})");
+// Rank 1 of 2 under a one-rule plan, verified against MANIFEST.
+Result<LoadedCheckpoint> VerifiedRankLoad(const Fixture& f, const std::string& split,
+                                          const std::string& manifest) {
+  test::WriteFile(f / "plan.json", R"({"tp_plan_version": 1, "rules": [{"match": "**", "split": ")" +
+                                       split + R"("}], "uneven": "chunk"})");
   LoadOptions options;
-  options.verify = f.WriteManifest();
+  options.verify = manifest;
   auto loader = Loader::Open(f.path(), options);
   REQUIRE(loader);
-  auto loaded = loader->Load({}, TensorParallel{1, 2, f / "plan.json"});
+  return loader->Load({}, TensorParallel{1, 2, PlanSource::File(f / "plan.json")});
+}
+
+TEST_CASE("load --verify: rank slices re-read their shards") {
+  Fixture f;
+  auto loaded = VerifiedRankLoad(f, "col", f.WriteManifest());  // 1-D tensors: dim 0 split
   REQUIRE_MESSAGE(loaded, test::ErrorText(loaded));
   CHECK(loaded->stats().verified ==
         "0 files verified from the loaded bytes, " + std::to_string(f.shards().size()) +
             " by reading them again");
+}
+
+TEST_CASE("load --verify: tensors a rank holds whole (replicated) are hashed in memory") {
+  Fixture f;
+  const std::string manifest = f.WriteManifest();
+  auto loaded = VerifiedRankLoad(f, "row", manifest);  // 1-D tensors: replicated
+  REQUIRE_MESSAGE(loaded, test::ErrorText(loaded));
+  CHECK(loaded->stats().verified == std::to_string(f.shards().size()) +
+                                        " files verified from the loaded bytes, 0 by reading "
+                                        "them again");
+  f.FlipMiddleByte(f.shards().begin()->first);
+  auto bad = VerifiedRankLoad(f, "row", manifest);
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().code == ErrorCode::kChecksumMismatch);
+  CHECK(bad.error().path.find(f.shards().begin()->first) != std::string::npos);
 }
 
 }  // namespace

@@ -69,6 +69,7 @@ struct Case {
   std::uint64_t chunk = 4096;
   Mode mode = Mode::kOwned;
   unsigned rank = 0, world = 1;  // kTp
+  ReadStrategy strategy = ReadStrategy::kAuto;  // kTp: how slices' rows are read
   bool cold = false;  // page cache dropped before the load
   FaultRates rates;
 };
@@ -80,7 +81,9 @@ std::string Describe(const Case& c) {
     << (c.direct ? " O_DIRECT" : " buffered") << (c.cold ? " cold" : " warm")
     << " threads=" << c.threads << " depth=" << c.depth << " chunk=" << c.chunk
     << " " << ModeName(c.mode);
-  if (c.mode == Mode::kTp) s << " rank " << c.rank << " of " << c.world;
+  if (c.mode == Mode::kTp) {
+    s << " rank " << c.rank << " of " << c.world << " " << ReadStrategyName(c.strategy);
+  }
   s << " rates: short "
     << c.rates.short_read << " zero " << c.rates.zero_read << " eagain " << c.rates.eagain
     << " eintr " << c.rates.eintr << " eio " << c.rates.eio << " ecanceled "
@@ -110,6 +113,8 @@ Case MakeCase(std::uint64_t seed, Backend backend, bool direct) {
       c.mode = Mode::kTp;
       c.world = Pick(rng, {2u, 3u, 4u});
       c.rank = static_cast<unsigned>(rng() % c.world);
+      c.strategy = Pick(rng, {ReadStrategy::kAuto, ReadStrategy::kExact, ReadStrategy::kStaged,
+                              ReadStrategy::kStaged, ReadStrategy::kMixed});
       break;
     default: c.mode = Mode::kOwned;
   }
@@ -182,10 +187,11 @@ void DropCache(const Checkpoint& ckpt) {
 LoadOptions Options(const Case& c) {
   LoadOptions o;
   o.backend = c.backend;
-  o.direct = c.direct;
+  o.mode = c.direct ? IoMode::kDirect : IoMode::kBuffered;
   o.threads = c.threads;
   o.queue_depth = c.depth;
   o.chunk_size = c.chunk;
+  o.read_strategy = c.strategy;
   return o;
 }
 
@@ -219,12 +225,13 @@ Result<LoadStats> ReloadOwned(Loader& loader, LoadedCheckpoint& loaded, const Or
 }
 
 // What rank tp gets: its slices from a load without faults (pread, one
-// thread), the path tests/loader/tp_load_test.cpp checks against the
-// independent slicer of tests/tp.
+// thread, exact reads), the path tests/loader/tp_load_test.cpp checks against
+// the independent slicer of tests/tp.
 Oracle TpOracle(const Checkpoint& ckpt, const TensorParallel& tp) {
   LoadOptions o;
   o.backend = Backend::kPread;
   o.threads = 1;
+  o.read_strategy = ReadStrategy::kExact;
   auto loader = Loader::Open(ckpt, o);
   REQUIRE(loader);
   auto loaded = loader->Load({}, tp);
@@ -283,7 +290,8 @@ std::string ListFaults(const std::vector<InjectedFault>& faults) {
 }
 
 // The error a fatal fault must produce: its code and errno, the shard, the
-// read's offset and length, and a tensor of that shard that the read covers.
+// read's offset and length (Error::offset inside that read), and a tensor of
+// that shard that the read covers.
 bool ErrorMatches(const Error& e, const InjectedFault& f, const Checkpoint& ckpt) {
   const ErrorCode code = f.kind == FaultKind::kZeroRead ? ErrorCode::kTruncated
                                                         : ErrorCode::kIoError;
@@ -292,7 +300,9 @@ bool ErrorMatches(const Error& e, const InjectedFault& f, const Checkpoint& ckpt
                            std::to_string(f.op_offset);
   const TensorInfo* t = ckpt.Find(e.tensor);
   return e.code == code && e.sys_errno == err && e.path == ckpt.shards()[f.file].path &&
-         e.detail.find(read) != std::string::npos && t != nullptr && t->shard == f.file &&
+         e.detail.find(read) != std::string::npos && e.offset.has_value() &&
+         *e.offset >= f.op_offset && *e.offset < f.op_offset + f.op_length &&
+         t != nullptr && t->shard == f.file &&
          t->offset < f.op_offset + f.op_length && t->offset + t->size > f.op_offset;
 }
 
@@ -325,7 +335,7 @@ void CheckStats(const LoadStats& stats, const Oracle& oracle, const PolicyInputs
   CHECK(stats.short_reads == in.short_reads);
   CHECK(stats.retries == in.retries);
   CHECK(stats.read_ops == in.first_reads);
-  CHECK(stats.backend == (c.backend == Backend::kIoUring ? "io_uring" : "pread"));
+  CHECK(stats.backend == c.backend);
 }
 
 // A worker stops at its first fatal fault: nothing of it reaches the policy
@@ -345,6 +355,7 @@ struct Tally {
   int failed = 0;
   int kinds[kNumFaultKinds] = {};
   int modes[4] = {};  // by Mode
+  int staged_tp = 0;  // tensor-parallel cases with staged (covering) reads forced
   std::uint64_t held = 0;
   std::uint64_t reaps = 0;
 };
@@ -358,8 +369,8 @@ void RunCase(const Case& c, Watchdog& dog, Tally& tally) {
   TensorParallel tp;
   Oracle oracle;
   if (c.mode == Mode::kTp) {
-    tp = {c.rank, c.world, dir.path() + "/plan.json"};
-    WriteFile(tp.plan, kTpPlan);
+    tp = {c.rank, c.world, PlanSource::File(dir.path() + "/plan.json")};
+    WriteFile(tp.plan.path, kTpPlan);
     oracle = TpOracle(ckpt, tp);
   } else {
     for (const TensorInfo& t : ckpt.tensors()) oracle[t.name] = OracleRead(ckpt, t);
@@ -396,6 +407,7 @@ void RunCase(const Case& c, Watchdog& dog, Tally& tally) {
   INFO("faults injected:" << ListFaults(faults));
   ++tally.cases;
   ++tally.modes[static_cast<int>(c.mode)];
+  if (c.mode == Mode::kTp && c.strategy == ReadStrategy::kStaged) ++tally.staged_tp;
   for (const InjectedFault& f : faults) ++tally.kinds[static_cast<int>(f.kind)];
   tally.held += faulty.log().inputs().held;
   tally.reaps += faulty.log().inputs().reaps;
@@ -443,6 +455,16 @@ void RunSeeds(Backend backend, bool direct) {
     Case c = MakeCase(seed, backend, direct);
     RunCase(c, dog, tally);
   }
+  if (!replay && tally.staged_tp == 0) {
+    // Coverage of faults inside staged ranges, whatever the draw: one more
+    // seeded case, tensor parallel with staged reads forced.
+    Case c = MakeCase(MixSeed(MixSeed(Seed(), tag), cases), backend, direct);
+    c.mode = Mode::kTp;
+    c.world = 3;
+    c.rank = 1;
+    c.strategy = ReadStrategy::kStaged;
+    RunCase(c, dog, tally);
+  }
   const int threads_after = UserThreadCount();
   CHECK(threads_after <= threads_before + static_cast<int>(std::thread::hardware_concurrency()));
   MESSAGE(tally.cases << " loads: " << tally.loaded << " byte-exact, " << tally.failed
@@ -453,12 +475,13 @@ void RunSeeds(Backend backend, bool direct) {
                       << ", completions held back " << tally.held << "; loads into library "
                       << "memory " << tally.modes[0] << ", caller memory " << tally.modes[1]
                       << ", reloads " << tally.modes[2] << ", tensor-parallel ranks "
-                      << tally.modes[3]);
+                      << tally.modes[3] << " (staged reads forced in " << tally.staged_tp << ")");
   if (cases >= 50) {
     CHECK(tally.loaded > 0);
     CHECK(tally.failed > 0);
     CHECK(tally.kinds[static_cast<int>(FaultKind::kShortRead)] > 0);
     for (int mode : tally.modes) CHECK(mode > 0);
+    CHECK(tally.staged_tp > 0);
     if (backend == Backend::kIoUring && cases >= 100) CHECK(tally.held > 0);
   }
 }

@@ -11,6 +11,8 @@
 #include <filesystem>
 #include <stdexcept>
 
+#include "index/checkpoint_access.h"
+
 namespace shardload::test {
 namespace {
 
@@ -34,14 +36,10 @@ std::string ShapeJson(const std::vector<std::uint64_t>& shape) {
   return s + "]";
 }
 
-const char* BackendName(Backend b) {
-  return b == Backend::kPread ? "pread" : b == Backend::kIoUring ? "io_uring" : "auto";
-}
-
 LoadOptions Options(Backend backend, bool direct, unsigned threads, unsigned depth) {
   LoadOptions o;
   o.backend = backend;
-  o.direct = direct;
+  o.mode = direct ? IoMode::kDirect : IoMode::kBuffered;
   o.threads = threads;
   o.queue_depth = depth;
   o.chunk_size = kChunk;
@@ -116,7 +114,7 @@ Checkpoint WriteShards(const std::string& dir, const std::vector<std::vector<Ten
     infos.push_back(std::move(shard));
   }
   std::string path = infos.empty() ? dir : infos[0].path;
-  return Checkpoint(path, "", std::move(infos), std::move(tensors), {}, {});
+  return internal::CheckpointAccess::Make(path, "", std::move(infos), std::move(tensors), {}, {});
 }
 
 std::vector<TensorSpec> RandomTensors(std::mt19937_64& rng, int count, int first_layer,
@@ -307,9 +305,12 @@ void CheckLoadMatrix(Backend backend, bool direct, bool caller_memory) {
   auto loaded = loader->Load(some);
   if (!loaded && direct && SkipIfNoDirect(loaded.error())) return;
   REQUIRE(loaded);
-  CHECK(loaded->stats().backend == BackendName(backend));
+  CHECK(loaded->stats().backend == backend);
   CHECK(!loaded->stats().backend_reason.empty());
-  CHECK(loaded->stats().direct == direct);
+  CHECK(loaded->stats().mode == (direct ? IoMode::kDirect : IoMode::kBuffered));
+  CHECK(loaded->stats().bytes_direct + loaded->stats().bytes_buffered ==
+        loaded->stats().bytes_read);
+  CHECK((loaded->stats().bytes_direct > 0) == direct);
   CHECK(loaded->stats().threads == 2);
   CHECK(!loaded->stats().memory.empty());
 }

@@ -40,7 +40,7 @@ TEST_CASE("forced pread is reported as such") {
   REQUIRE(loader);
   auto loaded = loader->Load();
   REQUIRE(loaded);
-  CHECK(loaded->stats().backend == "pread");
+  CHECK(loaded->stats().backend == Backend::kPread);
   CHECK(loaded->stats().backend_reason.find("forced") != std::string::npos);
 }
 
@@ -61,7 +61,7 @@ TEST_CASE("options: invalid values are refused; odd ones still load exactly") {
   Selection sel;
   sel.globs = {"model.layers.0.**"};
   for (bool direct : {false, true}) {
-    odd.direct = direct;
+    odd.mode = direct ? IoMode::kDirect : IoMode::kBuffered;
     for (Backend backend : {Backend::kPread, Backend::kAuto}) {
       odd.backend = backend;
       auto loader = Loader::Open(f.checkpoint, odd);
@@ -178,7 +178,7 @@ TEST_CASE("seccomp_child") {
   REQUIRE(loader);
   auto loaded = loader->Load();
   REQUIRE(loaded);
-  CHECK(loaded->stats().backend == "pread");
+  CHECK(loaded->stats().backend == Backend::kPread);
   CHECK(loaded->stats().backend_reason.find("EPERM") != std::string::npos);
   MESSAGE("fallback reason: " << loaded->stats().backend_reason);
   for (const LoadedTensor& t : loaded->tensors()) {

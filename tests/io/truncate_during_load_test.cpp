@@ -99,7 +99,7 @@ Result<LoadedCheckpoint> LoadTruncating(const Checkpoint& ckpt, Backend backend,
                                         Truncation& t) {
   LoadOptions o;
   o.backend = backend;
-  o.direct = direct;
+  o.mode = direct ? IoMode::kDirect : IoMode::kBuffered;
   o.threads = threads;
   o.queue_depth = depth;
   o.chunk_size = 64 << 10;
@@ -137,6 +137,11 @@ void CheckTruncatedUnderLoad(Backend backend) {
         INFO(e.ToString());
         CHECK(e.code == ErrorCode::kTruncated);
         CHECK(e.path == ckpt.shards()[1].path);
+        // Error::offset: where the failing read found nothing, at or past the
+        // new end of the file and before the old one.
+        REQUIRE(e.offset.has_value());
+        CHECK(*e.offset >= static_cast<std::uint64_t>(t.size));
+        CHECK(*e.offset < ckpt.shards()[1].file_size);
         const TensorInfo* tensor = ckpt.Find(e.tensor);
         REQUIRE(tensor != nullptr);
         CHECK(tensor->shard == 1);

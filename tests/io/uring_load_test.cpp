@@ -52,7 +52,7 @@ TEST_CASE("io_uring: auto picks io_uring and says why" * doctest::skip(NoIoUring
   REQUIRE(loader);
   auto loaded = loader->Load();
   REQUIRE(loaded);
-  CHECK(loaded->stats().backend == "io_uring");
+  CHECK(loaded->stats().backend == Backend::kIoUring);
   CHECK(loaded->stats().backend_reason.find("io_uring available") != std::string::npos);
 }
 

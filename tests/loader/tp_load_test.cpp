@@ -5,18 +5,23 @@
 // (Load, Reload) and caller buffers (LoadInto). Each local tensor is compared
 // with what the independent slicer of tests/tp (tp/slice_oracle.h: index
 // arithmetic, never byte segments) says rank r gets of the full tensor, read
-// back with a plain pread.
+// back with a plain pread. The same loads to "cuda:0" through the fake CUDA
+// runtime (tests/device), each local tensor copied back from the device.
 #include <doctest/doctest.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "device/fake_cuda.h"
 #include "shardload/loader.h"
 #include "shardload/writer.h"
 #include "support/test_util.h"
@@ -167,8 +172,9 @@ class Fixture {
     std::ofstream(dir_.path() + "/plan-b.json") << kPlanB;
   }
   std::string path() const { return dir_.path(); }
-  std::string PlanPath(const std::string& plan) const {
-    return plan == "hf" ? "hf" : dir_.path() + (plan == "A" ? "/plan-a.json" : "/plan-b.json");
+  PlanSource PlanPath(const std::string& plan) const {
+    if (plan == "hf") return PlanSource::Hf();
+    return PlanSource::File(dir_.path() + (plan == "A" ? "/plan-a.json" : "/plan-b.json"));
   }
   // The full tensor as a plain pread of the file returns it.
   std::vector<std::uint8_t> Full(const Checkpoint& c, const TensorInfo& t) const {
@@ -187,9 +193,17 @@ class Fixture {
   std::map<std::string, std::vector<std::uint8_t>> bytes_;
 };
 
+// A loaded tensor's bytes, copied back from the device when CUDA is given.
+std::vector<std::uint8_t> HostBytes(const LoadedTensor& t, const test::FakeCuda* cuda) {
+  if (cuda != nullptr) return cuda->ToHost(t.data.data(), t.data.size());
+  const auto* p = reinterpret_cast<const std::uint8_t*>(t.data.data());
+  return std::vector<std::uint8_t>(p, p + t.data.size());
+}
+
 // Checks LOADED against the oracle for rank R of W; returns the bytes.
 std::uint64_t CheckRank(const Fixture& f, const Checkpoint& c, const LoadedCheckpoint& loaded,
-                        const std::string& plan, unsigned r, unsigned w) {
+                        const std::string& plan, unsigned r, unsigned w,
+                        const test::FakeCuda* cuda = nullptr) {
   std::uint64_t bytes = 0;
   std::size_t count = 0;
   for (const TensorInfo& t : c.tensors()) {
@@ -204,7 +218,7 @@ std::uint64_t CheckRank(const Fixture& f, const Checkpoint& c, const LoadedCheck
     bytes += want.size();
     CHECK(got->shape == shape);
     REQUIRE(got->data.size() == want.size());
-    CHECK((want.empty() || std::memcmp(got->data.data(), want.data(), want.size()) == 0));
+    CHECK(HostBytes(*got, cuda) == want);
   }
   CHECK(loaded.tensors().size() == count);
   CHECK(loaded.stats().bytes <= bytes);  // padding rows are not read
@@ -216,7 +230,7 @@ std::vector<unsigned> Worlds(const std::string& plan) {
   return {1, 2, 4, 8};
 }
 
-void LoadEveryRank(const Fixture& f, LoadOptions options) {
+void LoadEveryRank(const Fixture& f, LoadOptions options, const test::FakeCuda* cuda = nullptr) {
   auto loader = Loader::Open(f.path(), options);
   REQUIRE(loader.has_value());
   for (std::string plan : {"A", "B", "hf"}) {
@@ -225,55 +239,170 @@ void LoadEveryRank(const Fixture& f, LoadOptions options) {
         TensorParallel tp{r, w, f.PlanPath(plan)};
         auto loaded = loader->Load({}, tp);
         REQUIRE_MESSAGE(loaded.has_value(), shardload::test::ErrorText(loaded));
-        std::uint64_t bytes = CheckRank(f, loader->checkpoint(), *loaded, plan, r, w);
+        std::uint64_t bytes = CheckRank(f, loader->checkpoint(), *loaded, plan, r, w, cuda);
         const LoadStats& stats = loaded->stats();
-        if (!options.direct) CHECK(stats.bytes_read == stats.bytes);
+        if (options.mode != IoMode::kDirect && (options.read_strategy == ReadStrategy::kExact ||
+                                options.max_over_read == 1.0)) {
+          CHECK(stats.bytes_read == stats.bytes);
+        }
+        if (options.mode != IoMode::kDirect && options.read_strategy == ReadStrategy::kAuto) {
+          CHECK(stats.bytes_read >= stats.bytes);
+          CHECK(static_cast<double>(stats.bytes_read) <=
+                options.max_over_read * static_cast<double>(stats.bytes));
+        }
         auto planned = loader->Plan({}, tp);
         REQUIRE(planned.has_value());
         CHECK(planned->local_bytes == bytes);
         CHECK(planned->bytes == stats.bytes);
-        CHECK(planned->read_ops == stats.read_ops);
+        // A device load splits reads at wave boundaries and stages each
+        // tensor on its own 4 KiB boundary (no merging across tensors).
+        if (cuda == nullptr) CHECK(planned->read_ops == stats.read_ops);
+        if (cuda != nullptr) CHECK(planned->read_ops <= stats.read_ops);
         CHECK(planned->tensors.size() == loaded->tensors().size());
         CHECK(planned->bytes_read >= loaded->stats().bytes_read);
         // Reload into the same memory, after scribbling over it: padding
         // rows must come back zero.
-        for (const LoadedTensor& t : loaded->tensors()) std::memset(t.data.data(), 0xEE, t.data.size());
+        for (const LoadedTensor& t : loaded->tensors()) {
+          if (cuda != nullptr) {
+            cuda->Fill(t.data.data(), t.data.size(), 0xEE);
+          } else {
+            std::memset(t.data.data(), 0xEE, t.data.size());
+          }
+        }
         REQUIRE(loader->Reload(*loaded).ok());
-        CheckRank(f, loader->checkpoint(), *loaded, plan, r, w);
+        CheckRank(f, loader->checkpoint(), *loaded, plan, r, w, cuda);
       }
     }
   }
 }
 
-TEST_CASE("every rank of W in 1,2,3,4,8 matches the oracle: pread, buffered") {
+const ReadStrategy kStrategies[] = {ReadStrategy::kAuto, ReadStrategy::kExact,
+                                    ReadStrategy::kStaged, ReadStrategy::kMixed};
+
+// Every forced strategy, with reads large and small (a small chunk cuts
+// staged reads inside runs), plus auto with max_over_read 1.
+void LoadEveryStrategy(const Fixture& f, LoadOptions options) {
+  for (ReadStrategy strategy : kStrategies) {
+    for (std::uint64_t chunk : {std::uint64_t{4} << 20, std::uint64_t{100}}) {
+      INFO("strategy ", ReadStrategyName(strategy), " chunk ", chunk);
+      options.read_strategy = strategy;
+      options.chunk_size = chunk;
+      LoadEveryRank(f, options);
+    }
+  }
+  options.read_strategy = ReadStrategy::kAuto;
+  options.max_over_read = 1.0;
+  LoadEveryRank(f, options);
+}
+
+TEST_CASE("every rank of W in 1,2,3,4,8 matches the oracle: pread, buffered, every strategy") {
   Fixture f;
   LoadOptions options;
   options.backend = Backend::kPread;
   options.threads = 3;
-  LoadEveryRank(f, options);
+  LoadEveryStrategy(f, options);
 }
 
-TEST_CASE("every rank matches the oracle: io_uring (when usable), buffered and O_DIRECT") {
+TEST_CASE("every rank matches the oracle: io_uring (when usable), buffered and O_DIRECT, "
+          "every strategy") {
   Fixture f;
   for (bool direct : {false, true}) {
     LoadOptions options;
     options.threads = 2;
-    options.direct = direct;
+    options.mode = direct ? IoMode::kDirect : IoMode::kBuffered;
     auto probe = Loader::Open(f.path(), options);
     REQUIRE(probe.has_value());
     if (direct && !probe->Load({}).has_value()) {
       MESSAGE("O_DIRECT unsupported here; skipped");
       continue;
     }
-    LoadEveryRank(f, options);
+    LoadEveryStrategy(f, options);
   }
 }
 
-TEST_CASE("LoadInto caller buffers of the local sizes; padding is zeroed") {
+TEST_CASE("every rank matches the oracle on cuda:0 (fake runtime), tensors split over waves") {
   Fixture f;
-  auto loader = Loader::Open(f.path(), {});
-  REQUIRE(loader.has_value());
+  test::FakeCuda cuda;
+  for (std::uint64_t staging : {8192ULL, 256ULL << 20}) {
+    LoadOptions options;
+    options.threads = 2;
+    options.device = Device::Cuda(0);
+    options.staging_bytes = staging;
+    LoadEveryRank(f, options, &cuda);
+    CHECK(cuda.Live() == 0);
+  }
+  CHECK(cuda.Count("misuse") == 0);
+}
+
+TEST_CASE("LoadInto caller device buffers on cuda:0 (fake runtime), padding is zeroed") {
+  Fixture f;
+  test::FakeCuda cuda;
+  LoadOptions options;
+  options.device = Device::Cuda(0);
+  options.staging_bytes = 8192;
+  auto loader = Loader::Open(f.path(), options);
+  REQUIRE_MESSAGE(loader.has_value(), shardload::test::ErrorText(loader));
   for (unsigned w : {2u, 4u}) {
+    for (unsigned r = 0; r < w; ++r) {
+      TensorParallel tp{r, w, f.PlanPath("B")};
+      auto plan = loader->Plan({}, tp);
+      REQUIRE(plan.has_value());
+      std::vector<Destination> dests;
+      for (const PlannedTensor& t : plan->tensors) {
+        dests.push_back({t.name, cuda.Allocate(t.bytes, 0xEE), t.bytes});
+      }
+      auto stats = loader->LoadInto(dests, tp);
+      REQUIRE_MESSAGE(stats.has_value(), shardload::test::ErrorText(stats));
+      for (const Destination& d : dests) {
+        const TensorInfo& t = *loader->checkpoint().Find(d.name);
+        std::vector<std::uint8_t> want;
+        std::vector<std::uint64_t> shape;
+        REQUIRE(Expect(t, f.Full(loader->checkpoint(), t), "B", r, w, want, shape));
+        CHECK(cuda.ToHost(d.data, d.size) == want);
+        cuda.Free(d.data);
+      }
+    }
+  }
+  CHECK(cuda.Live() == 0);
+  CHECK(cuda.Count("misuse") == 0);
+}
+
+TEST_CASE("every strategy: staged reads of a slice read the gaps, exact reads do not") {
+  Fixture f;
+  LoadOptions options;
+  options.threads = 1;
+  TensorParallel tp{1, 4, f.PlanPath("hf")};
+  Selection down{{"model.layers.0.mlp.down_proj.weight"}, {}};
+  std::map<ReadStrategy, LoadStats> seen;
+  for (ReadStrategy strategy : kStrategies) {
+    options.read_strategy = strategy;
+    auto loader = Loader::Open(f.path(), options);
+    REQUIRE(loader.has_value());
+    auto loaded = loader->Load(down, tp);
+    REQUIRE(loaded.has_value());
+    seen[strategy] = loaded->stats();
+  }
+  // down_proj [16, 24] BF16, rowwise over 4: 16 runs of 12 bytes, 48 apart.
+  CHECK(seen[ReadStrategy::kExact].bytes == 16 * 12);
+  CHECK(seen[ReadStrategy::kExact].bytes_read == 16 * 12);
+  CHECK(seen[ReadStrategy::kExact].read_ops == 16);
+  CHECK(seen[ReadStrategy::kStaged].bytes_read == 15 * 48 + 12);
+  CHECK(seen[ReadStrategy::kStaged].read_ops == 1);
+}
+
+TEST_CASE("LoadInto caller buffers of the local sizes, padding zeroed, every strategy") {
+  Fixture f;
+  for (ReadStrategy strategy : kStrategies)
+  for (bool direct : {false, true}) {
+  LoadOptions options;
+  options.read_strategy = strategy;
+  options.mode = direct ? IoMode::kDirect : IoMode::kBuffered;
+  options.chunk_size = 100;
+  INFO("strategy ", ReadStrategyName(strategy), " direct ", direct);
+  auto loader = Loader::Open(f.path(), options);
+  REQUIRE(loader.has_value());
+  if (direct && !loader->Load({}).has_value()) continue;  // O_DIRECT unsupported
+  for (unsigned w : {2u, 4u, 8u}) {
     for (unsigned r = 0; r < w; ++r) {
       TensorParallel tp{r, w, f.PlanPath("B")};
       auto plan = loader->Plan({}, tp);
@@ -298,6 +427,7 @@ TEST_CASE("LoadInto caller buffers of the local sizes; padding is zeroed") {
       }
     }
   }
+  }
 }
 
 TEST_CASE("refusals before any I/O, with the plan's error codes") {
@@ -310,24 +440,206 @@ TEST_CASE("refusals before any I/O, with the plan's error codes") {
   REQUIRE(!bad.has_value());
   CHECK(bad.error().code == ErrorCode::kTpIndivisible);
   CHECK(bad.error().tensor == "a.embed.weight");
-  CHECK(loader->Load({}, TensorParallel{3, 3, "hf"}).error().code == ErrorCode::kInvalidArgument);
-  CHECK(loader->Load({}, TensorParallel{0, 2, ""}).error().code == ErrorCode::kInvalidArgument);
-  CHECK(loader->Load({}, TensorParallel{0, 2, f.path() + "/nope.json"}).error().code ==
-        ErrorCode::kIoError);
+  CHECK(loader->Load({}, TensorParallel{3, 3, PlanSource::Hf()}).error().code ==
+        ErrorCode::kInvalidArgument);
+  CHECK(loader->Load({}, TensorParallel{0, 2, {}}).error().code == ErrorCode::kInvalidArgument);
+  auto missing = loader->Load({}, TensorParallel{0, 2, PlanSource::File(f.path() + "/nope.json")});
+  CHECK(missing.error().code == ErrorCode::kIoError);
+  CHECK(missing.error().sys_errno == ENOENT);
+  CHECK(missing.error().path == f.path() + "/nope.json");
   std::ofstream(f.path() + "/bad.json") << R"({"tp_plan_version": 1, "rules": [{"match": "x"}]})";
-  CHECK(loader->Plan({}, TensorParallel{0, 2, f.path() + "/bad.json"}).error().code ==
-        ErrorCode::kTpBadRule);
+  CHECK(loader->Plan({}, TensorParallel{0, 2, PlanSource::File(f.path() + "/bad.json")})
+            .error()
+            .code == ErrorCode::kTpBadRule);
   // A config.json path works like `hf`.
-  auto via_path = loader->Plan({}, TensorParallel{1, 2, f.path() + "/config.json"});
-  auto via_hf = loader->Plan({}, TensorParallel{1, 2, "hf"});
+  auto via_path =
+      loader->Plan({}, TensorParallel{1, 2, PlanSource::HfConfig(f.path() + "/config.json")});
+  auto via_hf = loader->Plan({}, TensorParallel{1, 2, PlanSource::Hf()});
   REQUIRE(via_path.has_value());
   REQUIRE(via_hf.has_value());
   CHECK(via_path->bytes == via_hf->bytes);
   // A caller buffer of the full size is refused for a split tensor.
   std::vector<std::byte> full(16 * 16 * 2);
   Destination d{"model.layers.0.self_attn.q_proj.weight", full.data(), full.size()};
-  CHECK(loader->LoadInto(std::span(&d, 1), TensorParallel{0, 2, "hf"}).error().code ==
+  CHECK(loader->LoadInto(std::span(&d, 1), TensorParallel{0, 2, PlanSource::Hf()}).error().code ==
         ErrorCode::kInvalidArgument);
+}
+
+// --- plan sources, the plan cache and PlanRanks ---------------------------------
+
+// The fields a plan's users see, for comparing two plans.
+void CheckSamePlan(const RankPlan& a, const RankPlan& b) {
+  CHECK(a.rank == b.rank);
+  CHECK(a.world == b.world);
+  CHECK(a.bytes == b.bytes);
+  CHECK(a.local_bytes == b.local_bytes);
+  CHECK(a.bytes_read == b.bytes_read);
+  CHECK(a.read_ops == b.read_ops);
+  REQUIRE(a.tensors.size() == b.tensors.size());
+  for (std::size_t i = 0; i < a.tensors.size(); ++i) {
+    INFO(a.tensors[i].name);
+    CHECK(a.tensors[i].name == b.tensors[i].name);
+    CHECK(a.tensors[i].shape == b.tensors[i].shape);
+    CHECK(a.tensors[i].rule == b.tensors[i].rule);
+    CHECK(a.tensors[i].strategy == b.tensors[i].strategy);
+    CHECK(a.tensors[i].bytes_read == b.tensors[i].bytes_read);
+    CHECK(a.tensors[i].read_ops == b.tensors[i].read_ops);
+  }
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+TEST_CASE("a plan in memory, from a file or told apart by content: the same slices") {
+  Fixture f;
+  auto loader = Loader::Open(f.path(), {});
+  REQUIRE(loader.has_value());
+  const std::string plan_a = f.path() + "/plan-a.json", config = f.path() + "/config.json";
+  auto by_file = loader->Plan({}, TensorParallel{1, 3, PlanSource::File(plan_a)});
+  auto by_text = loader->Plan({}, TensorParallel{1, 3, PlanSource::Json(ReadAll(plan_a))});
+  auto ours = PlanSource::FromFileContent(plan_a);
+  REQUIRE(ours.has_value());
+  CHECK(ours->kind == PlanSource::Kind::kJson);
+  CHECK(ours->path == plan_a);
+  auto by_content = loader->Plan({}, TensorParallel{1, 3, *ours});
+  REQUIRE(by_file.has_value());
+  REQUIRE(by_text.has_value());
+  REQUIRE(by_content.has_value());
+  CheckSamePlan(*by_file, *by_text);
+  CheckSamePlan(*by_file, *by_content);
+
+  auto hf_text = PlanSource::HfConfigJson(ReadAll(config));
+  auto hf_content = PlanSource::FromFileContent(config);
+  REQUIRE(hf_content.has_value());
+  CHECK(hf_content->kind == PlanSource::Kind::kHfConfigJson);
+  auto via_hf = loader->Plan({}, TensorParallel{0, 2, PlanSource::Hf()});
+  auto via_text = loader->Plan({}, TensorParallel{0, 2, hf_text});
+  auto via_content = loader->Plan({}, TensorParallel{0, 2, *hf_content});
+  REQUIRE(via_hf.has_value());
+  REQUIRE(via_text.has_value());
+  REQUIRE(via_content.has_value());
+  CheckSamePlan(*via_hf, *via_text);
+  CheckSamePlan(*via_hf, *via_content);
+  // A name ending in config.json means nothing: our plan under that name is ours.
+  const std::string disguised = f.path() + "/plan.config.json";
+  std::ofstream(disguised) << kPlanA;
+  auto as_ours = PlanSource::FromFileContent(disguised);
+  REQUIRE(as_ours.has_value());
+  CHECK(as_ours->kind == PlanSource::Kind::kJson);
+
+  // Errors of a plan in memory name the name it was given.
+  auto bad = loader->Plan({}, TensorParallel{0, 2, PlanSource::Json("{", "<my plan>")});
+  REQUIRE(!bad.has_value());
+  CHECK(bad.error().code == ErrorCode::kTpPlanJson);
+  CHECK(bad.error().path == "<my plan>");
+  CHECK(PlanSource::Hf().Describe() == "hf");
+  CHECK(PlanSource::File(plan_a).Describe() == plan_a);
+}
+
+TEST_CASE("a FIFO or a directory given as a plan is refused without hanging") {
+  Fixture f;
+  auto loader = Loader::Open(f.path(), {});
+  REQUIRE(loader.has_value());
+  const std::string fifo = f.path() + "/plan.fifo";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);  // nobody ever writes to it
+  for (const PlanSource& source : {PlanSource::File(fifo), PlanSource::HfConfig(fifo),
+                                   PlanSource::File(f.path())}) {
+    auto plan = loader->Plan({}, TensorParallel{0, 2, source});
+    REQUIRE(!plan.has_value());
+    CHECK(plan.error().code == ErrorCode::kNotRegularFile);
+    CHECK(plan.error().path == source.path);
+  }
+  auto content = PlanSource::FromFileContent(fifo);
+  REQUIRE(!content.has_value());
+  CHECK(content.error().code == ErrorCode::kNotRegularFile);
+}
+
+TEST_CASE("a Loader reads each plan once: later calls use the parsed plan") {
+  Fixture f;
+  const std::string path = f.path() + "/cached.json";
+  std::ofstream(path) << kPlanA;
+  auto loader = Loader::Open(f.path(), {});
+  REQUIRE(loader.has_value());
+  const TensorParallel tp{2, 4, PlanSource::File(path)};
+  auto first = loader->Plan({}, tp);
+  REQUIRE(first.has_value());
+  // Replace the file with garbage: this Loader does not read it again, for
+  // any call or rank; a new Loader does.
+  std::ofstream(path, std::ios::trunc) << "not json";
+  auto again = loader->Plan({}, tp);
+  REQUIRE(again.has_value());
+  CheckSamePlan(*first, *again);
+  auto loaded = loader->Load({}, TensorParallel{1, 4, tp.plan});
+  REQUIRE_MESSAGE(loaded.has_value(), shardload::test::ErrorText(loaded));
+  CheckRank(f, loader->checkpoint(), *loaded, "A", 1, 4);
+  auto fresh = Loader::Open(f.path(), {});
+  REQUIRE(fresh.has_value());
+  CHECK(fresh->Plan({}, tp).error().code == ErrorCode::kTpPlanJson);
+}
+
+TEST_CASE("PlanRanks equals Plan rank by rank; per-tensor reads add up") {
+  Fixture f;
+  for (bool direct : {false, true}) {
+    LoadOptions options;
+    options.mode = direct ? IoMode::kDirect : IoMode::kBuffered;
+    options.threads = 3;
+    auto loader = Loader::Open(f.path(), options);
+    REQUIRE(loader.has_value());
+    for (std::string plan : {"A", "hf"}) {
+      for (unsigned w : plan == "A" ? std::vector<unsigned>{1, 3, 8} : Worlds(plan)) {
+        INFO("plan ", plan, " world ", w, " direct ", direct);
+        auto all = loader->PlanRanks({}, f.PlanPath(plan), w);
+        REQUIRE_MESSAGE(all.has_value(), shardload::test::ErrorText(all));
+        REQUIRE(all->size() == w);
+        for (unsigned r = 0; r < w; ++r) {
+          auto one = loader->Plan({}, TensorParallel{r, w, f.PlanPath(plan)});
+          REQUIRE(one.has_value());
+          CheckSamePlan((*all)[r], *one);
+          std::uint64_t ops = 0, read = 0;
+          for (const PlannedTensor& t : one->tensors) {
+            CHECK(!t.strategy.empty());
+            ops += t.read_ops;
+            read += t.bytes_read;
+          }
+          CHECK(ops == one->read_ops);
+          CHECK(read == one->bytes_read);
+        }
+      }
+    }
+    CHECK(loader->PlanRanks({}, PlanSource::Hf(), 0).error().code ==
+          ErrorCode::kInvalidArgument);
+    CHECK(loader->PlanRanks({}, PlanSource::None(), 2).error().code ==
+          ErrorCode::kInvalidArgument);
+  }
+}
+
+TEST_CASE("a plain load is the world-1 identity: same tensors, bytes and reads") {
+  Fixture f;
+  auto loader = Loader::Open(f.path(), {});
+  REQUIRE(loader.has_value());
+  auto plain = loader->Load({});
+  auto identity = loader->Load({}, TensorParallel{0, 1, PlanSource::None()});
+  auto planned = loader->Plan({}, TensorParallel{});
+  REQUIRE(plain.has_value());
+  REQUIRE(identity.has_value());
+  REQUIRE(planned.has_value());
+  REQUIRE(plain->tensors().size() == loader->checkpoint().tensors().size());
+  CHECK(plain->stats().read_ops == identity->stats().read_ops);
+  CHECK(plain->stats().read_ops == planned->read_ops);
+  CHECK(plain->stats().bytes == planned->bytes);
+  for (const LoadedTensor& t : plain->tensors()) {
+    const TensorInfo& info = *loader->checkpoint().Find(t.name);
+    std::vector<std::uint8_t> full = f.Full(loader->checkpoint(), info);
+    CHECK(t.shape == info.shape);
+    REQUIRE(t.data.size() == full.size());
+    CHECK((full.empty() || std::memcmp(t.data.data(), full.data(), full.size()) == 0));
+    CHECK(std::memcmp(identity->Find(t.name)->data.data(), full.data(), full.size()) == 0);
+  }
+  // Whole tensors that follow each other in a shard still coalesce: fewer
+  // reads than tensors.
+  CHECK(plain->stats().read_ops < plain->tensors().size());
 }
 
 }  // namespace

@@ -15,6 +15,7 @@ namespace {
 
 std::vector<ReadOp> AllOps(const ReadPlan& plan) { return plan.ops; }
 
+
 ReadPlan MustPlan(std::span<const Segment> segments, const PlanOptions& options) {
   auto plan = PlanReads(segments, options);
   REQUIRE_MESSAGE(plan.has_value(), shardload::test::ErrorText(plan));
@@ -27,47 +28,86 @@ std::byte FileByte(std::uint32_t file, std::uint64_t offset) {
   return static_cast<std::byte>((x >> 29) & 0xFF);
 }
 
+// True when [p, p + n) lies inside one run of a segment.
+bool InsideSegments(std::span<const Segment> segments, const std::byte* p, std::uint64_t n) {
+  for (const Segment& s : segments) {
+    if (p < s.dst) continue;
+    std::uint64_t rel = static_cast<std::uint64_t>(p - s.dst);
+    std::uint64_t i = s.count > 1 ? rel / s.dst_stride : 0;
+    if (i >= s.count) continue;
+    std::uint64_t in = rel - i * (s.count > 1 ? s.dst_stride : 0);
+    if (in + n <= s.length) return true;
+  }
+  return false;
+}
+
 // Runs the plan against the fake files into `memory` (a copy of the real
-// memory span [base, base + size)), checking that every write stays inside a
-// segment destination or a window.
+// memory span [base, base + size)), read by read (PieceOf), checking that
+// every write stays inside a segment's runs or a window, and, with
+// alignment > 1, that O_DIRECT reads are aligned. Staged reads are copied
+// out here from the plan's scatter segments run by run (not with the
+// engine's copy-out).
 void Simulate(const ReadPlan& plan, std::byte* base, std::size_t size,
-              std::span<const Segment> segments, std::span<const Window> windows) {
+              std::span<const Segment> segments, std::span<const Window> windows,
+              std::uint64_t alignment = 1) {
   auto inside = [&](const std::byte* p, std::uint64_t n) {
-    for (const Segment& s : segments) {
-      if (p >= s.dst && p + n <= s.dst + s.length) return true;
-    }
+    if (InsideSegments(segments, p, n)) return true;
     for (const Window& w : windows) {
       if (p >= w.begin && p + n <= w.end) return true;
     }
     return false;
   };
-  for (const ReadOp& op : AllOps(plan)) {
-    if (op.staged()) {
-      REQUIRE(op.copy_dst >= base);
-      REQUIRE(op.copy_dst + op.copy_length <= base + size);
-      for (std::uint64_t i = 0; i < op.copy_length; ++i) {
-        if (!inside(op.copy_dst + i, 1)) FAIL("staged copy outside the segments");
-        op.copy_dst[i] = FileByte(op.file, op.offset + op.copy_skip + i);
+  auto put = [&](std::byte* dst, std::uint32_t file, std::uint64_t offset) {
+    if (dst < base || dst >= base + size) FAIL("write outside memory at file offset " << offset);
+    if (!inside(dst, 1)) FAIL("write outside segments and windows, file offset " << offset);
+    *dst = FileByte(file, offset);
+  };
+  std::uint64_t reads = 0;
+  for (const ReadOp& op : plan.ops) {
+    for (std::uint64_t k = 0; k < op.pieces; ++k, ++reads) {
+      ReadOp p = PieceOf(op, k);
+      REQUIRE(p.required <= p.length);
+      REQUIRE(p.length > 0);
+      if (op.direct && alignment > 1) {
+        CHECK(p.offset % alignment == 0);
+        CHECK(p.length % alignment == 0);
+        if (!p.staged()) CHECK(reinterpret_cast<std::uintptr_t>(p.dst) % alignment == 0);
       }
-    } else {
-      REQUIRE(op.dst >= base);
-      REQUIRE(op.dst + op.length <= base + size);
-      // Bytes past `required` may be past EOF: written only if the file has them.
-      for (std::uint64_t i = 0; i < op.length; ++i) {
-        if (!inside(op.dst + i, 1)) {
-          FAIL("read writes outside segments and windows at op offset " << op.offset);
+      if (!p.staged()) {
+        // Bytes past `required` may be past EOF: written only if the file has them.
+        for (std::uint64_t i = 0; i < p.length; ++i) put(p.dst + i, p.file, p.offset + i);
+        continue;
+      }
+      REQUIRE(p.copy_skip + p.copy_length <= p.length);
+      if (p.scatter_count == 0) {
+        for (std::uint64_t i = 0; i < p.copy_length; ++i) {
+          put(p.copy_dst + i, p.file, p.offset + p.copy_skip + i);
         }
-        op.dst[i] = FileByte(op.file, op.offset + i);
+        continue;
+      }
+      const std::uint64_t lo = p.offset + p.copy_skip, hi = lo + p.copy_length;
+      REQUIRE(p.scatter_begin + p.scatter_count <= plan.scatter.size());
+      for (std::uint32_t j = 0; j < p.scatter_count; ++j) {
+        const Segment& s = plan.scatter[p.scatter_begin + j];
+        for (std::uint64_t i = 0; i < s.count; ++i) {
+          std::uint64_t run = s.offset + i * s.src_stride;
+          for (std::uint64_t b = std::max(run, lo); b < std::min(run + s.length, hi); ++b) {
+            put(s.dst + i * s.dst_stride + (b - run), s.file, b);
+          }
+        }
       }
     }
   }
+  CHECK(reads == plan.reads);
 }
 
 void CheckSegments(std::span<const Segment> segments) {
   for (const Segment& s : segments) {
-    for (std::uint64_t i = 0; i < s.length; ++i) {
-      if (s.dst[i] != FileByte(s.file, s.offset + i)) {
-        FAIL("segment tag " << s.tag << " byte " << i << " wrong");
+    for (std::uint64_t r = 0; r < s.count; ++r) {
+      for (std::uint64_t i = 0; i < s.length; ++i) {
+        if (s.dst[r * s.dst_stride + i] != FileByte(s.file, s.offset + r * s.src_stride + i)) {
+          FAIL("segment tag " << s.tag << " run " << r << " byte " << i << " wrong");
+        }
       }
     }
   }
@@ -329,6 +369,236 @@ TEST_CASE("random plans deliver every segment byte and write nowhere else") {
     Simulate(plan, base, kMem, segs, windows);
     CheckSegments(segs);
   }
+}
+
+// --- strided segments --------------------------------------------------------
+
+const ReadStrategy kForced[] = {ReadStrategy::kExact, ReadStrategy::kStaged,
+                                ReadStrategy::kMixed, ReadStrategy::kAuto};
+
+TEST_CASE("strided segments: every strategy, buffered and O_DIRECT, delivers every run byte") {
+  std::mt19937_64 rng(test::Seed());
+  constexpr std::size_t kMem = 1 << 20;
+  constexpr std::uint64_t kA = 512;
+  alignas(4096) static std::byte mem[kMem];
+  for (int iter = 0; iter < 150; ++iter) {
+    // One to three tensors, each a slice: `count` rows of `length` bytes
+    // `stride` apart, landing in a dense local tensor (rows adjacent), inside
+    // a window of its own on the alignment grid.
+    std::vector<Segment> segs;
+    std::vector<Window> windows;
+    std::uint64_t cursor = 0, file_pos = rng() % 3000;
+    const int tensors = 1 + static_cast<int>(rng() % 3);
+    for (int t = 0; t < tensors; ++t) {
+      Segment seg;
+      seg.file = static_cast<std::uint32_t>(rng() % 2);
+      seg.length = 1 + rng() % 300;
+      seg.count = 1 + rng() % 40;
+      seg.src_stride = seg.length + rng() % 700;
+      seg.dst_stride = seg.length + (rng() % 4 == 0 ? rng() % 20 : 0);
+      seg.offset = file_pos + rng() % 100;
+      seg.tag = static_cast<std::uint32_t>(t);
+      file_pos = seg.offset + (seg.count - 1) * seg.src_stride + seg.length + rng() % 5000;
+      std::uint64_t begin = (cursor + kA - 1) / kA * kA;
+      std::uint64_t pos = begin + seg.offset % kA;
+      seg.dst = mem + pos;
+      std::uint64_t end = pos + (seg.count - 1) * seg.dst_stride + seg.length;
+      end = (end + kA - 1) / kA * kA;
+      REQUIRE(end <= kMem);
+      windows.push_back({mem + begin, mem + end});
+      cursor = end;
+      segs.push_back(seg);
+    }
+    for (ReadStrategy strategy : kForced) {
+      for (bool direct : {false, true}) {
+        PlanOptions options;
+        options.strategy = strategy;
+        options.direct = direct;
+        options.alignment = direct ? kA : 1;
+        options.chunk_size = std::uint64_t{1} << (9 + rng() % 6);  // 512 .. 16 KiB
+        options.staging_chunk = std::uint64_t{1} << (9 + rng() % 4);
+        options.workers = 1 + static_cast<unsigned>(rng() % 4);
+        options.windows = windows;
+        INFO("iter ", iter, " strategy ", std::string(ReadStrategyName(strategy)), " direct ", direct,
+             " chunk ", options.chunk_size, " staging ", options.staging_chunk);
+        ReadPlan plan = MustPlan(segs, options);
+        std::memset(mem, 0, kMem);
+        Simulate(plan, mem, kMem, segs, windows, options.alignment);
+        CheckSegments(segs);
+        std::uint64_t received = 0, read = 0, reads = 0;
+        for (const Segment& seg : segs) {
+          const TagReads& t = plan.tags[seg.tag];
+          received += seg.count * seg.length;
+          CHECK(t.bytes == seg.count * seg.length);
+          const bool plain = seg.count == 1 ||
+                             (seg.src_stride == seg.length && seg.dst_stride == seg.length);
+          if (plain) CHECK(t.strategy == ReadStrategy::kExact);  // one range: nothing to choose
+          if (!plain && strategy != ReadStrategy::kAuto) CHECK(t.strategy == strategy);
+          if (strategy == ReadStrategy::kExact && !direct) {
+            CHECK(t.bytes_read == t.bytes);
+          }
+          if (strategy == ReadStrategy::kStaged && !plain) {
+            // Reads of at most the staging chunk (at most chunk_size; O_DIRECT:
+            // on the alignment grid) over the covering range, but none for
+            // pieces that fall inside a gap.
+            std::uint64_t cover = (seg.count - 1) * seg.src_stride + seg.length;
+            std::uint64_t piece = std::min(options.staging_chunk, options.chunk_size);
+            if (direct) piece = std::max(kA, piece / kA * kA);
+            CHECK(t.bytes_read >= t.bytes);
+            CHECK(t.bytes_read <= cover + (direct ? 2 * kA : 0));
+            CHECK(t.read_ops <= cover / piece + 2);
+          }
+          read += t.bytes_read;
+          reads += t.read_ops;
+        }
+        CHECK(plan.bytes_delivered == received);
+        CHECK(plan.bytes_requested == read);
+        CHECK(plan.reads == reads);
+        if (options.workers > 0) CHECK(plan.bounds.back() == plan.ops.size());
+      }
+    }
+  }
+}
+
+TEST_CASE("staged reads cut runs at their edges and skip pieces that fall in gaps") {
+  std::vector<std::byte> mem(64);
+  // 4 runs of 10 bytes, 100 apart: the covering range [1000, 1310) read in
+  // 64-byte pieces; pieces [1064, 1128) and [1192, 1256) hold no run bytes.
+  Segment seg{0, 1000, 10, mem.data(), 7, 4, 100, 10};
+  PlanOptions options;
+  options.strategy = ReadStrategy::kStaged;
+  options.staging_chunk = 64;
+  ReadPlan plan = MustPlan({&seg, 1}, options);
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> reads;
+  for (const ReadOp& op : plan.ops) reads.emplace_back(op.offset, op.length);
+  // The grid starts at the covering range: [1000,1064) [1064..) skipped,
+  // [1128,1192) has run 2 [1200..) no: run 1 is [1100,1110) in [1064,1128).
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> want = {
+      {1000, 64}, {1064, 64}, {1192, 64}, {1256, 54}};
+  CHECK(reads == want);
+  CHECK(plan.tags[7].strategy == ReadStrategy::kStaged);
+  CHECK(plan.tags[7].read_ops == 4);
+  CHECK(plan.staging_size == 64);
+  CHECK(plan.tags[7].bytes_read == 64 * 3 + 54);
+  Simulate(plan, mem.data(), mem.size(), {&seg, 1}, {});
+  CheckSegments({&seg, 1});
+  // A run cut by a grid line: 2 runs of 40 bytes, 50 apart, pieces of 32.
+  std::vector<std::byte> mem2(80);
+  Segment cut{1, 0, 40, mem2.data(), 0, 2, 50, 40};
+  options.staging_chunk = 32;
+  ReadPlan plan2 = MustPlan({&cut, 1}, options);
+  CHECK(plan2.ops.size() == 3);  // [0,32) [32,64) [64,90)
+  CHECK(plan2.ops[1].delivered == 8 + 14);
+  Simulate(plan2, mem2.data(), mem2.size(), {&cut, 1}, {});
+  CheckSegments({&cut, 1});
+}
+
+TEST_CASE("exact strided reads are batches: one ReadOp holds many reads") {
+  std::vector<std::byte> mem(1000 * 16);
+  Segment seg{0, 64, 16, mem.data(), 0, 1000, 128, 16};
+  PlanOptions options;
+  options.strategy = ReadStrategy::kExact;
+  options.chunk_size = 1024;  // 64 runs of 16 bytes per op
+  ReadPlan plan = MustPlan({&seg, 1}, options);
+  CHECK(plan.ops.size() == (1000 + 63) / 64);
+  CHECK(plan.reads == 1000);
+  CHECK(plan.tags[0].read_ops == 1000);
+  CHECK(plan.bytes_requested == 16000);
+  Simulate(plan, mem.data(), mem.size(), {&seg, 1}, {});
+  CheckSegments({&seg, 1});
+}
+
+TEST_CASE("the cost model and max_over_read choose the strategy") {
+  std::vector<std::byte> mem(4096 * 64);
+  // 4096 runs of 64 bytes, 128 apart: the gap costs 64 bytes.
+  Segment seg{0, 0, 64, mem.data(), 0, 4096, 128, 64};
+  PlanOptions options;
+  SUBCASE("reads are dear, bytes cheap: staged") {
+    options.cost.warm = {2000, 0.1};
+    CHECK(MustPlan({&seg, 1}, options).tags[0].strategy == ReadStrategy::kStaged);
+  }
+  SUBCASE("reads cheap, bytes dear: exact") {
+    options.cost.warm = {1, 100};
+    CHECK(MustPlan({&seg, 1}, options).tags[0].strategy == ReadStrategy::kExact);
+  }
+  SUBCASE("max_over_read 1: exact, whatever the prices") {
+    options.cost.warm = {2000, 0.1};
+    options.max_over_read = 1;
+    ReadPlan plan = MustPlan({&seg, 1}, options);
+    CHECK(plan.tags[0].strategy == ReadStrategy::kExact);
+    CHECK(plan.bytes_requested == 4096 * 64);
+  }
+  SUBCASE("max_over_read below the covering ratio (2) keeps reads exact") {
+    options.cost.warm = {2000, 0.1};
+    options.max_over_read = 1.9;
+    CHECK(MustPlan({&seg, 1}, options).tags[0].strategy == ReadStrategy::kExact);
+    options.max_over_read = 2.0;
+    CHECK(MustPlan({&seg, 1}, options).tags[0].strategy == ReadStrategy::kStaged);
+  }
+  SUBCASE("cold segments use the cold prices") {
+    options.cost.warm = {1, 100};
+    options.cost.cold = {2000, 0.1};
+    seg.cold = true;
+    CHECK(MustPlan({&seg, 1}, options).tags[0].strategy == ReadStrategy::kStaged);
+  }
+  SUBCASE("max_over_read below 1 is refused") {
+    options.max_over_read = 0.5;
+    CHECK(PlanReads({&seg, 1}, options).error().code == ErrorCode::kInvalidArgument);
+  }
+}
+
+TEST_CASE("a slice of a 10-million-row tensor plans a bounded number of ReadOps") {
+  // Never dereferenced: the planner does not touch destination memory.
+  auto* base = reinterpret_cast<std::byte*>(std::uintptr_t{1} << 40);
+  constexpr std::uint64_t kRows = 10'000'000;
+  // Rank 3 of 8 of a [10M, 256] BF16 tensor split by columns: 10M runs of
+  // 64 bytes, 512 apart (5.12 GB covering range, 640 MB received).
+  Segment seg{0, 4096 + 3 * 64, 64, base, 0, kRows, 512, 64};
+  for (ReadStrategy strategy : kForced) {
+    for (bool direct : {false, true}) {
+      PlanOptions options;
+      options.strategy = strategy;
+      options.direct = direct;
+      options.workers = 8;
+      INFO(std::string(ReadStrategyName(strategy)), " direct ", direct);
+      ReadPlan plan = MustPlan({&seg, 1}, options);
+      const std::uint64_t received = kRows * 64;
+      CHECK(plan.bytes_delivered == received);
+      // Exact: batches of at most chunk_size (4 MiB) read each; staged:
+      // 1 MiB pieces of the 5.12 GB covering range. O(bytes / chunk), never
+      // one ReadOp per row.
+      CHECK(plan.ops.size() <= plan.bytes_requested / (1 << 20) + 2);
+      CHECK(plan.ops.size() <= 20000);
+      CHECK(plan.scatter.size() <= 1);
+      if (plan.tags[0].strategy == ReadStrategy::kExact) CHECK(plan.reads == kRows);
+      if (plan.tags[0].strategy == ReadStrategy::kStaged) CHECK(plan.reads == plan.ops.size());
+    }
+  }
+}
+
+TEST_CASE("coalescing never merges a buffered range with an O_DIRECT one") {
+  alignas(4096) static std::byte mem[8192];
+  Segment s[] = {{0, 0, 4096, mem, 0}, {0, 4096, 4096, mem + 4096, 1}};
+  s[1].direct = true;
+  PlanOptions options;
+  options.alignment = 4096;
+  Window w{mem, mem + 8192};
+  options.windows = {&w, 1};
+  ReadPlan plan = MustPlan(s, options);
+  REQUIRE(plan.ops.size() == 2);
+  CHECK(!plan.ops[0].direct);
+  CHECK(plan.ops[1].direct);
+  Simulate(plan, mem, sizeof mem, s, {&w, 1}, 4096);
+  CheckSegments(s);
+}
+
+TEST_CASE("rejects strides shorter than a run") {
+  std::vector<std::byte> mem(100);
+  Segment seg{0, 0, 10, mem.data(), 0, 3, 5, 10};
+  CHECK(PlanReads({&seg, 1}, PlanOptions{}).error().code == ErrorCode::kInvalidArgument);
+  seg.src_stride = 10;
+  seg.dst_stride = 4;
+  CHECK(PlanReads({&seg, 1}, PlanOptions{}).error().code == ErrorCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "index/checkpoint_access.h"
 #include "plan/selection.h"
 #include "shardload/loader.h"
 
@@ -62,7 +63,7 @@ Checkpoint NamesOnly(std::vector<std::string> names) {
   }
   ShardInfo shard;
   shard.name = shard.path = "x.safetensors";
-  return Checkpoint("x.safetensors", "", {shard}, std::move(tensors), {}, {});
+  return internal::CheckpointAccess::Make("x.safetensors", "", {shard}, std::move(tensors), {}, {});
 }
 
 std::vector<std::string> Names(const Result<std::vector<const TensorInfo*>>& r) {

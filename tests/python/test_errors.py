@@ -103,6 +103,9 @@ def test_truncated_shard_fails_the_load(tmp_path):
     ({"threads": 2000}, ValueError),
     ({"threads": "2"}, TypeError),
     ({"direct": "yes"}, TypeError),
+    ({"mode": 1}, TypeError),
+    ({"mode": "cold"}, ValueError),
+    ({"direct": True, "mode": "buffered"}, ValueError),
     ({"framework": "jax"}, ValueError),
     ({"progress": 3}, TypeError),
 ])

@@ -74,7 +74,23 @@ def test_direct_io(dtypes_checkpoint):
             pytest.skip(f"O_DIRECT not supported here: {error}")
         raise
     assert loaded.stats["direct"] is True
+    assert loaded.stats["mode"] == "direct"
     assert loaded.stats["bytes_read"] >= loaded.stats["bytes"]
+    assert loaded.stats["bytes_direct"] == loaded.stats["bytes_read"]
+    check_matches(loaded, oracle.read_dir(dtypes_checkpoint))
+
+
+@pytest.mark.parametrize("mode", [None, "auto", "buffered"])
+def test_read_modes(dtypes_checkpoint, mode):
+    # The checkpoint was just written: its pages are in the page cache, so
+    # auto mode reads it buffered, as forced buffered mode does.
+    loaded = shardload.load(dtypes_checkpoint, mode=mode)
+    stats = loaded.stats
+    assert stats["mode"] == (mode or "auto")
+    assert stats["bytes_direct"] + stats["bytes_buffered"] == stats["bytes_read"]
+    if mode == "buffered":
+        assert stats["bytes_direct"] == 0 and stats["direct"] is False
+    assert stats["mode_note"] == ""
     check_matches(loaded, oracle.read_dir(dtypes_checkpoint))
 
 

@@ -1,5 +1,6 @@
 // doctest main for every test executable: prints the random seed in use and
-// accepts it back through SHARDLOAD_TEST_SEED so that failures reproduce.
+// accepts it back through SHARDLOAD_TEST_SEED so that failures reproduce;
+// exits 77 (skipped) when a case skipped itself for want of ../shared.
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
 
@@ -25,5 +26,8 @@ int main(int argc, char** argv) {
   std::fprintf(stderr, "SHARDLOAD_TEST_SEED=%llu\n",
                static_cast<unsigned long long>(shardload::test::Seed()));
   doctest::Context context(argc, argv);
-  return context.run();
+  int rc = context.run();
+  // 77: CTest's SKIP_RETURN_CODE, for a case that needed ../shared.
+  if (rc == 0 && !context.shouldExit() && shardload::test::SkippedCases() > 0) return 77;
+  return rc;
 }

@@ -1,4 +1,5 @@
 // Temporary directories and small file helpers for tests.
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -25,6 +26,22 @@ std::string SharedDir() {
   if (const char* s = std::getenv("SHARDLOAD_SHARED_DIR"); s && *s) return s;
   return SHARDLOAD_SHARED_DIR;
 }
+
+namespace {
+int skipped_cases = 0;
+}  // namespace
+
+bool SkipWithoutShared() {
+  std::string research = SharedDir() + "/research";
+  std::error_code ec;
+  if (std::filesystem::is_directory(research, ec)) return false;
+  std::fprintf(stderr, "skipped: the shared fixtures %s are absent (set SHARDLOAD_SHARED_DIR)\n",
+               research.c_str());
+  ++skipped_cases;
+  return true;
+}
+
+int SkippedCases() { return skipped_cases; }
 
 void WriteFile(const std::string& path, std::string_view bytes) {
   std::filesystem::create_directories(std::filesystem::path(path).parent_path());

@@ -28,6 +28,14 @@ class TempDir {
 // $SHARDLOAD_SHARED_DIR or ../shared beside the source tree.
 std::string SharedDir();
 
+// True (after saying so on stderr) when SharedDir()/research is absent: a
+// test case that needs the shared fixtures then returns at once, and the
+// executable exits 77 (CTest's SKIP_RETURN_CODE: reported as skipped) if
+// nothing failed. Usage: `if (SkipWithoutShared()) return;`.
+bool SkipWithoutShared();
+// How many test cases SkipWithoutShared() skipped in this process.
+int SkippedCases();
+
 // Writes `bytes` to `path` (creating parent directories).
 void WriteFile(const std::string& path, std::string_view bytes);
 std::string ReadFile(const std::string& path);

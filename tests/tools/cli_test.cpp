@@ -2,6 +2,7 @@
 // (text and JSON) on generated and broken checkpoints.
 #include <doctest/doctest.h>
 #include <rapidjson/document.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <array>
@@ -20,10 +21,11 @@ struct Run {
   std::string err;  // stderr
 };
 
-// Runs the CLI with `args` (shell-quoted by the caller).
-Run Cli(const std::string& args, const TempDir& tmp) {
+// Runs the CLI with `args` (shell-quoted by the caller), with `env` (e.g.
+// "NAME=value ") prefixed to the command.
+Run Cli(const std::string& args, const TempDir& tmp, const std::string& env = "") {
   std::string err_path = tmp / "stderr.txt";
-  std::string cmd = std::string(SHARDLOAD_CLI) + " " + args + " 2>" + err_path;
+  std::string cmd = env + std::string(SHARDLOAD_CLI) + " " + args + " 2>" + err_path;
   Run r;
   FILE* pipe = ::popen(cmd.c_str(), "r");
   REQUIRE(pipe != nullptr);
@@ -139,6 +141,26 @@ TEST_CASE("inspect refuses a corrupt file with exit 3 naming file and rule") {
   CHECK(std::string(doc["error"]["tensor"].GetString()) == "w");
 }
 
+TEST_CASE("inspect and load take a safetensors file whatever its name") {
+  TempDir tmp;
+  std::string data(16, '\x5a');
+  std::string bytes =
+      RawSafetensors(R"({"w":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]}})", data);
+  for (std::string name : {"model.st", "0123456789abcdef0123456789abcdef01234567"}) {
+    CAPTURE(name);
+    WriteFile(tmp / name, bytes);
+    Run r = Cli("inspect " + (tmp / name) + " --json --tensors", tmp);
+    REQUIRE_MESSAGE(r.exit_code == 0, r.err);
+    rapidjson::Document doc = LastJsonLine(r.out);
+    CHECK(doc["valid"].GetBool());
+    CHECK(doc["tensor_count"].GetUint64() == 1);
+    CHECK(std::string(doc["shards"][0]["path"].GetString()) == tmp / name);
+    Run load = Cli("load " + (tmp / name) + " --json", tmp);
+    REQUIRE_MESSAGE(load.exit_code == 0, load.err);
+    CHECK(LastJsonLine(load.out)["bytes"].GetUint64() == 16);
+  }
+}
+
 TEST_CASE("inspect exit codes for layout and I/O errors") {
   TempDir tmp;
   CHECK(Cli("inspect " + (tmp / "does-not-exist"), tmp).exit_code == 5);
@@ -187,8 +209,28 @@ TEST_CASE("load --json reports the contract fields") {
   std::string backend = doc["backend"].GetString();
   CHECK((backend == "io_uring" || backend == "pread"));
   CHECK(doc["threads"].GetUint() >= 1);
-  CHECK(doc["direct"].GetBool() == false);
+  // Default mode: auto (whether any byte went O_DIRECT depends on the cache).
+  CHECK(std::string(doc["mode"].GetString()) == "auto");
+  CHECK(doc["bytes_direct"].GetUint64() + doc["bytes_buffered"].GetUint64() ==
+        doc["bytes_read"].GetUint64());
+  CHECK(doc["direct"].GetBool() == (doc["bytes_direct"].GetUint64() > 0));
+  CHECK(std::string(doc["mode_note"].GetString()).empty());
   CHECK(!doc.HasMember("steady_gb_per_s"));
+}
+
+TEST_CASE("load --buffered reads everything through the page cache; --direct excludes it") {
+  TempDir tmp;
+  Run r = Cli("load " + Generated() + " --json --buffered", tmp);
+  REQUIRE_MESSAGE(r.exit_code == 0, r.err);
+  rapidjson::Document doc = LastJsonLine(r.out);
+  CHECK(std::string(doc["mode"].GetString()) == "buffered");
+  CHECK(doc["bytes_direct"].GetUint64() == 0);
+  CHECK(doc["bytes_buffered"].GetUint64() == doc["bytes_read"].GetUint64());
+  CHECK(doc["bytes_read"].GetUint64() == doc["bytes"].GetUint64());
+  CHECK(doc["direct"].GetBool() == false);
+  Run both = Cli("load " + Generated() + " --json --buffered --direct", tmp);
+  CHECK(both.exit_code == 2);
+  CHECK(both.err.find("exclude each other") != std::string::npos);
 }
 
 TEST_CASE("load --repeat reports steady_gb_per_s; flags reach the engine") {
@@ -201,6 +243,8 @@ TEST_CASE("load --repeat reports steady_gb_per_s; flags reach the engine") {
   CHECK(std::string(doc["backend"].GetString()) == "pread");
   CHECK(doc["threads"].GetUint() == 1);
   CHECK(doc["direct"].GetBool());
+  CHECK(std::string(doc["mode"].GetString()) == "direct");
+  CHECK(doc["bytes_buffered"].GetUint64() == 0);
 }
 
 TEST_CASE("load --select picks tensors; errors have their exit codes") {
@@ -232,6 +276,32 @@ TEST_CASE("load refuses a shard whose data is cut short, naming the shard (exit 
   CHECK(r.err.find("a.safetensors") != std::string::npos);
 }
 
+TEST_CASE("load --device cuda:0 through the fake CUDA runtime, device errors exit 7") {
+  TempDir tmp;
+  const std::string fake = std::string("SHARDLOAD_CUDART=") + FAKE_CUDART_PATH + " ";
+  Run r = Cli("load " + Generated() + " --device cuda:0 --staging 1MiB --gds --json", tmp, fake);
+  REQUIRE_MESSAGE(r.exit_code == 0, r.err);
+  rapidjson::Document doc = LastJsonLine(r.out);
+  CHECK(std::string(doc["device"].GetString()) == "cuda:0");
+  CHECK(std::string(doc["transfer"].GetString()).find("pinned staging") != std::string::npos);
+  CHECK(std::string(doc["transfer"].GetString()).find("GDS not used") != std::string::npos);
+  CHECK(std::string(doc["memory"].GetString()).find("cudaMalloc") != std::string::npos);
+
+  Run missing = Cli("load " + Generated() + " --device cuda:0 --json", tmp);
+  if (std::getenv("SHARDLOAD_CUDART") == nullptr) {
+    // No CUDA device on a test machine, or no libcudart at all: unsupported.
+    if (missing.exit_code == 0) MESSAGE("a real CUDA device is present; skipped");
+    if (missing.exit_code != 0) {
+      CHECK(missing.exit_code == 7);
+      CHECK(std::string(LastJsonLine(missing.out)["error"]["code_name"].GetString()) ==
+            "unsupported");
+    }
+  }
+  CHECK(Cli("load " + Generated() + " --device gpu", tmp).exit_code == 2);
+  CHECK(Cli("load " + Generated() + " --device cuda:0 --save " + (tmp / "out"), tmp).exit_code ==
+        2);
+}
+
 }  // namespace
 }  // namespace shardload::test
 
@@ -242,7 +312,9 @@ namespace {
 
 TEST_CASE("plan --json predicts what load --rank reads, buffered and --direct") {
   TempDir tmp;
-  for (std::string direct : {"", " --direct"}) {
+  // Forced modes: what auto mode plans depends on the page cache, which may
+  // change between the plan and the load.
+  for (std::string direct : {" --buffered", " --direct"}) {
     Run p = Cli("plan " + Generated() + " --world 4 --plan hf --json" + direct, tmp);
     REQUIRE_MESSAGE(p.exit_code == 0, p.err);
     rapidjson::Document plan = LastJsonLine(p.out);
@@ -261,9 +333,32 @@ TEST_CASE("plan --json predicts what load --rank reads, buffered and --direct") 
       CHECK(load["read_ops"].GetUint64() == rp["read_ops"].GetUint64());
       CHECK(load["bytes_read"].GetUint64() <= rp["bytes_read"].GetUint64());
       CHECK(load["tensors"].GetUint64() == rp["num_tensors"].GetUint64());
-      if (direct.empty()) CHECK(rp["bytes_read"].GetUint64() == rp["bytes"].GetUint64());
+      if (direct == " --buffered") CHECK(rp["bytes_read"].GetUint64() >= rp["bytes"].GetUint64());
     }
   }
+}
+
+TEST_CASE("--max-over-read and --read-strategy on plan and load") {
+  TempDir tmp;
+  auto plan = [&](const std::string& flags) {
+    Run p = Cli("plan " + Generated() + " --world 4 --rank 1 --plan hf --json " + flags, tmp);
+    REQUIRE_MESSAGE(p.exit_code == 0, p.err);
+    rapidjson::Document d = LastJsonLine(p.out);
+    return std::pair{d["ranks"][0]["bytes"].GetUint64(), d["ranks"][0]["bytes_read"].GetUint64()};
+  };
+  auto [bytes, exact_read] = plan("--max-over-read 1");
+  CHECK(exact_read == bytes);
+  CHECK(plan("--read-strategy exact").second == bytes);
+  CHECK(plan("--read-strategy staged").second > bytes);
+  auto [_, capped] = plan("--max-over-read 1.2");
+  CHECK(capped >= bytes);
+  CHECK(static_cast<double>(capped) <= 1.2 * static_cast<double>(bytes));
+  Run l = Cli("load " + Generated() + " --world 4 --rank 1 --plan hf --json --read-strategy staged",
+              tmp);
+  REQUIRE_MESSAGE(l.exit_code == 0, l.err);
+  CHECK(LastJsonLine(l.out)["bytes"].GetUint64() == bytes);
+  CHECK(Cli("plan " + Generated() + " --world 4 --plan hf --max-over-read 0.5", tmp).exit_code == 2);
+  CHECK(Cli("load " + Generated() + " --read-strategy fast", tmp).exit_code == 2);
 }
 
 TEST_CASE("load takes the rank and world from RANK and WORLD_SIZE") {
@@ -295,6 +390,63 @@ TEST_CASE("tensor-parallel usage and plan errors have their exit codes") {
   Run rule = Cli("load " + Generated() + " --rank 0 --world 2 --plan " + (tmp / "bad.json"), tmp);
   CHECK(rule.exit_code == 6);
   CHECK(rule.err.find("tp_bad_rule") != std::string::npos);
+}
+
+TEST_CASE("plan --json: every rank without --rank, per-tensor strategy and reads") {
+  TempDir tmp;
+  Run all = Cli("plan " + Generated() + " --world 4 --plan hf --json", tmp);
+  REQUIRE_MESSAGE(all.exit_code == 0, all.err);
+  rapidjson::Document every = LastJsonLine(all.out);
+  REQUIRE(every["ranks"].GetArray().Size() == 4);
+  for (unsigned r = 0; r < 4; ++r) {
+    const rapidjson::Value& rp = every["ranks"][r];
+    CHECK(rp["rank"].GetUint() == r);
+    std::uint64_t ops = 0, read = 0;
+    for (const rapidjson::Value& t : rp["tensors"].GetArray()) {
+      std::string strategy = t["strategy"].GetString();
+      CHECK((strategy == "exact" || strategy == "staged" || strategy == "mixed"));
+      ops += t["read_ops"].GetUint64();
+      read += t["bytes_read"].GetUint64();
+    }
+    CHECK(ops == rp["read_ops"].GetUint64());
+    CHECK(read == rp["bytes_read"].GetUint64());
+    Run one = Cli("plan " + Generated() + " --world 4 --plan hf --json --rank " + std::to_string(r), tmp);
+    REQUIRE_MESSAGE(one.exit_code == 0, one.err);
+    rapidjson::Document single = LastJsonLine(one.out);
+    CHECK(single["ranks"][0] == rp);
+  }
+}
+
+TEST_CASE("--plan FILE: a plan or a config.json told apart by content; a FIFO does not hang") {
+  TempDir tmp;
+  // The checkpoint's config.json under a name that says nothing.
+  WriteFile(tmp / "settings", ReadFile(Generated() + "/config.json"));
+  Run hf = Cli("plan " + Generated() + " --world 2 --rank 1 --plan hf --json", tmp);
+  Run by_content = Cli("plan " + Generated() + " --world 2 --rank 1 --json --plan " + (tmp / "settings"), tmp);
+  REQUIRE_MESSAGE(hf.exit_code == 0, hf.err);
+  REQUIRE_MESSAGE(by_content.exit_code == 0, by_content.err);
+  CHECK(LastJsonLine(hf.out)["ranks"] == LastJsonLine(by_content.out)["ranks"]);
+  CHECK(std::string(LastJsonLine(by_content.out)["plan"].GetString()) == tmp / "settings");
+  // Our plan in a file named config.json is still our plan.
+  ::mkdir((tmp / "d").c_str(), 0700);
+  WriteFile(tmp / "d/config.json", R"({"tp_plan_version": 1, "rules": [{"match": "**", "split": "nope"}]})");
+  Run ours = Cli("plan " + Generated() + " --world 2 --plan " + (tmp / "d/config.json"), tmp);
+  CHECK(ours.exit_code == 6);
+  CHECK(ours.err.find("tp_bad_rule") != std::string::npos);
+  // A FIFO nobody writes to: refused at once (exit 4, not a regular file).
+  REQUIRE(::mkfifo((tmp / "fifo").c_str(), 0600) == 0);
+  std::string cmd = "timeout 20 " + std::string(SHARDLOAD_CLI) + " plan " + Generated() +
+                    " --world 2 --plan " + (tmp / "fifo") + " 2>&1";
+  Run fifo;
+  FILE* pipe = ::popen(cmd.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  std::array<char, 4096> buf;
+  while (std::size_t n = std::fread(buf.data(), 1, buf.size(), pipe)) fifo.err.append(buf.data(), n);
+  int status = ::pclose(pipe);
+  fifo.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  CHECK(fifo.exit_code != 124);  // timeout(1): it hung
+  CHECK(fifo.exit_code != 0);
+  CHECK(fifo.err.find("not_regular_file") != std::string::npos);
 }
 
 TEST_CASE("split writes rank-<r>/ checkpoints that inspect accepts") {

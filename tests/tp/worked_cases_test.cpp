@@ -230,7 +230,8 @@ TEST_CASE("case 10: quantised tensors that follow their module's rule") {
   CHECK(RowsOf(fp8, scale, 3, 8) == Ranges{{54, 72}});
   TensorInfo odd = MakeTensor("l.q_proj.weight", DType::kF8E4M3, {768, 2048});
   CHECK(RowsOf(fp8, odd, 1, 4) == Ranges{{192, 384}});
-  // (Its derived scale rows [1, 3) need a layout rule; not in this format.)
+  // Without a quantization_config the rule applies to each tensor as it is
+  // (as above); with one, scales follow their weight: quant_test.cpp.
 
   // GPTQ 4-bit, g = 128, o_proj row-parallel: everything on dim 0.
   Plan gptq_row = OneRule(R"({"match": "**.o_proj", "split": "row", "dim": 0})");

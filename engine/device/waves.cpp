@@ -1,0 +1,230 @@
+// RunDeviceWaves and CutWaves (waves.h).
+// Thread-compatible: everything runs on the calling thread; the copies run
+// on CUDA streams and are waited for (events) before their staging is reused
+// and before this returns, also on error.
+#include "device/waves.h"
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "device/clip.h"
+#include "device/device_memory.h"
+
+namespace shardload {
+namespace {
+
+std::uint64_t AlignUp(std::uint64_t v, std::uint64_t a) { return (v + a - 1) / a * a; }
+
+// The streams of one load and, per half of the ring, one event per stream
+// marking the end of that half's copies. Destruction waits for every stream
+// first, so staging is never released under a copy.
+class CopyStreams {
+ public:
+  explicit CopyStreams(const CudaRuntime& rt) : rt_(rt) {}
+  CopyStreams(const CopyStreams&) = delete;
+  CopyStreams& operator=(const CopyStreams&) = delete;
+  ~CopyStreams() {
+    for (CudaStream s : streams_) (void)rt_.stream_synchronize(s);
+    for (CudaEvent e : events_) (void)rt_.event_destroy(e);
+    for (CudaStream s : streams_) (void)rt_.stream_destroy(s);
+    (void)rt_.get_last_error();
+  }
+
+  Status Create(unsigned n) {
+    for (unsigned i = 0; i < n; ++i) {
+      CudaStream s = nullptr;
+      if (CudaStatus st = rt_.stream_create(&s); st != kCudaSuccess) {
+        return CudaError(rt_, ErrorCode::kResourceExhausted, "", "cudaStreamCreate", st);
+      }
+      streams_.push_back(s);
+    }
+    for (unsigned i = 0; i < 2 * n; ++i) {
+      CudaEvent e = nullptr;
+      CudaStatus st = rt_.event_create_with_flags(&e, kCudaEventDisableTiming);
+      if (st != kCudaSuccess) {
+        return CudaError(rt_, ErrorCode::kResourceExhausted, "", "cudaEventCreate", st);
+      }
+      events_.push_back(e);
+    }
+    return {};
+  }
+
+  unsigned size() const { return static_cast<unsigned>(streams_.size()); }
+  CudaStream stream(std::size_t i) const { return streams_[i % streams_.size()]; }
+
+  // Marks the end of the copies issued so far for HALF.
+  Status Record(unsigned half) {
+    for (unsigned i = 0; i < size(); ++i) {
+      CudaStatus st = rt_.event_record(events_[half * size() + i], streams_[i]);
+      if (st != kCudaSuccess) return Failed("cudaEventRecord", st);
+    }
+    recorded_[half] = true;
+    return {};
+  }
+
+  // Waits for HALF's copies (none yet recorded: returns at once).
+  Status Wait(unsigned half, const std::string& what) {
+    if (!recorded_[half]) return {};
+    for (unsigned i = 0; i < size(); ++i) {
+      CudaStatus st = rt_.event_synchronize(events_[half * size() + i]);
+      if (st != kCudaSuccess) return Failed("cudaEventSynchronize (" + what + ")", st);
+    }
+    recorded_[half] = false;
+    return {};
+  }
+
+  Status Finish() {
+    for (CudaStream s : streams_) {
+      CudaStatus st = rt_.stream_synchronize(s);
+      if (st != kCudaSuccess) return Failed("cudaStreamSynchronize (the last copies)", st);
+    }
+    return {};
+  }
+
+ private:
+  Error Failed(const std::string& what, CudaStatus st) const {
+    return CudaError(rt_, ErrorCode::kIoError, "", what, st);
+  }
+
+  const CudaRuntime& rt_;
+  std::vector<CudaStream> streams_;
+  std::vector<CudaEvent> events_;
+  bool recorded_[2] = {false, false};
+};
+
+// The segments of each tensor (by tag), or kInternal for a tag out of range.
+Result<std::vector<std::vector<const Segment*>>> ByTensor(std::span<const DeviceTensor> tensors,
+                                                          std::span<const Segment> segments) {
+  std::vector<std::vector<const Segment*>> by(tensors.size());
+  for (const Segment& s : segments) {
+    if (s.tag >= tensors.size()) {
+      return MakeError(ErrorCode::kInternal, "", "",
+                       "device load: segment tag " + std::to_string(s.tag) + " names no tensor");
+    }
+    if (s.length > 0) by[s.tag].push_back(&s);
+  }
+  return by;
+}
+
+// The reads of one wave into STAGING (one half of the ring): each tensor's
+// segments clipped to each piece and moved from device to staging addresses.
+std::vector<Segment> StageWave(std::span<const WavePiece> wave,
+                               std::span<const DeviceTensor> tensors,
+                               const std::vector<std::vector<const Segment*>>& by_tensor,
+                               std::byte* staging) {
+  std::vector<Segment> reads;
+  for (const WavePiece& p : wave) {
+    const DeviceTensor& t = tensors[p.tensor];
+    const auto lo = reinterpret_cast<std::uintptr_t>(t.device) + p.begin;
+    std::byte* to = staging + p.staging;
+    if (t.zero_fill) std::memset(to, 0, p.length);
+    const std::size_t first = reads.size();
+    for (const Segment* s : by_tensor[p.tensor]) ClipSegment(*s, lo, lo + p.length, reads);
+    for (std::size_t i = first; i < reads.size(); ++i) {
+      reads[i].dst = to + (reinterpret_cast<std::uintptr_t>(reads[i].dst) - lo);
+    }
+  }
+  return reads;
+}
+
+void Accumulate(LoadStats& sum, const LoadStats& wave, bool first) {
+  if (first) {
+    sum.backend = wave.backend;
+    sum.backend_reason = wave.backend_reason;
+    sum.threads = wave.threads;
+    sum.mode = wave.mode;
+  }
+  if (sum.mode_note.empty()) sum.mode_note = wave.mode_note;
+  sum.bytes += wave.bytes;
+  sum.bytes_read += wave.bytes_read;
+  sum.bytes_direct += wave.bytes_direct;
+  sum.bytes_buffered += wave.bytes_buffered;
+  sum.read_ops += wave.read_ops;
+  sum.short_reads += wave.short_reads;
+  sum.retries += wave.retries;
+}
+
+}  // namespace
+
+std::vector<std::vector<WavePiece>> CutWaves(std::span<const DeviceTensor> tensors,
+                                             std::uint64_t half) {
+  std::vector<std::vector<WavePiece>> waves;
+  std::uint64_t cursor = half;  // no wave open yet
+  for (std::uint32_t i = 0; i < tensors.size(); ++i) {
+    std::uint64_t done = 0;
+    while (done < tensors[i].size) {
+      std::uint64_t at = AlignUp(cursor, kStagingAlignment);
+      if (at >= half) {
+        waves.emplace_back();
+        at = 0;
+      }
+      const std::uint64_t length = std::min(tensors[i].size - done, half - at);
+      waves.back().push_back(WavePiece{i, done, length, at});
+      done += length;
+      cursor = at + length;
+    }
+  }
+  return waves;
+}
+
+Result<LoadStats> RunDeviceWaves(std::shared_ptr<const CudaRuntime> runtime,
+                                 std::span<const DeviceTensor> tensors,
+                                 std::span<const Segment> segments, const WaveOptions& options,
+                                 const SegmentReader& read, WaveReport* report) {
+  const CudaRuntime& rt = *runtime;
+  if (options.streams == 0 || options.staging_bytes < 2 * kStagingAlignment) {
+    return MakeError(ErrorCode::kInvalidArgument, "", "",
+                     "device staging needs at least " + std::to_string(2 * kStagingAlignment) +
+                         " bytes and one stream");
+  }
+  auto by_tensor = ByTensor(tensors, segments);
+  if (!by_tensor) return std::move(by_tensor).error();
+  const std::uint64_t half = options.staging_bytes / 2 / kStagingAlignment * kStagingAlignment;
+  const std::vector<std::vector<WavePiece>> waves = CutWaves(tensors, half);
+  LoadStats sum;
+  if (waves.empty()) return sum;
+  // One wave needs only what it uses of one half.
+  const WavePiece& end = waves[0].back();
+  const std::uint64_t ring =
+      waves.size() > 1 ? 2 * half : AlignUp(end.staging + end.length, kStagingAlignment);
+  if (CudaStatus s = rt.Activate(); s != kCudaSuccess) {
+    return CudaError(rt, ErrorCode::kUnsupported, "", "cudaSetDevice", s);
+  }
+  auto staging = PinnedBuffer::Allocate(runtime, ring);
+  if (!staging) return std::move(staging).error();
+  CopyStreams streams(rt);  // declared after staging: waits before it is freed
+  if (Status s = streams.Create(options.streams); !s) return std::move(s).error();
+
+  std::uint64_t copies = 0;
+  for (std::size_t k = 0; k < waves.size(); ++k) {
+    const unsigned h = static_cast<unsigned>(k % 2);
+    std::byte* base = staging->data() + h * half;
+    const std::string name = "wave " + std::to_string(k + 1) + " of " + std::to_string(waves.size());
+    if (Status s = streams.Wait(h, "the copies before " + name); !s) return std::move(s).error();
+    std::vector<Segment> reads = StageWave(waves[k], tensors, *by_tensor, base);
+    auto stats = read(reads);
+    if (!stats) return std::move(stats).error();
+    Accumulate(sum, *stats, k == 0);
+    for (std::size_t i = 0; i < waves[k].size(); ++i) {
+      const WavePiece& p = waves[k][i];
+      const DeviceTensor& t = tensors[p.tensor];
+      CudaStatus st = rt.memcpy_async(t.device + p.begin, base + p.staging, p.length,
+                                      kCudaMemcpyHostToDevice, streams.stream(copies++));
+      if (st != kCudaSuccess) {
+        return CudaError(rt, ErrorCode::kIoError, std::string(t.name),
+                         "cudaMemcpyAsync of " + std::to_string(p.length) + " bytes (" + name +
+                             ")",
+                         st);
+      }
+    }
+    if (Status s = streams.Record(h); !s) return std::move(s).error();
+  }
+  if (Status s = streams.Finish(); !s) return std::move(s).error();
+  if (report != nullptr) *report = WaveReport{waves.size(), copies, staging->size(), streams.size()};
+  return sum;
+}
+
+}  // namespace shardload

@@ -1,0 +1,188 @@
+"""shardload.torch: safetensors.torch's load_file, and load_into, which reads
+a checkpoint straight into an existing module's parameters and buffers (or a
+state dict's tensors), whole or one tensor-parallel rank's slices, with no
+second copy. Imported only on demand (torch is optional).
+Thread-compatible: a load_into call must not run while others use the
+module's tensors."""
+import collections
+
+import torch as _torch_module
+
+from . import _args, _progress, _shardload
+from ._checkpoint import open as _open
+from ._load import run as _run
+from ._torch import torch_dtype as _torch_dtype
+
+IncompatibleKeys = collections.namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+
+
+def load_file(filename, device="cpu"):
+    """Loads every tensor of FILENAME (a .safetensors file, an index, a
+    directory or a Hugging Face snapshot) as a dict name -> torch tensor on
+    DEVICE. On the CPU the tensors share one read-only-in-spirit buffer that
+    shardload allocated (zero-copy)."""
+    request = _args.load_request(rank=None, world=None, plan=None, select=None, threads=None,
+                                 direct=False, framework="torch", progress=None)
+    tensors = dict(_run(_open(filename)._handle, request))
+    target = _torch_module.device(f"cuda:{device}" if isinstance(device, int) else device)
+    if target.type != "cpu":
+        tensors = {name: t.to(target) for name, t in tensors.items()}
+    return tensors
+
+
+def load_into(module_or_state_dict, path, *, rank=None, world=None, plan=None, strict=True,
+              key_map=None, threads=None, direct=False, progress=None):
+    """Reads the checkpoint at PATH into the existing tensors of
+    MODULE_OR_STATE_DICT (an nn.Module: its state_dict() entries, parameters
+    and persistent buffers; or a dict name -> tensor), in place: each
+    tensor's storage and data_ptr() stay, no second copy is made (memory
+    beyond the model: the loader's staging only).
+
+    rank, world, plan: as shardload.load(); the tensors must then have this
+    rank's local shapes.
+    strict: as load_state_dict; missing keys (model tensors the checkpoint
+      lacks, or that this rank does not load) and unexpected keys (checkpoint
+      tensors the model lacks) raise RuntimeError before anything is read.
+    key_map: a dict or a callable: checkpoint name -> model key (None: skip
+      that checkpoint tensor); names a dict does not hold keep their name.
+    threads, direct, progress: as shardload.load().
+
+    Names, shapes, dtypes, contiguity, device and overlap are all checked
+    before any read; a mismatch raises RuntimeError naming every problem.
+    Returns IncompatibleKeys(missing_keys, unexpected_keys) (sorted lists).
+    Ctrl-C stops the read (KeyboardInterrupt); the tensors' bytes are then
+    unspecified."""
+    request = _args.load_request(rank=rank, world=world, plan=plan, select=None,
+                                 threads=threads, direct=direct, framework="torch",
+                                 progress=progress)
+    targets = _targets(module_or_state_dict)
+    checkpoint = _open(path)
+    available = _available(checkpoint, request)  # name -> (dtype, local shape)
+    mapping = _map_keys(available, key_map)      # model key -> checkpoint name
+    missing = sorted(k for k in targets if k not in mapping)
+    unexpected = sorted(mapping[k] for k in mapping if k not in targets)
+    problems = []
+    if strict:
+        problems += [f'Missing key(s) in the checkpoint: "{k}"' for k in missing]
+        problems += [f'Unexpected key(s) in the checkpoint: "{n}"' for n in unexpected]
+    chosen = [(key, mapping[key], targets[key]) for key in sorted(targets) if key in mapping]
+    problems += _mismatches(chosen, available)
+    device = _device(chosen, problems)
+    destinations = _destinations(chosen, problems)
+    if problems:
+        raise RuntimeError(f"shardload.torch.load_into({checkpoint.path!r}): "
+                           f"{len(problems)} problem(s), nothing was read:\n\t"
+                           + "\n\t".join(problems))
+    _read(checkpoint, request, destinations, device)
+    return IncompatibleKeys(missing, sorted(unexpected))
+
+
+def _targets(module_or_state_dict):
+    """model key -> tensor whose storage receives the bytes."""
+    if isinstance(module_or_state_dict, _torch_module.nn.Module):
+        state = module_or_state_dict.state_dict(keep_vars=True)
+    elif isinstance(module_or_state_dict, dict):
+        state = module_or_state_dict
+    else:
+        raise TypeError("load_into needs an nn.Module or a dict of tensors, not "
+                        f"{type(module_or_state_dict).__name__}")
+    for key, value in state.items():
+        if not isinstance(value, _torch_module.Tensor):
+            raise TypeError(f"{key!r} is a {type(value).__name__}, not a tensor")
+    return {key: value.data if isinstance(value, _torch_module.nn.Parameter) else value
+            for key, value in state.items()}
+
+
+def _available(checkpoint, request):
+    """checkpoint name -> (dtype, shape) this load gives (local shapes for a
+    tensor-parallel rank, from the plan: headers only)."""
+    if request.plan is None:
+        return {name: (info.dtype, tuple(info.shape)) for name, info in checkpoint.items()}
+    plans = _shardload.plan(checkpoint._handle, globs=[], threads=request.threads,
+                            mode=request.mode, ranks=[request.rank], world=request.world,
+                            **request.plan_kwargs())
+    return {t["name"]: (t["dtype"], tuple(t["shape"])) for t in plans[0]["tensors"]}
+
+
+def _map_keys(available, key_map):
+    """model key -> checkpoint name, through KEY_MAP."""
+    if key_map is None:
+        return {name: name for name in available}
+    if isinstance(key_map, dict):
+        lookup = lambda name: key_map.get(name, name)  # noqa: E731
+    elif callable(key_map):
+        lookup = key_map
+    else:
+        raise TypeError(f"key_map must be a dict or callable, not {type(key_map).__name__}")
+    mapping = {}
+    for name in available:
+        key = lookup(name)
+        if key is None:
+            continue
+        if not isinstance(key, str):
+            raise TypeError(f"key_map({name!r}) returned {type(key).__name__}, not str")
+        if key in mapping:
+            raise ValueError(f"key_map maps both {mapping[key]!r} and {name!r} to {key!r}")
+        mapping[key] = name
+    return mapping
+
+
+def _mismatches(chosen, available):
+    problems = []
+    for key, name, tensor in chosen:
+        dtype, shape = available[name]
+        where = f'"{key}"' if key == name else f'"{key}" (checkpoint "{name}")'
+        expected = _torch_dtype(dtype)
+        if tuple(tensor.shape) != shape:
+            problems.append(f"size mismatch for {where}: the checkpoint's is "
+                            f"{list(shape)}, the model's {list(tensor.shape)}")
+        elif expected is None or tensor.dtype != expected:
+            problems.append(f"dtype mismatch for {where}: the checkpoint's is {dtype}, "
+                            f"the model's {tensor.dtype}")
+        elif tensor.device.type not in ("cpu", "cuda"):
+            problems.append(f"{where} is on {tensor.device}: load_into reads into CPU "
+                            "or CUDA tensors only")
+        elif not tensor.is_contiguous():
+            problems.append(f"{where} is not contiguous: load_into reads into contiguous "
+                            "tensors only (call .contiguous() on the parameter first)")
+    return problems
+
+
+def _destinations(chosen, problems):
+    """(checkpoint name, address, nbytes) per distinct storage range; tensors
+    that share exactly the same bytes (tied weights) are read once; other
+    overlaps are PROBLEMS."""
+    spans = {}
+    for key, name, tensor in chosen:
+        nbytes = tensor.numel() * tensor.element_size()
+        spans.setdefault((tensor.data_ptr(), nbytes), (key, name))
+    ordered = sorted(spans.items())
+    for (a, b) in zip(ordered, ordered[1:]):
+        (start, size), (key, _) = a
+        (next_start, _), (next_key, _) = b
+        if size and start + size > next_start:
+            problems.append(f'"{key}" and "{next_key}" overlap in memory')
+    return [(name, address, nbytes) for (address, nbytes), (_, name) in ordered]
+
+
+def _device(chosen, problems):
+    """The one device ("cpu" or "cuda:N") every chosen tensor is on; tensors
+    on several devices are PROBLEMS."""
+    devices = sorted({"cpu" if t.device.type == "cpu" else f"cuda:{t.device.index or 0}"
+                      for _, _, t in chosen if t.device.type in ("cpu", "cuda")})
+    if len(devices) > 1:
+        problems.append(f"tensors on several devices ({', '.join(devices)}): load_into reads "
+                        "into one device per call")
+    return devices[0] if devices else "cpu"
+
+
+def _read(checkpoint, request, destinations, device):
+    progress = _progress.reporter(request.progress, "shardload.load_into")
+    try:
+        _shardload.load_into(
+            checkpoint._handle, names=[d[0] for d in destinations],
+            addresses=[d[1] for d in destinations], sizes=[d[2] for d in destinations],
+            threads=request.threads, mode=request.mode, rank=request.rank,
+            world=request.world, progress=progress, device=device, **request.plan_kwargs())
+    finally:
+        _progress.close(progress)

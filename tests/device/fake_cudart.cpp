@@ -1,0 +1,346 @@
+// A fake CUDA runtime for tests without a GPU: the entry points the device
+// stage resolves (engine/device/cuda_runtime.h), implemented on host memory,
+// loaded through the same dlopen path (SHARDLOAD_CUDART=<this library>).
+//
+// "Device" pointers are host allocations moved by kDeviceTag into
+// non-canonical addresses: the host dereferencing one crashes at once (and
+// every copy checks its device range against the live allocations). Fresh
+// device memory is filled with 0xA5, so bytes a load never wrote show.
+// Streams are threads with a queue, so copies really run while the caller
+// goes on; a host-to-device copy must come from registered (pinned) memory.
+// Releasing staging or device memory under a pending copy counts as misuse.
+//
+// Injected failures, read from the environment at each call:
+//   FAKE_CUDA_DEVICES=N      devices (default 1; 0: cudaGetDeviceCount fails)
+//   FAKE_CUDA_FAIL_MALLOC=1  cudaMalloc fails (out of memory)
+//   FAKE_CUDA_FAIL_REGISTER=1  cudaHostRegister fails
+//   FAKE_CUDA_FAIL_COPY=N    the Nth cudaMemcpyAsync fails at once
+//   FAKE_CUDA_LATE_ERROR=N   the Nth cudaMemcpyAsync fails on its stream: a
+//                            sticky error reported by every later synchronize
+// Copies are counted from the latest cudaHostRegister (one per load's
+// staging), which also clears the late error.
+// Counters for the tests: fake_cuda_count("live_allocations"), ...
+// Thread-safe: one mutex over the state; each stream's thread takes it too.
+#include <algorithm>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <utility>
+
+namespace {
+
+constexpr int kSuccess = 0;
+constexpr int kInvalidValue = 1;
+constexpr int kMemoryAllocation = 2;
+constexpr int kNoDevice = 100;
+constexpr int kInvalidDevice = 101;
+constexpr int kInvalidResourceHandle = 400;
+constexpr int kIllegalAddress = 700;
+constexpr int kHostMemoryAlreadyRegistered = 712;
+constexpr int kHostMemoryNotRegistered = 713;
+constexpr int kH2D = 1;
+constexpr int kD2H = 2;
+constexpr std::uintptr_t kDeviceTag = std::uintptr_t{1} << 62;
+
+long Env(const char* name, long fallback) {
+  const char* v = std::getenv(name);
+  return v != nullptr && *v ? std::strtol(v, nullptr, 10) : fallback;
+}
+
+struct Task {
+  void* dst = nullptr;  // host address (translated)
+  const void* src = nullptr;
+  std::size_t n = 0;
+  bool fail = false;  // the injected late error
+};
+
+struct Stream;
+
+struct State {
+  std::mutex mu;
+  std::map<std::uintptr_t, std::size_t> allocations;    // device base -> size
+  std::map<std::uintptr_t, std::size_t> registrations;  // host base -> size
+  std::set<Stream*> streams;
+  std::set<void*> events;
+  long copies_since_register = 0;
+  int sticky = kSuccess;  // the late error, once a stream hit it
+  int last_error = kSuccess;
+  std::map<std::string, long> counts;
+};
+
+State& S() {
+  static State s;  // destroyed at dlclose, when every stream has been destroyed
+  return s;
+}
+
+int Fail(int code) {
+  S().last_error = code;
+  return code;
+}
+
+struct Stream {
+  std::thread thread;
+  std::condition_variable cv;
+  std::deque<Task> queue;
+  std::uint64_t enqueued = 0;
+  std::uint64_t completed = 0;
+  bool stop = false;
+
+  // Runs on the stream's thread, with the state's mutex held between copies.
+  void Run() {
+    std::unique_lock lock(S().mu);
+    for (;;) {
+      cv.wait(lock, [&] { return stop || !queue.empty(); });
+      if (queue.empty()) return;
+      Task t = queue.front();
+      lock.unlock();
+      if (!t.fail) std::memcpy(t.dst, t.src, t.n);
+      lock.lock();
+      if (t.fail) S().sticky = kIllegalAddress;
+      queue.pop_front();
+      ++completed;
+      cv.notify_all();
+    }
+  }
+};
+
+struct Event {
+  Stream* stream = nullptr;
+  std::uint64_t target = 0;
+};
+
+// The host address behind device range [p, p + n), or null if not allocated.
+void* DeviceToHost(const void* p, std::size_t n) {
+  const auto a = reinterpret_cast<std::uintptr_t>(p);
+  auto it = S().allocations.upper_bound(a);
+  if (it == S().allocations.begin()) return nullptr;
+  --it;
+  if (a + n > it->first + it->second) return nullptr;
+  return reinterpret_cast<void*>(a - kDeviceTag);
+}
+
+bool Registered(const void* p, std::size_t n) {
+  const auto a = reinterpret_cast<std::uintptr_t>(p);
+  auto it = S().registrations.upper_bound(a);
+  if (it == S().registrations.begin()) return false;
+  --it;
+  return a + n <= it->first + it->second;
+}
+
+bool AnyPending() {
+  for (Stream* s : S().streams) {
+    if (s->completed != s->enqueued) return true;
+  }
+  return false;
+}
+
+void WaitAll(std::unique_lock<std::mutex>& lock) {
+  for (Stream* s : S().streams) s->cv.wait(lock, [&] { return s->completed == s->enqueued; });
+}
+
+}  // namespace
+
+extern "C" {
+
+long fake_cuda_count(const char* name) {
+  std::lock_guard lock(S().mu);
+  const std::string key = name;
+  if (key == "live_allocations") return static_cast<long>(S().allocations.size());
+  if (key == "live_registrations") return static_cast<long>(S().registrations.size());
+  if (key == "live_streams") return static_cast<long>(S().streams.size());
+  if (key == "live_events") return static_cast<long>(S().events.size());
+  auto it = S().counts.find(key);
+  return it == S().counts.end() ? 0 : it->second;
+}
+
+const char* cudaGetErrorString(int error) {
+  switch (error) {
+    case kSuccess: return "no error";
+    case kInvalidValue: return "invalid argument";
+    case kMemoryAllocation: return "out of memory";
+    case kNoDevice: return "no CUDA-capable device is detected";
+    case kInvalidDevice: return "invalid device ordinal";
+    case kInvalidResourceHandle: return "invalid resource handle";
+    case kIllegalAddress: return "an illegal memory access was encountered";
+    case kHostMemoryAlreadyRegistered: return "part or all of the requested memory range is already mapped";
+    case kHostMemoryNotRegistered: return "pointer does not correspond to a registered memory region";
+    default: return "unrecognized error code";
+  }
+}
+
+int cudaGetLastError() {
+  std::lock_guard lock(S().mu);
+  return std::exchange(S().last_error, kSuccess);
+}
+
+int cudaGetDeviceCount(int* count) {
+  std::lock_guard lock(S().mu);
+  const long n = Env("FAKE_CUDA_DEVICES", 1);
+  *count = static_cast<int>(std::max(0L, n));
+  return n > 0 ? kSuccess : Fail(kNoDevice);
+}
+
+int cudaSetDevice(int device) {
+  std::lock_guard lock(S().mu);
+  return device >= 0 && device < Env("FAKE_CUDA_DEVICES", 1) ? kSuccess : Fail(kInvalidDevice);
+}
+
+int cudaMalloc(void** ptr, std::size_t size) {
+  std::lock_guard lock(S().mu);
+  *ptr = nullptr;
+  if (Env("FAKE_CUDA_FAIL_MALLOC", 0) != 0) return Fail(kMemoryAllocation);
+  void* host = std::malloc(size == 0 ? 1 : size);
+  if (host == nullptr) return Fail(kMemoryAllocation);
+  std::memset(host, 0xA5, size);
+  const auto device = reinterpret_cast<std::uintptr_t>(host) + kDeviceTag;
+  S().allocations[device] = size;
+  ++S().counts["allocations"];
+  *ptr = reinterpret_cast<void*>(device);
+  return kSuccess;
+}
+
+int cudaFree(void* ptr) {
+  std::unique_lock lock(S().mu);
+  if (ptr == nullptr) return kSuccess;
+  auto it = S().allocations.find(reinterpret_cast<std::uintptr_t>(ptr));
+  if (it == S().allocations.end()) {
+    ++S().counts["misuse"];
+    return Fail(kInvalidValue);
+  }
+  WaitAll(lock);  // cudaFree synchronizes the device
+  S().allocations.erase(it);
+  std::free(reinterpret_cast<void*>(reinterpret_cast<std::uintptr_t>(ptr) - kDeviceTag));
+  return kSuccess;
+}
+
+int cudaHostRegister(void* ptr, std::size_t size, unsigned /*flags*/) {
+  std::lock_guard lock(S().mu);
+  if (Env("FAKE_CUDA_FAIL_REGISTER", 0) != 0) return Fail(kMemoryAllocation);
+  if (ptr == nullptr || size == 0) return Fail(kInvalidValue);
+  if (Registered(ptr, 1)) return Fail(kHostMemoryAlreadyRegistered);
+  S().registrations[reinterpret_cast<std::uintptr_t>(ptr)] = size;
+  ++S().counts["registrations"];
+  S().copies_since_register = 0;
+  S().sticky = kSuccess;
+  return kSuccess;
+}
+
+int cudaHostUnregister(void* ptr) {
+  std::lock_guard lock(S().mu);
+  auto it = S().registrations.find(reinterpret_cast<std::uintptr_t>(ptr));
+  if (it == S().registrations.end()) return Fail(kHostMemoryNotRegistered);
+  if (AnyPending()) ++S().counts["misuse"];  // staging released under a copy
+  S().registrations.erase(it);
+  return kSuccess;
+}
+
+int cudaStreamCreate(void** stream) {
+  std::lock_guard lock(S().mu);
+  auto* s = new Stream;
+  s->thread = std::thread([s] { s->Run(); });
+  S().streams.insert(s);
+  *stream = s;
+  return kSuccess;
+}
+
+int cudaStreamDestroy(void* stream) {
+  auto* s = static_cast<Stream*>(stream);
+  {
+    std::lock_guard lock(S().mu);
+    if (S().streams.erase(s) == 0) return Fail(kInvalidResourceHandle);
+    s->stop = true;
+    s->cv.notify_all();
+  }
+  s->thread.join();  // finishes its queue first
+  delete s;
+  return kSuccess;
+}
+
+int cudaStreamSynchronize(void* stream) {
+  std::unique_lock lock(S().mu);
+  auto* s = static_cast<Stream*>(stream);
+  if (S().streams.count(s) == 0) return Fail(kInvalidResourceHandle);
+  s->cv.wait(lock, [&] { return s->completed == s->enqueued; });
+  return S().sticky;
+}
+
+int cudaMemcpyAsync(void* dst, const void* src, std::size_t n, int kind, void* stream) {
+  std::lock_guard lock(S().mu);
+  auto* s = static_cast<Stream*>(stream);
+  if (S().streams.count(s) == 0) return Fail(kInvalidResourceHandle);
+  if (S().sticky != kSuccess) return S().sticky;
+  void* host_dst = DeviceToHost(dst, n);
+  if (kind != kH2D || host_dst == nullptr || !Registered(src, n)) {
+    ++S().counts["misuse"];
+    return Fail(kInvalidValue);
+  }
+  const long nth = ++S().copies_since_register;
+  if (nth == Env("FAKE_CUDA_FAIL_COPY", 0)) return Fail(kInvalidValue);
+  ++S().counts["copies"];
+  S().counts["copied_bytes"] += static_cast<long>(n);
+  s->queue.push_back(Task{host_dst, src, n, nth == Env("FAKE_CUDA_LATE_ERROR", 0)});
+  ++s->enqueued;
+  s->cv.notify_all();
+  return kSuccess;
+}
+
+int cudaMemcpy(void* dst, const void* src, std::size_t n, int kind) {
+  std::unique_lock lock(S().mu);
+  WaitAll(lock);  // the legacy default stream waits for the others
+  void* host_src = kind == kD2H ? DeviceToHost(src, n) : nullptr;
+  void* host_dst = kind == kH2D ? DeviceToHost(dst, n) : nullptr;
+  if (kind == kD2H && host_src != nullptr) {
+    std::memcpy(dst, host_src, n);
+  } else if (kind == kH2D && host_dst != nullptr) {
+    std::memcpy(host_dst, src, n);
+  } else {
+    return Fail(kInvalidValue);
+  }
+  return S().sticky;
+}
+
+int cudaEventCreateWithFlags(void** event, unsigned /*flags*/) {
+  std::lock_guard lock(S().mu);
+  auto* e = new Event;
+  S().events.insert(e);
+  *event = e;
+  return kSuccess;
+}
+
+int cudaEventDestroy(void* event) {
+  std::lock_guard lock(S().mu);
+  if (S().events.erase(event) == 0) return Fail(kInvalidResourceHandle);
+  delete static_cast<Event*>(event);
+  return kSuccess;
+}
+
+int cudaEventRecord(void* event, void* stream) {
+  std::lock_guard lock(S().mu);
+  auto* s = static_cast<Stream*>(stream);
+  if (S().events.count(event) == 0 || S().streams.count(s) == 0) {
+    return Fail(kInvalidResourceHandle);
+  }
+  auto* e = static_cast<Event*>(event);
+  e->stream = s;
+  e->target = s->enqueued;
+  return kSuccess;
+}
+
+int cudaEventSynchronize(void* event) {
+  std::unique_lock lock(S().mu);
+  if (S().events.count(event) == 0) return Fail(kInvalidResourceHandle);
+  auto* e = static_cast<Event*>(event);
+  if (e->stream == nullptr) return kSuccess;  // never recorded
+  Stream* s = e->stream;
+  s->cv.wait(lock, [&] { return S().streams.count(s) == 0 || s->completed >= e->target; });
+  return S().sticky;
+}
+
+}  // extern "C"

@@ -1,0 +1,40 @@
+// --max-over-read and --read-strategy (see read_flags.h).
+// Thread-compatible.
+#include "read_flags.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <string>
+
+namespace shardload::cli {
+
+FlagSpec MaxOverReadFlag() {
+  return {"--max-over-read", "R",
+          "per tensor, bytes read / bytes received at most R (>= 1; 1: exact reads; default 8)"};
+}
+
+FlagSpec ReadStrategyFlag() {
+  return {"--read-strategy", "S",
+          "how slices' rows are read: auto (default, cost model), exact, staged or mixed"};
+}
+
+int ReadReadFlags(const CommandSpec& spec, const Args& args, LoadOptions& options) {
+  if (auto text = args.Get("--max-over-read")) {
+    char* end = nullptr;
+    double r = std::strtod(text->c_str(), &end);
+    if (text->empty() || end != text->c_str() + text->size() || !std::isfinite(r) || r < 1.0) {
+      return UsageError(spec, "--max-over-read needs a number >= 1");
+    }
+    options.max_over_read = r;
+  }
+  if (auto text = args.Get("--read-strategy")) {
+    if (*text == "auto") options.read_strategy = ReadStrategy::kAuto;
+    else if (*text == "exact") options.read_strategy = ReadStrategy::kExact;
+    else if (*text == "staged") options.read_strategy = ReadStrategy::kStaged;
+    else if (*text == "mixed") options.read_strategy = ReadStrategy::kMixed;
+    else return UsageError(spec, "--read-strategy must be auto, exact, staged or mixed");
+  }
+  return kExitOk;
+}
+
+}  // namespace shardload::cli
