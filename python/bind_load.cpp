@@ -48,6 +48,8 @@ struct Request {
   unsigned world = 1;
   PlanSource plan;
   double max_over_read = 0;  // 0: LoadOptions' default
+  std::string verify;        // manifest path, "" for none
+  std::string dtype;         // "F32", "F16", "BF16", "" for none
 };
 
 LoadOptions Options(const Request& request) {
@@ -55,6 +57,8 @@ LoadOptions Options(const Request& request) {
   options.threads = request.threads;
   options.mode = ParseMode(request.mode);
   if (request.max_over_read > 0) options.max_over_read = request.max_over_read;
+  options.verify = request.verify;
+  if (!request.dtype.empty()) options.dtype = ParseDType(request.dtype);
   return options;
 }
 
@@ -137,8 +141,8 @@ Request MakeRequest(std::vector<std::string> globs, unsigned threads, std::strin
   Result<PlanSource> plan = WithoutGil([&] {
     return MakePlanSource(plan_kind, std::move(plan_path), std::move(plan_text));
   });
-  return Request{std::move(globs), threads, std::move(mode), world, ValueOrThrow(std::move(plan)),
-                 max_over_read};
+  return Request{std::move(globs), threads, std::move(mode), world,
+                 ValueOrThrow(std::move(plan)), max_over_read, {}, {}};
 }
 
 }  // namespace
@@ -149,16 +153,20 @@ void BindLoad(py::module_& m) {
       [](const CheckpointHandle& handle, std::vector<std::string> globs, unsigned threads,
          std::string mode, unsigned rank, unsigned world, const std::string& plan_kind,
          std::string plan_path, std::string plan_text, const py::object& progress,
-         double max_over_read, const std::string& device) {
-        return Load(handle,
-                    MakeRequest(std::move(globs), threads, std::move(mode), world, plan_kind,
-                                std::move(plan_path), std::move(plan_text), max_over_read),
-                    rank, progress, device);
+         double max_over_read, const std::string& device, std::string verify,
+         std::string dtype) {
+        Request request = MakeRequest(std::move(globs), threads, std::move(mode), world,
+                                      plan_kind, std::move(plan_path), std::move(plan_text),
+                                      max_over_read);
+        request.verify = std::move(verify);
+        request.dtype = std::move(dtype);
+        return Load(handle, request, rank, progress, device);
       },
       py::arg("checkpoint"), py::kw_only(), py::arg("globs"), py::arg("threads"),
       py::arg("mode"), py::arg("rank"), py::arg("world"), py::arg("plan_kind"),
       py::arg("plan_path"), py::arg("plan_text"), py::arg("progress"),
       py::arg("max_over_read") = 0.0, py::arg("device") = "cpu",
+      py::arg("verify") = std::string(), py::arg("dtype") = std::string(),
       "Loads into a fresh LoadedMemory; the GIL is released while reading.");
   m.def(
       "plan",

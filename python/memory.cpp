@@ -79,6 +79,7 @@ py::dict StatsDict(const LoadStats& s) {
   out["memory"] = FsText(s.memory);
   out["device"] = s.device;
   out["transfer"] = s.transfer;
+  if (!s.verified.empty()) out["verified"] = FsText(s.verified);
   return out;
 }
 

@@ -17,6 +17,8 @@ int ExitCodeFor(ErrorCode code) {
   if (value >= 200 && value < 300) return kExitBadCheckpoint;
   if (value >= 400 && value < 500) return kExitBadRequest;  // tensor-parallel plans
   switch (code) {
+    case ErrorCode::kChecksumMismatch: return kExitMismatch;
+    case ErrorCode::kBadManifest: return kExitBadRequest;
     case ErrorCode::kIoError: return kExitIo;
     case ErrorCode::kInvalidArgument:
     case ErrorCode::kTensorNotFound: return kExitBadRequest;

@@ -18,6 +18,7 @@ namespace shardload::cli {
 // Exit codes (docs/cli.md). Stable: scripts rely on them.
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitInternal = 1;
+inline constexpr int kExitMismatch = 1;       // verify / load --verify: a file's digest differs
 inline constexpr int kExitUsage = 2;
 inline constexpr int kExitCorruptFile = 3;    // a safetensors file breaks the format
 inline constexpr int kExitBadCheckpoint = 4;  // index / layout / shard set is wrong

@@ -27,6 +27,7 @@ const CommandSpec kLoadSpec = {
     "load",
     "PATH [--select GLOB]... [--threads N] [--queue-depth N] [--chunk-size BYTES] "
     "[--direct | --buffered] [--max-over-read R] [--read-strategy S] [--repeat N] [--save OUT] "
+    "[--verify MANIFEST] [--dtype F32|F16|BF16] "
     "[--rank R --world W --plan P] [--device cpu|cuda:N [--staging BYTES] [--gds]] [--json]",
     "Load a checkpoint into memory in parallel and report the throughput.",
     {"PATH"},
@@ -42,6 +43,8 @@ const CommandSpec kLoadSpec = {
      {"--repeat", "N", "load N times into the same memory; reports steady_gb_per_s"},
      {"--save", "OUT", "write what was loaded to directory OUT"},
      {"--max-shard-size", "BYTES", "shard size limit for --save (default 5GB)"},
+     {"--verify", "MANIFEST", "check the SHA-256 of the files read (see `verify`); a mismatch fails"},
+     {"--dtype", "DTYPE", "load floating-point tensors as F32, F16 or BF16"},
      RankFlag(),
      WorldFlag(),
      PlanFlag(),
@@ -150,6 +153,13 @@ int ReadFlags(const Args& args, LoadFlags& flags) {
   if (!mode) return UsageError(kLoadSpec, "--direct and --buffered exclude each other");
   flags.options.mode = *mode;
   if (int rc = ReadReadFlags(kLoadSpec, args, flags.options); rc != kExitOk) return rc;
+  flags.options.verify = args.Get("--verify").value_or("");
+  if (auto dtype = args.Get("--dtype")) {
+    if (*dtype != "F32" && *dtype != "F16" && *dtype != "BF16") {
+      return UsageError(kLoadSpec, "--dtype must be F32, F16 or BF16");
+    }
+    flags.options.dtype = ParseDType(*dtype);
+  }
   flags.selection.globs = args.GetAll("--select");
   flags.json = args.Has("--json");
   return kExitOk;
@@ -198,6 +208,7 @@ void PrintReport(const LoadFlags& flags, const LoadStats& first, double first_se
     if (!first.backend_reason.empty()) fmt::print("backend: {}\n", first.backend_reason);
     if (!first.memory.empty()) fmt::print("memory: {}\n", first.memory);
     if (!first.transfer.empty()) fmt::print("device: {}: {}\n", first.device, first.transfer);
+    if (!first.verified.empty()) fmt::print("verified: {}\n", first.verified);
     if (flags.tp.enabled) {
       fmt::print("tensor parallel: rank {} of {}, plan {}\n", flags.tp.tp.rank, flags.tp.tp.world,
                  flags.tp.tp.plan.Describe());
@@ -212,13 +223,14 @@ void PrintReport(const LoadFlags& flags, const LoadStats& first, double first_se
       "\"backend\":{},\"backend_reason\":{},\"memory\":{},\"device\":{},\"transfer\":{},"
       "\"threads\":{},\"direct\":{},\"mode\":{},"
       "\"bytes_direct\":{},\"bytes_buffered\":{},\"mode_note\":{},\"read_ops\":{},"
-      "\"short_reads\":{},\"retries\":{},\"repeat\":{}{}{}}}\n",
+      "\"short_reads\":{},\"retries\":{},\"repeat\":{}{}{}{}}}\n",
       first.tensors, first.bytes, first.bytes_read, first_seconds, gbps, JsonString(BackendName(first.backend)),
       JsonString(first.backend_reason), JsonString(first.memory), JsonString(first.device),
       JsonString(first.transfer), first.threads,
       first.bytes_direct > 0 ? "true" : "false", JsonString(IoModeName(first.mode)),
       first.bytes_direct, first.bytes_buffered, JsonString(first.mode_note),
       first.read_ops, first.short_reads, first.retries, flags.repeat, tp,
+      first.verified.empty() ? "" : ",\"verified\":" + JsonString(first.verified),
       rates.empty() ? "" : fmt::format(",\"steady_gb_per_s\":{},\"reload_gb_per_s\":[{}]", steady, runs));
 }
 

@@ -21,5 +21,7 @@ extern const CommandSpec kSplitSpec;
 int RunSplit(int argc, char** argv);
 extern const CommandSpec kGenerateSpec;
 int RunGenerate(int argc, char** argv);
+extern const CommandSpec kVerifySpec;
+int RunVerify(int argc, char** argv);
 
 }  // namespace shardload::cli

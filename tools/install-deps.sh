@@ -6,7 +6,7 @@
 # is only a warning.
 set -euo pipefail
 packages=(cmake ninja-build g++ pkg-config libtbb-dev liburing-dev rapidjson-dev
-          libfmt-dev doctest-dev libre2-dev python3 python3-numpy python3-dev pybind11-dev
+          libfmt-dev doctest-dev libre2-dev libssl-dev python3 python3-numpy python3-dev pybind11-dev
           python3-pytest python3-tqdm)
 optional=()
 [ "${SHARDLOAD_NO_TORCH:-0}" = 1 ] || optional+=(python3-torch)

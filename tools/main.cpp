@@ -16,6 +16,7 @@ const Command kCommands[] = {
     {&kPlanSpec, RunPlan},
     {&kSplitSpec, RunSplit},
     {&kGenerateSpec, RunGenerate},
+    {&kVerifySpec, RunVerify},
 };
 
 void PrintUsage(std::FILE* out) {

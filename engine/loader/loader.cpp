@@ -4,7 +4,9 @@
 //   plan (read once per source, cached) -> selection -> slices (tp_load.h)
 //   -> layout (library-owned memory) or caller destinations -> strided
 //   segments -> FileTable -> read plan -> OpQueue -> workers (oneTBB)
-//   -> IoBackend -> padding zeroed.
+//   -> IoBackend -> padding zeroed -> LoadOptions::verify (integrity/).
+// LoadOptions::dtype takes the same items through ReadConverted's bounded
+// staging instead of the read plan (convert/, loader/convert_load.h).
 // std::bad_alloc is caught here, at the API boundary (kResourceExhausted).
 // Thread-compatible: one Load/Reload/LoadInto at a time per Loader.
 #include "shardload/loader.h"
@@ -28,8 +30,11 @@
 
 #include "buffers/fault_in_policy.h"
 #include "buffers/mapped_memory.h"
+#include "convert/convert.h"
+#include "convert/converting_read.h"
 #include "device/device_memory.h"
 #include "device/waves.h"
+#include "integrity/loaded_hash.h"
 #include "io/capabilities.h"
 #include "io/completion.h"
 #include "io/file_table.h"
@@ -40,6 +45,7 @@
 #include "io/uring_backend.h"
 #include "loader/backend_name.h"
 #include "loader/backend_override.h"
+#include "loader/convert_load.h"
 #include "loader/device_load.h"
 #include "loader/tp_load.h"
 #include "plan/read_planner.h"
@@ -204,6 +210,16 @@ struct Loader::Impl {
   Result<std::vector<RankPlan>> PlanRanks(const Selection& selection, const PlanSource& plan,
                                           unsigned world, unsigned first, unsigned last);
   Result<LoadedCheckpoint> Load(const Selection& selection, const TensorParallel& tp);
+  // LoadOptions::verify: checks the shards ITEMS were read from against the
+  // manifest (integrity/loaded_hash.h), from DATA (host memory) where an
+  // item is a whole tensor's unchanged bytes; else (DATA empty, a slice, or
+  // a device load) its shard is read again.
+  Status VerifyIfAsked(std::span<const TpItem> items, std::span<std::byte* const> data,
+                       LoadStats& stats) const;
+  // LoadOptions::dtype: ITEMS in fresh memory of the converted sizes, read
+  // and converted through ReadConverted's bounded staging (convert/).
+  Result<LoadedCheckpoint> LoadConverted(std::span<const TpItem> items, TpContext context,
+                                         std::chrono::steady_clock::time_point start);
   Status Reload(LoadedCheckpoint& loaded);
   Result<LoadStats> LoadInto(std::span<const Destination> destinations,
                              const TensorParallel& tp);
@@ -464,6 +480,18 @@ std::vector<Segment> MakeSegments(std::span<const TpItem> items,
   return segments;
 }
 
+// True when ITEM is its whole tensor, byte for byte as in the file (a plain
+// load, or a replicated tensor): its loaded bytes can be hashed in place.
+bool IsWhole(const TpItem& item) {
+  const tp::LocalSlice& slice = item.slice;
+  if (slice.size != item.source->size || slice.zero_fill) return false;
+  if (slice.size == 0) return true;
+  if (slice.segments.size() != 1) return false;
+  const tp::Segment& s = slice.segments.front();
+  return s.src_offset == 0 && s.dst_offset == 0 && s.count * s.length == slice.size &&
+         (s.count == 1 || (s.src_stride == s.length && s.dst_stride == s.length));
+}
+
 std::string StrategyName(ReadStrategy strategy) {
   switch (strategy) {
     case ReadStrategy::kAuto: return "auto";
@@ -566,6 +594,7 @@ Result<LoadedCheckpoint> Loader::Impl::Load(const Selection& selection,
   auto items = SliceSelection(*context, selection);
   if (!items) return std::move(items).error();
   if (Status s = CheckCancel(options); !s) return std::move(s).error();
+  if (options.dtype) return LoadConverted(*items, std::move(*context), start);
   auto files = OpenFiles(Sources(*items));
   if (!files) return std::move(files).error();
   LoadLayout layout = LayOut(*items, ArenaAlignment(*files));
@@ -583,9 +612,78 @@ Result<LoadedCheckpoint> Loader::Impl::Load(const Selection& selection,
   FaultInPolicy fault_in(impl->arena.data(), impl->arena.size(), options.huge_pages);
   auto stats = Run(*files, *items, data, impl->windows, &fault_in);
   if (!stats) return std::move(stats).error();
+  if (Status s = VerifyIfAsked(*items, data, *stats); !s) return std::move(s).error();
   impl->stats = std::move(*stats);
   impl->stats.memory = cuda ? DeviceMemory(options.device) : fault_in.Describe();
   impl->stats.seconds = SecondsSince(start);
+  return LoadedCheckpoint(std::move(impl));
+}
+
+Status Loader::Impl::VerifyIfAsked(std::span<const TpItem> items,
+                                   std::span<std::byte* const> data, LoadStats& stats) const {
+  if (options.verify.empty()) return {};
+  std::vector<LoadedBytes> loaded;
+  loaded.reserve(items.size());
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    const bool whole = !cuda && !data.empty() && IsWhole(items[i]);
+    loaded.push_back({items[i].source, whole ? data[i] : nullptr});
+  }
+  auto check = VerifyLoad(checkpoint, options.verify, loaded, threads);
+  if (!check) return std::move(check).error();
+  stats.verified = check->Describe();
+  return {};
+}
+
+Result<LoadedCheckpoint> Loader::Impl::LoadConverted(std::span<const TpItem> items,
+                                                     TpContext context,
+                                                     std::chrono::steady_clock::time_point start) {
+  if (cuda) return Invalid("", "dtype conversion loads to host memory only");
+  if (options.mode == IoMode::kDirect) {
+    return Invalid("", "dtype conversion does not support O_DIRECT reads");
+  }
+  ConvertedLayout layout = LayOutConverted(items, *options.dtype);
+  auto impl = std::make_unique<LoadedCheckpoint::Impl>();
+  auto base = AllocateOwned(*impl, layout.total);
+  if (!base) return std::move(base).error();
+  impl->context = std::move(context);
+  auto files = OpenFiles(Sources(items));
+  if (!files) return std::move(files).error();
+  std::vector<int> fds;
+  std::vector<std::string> paths, names;
+  for (std::uint32_t f = 0; f < checkpoint.shards().size(); ++f) {
+    fds.push_back(files->fd(f, false));  // buffered: kDirect is refused above
+    paths.push_back(checkpoint.shards()[f].path);
+  }
+  for (const TpItem& item : items) names.push_back(item.source->name);
+  // Each item's segments from kPlanningBase, re-aimed at converted memory.
+  std::vector<std::byte*> origin(items.size(), kPlanningBase);
+  std::vector<ConvertSegment> converts =
+      TranslateSegments(MakeSegments(items, origin), kPlanningBase, items, layout, *base);
+  FaultInPolicy fault_in(impl->arena.data(), impl->arena.size(), options.huge_pages);
+  auto before_write = [&fault_in](std::byte* dst, std::size_t n) { fault_in.BeforeRead(dst, n); };
+  auto read =
+      ReadConverted(converts, {threads, options.chunk_size, fds, paths, names, before_write});
+  if (!read) return std::move(read).error();
+  LoadStats stats;
+  if (Status s = VerifyIfAsked(items, {}, stats); !s) return std::move(s).error();  // re-read
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    std::byte* data = layout.size[i] > 0 ? *base + layout.position[i] : *base;
+    impl->tensors.push_back(LoadedTensor{items[i].source->name, layout.dtype[i],
+                                         items[i].slice.shape, {data, layout.size[i]}});
+  }
+  stats.tensors = items.size();
+  stats.bytes = read->bytes_written;
+  stats.bytes_read = read->bytes_read;
+  stats.bytes_buffered = read->bytes_read;
+  stats.read_ops = read->read_ops;
+  stats.threads = threads;
+  stats.mode = options.mode;
+  stats.backend = Backend::kPread;
+  stats.backend_reason = "dtype conversion: pread through a bounded staging buffer per worker";
+  stats.memory = "converted to " + std::string(DTypeName(*options.dtype)) + "; " +
+                 fault_in.Describe();
+  stats.seconds = SecondsSince(start);
+  impl->stats = std::move(stats);
   return LoadedCheckpoint(std::move(impl));
 }
 
@@ -611,6 +709,7 @@ Status Loader::Impl::Reload(LoadedCheckpoint& loaded) {
   if (!files) return std::move(files).error();
   auto stats = Run(*files, items, data, target->windows, nullptr);
   if (!stats) return std::move(stats).error();
+  if (Status s = VerifyIfAsked(items, data, *stats); !s) return std::move(s).error();
   target->stats = std::move(*stats);
   target->stats.memory = cuda ? DeviceMemory(options.device) + ", reused"
                               : "reused (faulted in by the first load)";
@@ -724,6 +823,10 @@ Result<Loader> Loader::Open(Checkpoint checkpoint, LoadOptions options) {
   try {
     if (options.queue_depth == 0) return Invalid("", "queue_depth must be at least 1");
     if (options.chunk_size == 0) return Invalid("", "chunk_size must be at least 1");
+    if (options.dtype && !IsConversionTarget(*options.dtype)) {
+      return Invalid("", "dtype must be BF16, F16 or F32, not " +
+                             std::string(DTypeName(*options.dtype)));
+    }
     if (options.device.is_cuda() && options.staging_bytes < 2 * kStagingAlignment) {
       return Invalid("", "staging_bytes must be at least " +
                              std::to_string(2 * kStagingAlignment));

@@ -54,6 +54,8 @@ std::string_view ErrorCodeName(ErrorCode code) {
     case ErrorCode::kTpMisaligned: return "tp_misaligned";
     case ErrorCode::kTpUnmatched: return "tp_unmatched";
     case ErrorCode::kTpQuantUnsupported: return "tp_quant_unsupported";
+    case ErrorCode::kChecksumMismatch: return "checksum_mismatch";
+    case ErrorCode::kBadManifest: return "bad_manifest";
   }
   return "unknown";
 }

@@ -71,6 +71,10 @@ enum class ErrorCode : int {
   kTpMisaligned,            // a split of a sub-byte dtype not on whole bytes
   kTpUnmatched,             // "unmatched": "error" and no rule matches a tensor
   kTpQuantUnsupported,      // a quantization format the splitter does not cover
+
+  // Integrity (verify, LoadOptions::verify).
+  kChecksumMismatch = 500,  // a file's SHA-256 differs from its manifest entry
+  kBadManifest,             // a manifest is malformed, or lacks a file it must list
 };
 
 // Stable lower-case name of a code, e.g. "invalid_offset".

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -115,6 +116,27 @@ struct LoadOptions {
   // `direct`: not implemented yet; a device load asking for it is staged and
   // says why in LoadStats::transfer. Default: off.
   bool gds = false;
+  // Path of a manifest (`sha256sum` output or a JSON object name -> SHA-256
+  // hex; docs/cli.md, `verify`). Load checks every shard it read: a shard
+  // loaded whole, unchanged, is hashed from the loaded bytes (no second
+  // read); a shard read only in part (a selection, rank slices, a dtype
+  // conversion) or loaded to a CUDA device is hashed by reading the file
+  // again. A mismatch fails the
+  // load with kChecksumMismatch naming the file, and no tensor is returned.
+  // Shards the load did not read from are not checked. Reload checks the
+  // same way (a mismatch fails it; the bytes are then unspecified); LoadInto
+  // does not check. Default: empty = no check.
+  std::string verify;
+  // Load floating-point tensors as this dtype (BF16, F16 or F32): BF16, F16,
+  // F32, F8_E4M3 and F8_E5M2 tensors are converted (round to nearest even;
+  // NaN, infinities and subnormals kept) while copied out of a bounded
+  // staging buffer per worker into memory of the converted size; other
+  // tensors (integers, bool, F64, other F8/F6/F4 types) keep their bytes
+  // and dtype. LoadedTensor::dtype and data are the converted ones. Load
+  // only (whole or rank slices; host memory only, not with `mode` kDirect;
+  // `progress` is not called); Reload of a converted load fails (dtype
+  // differs), LoadInto ignores it. Default: nullopt.
+  std::optional<DType> dtype;
 };
 
 // Which tensors to load. Both empty: all of them.

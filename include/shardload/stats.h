@@ -39,6 +39,7 @@ struct LoadStats {
   std::string memory;             // how the destination memory was backed, and why
   std::string device = "cpu";     // where the tensors landed: "cpu" or "cuda:N"
   std::string transfer;           // device loads: waves, staging and streams used
+  std::string verified;           // LoadOptions::verify: what was checked, in words
 };
 
 }  // namespace shardload

@@ -21,7 +21,8 @@ from . import _args, _load
 
 
 def load(path, *, rank=None, world=None, plan=None, select=None, threads=None, direct=False,
-         mode=None, framework="numpy", progress=None, max_over_read=None, device="cpu"):
+         mode=None, framework="numpy", progress=None, max_over_read=None, device="cpu",
+         verify=None, dtype=None):
     """Loads the checkpoint at PATH; returns a LoadedTensors (a dict name ->
     array, with .dtypes, .stats and .memory).
 
@@ -52,6 +53,12 @@ def load(path, *, rank=None, world=None, plan=None, select=None, threads=None, d
       land in that CUDA device's memory (pinned staging, one allocation for
       the load) and come back as torch CUDA tensors through DLPack, no copy.
       Without the CUDA runtime or the device: shardload.Error "unsupported".
+    verify: a manifest path (`sha256sum` output or a JSON object name ->
+      SHA-256 hex): the shards read are checked, a mismatch raises
+      shardload.Error (code "checksum_mismatch", path the file) and nothing is
+      returned; stats["verified"] says how (docs/python.md).
+    dtype: "F32", "F16" or "BF16": floating-point tensors (BF16, F16, F32,
+      F8_E4M3, F8_E5M2) are converted while loaded; others are unchanged.
 
     The GIL is released while reading; Ctrl-C (KeyboardInterrupt) cancels
     the load (it stops once its reads in flight are done), frees its memory
@@ -62,7 +69,8 @@ def load(path, *, rank=None, world=None, plan=None, select=None, threads=None, d
     request = _args.load_request(rank=rank, world=world, plan=plan, select=select,
                                  threads=threads, direct=direct, mode=mode,
                                  framework=framework, progress=progress,
-                                 max_over_read=max_over_read, device=device)
+                                 max_over_read=max_over_read, device=device,
+                                 verify=verify, dtype=dtype)
     return _load.run(open(path)._handle, request)
 
 

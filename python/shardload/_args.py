@@ -48,6 +48,8 @@ class Request:
     progress: Any = None         # None, a bool or a callable (_progress.py)
     max_over_read: float = 0.0   # 0: the library's default
     device: str = "cpu"          # "cpu" or "cuda:N"
+    verify: str = ""             # manifest path ("" for none)
+    dtype: str = ""              # "F32", "F16", "BF16" ("" for none)
 
     def rank_info(self):
         """What a tensor-parallel load adds to .stats (None for a plain load)."""
@@ -163,6 +165,28 @@ def _world_and_rank(rank, world, plan, every_rank_allowed):
     return rank, world
 
 
+DTYPES = ("F32", "F16", "BF16")   # as `shardload load --dtype`
+
+
+def _verify(verify) -> str:
+    if verify is None:
+        return ""
+    if not isinstance(verify, (str, bytes, os.PathLike)):
+        raise TypeError(f"verify must be a manifest path, not {type(verify).__name__}")
+    text = os.fsdecode(verify)
+    if not text:
+        raise ValueError("verify is empty")
+    return text
+
+
+def _dtype(dtype) -> str:
+    if dtype is None:
+        return ""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    return dtype
+
+
 def _mode(direct, mode) -> str:
     """The read mode: MODE if given ("auto", "buffered" or "direct"), else
     "direct" with DIRECT=True, else "auto"."""
@@ -268,7 +292,8 @@ def destinations(tensors):
 
 
 def load_request(*, rank, world, plan, select, threads, direct, framework, progress,
-                 mode=None, max_over_read=None, device="cpu") -> Request:
+                 mode=None, max_over_read=None, device="cpu", verify=None,
+                 dtype=None) -> Request:
     """The checked arguments of a load."""
     plan = _plan(plan)
     rank, world = _world_and_rank(rank, world, plan, every_rank_allowed=False)
@@ -277,7 +302,8 @@ def load_request(*, rank, world, plan, select, threads, direct, framework, progr
         raise ValueError(f"framework must be one of {FRAMEWORKS}, got {framework!r}")
     check_progress(progress)
     return Request(_globs(select), _threads(threads), mode, rank, world, plan, framework,
-                   progress, _max_over_read(max_over_read), _device(device, framework))
+                   progress, _max_over_read(max_over_read), _device(device, framework),
+                   _verify(verify), _dtype(dtype))
 
 
 def plan_request(*, rank, world, plan, select, threads, direct, mode=None,

@@ -141,13 +141,14 @@ class Checkpoint(Mapping):
 
     def load(self, *, rank=None, world=None, plan=None, select=None, threads=None,
              direct=False, mode=None, framework="numpy", progress=None, max_over_read=None,
-             device="cpu"):
+             device="cpu", verify=None, dtype=None):
         """Loads from this checkpoint; as shardload.load() without resolving
         the path again."""
         request = _args.load_request(rank=rank, world=world, plan=plan, select=select,
                                      threads=threads, direct=direct, mode=mode,
                                      framework=framework, progress=progress,
-                                     max_over_read=max_over_read, device=device)
+                                     max_over_read=max_over_read, device=device,
+                                     verify=verify, dtype=dtype)
         return _load.run(self._handle, request)
 
     def __repr__(self):

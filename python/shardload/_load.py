@@ -13,8 +13,9 @@ class LoadedTensors(dict):
       stats: the load's statistics, as `shardload load --json` reports them
         (tensors, bytes, bytes_read, seconds, gb_per_s, backend,
         backend_reason, threads, direct, mode, bytes_direct, bytes_buffered,
-        mode_note, read_ops, short_reads, retries, memory, device, transfer),
-        plus rank, world and plan for a tensor-parallel load.
+        mode_note, read_ops, short_reads, retries, memory, device, transfer;
+        verified with verify=), plus rank, world and plan for a tensor-parallel
+        load.
       memory: the LoadedMemory holding every tensor's bytes (each numpy
         array's .base). The memory lives while any array, tensor or this
         mapping refers to it.
@@ -41,7 +42,7 @@ def run(handle, request):
             handle, globs=request.globs, threads=request.threads, mode=request.mode,
             rank=request.rank, world=request.world, progress=progress,
             max_over_read=request.max_over_read, device=request.device,
-            **request.plan_kwargs())
+            verify=request.verify, dtype=request.dtype, **request.plan_kwargs())
     finally:
         _progress.close(progress)
     dtypes = memory.dtypes()

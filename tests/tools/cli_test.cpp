@@ -466,3 +466,86 @@ TEST_CASE("split writes rank-<r>/ checkpoints that inspect accepts") {
 
 }  // namespace
 }  // namespace shardload::test
+
+// --- verify, load --verify, load --dtype ----------------------------------------
+
+namespace shardload::test {
+namespace {
+
+// A copy of the generated checkpoint (tests below corrupt it) and its
+// manifest written by `sha256sum` (the oracle).
+std::string CopyWithManifest(const TempDir& tmp) {
+  std::string dir = tmp / "copy";
+  std::filesystem::copy(Generated(), dir);
+  Run r = Cli("verify " + dir + " >/dev/null; cd " + dir +
+                  " && sha256sum *.safetensors > ../manifest.sha256",
+              tmp);
+  REQUIRE(r.exit_code == 0);
+  return dir;
+}
+
+TEST_CASE("verify prints sha256sum lines, and with a manifest one verdict per file") {
+  TempDir tmp;
+  std::string dir = CopyWithManifest(tmp);
+  Run listed = Cli("verify " + dir, tmp);
+  REQUIRE_MESSAGE(listed.exit_code == 0, listed.err);
+  CHECK(listed.out == ReadFile(tmp / "manifest.sha256"));
+  Run ok = Cli("verify " + dir + " --manifest " + tmp / "manifest.sha256", tmp);
+  CHECK(ok.exit_code == 0);
+  CHECK(ok.out.find("OK       model-00001-of-") == 0);
+  CHECK(ok.out.find("MISMATCH") == std::string::npos);
+  // The JSON form of the manifest works too.
+  WriteFile(tmp / "m.json", "{\"model-00001-of-00003.safetensors\": \"" + std::string(64, '0') +
+                                "\"}");
+  Run json = Cli("verify " + dir + " --manifest " + tmp / "m.json" + " --json", tmp);
+  CHECK(json.exit_code == 1);
+  rapidjson::Document doc = LastJsonLine(json.out);
+  CHECK_FALSE(doc["ok"].GetBool());
+  CHECK(std::string(doc["files"][0]["status"].GetString()) == "MISMATCH");
+  CHECK(std::string(doc["files"][1]["status"].GetString()) == "EXTRA");
+}
+
+TEST_CASE("verify and load --verify fail on a flipped byte, naming the file") {
+  TempDir tmp;
+  std::string dir = CopyWithManifest(tmp);
+  std::string victim = dir + "/model-00002-of-00003.safetensors";
+  std::string bytes = ReadFile(victim);
+  bytes[bytes.size() / 2] ^= 1;
+  WriteFile(victim, bytes);
+  Run v = Cli("verify " + dir + " --manifest " + tmp / "manifest.sha256", tmp);
+  CHECK(v.exit_code == 1);
+  CHECK(v.out.find("MISMATCH model-00002-of-00003.safetensors") != std::string::npos);
+  CHECK(v.out.find("OK       model-00001-of-00003.safetensors") != std::string::npos);
+  Run load = Cli("load " + dir + " --verify " + tmp / "manifest.sha256", tmp);
+  CHECK(load.exit_code == 1);
+  CHECK(load.err.find(victim) != std::string::npos);
+  CHECK(load.err.find("checksum_mismatch") != std::string::npos);
+  // Missing and extra files.
+  WriteFile(tmp / "more.sha256", ReadFile(tmp / "manifest.sha256") + std::string(64, 'a') +
+                                     "  tokenizer.json\n");
+  Run missing = Cli("verify " + dir + " --manifest " + tmp / "more.sha256", tmp);
+  CHECK(missing.exit_code == 1);
+  CHECK(missing.out.find("MISSING  tokenizer.json") != std::string::npos);
+  // A bad manifest: exit 6 naming it.
+  WriteFile(tmp / "bad.sha256", "not a manifest\n");
+  Run bad = Cli("verify " + dir + " --manifest " + tmp / "bad.sha256", tmp);
+  CHECK(bad.exit_code == 6);
+  CHECK(bad.err.find("bad.sha256") != std::string::npos);
+}
+
+TEST_CASE("load --verify and --dtype report through --json") {
+  TempDir tmp;
+  std::string dir = CopyWithManifest(tmp);
+  Run r = Cli("load " + dir + " --verify " + tmp / "manifest.sha256" + " --dtype F32 --json", tmp);
+  REQUIRE_MESSAGE(r.exit_code == 0, r.err);
+  rapidjson::Document doc = LastJsonLine(r.out);
+  Run plain = Cli("load " + dir + " --json", tmp);
+  rapidjson::Document base = LastJsonLine(plain.out);
+  CHECK(doc["bytes"].GetUint64() == 2 * base["bytes"].GetUint64());  // BF16 -> F32
+  CHECK(std::string(doc["verified"].GetString()).find("3 by reading them again") !=
+        std::string::npos);
+  CHECK(Cli("load " + dir + " --dtype F8_E4M3", tmp).exit_code == 2);
+}
+
+}  // namespace
+}  // namespace shardload::test

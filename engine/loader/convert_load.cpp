@@ -1,0 +1,50 @@
+// Converted-load layout and segment translation (convert_load.h).
+// Thread-safe: pure functions.
+#include "loader/convert_load.h"
+
+#include <algorithm>
+
+#include "convert/convert.h"
+
+namespace shardload {
+namespace {
+
+constexpr std::uint64_t kAlignment = 64;
+
+std::uint64_t ElementBytes(DType d) { return std::max(1u, DTypeBits(d) / 8); }
+
+}  // namespace
+
+ConvertedLayout LayOutConverted(std::span<const TpItem> items, DType target) {
+  ConvertedLayout out;
+  for (const TpItem& item : items) {
+    DType to = ConvertedDType(item.source->dtype, target);
+    std::uint64_t size = item.slice.size / ElementBytes(item.source->dtype) * ElementBytes(to);
+    out.total = (out.total + kAlignment - 1) / kAlignment * kAlignment;
+    out.dtype.push_back(to);
+    out.size.push_back(size);
+    out.position.push_back(out.total);
+    out.total += size;
+  }
+  return out;
+}
+
+std::vector<ConvertSegment> TranslateSegments(std::span<const Segment> segments,
+                                              const std::byte* origin,
+                                              std::span<const TpItem> items,
+                                              const ConvertedLayout& layout, std::byte* base) {
+  std::vector<ConvertSegment> out;
+  out.reserve(segments.size());
+  for (const Segment& s : segments) {
+    if (s.length == 0) continue;
+    DType from = items[s.tag].source->dtype, to = layout.dtype[s.tag];
+    std::uint64_t in = ElementBytes(from), o = ElementBytes(to);
+    std::uint64_t at = static_cast<std::uint64_t>(s.dst - origin) / in * o;
+    out.push_back(ConvertSegment{s.file, s.offset, s.length, s.count, s.src_stride,
+                                 base + layout.position[s.tag] + at, s.dst_stride / in * o,
+                                 from, to, s.tag});
+  }
+  return out;
+}
+
+}  // namespace shardload

@@ -1,0 +1,88 @@
+// `shardload verify PATH [--manifest FILE] [--json]`: validates every header,
+// hashes every file (SHA-256, files in parallel) and compares the digests
+// with a manifest, or prints them as `sha256sum` lines when there is none.
+// Thread-compatible (the CLI is single-threaded; Verify runs its own threads).
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <string>
+
+#include "commands.h"
+#include "shardload/verify.h"
+
+namespace shardload::cli {
+
+const CommandSpec kVerifySpec = {
+    "verify",
+    "PATH [--manifest FILE] [--threads N] [--read-size BYTES] [--json]",
+    "Check every file's SHA-256 against a manifest (or print the digests).",
+    {"PATH"},
+    {{"--manifest", "FILE", "sha256sum output or a JSON object name -> hex digest"},
+     {"--threads", "N", "files hashed at once (default: one per CPU)"},
+     {"--read-size", "BYTES", "bytes per read (default 1MiB)"},
+     {"--json", "", "print one JSON object on the last line of stdout"}},
+};
+
+namespace {
+
+void PrintText(const VerifyReport& report, bool with_manifest) {
+  for (const FileVerdict& v : report.files) {
+    if (!with_manifest) {
+      fmt::print("{}  {}\n", v.sha256, v.name);
+    } else if (v.check == FileCheck::kMismatch) {
+      fmt::print("{:<8} {} (expected {}, got {})\n", FileCheckName(v.check), v.name, v.expected,
+                 v.sha256);
+    } else {
+      fmt::print("{:<8} {}\n", FileCheckName(v.check), v.name);
+    }
+  }
+  double rate = report.seconds > 0 ? static_cast<double>(report.bytes) / report.seconds / 1e9 : 0;
+  std::fprintf(stderr, "hashed %zu files, %s in %.3f s: %.2f GB/s [%u threads]\n",
+               report.files.size(), HumanBytes(report.bytes).c_str(), report.seconds, rate,
+               report.threads);
+}
+
+void PrintJson(const VerifyReport& report) {
+  std::string files;
+  for (const FileVerdict& v : report.files) {
+    files += fmt::format("{}{{\"name\":{},\"status\":\"{}\",\"bytes\":{},\"sha256\":{},\"expected\":{}}}",
+                         files.empty() ? "" : ",", JsonString(v.name), FileCheckName(v.check),
+                         v.bytes, JsonString(v.sha256), JsonString(v.expected));
+  }
+  double rate = report.seconds > 0 ? static_cast<double>(report.bytes) / report.seconds / 1e9 : 0;
+  fmt::print("{{\"ok\":{},\"files\":[{}],\"bytes\":{},\"seconds\":{:.6f},\"gb_per_s\":{:.3f},"
+             "\"threads\":{}}}\n",
+             report.ok() ? "true" : "false", files, report.bytes, report.seconds, rate,
+             report.threads);
+}
+
+}  // namespace
+
+int RunVerify(int argc, char** argv) {
+  int exit_code = kExitOk;
+  auto args = ParseArgs(kVerifySpec, argc, argv, &exit_code);
+  if (!args) return exit_code;
+  VerifyOptions options;
+  options.manifest = args->Get("--manifest").value_or("");
+  if (auto text = args->Get("--threads")) {
+    auto n = ParseUint(*text);
+    if (!n || *n == 0 || *n > 1024) {
+      return UsageError(kVerifySpec, "--threads needs a positive integer (at most 1024)");
+    }
+    options.threads = static_cast<unsigned>(*n);
+  }
+  if (auto text = args->Get("--read-size")) {
+    auto n = ParseBytes(*text);
+    if (!n || *n == 0 || *n > (1ULL << 30)) {
+      return UsageError(kVerifySpec, "--read-size needs a byte count from 1 to 1GiB");
+    }
+    options.read_size = *n;
+  }
+  bool json = args->Has("--json");
+  auto report = Verify(args->Positional(0), options);
+  if (!report) return ReportError(report.error(), json);
+  json ? PrintJson(*report) : PrintText(*report, !options.manifest.empty());
+  return report->ok() ? kExitOk : kExitMismatch;
+}
+
+}  // namespace shardload::cli
