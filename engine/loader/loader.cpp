@@ -793,11 +793,13 @@ Result<std::vector<RankPlan>> Loader::Impl::PlanRanks(const Selection& selection
   if (!selected) return std::move(selected).error();
   auto files = OpenFiles(*selected);
   if (!files) return std::move(files).error();
+  auto matches = MatchSelected(*context, *selected);  // once for every rank
+  if (!matches) return std::move(matches).error();
   std::vector<RankPlan> out;
   out.reserve(last - first);
   for (unsigned r = first; r < last; ++r) {
     context->rank = r;
-    auto items = SliceSelected(*context, checkpoint, *selected);
+    auto items = SliceSelected(*context, checkpoint, *selected, *matches);
     if (!items) return std::move(items).error();
     auto plan = PlanItems(*context, *items, *files);
     if (!plan) return std::move(plan).error();

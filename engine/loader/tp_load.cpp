@@ -135,14 +135,32 @@ Result<tp::LocalSlice> SliceOne(const TpContext& context, const TensorInfo& tens
   return tp::SliceFor(*context.plan, tensor, context.rank, context.world, find);
 }
 
+Result<std::vector<tp::TensorMatch>> MatchSelected(const TpContext& context,
+                                                   std::span<const TensorInfo* const> selected) {
+  std::vector<tp::TensorMatch> matches;
+  if (context.plan == nullptr) return matches;
+  matches.reserve(selected.size());
+  for (const TensorInfo* t : selected) {
+    auto match = tp::MatchTensor(*context.plan, *t);
+    if (!match) return std::move(match).error();
+    matches.push_back(std::move(*match));
+  }
+  return matches;
+}
+
 Result<std::vector<TpItem>> SliceSelected(const TpContext& context,
                                           const Checkpoint& checkpoint,
-                                          std::span<const TensorInfo* const> selected) {
+                                          std::span<const TensorInfo* const> selected,
+                                          std::span<const tp::TensorMatch> matches) {
   std::vector<TpItem> items;
   items.reserve(selected.size());
   const tp::FindTensor find = FindIn(checkpoint);
-  for (const TensorInfo* t : selected) {
-    auto slice = SliceOne(context, *t, find);
+  const bool matched = context.plan != nullptr && matches.size() == selected.size();
+  for (std::size_t i = 0; i < selected.size(); ++i) {
+    const TensorInfo* t = selected[i];
+    auto slice = matched ? tp::SliceFor(*context.plan, *t, matches[i], context.rank,
+                                        context.world, find)
+                         : SliceOne(context, *t, find);
     if (!slice) return std::move(slice).error();
     if (!slice->load) continue;
     items.push_back(TpItem{t, std::move(*slice)});

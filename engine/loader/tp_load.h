@@ -69,7 +69,13 @@ Result<tp::LocalSlice> SliceOne(const TpContext& context, const TensorInfo& tens
 // plan against the whole selection for every rank, before any I/O.
 Result<std::vector<TpItem>> SliceSelected(const TpContext& context,
                                           const Checkpoint& checkpoint,
-                                          std::span<const TensorInfo* const> selected);
+                                          std::span<const TensorInfo* const> selected,
+                                          std::span<const tp::TensorMatch> matches = {});
+
+// Each selected tensor's rule match (empty under the identity), made once
+// for SliceSelected to slice several ranks with (MATCHES).
+Result<std::vector<tp::TensorMatch>> MatchSelected(const TpContext& context,
+                                                   std::span<const TensorInfo* const> selected);
 
 // tp::SliceFor's lookup of the weights quantized companions follow, in
 // CHECKPOINT.

@@ -607,25 +607,51 @@ Result<RuleMatch> FindRule(const Plan& plan, std::string_view name) {
   return out;
 }
 
-Result<LocalSlice> SliceFor(const Plan& plan, const TensorInfo& tensor,
-                            unsigned rank, unsigned world, const FindTensor& find) {
+namespace {
+
+Status CheckRank(const Plan& plan, const TensorInfo& tensor, unsigned rank, unsigned world) {
   if (world == 0 || rank >= world) {
     return MakeError(ErrorCode::kInvalidArgument, plan.path, tensor.name,
                      fmt::format("rank {} of world size {} is not a valid rank",
                                  rank, world));
   }
-  std::optional<QuantRole> role = Classify(plan.quant, tensor.name, tensor.shape);
-  Result<RuleMatch> m = FindRule(plan, role ? role->match_name : tensor.name);
+  return {};
+}
+
+}  // namespace
+
+Result<TensorMatch> MatchTensor(const Plan& plan, const TensorInfo& tensor) {
+  TensorMatch out;
+  out.role = Classify(plan.quant, tensor.name, tensor.shape);
+  Result<RuleMatch> m = FindRule(plan, out.role ? out.role->match_name : tensor.name);
   if (!m) return std::move(m).error();
-  Context ctx{plan, tensor, m->rule};
+  out.match = *m;
+  return out;
+}
+
+Result<LocalSlice> SliceFor(const Plan& plan, const TensorInfo& tensor, const TensorMatch& match,
+                            unsigned rank, unsigned world, const FindTensor& find) {
+  if (Status s = CheckRank(plan, tensor, rank, world); !s) return s.error();
+  const RuleMatch& m = match.match;
+  Context ctx{plan, tensor, m.rule};
   if (Status s = CheckTensor(ctx); !s) return s.error();
-  if (m->rule != nullptr && role) return SliceQuantized(ctx, *m, *role, rank, world, find);
-  if (m->rule != nullptr) return SliceMatched(ctx, *m, rank, world);
+  if (m.rule != nullptr && match.role) {
+    return SliceQuantized(ctx, m, *match.role, rank, world, find);
+  }
+  if (m.rule != nullptr) return SliceMatched(ctx, m, rank, world);
   if (plan.unmatched == Unmatched::kError) {
     return ctx.Fail(ErrorCode::kTpUnmatched,
                     "matches no rule and the plan says \"unmatched\": \"error\"");
   }
   return Whole(tensor, "unmatched (replicate)");
+}
+
+Result<LocalSlice> SliceFor(const Plan& plan, const TensorInfo& tensor,
+                            unsigned rank, unsigned world, const FindTensor& find) {
+  if (Status s = CheckRank(plan, tensor, rank, world); !s) return s.error();
+  Result<TensorMatch> match = MatchTensor(plan, tensor);
+  if (!match) return std::move(match).error();
+  return SliceFor(plan, tensor, *match, rank, world, find);
 }
 
 Status ValidatePlan(const Plan& plan, std::span<const TensorInfo> tensors,

@@ -149,6 +149,16 @@ struct RuleMatch {
 // regex gives up on the name.
 Result<RuleMatch> FindRule(const Plan& plan, std::string_view name);
 
+// What SliceFor decides about TENSOR before the rank matters: its quantized
+// role (if any) and the rule it matches. Computed once per tensor, it slices
+// every rank (the SliceFor overload below); planning W ranks then matches
+// each name once instead of W times.
+struct TensorMatch {
+  std::optional<QuantRole> role;
+  RuleMatch match;
+};
+Result<TensorMatch> MatchTensor(const Plan& plan, const TensorInfo& tensor);
+
 // Rank RANK of WORLD's slice of TENSOR. TENSOR's size must match its dtype
 // and shape (kTensorInvalidInfo otherwise). Errors never depend on RANK:
 // a plan refused for one rank is refused for all of them, so every rank
@@ -160,6 +170,9 @@ Result<RuleMatch> FindRule(const Plan& plan, std::string_view name);
 Result<LocalSlice> SliceFor(const Plan& plan, const TensorInfo& tensor,
                             unsigned rank, unsigned world,
                             const FindTensor& find = nullptr);
+// The same with TENSOR's MATCH (MatchTensor) already made.
+Result<LocalSlice> SliceFor(const Plan& plan, const TensorInfo& tensor, const TensorMatch& match,
+                            unsigned rank, unsigned world, const FindTensor& find = nullptr);
 
 // Refuses the plan for this world size before any I/O: the first error
 // SliceFor would return for any of TENSORS (in order) and any rank. FIND as
