@@ -511,7 +511,10 @@ Result<LocalSlice> SliceQuantColRow(const Context& ctx, const QuantRole& role,
   if (!ls->dim) return whole();
   auto mapped_dim = MapDim(role, ctx.tensor.shape.size(), *ls->dim, l->size());
   if (!mapped_dim) return whole();
-  const auto [pd, axis] = *mapped_dim;
+  // Plain names, not a structured binding: clang 14 (the fuzz build) cannot
+  // capture bindings in the lambda below.
+  const std::size_t pd = mapped_dim->first;
+  const QuantAxis axis = mapped_dim->second;
   std::optional<Mapped> mine;
   for (unsigned r = 0; r < world; ++r) {  // refusals do not depend on the rank
     Result<Mapped> m = MapPieces(ctx, role, *ls, pd, axis, r, world);
