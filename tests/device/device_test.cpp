@@ -150,12 +150,7 @@ class Fixture {
   std::string path() const { return dir_.path(); }
   // The tensor as a plain pread of its shard returns it.
   std::vector<std::uint8_t> Pread(const Checkpoint& c, const TensorInfo& t) const {
-    std::vector<std::uint8_t> out(t.size);
-    int fd = ::open(c.shards()[t.shard].path.c_str(), O_RDONLY);
-    REQUIRE(fd >= 0);
-    REQUIRE(::pread(fd, out.data(), out.size(), static_cast<off_t>(t.offset)) ==
-            static_cast<ssize_t>(out.size()));
-    ::close(fd);
+    std::vector<std::uint8_t> out = test::PreadBytes(c.shards()[t.shard].path, t.offset, t.size);
     CHECK(out == bytes_.at(t.name));
     return out;
   }

@@ -1,4 +1,8 @@
 // Temporary directories and small file helpers for tests.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -56,6 +60,23 @@ std::string ReadFile(const std::string& path) {
   std::ostringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+std::vector<std::uint8_t> PreadBytes(const std::string& path, std::uint64_t offset,
+                                     std::uint64_t size) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw std::runtime_error("cannot open " + path);
+  std::vector<std::uint8_t> out(size);
+  std::uint64_t done = 0;
+  while (done < size) {
+    ssize_t n = ::pread(fd, out.data() + done, size - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    done += static_cast<std::uint64_t>(n);
+  }
+  ::close(fd);
+  if (done != size) throw std::runtime_error("short read of " + path);
+  return out;
 }
 
 std::string RawSafetensors(std::string_view json, std::string_view data) {

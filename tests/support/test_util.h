@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace shardload::test {
 
@@ -39,6 +40,10 @@ int SkippedCases();
 // Writes `bytes` to `path` (creating parent directories).
 void WriteFile(const std::string& path, std::string_view bytes);
 std::string ReadFile(const std::string& path);
+// Bytes [offset, offset + size) of `path` by plain pread (an oracle independent
+// of the engine); throws when the file is shorter or cannot be read.
+std::vector<std::uint8_t> PreadBytes(const std::string& path, std::uint64_t offset,
+                                     std::uint64_t size);
 
 // An 8-byte little-endian length followed by `json` and then `data`: a raw
 // safetensors file with exactly the given header text.
