@@ -46,6 +46,8 @@ std::string_view ErrorCodeName(ErrorCode code) {
     case ErrorCode::kResourceExhausted: return "resource_exhausted";
     case ErrorCode::kCancelled: return "cancelled";
     case ErrorCode::kInternal: return "internal";
+    case ErrorCode::kPeerFailed: return "peer_failed";
+    case ErrorCode::kPeerMismatch: return "peer_mismatch";
     case ErrorCode::kTpPlanJson: return "tp_plan_json";
     case ErrorCode::kTpBadPattern: return "tp_bad_pattern";
     case ErrorCode::kTpBadRule: return "tp_bad_rule";

@@ -61,6 +61,8 @@ enum class ErrorCode : int {
   kResourceExhausted,       // out of memory or similar
   kCancelled,               // stopped because another part of the job failed
   kInternal,                // a bug in shardload
+  kPeerFailed,              // a cooperating process failed, died or timed out
+  kPeerMismatch,            // cooperating processes disagree on the job
 
   // Tensor-parallel plans.
   kTpPlanJson = 400,        // a plan or config.json is not JSON of the expected shape

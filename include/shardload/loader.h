@@ -17,6 +17,7 @@
 
 #include "shardload/cancel.h"
 #include "shardload/checkpoint.h"
+#include "shardload/cooperate.h"
 #include "shardload/device.h"
 #include "shardload/dtype.h"
 #include "shardload/error.h"
@@ -97,6 +98,14 @@ struct LoadOptions {
   // its memory freed. A Cancel() that comes after the reads have finished
   // may still fail the load. Default: none.
   std::shared_ptr<CancelToken> cancel;
+  // Cooperation with the other processes of this node that load the same
+  // checkpoint (shardload/cooperate.h, docs/cooperate.md): with a group, the
+  // members agree on the union of what they need, read each byte of it once
+  // for the node into shared staging and copy their own slices out. Every
+  // member must load the same checkpoint, plan, world and selection with the
+  // same read options, each its own rank (else kPeerMismatch); a member that
+  // fails or dies fails the others with kPeerFailed. Default: none (alone).
+  Cooperation cooperate;
   // Where the tensors land (docs/device.md). Default: host memory. With a
   // CUDA device, the CUDA runtime is loaded at Loader::Open (dlopen; no build
   // dependency): without it or the device, Open fails with kUnsupported
