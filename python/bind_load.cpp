@@ -87,6 +87,23 @@ py::object Load(const CheckpointHandle& handle, const Request& request, unsigned
   return py::cast(LoadedMemory(ValueOrThrow(std::move(loaded))));
 }
 
+// The fields of shardload.QuantSplit for a quantized tensor, else None.
+py::object QuantDict(const PlannedTensor& t) {
+  if (t.follows.empty() && t.per == 0) return py::none();
+  py::list ranges;
+  for (const QuantRange& r : t.ranges) {
+    ranges.append(py::make_tuple(py::make_tuple(r.weight_begin, r.weight_end),
+                                 py::make_tuple(r.begin, r.end)));
+  }
+  py::dict d;
+  d["follows"] = t.follows.empty() ? py::object(py::none()) : py::object(py::str(t.follows));
+  d["split_dim"] = t.split_dim;
+  d["per"] = t.per;
+  d["ranges"] = py::tuple(std::move(ranges));
+  d["straddles"] = t.straddles;
+  return d;
+}
+
 // The fields of shardload.RankPlan (tensors: those of shardload.PlannedTensor).
 py::dict RankPlanDict(const RankPlan& plan) {
   py::list tensors;
@@ -100,6 +117,7 @@ py::dict RankPlanDict(const RankPlan& plan) {
     d["strategy"] = py::str(t.strategy);
     d["bytes_read"] = t.bytes_read;
     d["read_ops"] = t.read_ops;
+    d["quant"] = QuantDict(t);
     tensors.append(std::move(d));
   }
   py::dict out;

@@ -16,7 +16,7 @@ from ._error import Error
 from ._load import LoadedTensors
 from ._safe_open import safe_open
 from ._shardload import LoadedMemory, __version__
-from ._types import PlannedTensor, RankPlan, ShardInfo, TensorInfo
+from ._types import PlannedTensor, QuantSplit, RankPlan, ShardInfo, TensorInfo
 from . import _args, _load
 
 
@@ -74,5 +74,5 @@ def load(path, *, rank=None, world=None, plan=None, select=None, threads=None, d
     return _load.run(open(path)._handle, request)
 
 
-__all__ = ["Checkpoint", "Error", "LoadedMemory", "LoadedTensors", "PlannedTensor", "RankPlan",
+__all__ = ["Checkpoint", "Error", "LoadedMemory", "LoadedTensors", "PlannedTensor", "QuantSplit", "RankPlan",
            "ShardInfo", "TensorInfo", "load", "open", "safe_open", "__version__"]

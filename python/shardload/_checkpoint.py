@@ -4,7 +4,7 @@ data; Checkpoint.load() loads from it without resolving it again."""
 from collections.abc import Mapping
 
 from . import _args, _load, _shardload
-from ._types import PlannedTensor, RankPlan, ShardInfo, TensorInfo
+from ._types import PlannedTensor, QuantSplit, RankPlan, ShardInfo, TensorInfo
 
 
 def open(path):  # shadows the builtin inside the package, by design
@@ -156,6 +156,11 @@ class Checkpoint(Mapping):
                 f"{len(self._handle.shards())} shards, {self.nbytes} bytes>")
 
 
+def _planned_tensor(fields):
+    quant = fields.pop("quant")
+    return PlannedTensor(quant=QuantSplit(**quant) if quant is not None else None, **fields)
+
+
 def _rank_plan(fields):
-    tensors = {t["name"]: PlannedTensor(**t) for t in fields.pop("tensors")}
+    tensors = {t["name"]: _planned_tensor(t) for t in fields.pop("tensors")}
     return RankPlan(tensors=tensors, **fields)

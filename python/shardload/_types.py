@@ -28,6 +28,19 @@ class ShardInfo:
 
 
 @dataclass(frozen=True)
+class QuantSplit:
+    """How a quantized tensor follows its weight's split (docs/tp-plan.md,
+    "Quantized checkpoints"; `plan --json`'s "quant" object)."""
+    follows: Optional[str]   # the weight a companion follows; None for the weight itself
+    split_dim: int           # the dimension split; -1: whole
+    per: int                 # weight indices per index of split_dim (block, group, packing); 0: not split
+    # Per piece, in local order: ((weight_begin, weight_end), (begin, end)):
+    # the weight's indices on its split dimension and this tensor's on split_dim.
+    ranges: Tuple[Tuple[Tuple[int, int], Tuple[int, int]], ...]
+    straddles: bool          # a block of it also goes to another rank
+
+
+@dataclass(frozen=True)
 class PlannedTensor:
     """What one tensor-parallel rank gets of one tensor."""
     name: str
@@ -38,6 +51,7 @@ class PlannedTensor:
     strategy: str            # how its reads are planned: "exact", "staged" or "mixed"
     bytes_read: int          # bytes its reads take from storage
     read_ops: int            # reads issued for it
+    quant: Optional[QuantSplit] = None  # quantized tensors under a quantization_config
 
 
 @dataclass(frozen=True)

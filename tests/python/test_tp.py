@@ -191,3 +191,32 @@ def test_max_over_read_is_checked(llama):
         shardload.load(directory, rank=0, world=2, plan="hf", max_over_read=0.5)
     with pytest.raises(TypeError, match="max_over_read"):
         shardload.load(directory, rank=0, world=2, plan="hf", max_over_read="2")
+
+
+def test_plan_reports_how_block_scales_follow_their_weight(tmp_path):
+    """FP8 block scales of a row-split weight: PlannedTensor.quant says which
+    blocks each rank gets, computed here from the block size."""
+    weight = np.zeros((256, 384), dtype=np.uint8)       # F8_E4M3 [out, in]
+    scales = np.ones((2, 3), dtype=np.float32)          # 128 x 128 blocks
+    oracle.write_file(tmp_path / "model.safetensors", {
+        "layers.0.o_proj.weight": ("F8_E4M3", weight.shape, weight.tobytes()),
+        "layers.0.o_proj.weight_scale_inv": ("F32", scales.shape, scales.tobytes())})
+    plan = {"tp_plan_version": 1,
+            "quantization_config": {"quant_method": "fp8", "weight_block_size": [128, 128]},
+            "rules": [{"match": "layers.*.o_proj", "split": "row"}]}
+    plans = shardload.open(tmp_path / "model.safetensors").plan(world=2, plan=plan)
+    for rank, rank_plan in enumerate(plans):
+        w = rank_plan.tensors["layers.0.o_proj.weight"]
+        s = rank_plan.tensors["layers.0.o_proj.weight_scale_inv"]
+        begin, end = rank * 192, (rank + 1) * 192        # the rank's columns of 384
+        assert w.shape == (256, 192)
+        assert w.quant is None, "an FP8 weight is split as a plain tensor"
+        assert s.quant.follows == "layers.0.o_proj.weight"
+        assert s.quant.split_dim == 1 and s.quant.per == 128
+        blocks = (begin // 128, -(-end // 128))            # blocks covering [begin, end)
+        assert s.quant.ranges == (((begin, end), blocks),)
+        assert s.shape == (2, blocks[1] - blocks[0])
+        assert s.quant.straddles, "block 1 holds columns of both ranks"
+    plain = shardload.open(tmp_path / "model.safetensors").plan(world=2, plan={
+        "tp_plan_version": 1, "rules": [{"match": "layers.*.o_proj", "split": "row"}]})
+    assert all(t.quant is None for p in plain for t in p.tensors.values())
