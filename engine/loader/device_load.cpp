@@ -18,8 +18,6 @@
 namespace shardload {
 namespace {
 
-// cuFile reads land in place only on 4 KiB boundaries (file and device).
-constexpr std::uint64_t kGdsAlignment = 4096;
 constexpr std::uint64_t kProgressStep = 64ULL << 20;
 
 std::string NotUsed(const std::string& why) {

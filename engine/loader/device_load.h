@@ -27,6 +27,9 @@ namespace shardload {
 
 using ProgressFn = std::function<void(std::uint64_t, std::uint64_t)>;
 
+// cuFile reads land in place only on 4 KiB boundaries (file and device).
+inline constexpr std::uint64_t kGdsAlignment = 4096;
+
 // Reads SEGMENTS (host addresses), reporting progress to the function given.
 using HostReader =
     std::function<Result<LoadStats>(std::span<const Segment>, const ProgressFn&)>;

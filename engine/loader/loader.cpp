@@ -284,9 +284,13 @@ Result<FileTable> Loader::Impl::OpenFiles(std::span<const TensorInfo* const> ten
                          options.mode);
 }
 
-// Library-owned memory is laid out for O_DIRECT unless every read is buffered.
+// Library-owned memory is laid out for O_DIRECT unless every read is buffered
+// (for cuFile's 4 KiB grid with a GDS session).
 std::uint64_t Loader::Impl::ArenaAlignment(const FileTable& files) const {
-  return options.mode == IoMode::kBuffered ? kBufferedArenaAlignment : files.alignment();
+  if (options.mode == IoMode::kBuffered) return kBufferedArenaAlignment;
+  // cuFile reads land in place on 4 KiB boundaries of file and device.
+  if (gds.session) return std::max(files.alignment(), kGdsAlignment);
+  return files.alignment();
 }
 
 // The read planner's options for this Loader's LoadOptions (which segments

@@ -513,5 +513,129 @@ TEST_CASE("--gds in auto mode: page-cache ranges staged, the rest may go by cuFi
   CheckClean(cuda, cufile);
 }
 
+// A Llama-shaped layer (hf plan): colwise projections split along rows
+// (contiguous: cuFile takes their aligned middles), rowwise ones along
+// columns (strided: staged), a norm replicated.
+class RankFixture {
+ public:
+  RankFixture() {
+    const std::vector<std::pair<std::string, std::vector<std::uint64_t>>> specs = {
+        {"model.layers.0.self_attn.q_proj.weight", {512, 512}},
+        {"model.layers.0.self_attn.k_proj.weight", {256, 512}},
+        {"model.layers.0.self_attn.v_proj.weight", {256, 512}},
+        {"model.layers.0.self_attn.o_proj.weight", {512, 512}},
+        {"model.layers.0.mlp.gate_proj.weight", {1024, 512}},
+        {"model.layers.0.mlp.up_proj.weight", {1024, 512}},
+        {"model.layers.0.mlp.down_proj.weight", {512, 1024}},
+        {"model.layers.0.input_layernorm.weight", {512}}};
+    std::mt19937_64 rng(5);
+    std::vector<TensorData> data;
+    for (const auto& [name, shape] : specs) {
+      std::uint64_t n = 2;
+      for (auto d : shape) n *= d;
+      std::vector<std::uint8_t>& b = bytes_[name];
+      b.resize(n);
+      for (auto& x : b) x = static_cast<std::uint8_t>(rng() | 1);
+      data.push_back(TensorData{name, DType::kBF16, shape, std::as_bytes(std::span(b)), {}});
+    }
+    CheckpointWriteOptions options;
+    options.max_shard_size = 1500000;
+    REQUIRE(WriteCheckpoint(dir_.path(), data, options).ok());
+    test::WriteFile(dir_ / "config.json", R"({"num_attention_heads": 8,
+      "num_key_value_heads": 4, "head_dim": 64, "hidden_size": 512, "base_model_tp_plan": {
+      "layers.*.self_attn.q_proj": "colwise", "layers.*.self_attn.k_proj": "colwise",
+      "layers.*.self_attn.v_proj": "colwise", "layers.*.self_attn.o_proj": "rowwise",
+      "layers.*.mlp.gate_proj": "colwise", "layers.*.mlp.up_proj": "colwise",
+      "layers.*.mlp.down_proj": "rowwise"}})");
+  }
+  std::string path() const { return dir_.path(); }
+
+  // Rank R of W's bytes of T, sliced from a plain pread of the whole tensor:
+  // rows (dim 0) for colwise, columns (dim 1) for rowwise, else all of it.
+  std::vector<std::uint8_t> Expected(const Checkpoint& c, const TensorInfo& t, unsigned r,
+                                     unsigned w) const {
+    std::vector<std::uint8_t> full = test::PreadBytes(c.shards()[t.shard].path, t.offset, t.size);
+    CHECK(full == bytes_.at(t.name));
+    if (t.shape.size() != 2 || w == 1) return full;
+    const bool rowwise = t.name.find("o_proj") != std::string::npos ||
+                         t.name.find("down_proj") != std::string::npos;
+    const std::uint64_t rows = t.shape[0], row_bytes = t.shape[1] * 2;
+    if (!rowwise) {
+      const std::uint64_t part = rows / w * row_bytes;
+      return std::vector<std::uint8_t>(full.begin() + static_cast<long>(r * part),
+                                       full.begin() + static_cast<long>((r + 1) * part));
+    }
+    const std::uint64_t cols = row_bytes / w;
+    std::vector<std::uint8_t> out;
+    for (std::uint64_t i = 0; i < rows; ++i) {
+      auto at = full.begin() + static_cast<long>(i * row_bytes + r * cols);
+      out.insert(out.end(), at, at + static_cast<long>(cols));
+    }
+    return out;
+  }
+
+ private:
+  test::TempDir dir_;
+  std::map<std::string, std::vector<std::uint8_t>> bytes_;
+};
+
+TEST_CASE("--gds rank slices (hf plan), Reload and LoadInto: byte-exact against pread slices") {
+  RankFixture f;
+  FakeCuda cuda;
+  FakeCuFile cufile;
+  for (std::uint64_t staging : {8192ULL, 4ULL << 20}) {
+    {
+      auto loader = Loader::Open(f.path(), GdsOptions(staging));
+      REQUIRE_MESSAGE(loader.has_value(), ErrorText(loader));
+      const Checkpoint& c = loader->checkpoint();
+      for (unsigned w : {1u, 2u, 4u}) {
+        for (unsigned r = 0; r < w; ++r) {
+          INFO("staging ", staging, " rank ", r, " of ", w);
+          const TensorParallel tp{r, w, PlanSource::Hf()};
+          auto loaded = loader->Load({}, tp);
+          REQUIRE_MESSAGE(loaded.has_value(), ErrorText(loaded));
+          CHECK(Contains(loaded->stats().transfer, "cuFileRead of "));
+          CHECK(loaded->tensors().size() == c.tensors().size());
+          for (const LoadedTensor& t : loaded->tensors()) {
+            INFO(t.name);
+            CHECK(cuda.ToHost(t.data.data(), t.data.size()) ==
+                  f.Expected(c, *c.Find(t.name), r, w));
+            cuda.Fill(t.data.data(), t.data.size(), 0xEE);
+          }
+          Status again = loader->Reload(*loaded);
+          REQUIRE_MESSAGE(again.ok(), ErrorText(again));
+          for (const LoadedTensor& t : loaded->tensors()) {
+            CHECK(cuda.ToHost(t.data.data(), t.data.size()) ==
+                  f.Expected(c, *c.Find(t.name), r, w));
+          }
+          if (w != 2) continue;
+          // Into caller buffers whose addresses keep each tensor's file
+          // alignment, so that cuFile can take the contiguous slices too.
+          auto plan = loader->Plan({}, tp);
+          REQUIRE(plan.has_value());
+          std::vector<Destination> dests;
+          std::vector<void*> buffers;
+          for (const PlannedTensor& p : plan->tensors) {
+            const std::uint64_t lead = c.Find(p.name)->offset % 4096;
+            auto* b = static_cast<std::byte*>(cuda.Allocate(p.bytes + 2 * 4096, 0x33));
+            buffers.push_back(b);
+            dests.push_back({p.name, b + lead, p.bytes});
+          }
+          auto stats = loader->LoadInto(dests, tp);
+          REQUIRE_MESSAGE(stats.has_value(), ErrorText(stats));
+          for (const Destination& d : dests) {
+            INFO(d.name);
+            CHECK(cuda.ToHost(d.data, d.size) == f.Expected(c, *c.Find(d.name), r, w));
+          }
+          for (void* b : buffers) cuda.Free(b);
+        }
+      }
+    }
+    CHECK(cufile.Count("reads") > 0);
+    CHECK(cufile.Count("unaligned") == 0);
+    CheckClean(cuda, cufile);
+  }
+}
+
 }  // namespace
 }  // namespace shardload

@@ -287,6 +287,21 @@ TEST_CASE("load --device cuda:0 through the fake CUDA runtime, device errors exi
   CHECK(std::string(doc["transfer"].GetString()).find("GDS not used") != std::string::npos);
   CHECK(std::string(doc["memory"].GetString()).find("cudaMalloc") != std::string::npos);
 
+  // With the fake libcufile and --direct, cuFile reads the aligned ranges.
+  const std::string fake_gds = fake + "SHARDLOAD_CUFILE=" + FAKE_CUFILE_PATH + " ";
+  Run gds = Cli("load " + Generated() + " --device cuda:0 --direct --gds --json", tmp, fake_gds);
+  REQUIRE_MESSAGE(gds.exit_code == 0, gds.err);
+  rapidjson::Document gdoc = LastJsonLine(gds.out);
+  const std::string transfer = gdoc["transfer"].GetString();
+  CHECK(transfer.rfind("GDS: ", 0) == 0);
+  CHECK(transfer.find(" cuFileRead of ") != std::string::npos);
+  CHECK(gdoc["bytes"].GetUint64() == doc["bytes"].GetUint64());
+  Run buffered =
+      Cli("load " + Generated() + " --device cuda:0 --buffered --gds --json", tmp, fake_gds);
+  REQUIRE_MESSAGE(buffered.exit_code == 0, buffered.err);
+  CHECK(std::string(LastJsonLine(buffered.out)["transfer"].GetString())
+            .find("GDS not used (--buffered") != std::string::npos);
+
   Run missing = Cli("load " + Generated() + " --device cuda:0 --json", tmp);
   if (std::getenv("SHARDLOAD_CUDART") == nullptr) {
     // No CUDA device on a test machine, or no libcudart at all: unsupported.
