@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <random>
 #include <string>
@@ -22,6 +23,7 @@
 
 #include "device/fake_cuda.h"
 #include "device/gds.h"
+#include "shardload/cancel.h"
 #include "shardload/loader.h"
 #include "shardload/writer.h"
 #include "support/test_util.h"
@@ -490,6 +492,24 @@ TEST_CASE("--gds read failures: kIoError naming file, tensor and offset; short r
     CheckDeviceBytes(f, cuda, *loader, *loaded);
   }
   ::unsetenv("FAKE_CUFILE_READ_SHORT");
+  CheckClean(cuda, cufile);
+}
+
+TEST_CASE("--gds: cancelled from the progress callback: kCancelled, nothing left") {
+  Fixture f;
+  FakeCuda cuda;
+  FakeCuFile cufile;
+  LoadOptions options = GdsOptions(8192);
+  auto token = std::make_shared<CancelToken>();
+  options.cancel = token;
+  options.progress = [token](std::uint64_t, std::uint64_t) { token->Cancel(); };
+  {
+    auto loader = Loader::Open(f.path(), options);
+    REQUIRE(loader.has_value());
+    auto loaded = loader->Load();
+    REQUIRE(!loaded.has_value());
+    CHECK(loaded.error().code == ErrorCode::kCancelled);
+  }
   CheckClean(cuda, cufile);
 }
 
