@@ -9,7 +9,12 @@ CUDA device, torch and safetensors (not a test: CTest never runs it).
      along the split dimension, and against shardload's own CPU rank load);
   3. speed, warm page cache, interleaved: the pinned host-to-device copy
      limit (torch copy_ from pinned memory), shardload to cuda:0, and
-     safetensors.torch.load_file to cuda:0; medians and ranges.
+     safetensors.torch.load_file to cuda:0; medians and ranges;
+  4. (--gds also|only) GPUDirect Storage: a direct=True, gds=True load
+     byte-exact against safetensors, then direct=True loads with and without
+     gds, interleaved, the checkpoint's page cache dropped before each
+     (posix_fadvise DONTNEED), medians and ranges, each run's `transfer`
+     kept (a fallback to staging shows there, with its reason).
 Prints one JSON object on the last line (also written to --out)."""
 import argparse
 import glob
@@ -98,6 +103,48 @@ def timed(fn):
     return time.perf_counter() - start, result
 
 
+def drop_cache(path):
+    for f in shards(path):
+        fd = os.open(f, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def check_gds(path, ref):
+    got = shardload.load(path, device="cuda:0", framework="torch", direct=True, gds=True)
+    bad = [n for n, t in got.items()
+           if t.device.type != "cuda" or not torch.equal(as_bytes(t), as_bytes(ref[n]))]
+    transfer = got.stats["transfer"]
+    log(f"gds load: {len(got)} tensors, {len(bad)} differ; {transfer}")
+    return {"tensors": len(got), "mismatches": bad[:10], "transfer": transfer,
+            "used": transfer.startswith("GDS: ") and "cuFileRead" in transfer}
+
+
+def bench_gds(path, total, reps):
+    runs = {"staged_direct": [], "gds_direct": []}
+    transfers = {"staged_direct": [], "gds_direct": []}
+    for rep in range(reps):
+        order = [False, True] if rep % 2 == 0 else [True, False]
+        for gds in order:
+            key = "gds_direct" if gds else "staged_direct"
+            drop_cache(path)
+            torch.cuda.empty_cache()
+            s, loaded = timed(lambda: shardload.load(path, device="cuda:0", framework="torch",
+                                                     direct=True, gds=gds))
+            runs[key].append(total / s / 1e9)
+            transfers[key].append(loaded.stats["transfer"])
+            del loaded
+        log(f"gds rep {rep + 1}: " + ", ".join(f"{k} {v[-1]:.2f} GB/s" for k, v in runs.items()))
+    out = {"gb_per_s": {k: {"median": statistics.median(v), "min": min(v), "max": max(v),
+                            "runs": v} for k, v in runs.items()},
+           "transfer": {k: v[0] for k, v in transfers.items()}}
+    out["gds/staged"] = (out["gb_per_s"]["gds_direct"]["median"] /
+                         out["gb_per_s"]["staged_direct"]["median"])
+    return out
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("path")
@@ -105,6 +152,8 @@ def main():
     p.add_argument("--world", type=int, default=8)
     p.add_argument("--rank", type=int, default=1)
     p.add_argument("--out", default="gpu-check.json")
+    p.add_argument("--gds", choices=["off", "also", "only"], default="also",
+                   help="GPUDirect Storage checks: skip, add, or run only them")
     a = p.parse_args()
     result = {"torch": torch.__version__, "device": torch.cuda.get_device_name(0)}
 
@@ -120,6 +169,13 @@ def main():
     ref = reference(a.path)
     total = sum(t.numel() * t.element_size() for t in ref.values())
     result["bytes"] = total
+    if a.gds != "off":
+        result["gds"] = check_gds(a.path, ref)
+    if a.gds == "only":
+        del ref
+        torch.cuda.empty_cache()
+        result["gds"].update(bench_gds(a.path, total, a.reps))
+        return finish(result, not result["gds"]["mismatches"], a.out)
     result["whole"] = check_whole(a.path, ref)
     result["rank"] = check_rank(a.path, ref, a.rank, a.world)
     del ref
@@ -144,13 +200,21 @@ def main():
     med = {k: v["median"] for k, v in result["gb_per_s"].items()}
     result["ratios"] = {"shardload/copy_limit": med["shardload"] / med["copy_limit"],
                         "shardload/safetensors": med["shardload"] / med["safetensors"]}
-    result["ok"] = (not result["whole"]["mismatches"] and not result["rank"]["mismatches"]
-                    and result["missing_device"].startswith("unsupported"))
+    if a.gds == "also":
+        result["gds"].update(bench_gds(a.path, total, a.reps))
+    ok = (not result["whole"]["mismatches"] and not result["rank"]["mismatches"]
+          and result["missing_device"].startswith("unsupported")
+          and not result.get("gds", {}).get("mismatches"))
+    return finish(result, ok, a.out)
+
+
+def finish(result, ok, out):
+    result["ok"] = ok
     text = json.dumps(result, default=str)
-    with open(a.out, "w") as fh:
+    with open(out, "w") as fh:
         fh.write(text + "\n")
     print(text)
-    return 0 if result["ok"] else 1
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

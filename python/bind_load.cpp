@@ -69,8 +69,9 @@ Selection MakeSelection(const Request& request) {
 }
 
 py::object Load(const CheckpointHandle& handle, const Request& request, unsigned rank,
-                const py::object& progress, const std::string& device) {
+                const py::object& progress, const std::string& device, bool gds) {
   LoadOptions options = Options(request);
+  options.gds = gds;
   auto token = std::make_shared<CancelToken>();
   options.cancel = token;
   options.device = ValueOrThrow(ParseDevice(device));
@@ -172,19 +173,20 @@ void BindLoad(py::module_& m) {
          std::string mode, unsigned rank, unsigned world, const std::string& plan_kind,
          std::string plan_path, std::string plan_text, const py::object& progress,
          double max_over_read, const std::string& device, std::string verify,
-         std::string dtype) {
+         std::string dtype, bool gds) {
         Request request = MakeRequest(std::move(globs), threads, std::move(mode), world,
                                       plan_kind, std::move(plan_path), std::move(plan_text),
                                       max_over_read);
         request.verify = std::move(verify);
         request.dtype = std::move(dtype);
-        return Load(handle, request, rank, progress, device);
+        return Load(handle, request, rank, progress, device, gds);
       },
       py::arg("checkpoint"), py::kw_only(), py::arg("globs"), py::arg("threads"),
       py::arg("mode"), py::arg("rank"), py::arg("world"), py::arg("plan_kind"),
       py::arg("plan_path"), py::arg("plan_text"), py::arg("progress"),
       py::arg("max_over_read") = 0.0, py::arg("device") = "cpu",
       py::arg("verify") = std::string(), py::arg("dtype") = std::string(),
+      py::arg("gds") = false,
       "Loads into a fresh LoadedMemory; the GIL is released while reading.");
   m.def(
       "plan",

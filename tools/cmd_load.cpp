@@ -50,7 +50,7 @@ const CommandSpec kLoadSpec = {
      PlanFlag(),
      {"--device", "DEV", "cpu (default) or cuda:N: load into that CUDA device's memory"},
      {"--staging", "BYTES", "pinned staging ring of a device load (default 256MiB)"},
-     {"--gds", "", "GPUDirect Storage with --direct (not yet: staged, reason reported)"},
+     {"--gds", "", "GPUDirect Storage: O_DIRECT ranges read by cuFile straight to the device (else staged, reason reported)"},
      {"--json", "", "print one JSON object on the last line of stdout"}},
 };
 

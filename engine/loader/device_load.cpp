@@ -1,50 +1,270 @@
 // The loader's side of device loads (device_load.h).
-// Thread-safe: LoadThroughDevice's progress wrapper is called from the
-// reader's workers (an atomic flag; `before` changes only between waves).
+// Thread-safe: DeviceProgress is called from the readers' workers and the
+// cuFile threads (atomics); the cuFile reads run on a thread of their own,
+// joined (and stopped first on any error) before LoadThroughDevice returns.
 #include "loader/device_load.h"
 
-#include <dlfcn.h>
-
+#include <algorithm>
 #include <atomic>
+#include <new>
+#include <optional>
+#include <system_error>
+#include <thread>
 #include <utility>
 
-namespace shardload {
+#include "device/gds.h"
+#include "io/residency.h"
 
-Result<LoadStats> LoadThroughDevice(std::shared_ptr<const CudaRuntime> cuda,
-                                    const LoadOptions& options, const std::string& gds_reason,
-                                    std::span<const DeviceTensor> local,
-                                    std::span<const Segment> segments, const HostReader& read) {
-  // Each wave's meter counts from the bytes of the waves before it.
-  std::uint64_t total = 0, before = 0;
-  for (const Segment& s : segments) total += s.length * s.count;
-  std::atomic<bool> failed{false};
-  ProgressFn progress;
-  if (options.progress) {
-    progress = [&](std::uint64_t done, std::uint64_t) {
-      if (failed.load(std::memory_order_relaxed)) return;
+namespace shardload {
+namespace {
+
+constexpr std::uint64_t kProgressStep = 64ULL << 20;
+
+std::string NotUsed(const std::string& why) {
+  return "GDS not used (" + why + "): staged through pinned host memory";
+}
+
+// LoadOptions::progress over a whole device load: the waves' bytes (each
+// wave's meter counts from the waves before it) plus cuFile's.
+class DeviceProgress {
+ public:
+  DeviceProgress(const LoadOptions& options, std::uint64_t total)
+      : callback_(options.progress), total_(total) {}
+
+  // The meter of the next wave's reader (its exceptions unwind into the
+  // wave's ProgressMeter, which swallows them).
+  ProgressFn ForWave() {
+    if (!callback_) return {};
+    return [this](std::uint64_t done, std::uint64_t) {
+      if (failed_.load(std::memory_order_relaxed)) return;
       try {
-        options.progress(before + done, total);
+        callback_(std::min(staged_.load() + done + gds_.load(), total_), total_);
       } catch (...) {
-        failed.store(true, std::memory_order_relaxed);
-        throw;  // the wave's ProgressMeter swallows it
+        failed_.store(true, std::memory_order_relaxed);
+        throw;
       }
     };
   }
-  WaveReport report;
-  auto stats = RunDeviceWaves(
-      std::move(cuda), local, segments, WaveOptions{options.staging_bytes, options.device_streams},
-      [&](std::span<const Segment> wave) {
-        auto got = read(wave, progress);
-        if (got) before += got->bytes;
+  void WaveRead(std::uint64_t bytes) { staged_.fetch_add(bytes); }
+  void GdsRead(std::uint64_t bytes) noexcept {
+    const std::uint64_t before = gds_.fetch_add(bytes);
+    if (before / kProgressStep != (before + bytes) / kProgressStep) {
+      Call(staged_.load() + before + bytes);
+    }
+  }
+  // The last call, done == total, once cuFile took part.
+  void Finish() noexcept {
+    if (gds_.load() > 0) Call(total_);
+  }
+
+ private:
+  void Call(std::uint64_t done) noexcept {
+    if (!callback_ || failed_.load(std::memory_order_relaxed)) return;
+    try {
+      callback_(std::min(done, total_), total_);
+    } catch (...) {
+      failed_.store(true, std::memory_order_relaxed);
+    }
+  }
+
+  ProgressFn callback_;
+  std::uint64_t total_;
+  std::atomic<std::uint64_t> staged_{0}, gds_{0};
+  std::atomic<bool> failed_{false};
+};
+
+std::string StagedText(const WaveReport& r) {
+  return std::to_string(r.waves) + " waves, " + std::to_string(r.copies) + " copies through " +
+         std::to_string(r.staging_bytes) + " bytes of pinned staging on " +
+         std::to_string(r.streams) + " streams";
+}
+
+// SEGMENTS through the staging ring; a set STOP fails the next wave.
+Result<LoadStats> RunWaves(const DeviceLoad& load, const LoadOptions& options,
+                           std::span<const DeviceTensor> local,
+                           std::span<const Segment> segments, const HostReader& read,
+                           DeviceProgress& progress, const std::atomic<bool>* stop,
+                           WaveReport& report) {
+  return RunDeviceWaves(
+      load.cuda, local, segments, WaveOptions{options.staging_bytes, options.device_streams},
+      [&](std::span<const Segment> wave) -> Result<LoadStats> {
+        if (stop != nullptr && stop->load()) {
+          return MakeError(ErrorCode::kCancelled, "", "", "stopped: a cuFile read failed");
+        }
+        auto got = read(wave, progress.ForWave());
+        if (got) progress.WaveRead(got->bytes);
         return got;
       },
       &report);
-  if (!stats) return stats;
-  stats->device = DeviceName(options.device);
-  stats->transfer = std::to_string(report.waves) + " waves, " + std::to_string(report.copies) +
-                    " copies through " + std::to_string(report.staging_bytes) +
-                    " bytes of pinned staging on " + std::to_string(report.streams) + " streams";
-  if (!gds_reason.empty()) stats->transfer += "; " + gds_reason;
+}
+
+// Registers a cuFile handle for every file that has O_DIRECT segments;
+// a file that cannot have one is staged, its reason added to NOTES.
+void RegisterFiles(std::span<const Segment> marked, FileTable& files, GdsHandles& handles,
+                   std::vector<std::string>& notes) {
+  std::vector<char> wanted(files.size(), 0);
+  for (const Segment& s : marked) {
+    if (s.direct && s.length > 0) wanted[s.file] = 1;
+  }
+  for (std::uint32_t f = 0; f < files.size(); ++f) {
+    if (!wanted[f]) continue;
+    const int fd = files.fd(f, true);
+    if (fd < 0) {
+      notes.push_back(files.path(f) + ": no O_DIRECT descriptor");
+    } else if (Status s = handles.Register(f, fd); !s) {
+      notes.push_back(files.path(f) + ": " + s.error().detail);
+    }
+  }
+}
+
+// Sets STOP while OPTIONS' cancel token is cancelled during a load.
+class StopOnCancel {
+ public:
+  StopOnCancel(const LoadOptions& options, std::atomic<bool>* stop)
+      : token_(options.cancel.get()), stop_(stop) {
+    if (token_ != nullptr && !token_->Watch(stop_)) {
+      stop_->store(true);
+      token_ = nullptr;
+    }
+  }
+  ~StopOnCancel() {
+    if (token_ != nullptr) token_->Unwatch(stop_);
+  }
+  StopOnCancel(const StopOnCancel&) = delete;
+  StopOnCancel& operator=(const StopOnCancel&) = delete;
+
+ private:
+  CancelToken* token_;
+  std::atomic<bool>* stop_;
+};
+
+std::string GdsText(const GdsReport& r, unsigned threads, const std::string& registered) {
+  if (r.reads == 0) return "GDS: no aligned O_DIRECT range to read";
+  return "GDS: " + std::to_string(r.reads) + " cuFileRead of " + std::to_string(r.bytes) +
+         " bytes on " + std::to_string(threads) + " threads, " + registered;
+}
+
+// The load with a cuFile session: aligned O_DIRECT ranges by cuFileRead
+// (on a thread of their own), the rest through the waves (this thread).
+Result<LoadStats> LoadWithGds(const DeviceLoad& load, const LoadOptions& options,
+                              std::span<const DeviceTensor> local,
+                              std::span<const Segment> segments, const HostReader& read,
+                              DeviceProgress& progress) {
+  const CuFileSession& cufile = *load.gds->session;
+  FileTable& files = *load.files;
+  std::vector<Segment> marked(segments.begin(), segments.end());
+  auto mode = MarkResidency(marked, files, options.mode);
+  if (!mode) return std::move(mode).error();
+  std::vector<std::string> notes;
+  GdsHandles handles(cufile, files.size());
+  RegisterFiles(marked, files, handles, notes);
+  const GdsSplit split = SplitForGds(local, marked, handles.handles(),
+                                     std::max(files.alignment(), kGdsAlignment),
+                                     options.chunk_size);
+  GdsBuffer buffer(cufile);
+  std::string registered = "caller's buffers not registered";
+  if (!split.reads.empty() && !load.owned.empty()) {
+    Status s = buffer.Register(load.owned.data(), load.owned.size());
+    registered = s ? "destination registered"
+                   : "destination not registered (" + s.error().detail + ")";
+  }
+  std::vector<std::string> paths;
+  for (std::uint32_t f = 0; f < files.size(); ++f) paths.push_back(files.path(f));
+  const unsigned threads = static_cast<unsigned>(
+      std::clamp<std::size_t>(load.threads, 1, std::max<std::size_t>(split.reads.size(), 1)));
+
+  std::atomic<bool> stop{false};
+  StopOnCancel watch(options, &stop);
+  std::optional<Result<GdsReport>> gds;
+  auto run_gds = [&]() noexcept {
+    try {
+      GdsRunOptions run{threads, buffer.base(), &stop,
+                        [&progress](std::uint64_t n) { progress.GdsRead(n); }};
+      gds = RunGdsReads(cufile, *load.cuda, split.reads, GdsFiles{handles.handles(), paths},
+                        local, run);
+    } catch (const std::bad_alloc&) {
+      stop.store(true);
+      gds = MakeError(ErrorCode::kResourceExhausted, "", "", "out of memory");
+    }
+  };
+  std::thread gds_thread;
+  if (!split.staged.empty()) {
+    try {
+      gds_thread = std::thread(run_gds);
+    } catch (const std::system_error&) {
+      run_gds();  // no thread to spare: one after the other
+    }
+  } else {
+    run_gds();
+  }
+  WaveReport report;
+  auto staged = RunWaves(load, options, split.staged, split.staged_segments, read, progress,
+                         &stop, report);
+  if (!staged) stop.store(true);
+  if (gds_thread.joinable()) gds_thread.join();
+
+  if (options.cancel && options.cancel->cancelled()) {
+    return MakeError(ErrorCode::kCancelled, "", "", "cancelled by the caller");
+  }
+  if (!*gds) return std::move(*gds).error();
+  if (!staged) return staged;
+  progress.Finish();
+  LoadStats stats = std::move(*staged);
+  const GdsReport& r = **gds;
+  if (report.waves == 0) {
+    stats.mode = options.mode;
+    stats.threads = threads;
+    stats.backend_reason = "every byte read by cuFile";
+  }
+  stats.bytes += r.bytes;
+  stats.bytes_read += r.bytes;
+  stats.bytes_direct += r.bytes;
+  stats.read_ops += r.reads;
+  stats.short_reads += r.short_reads;
+  stats.transfer = GdsText(r, threads, registered) + "; staged: " +
+                   (report.waves > 0 ? StagedText(report) : std::string("nothing"));
+  for (const std::string& note : notes) stats.transfer += "; not by GDS: " + note;
+  return stats;
+}
+
+}  // namespace
+
+GdsState OpenGds(const LoadOptions& options) {
+  GdsState state;
+  if (!options.gds) return state;
+  if (options.mode == IoMode::kBuffered) {
+    state.reason = NotUsed("--buffered: cuFile reads only what is read with O_DIRECT");
+    return state;
+  }
+  auto session = CuFileSession::Open();
+  if (!session) {
+    state.reason = NotUsed(session.error().detail);
+    return state;
+  }
+  state.session = std::move(*session);
+  return state;
+}
+
+Result<LoadStats> LoadThroughDevice(const DeviceLoad& load, const LoadOptions& options,
+                                    std::span<const DeviceTensor> local,
+                                    std::span<const Segment> segments, const HostReader& read) {
+  std::uint64_t total = 0;
+  for (const Segment& s : segments) total += s.length * s.count;
+  DeviceProgress progress(options, total);
+  Result<LoadStats> stats = LoadStats{};
+  if (load.gds != nullptr && load.gds->session && load.files != nullptr) {
+    stats = LoadWithGds(load, options, local, segments, read, progress);
+  } else {
+    WaveReport report;
+    stats = RunWaves(load, options, local, segments, read, progress, nullptr, report);
+    if (stats) {
+      stats->transfer = StagedText(report);
+      if (load.gds != nullptr && !load.gds->reason.empty()) {
+        stats->transfer += "; " + load.gds->reason;
+      }
+    }
+  }
+  if (stats) stats->device = DeviceName(options.device);
   return stats;
 }
 
@@ -77,16 +297,6 @@ std::vector<DeviceTensor> LocalTensors(std::span<const TpItem> items,
 
 std::string DeviceMemory(const Device& device) {
   return "device memory on " + DeviceName(device) + " (one cudaMalloc)";
-}
-
-std::string GdsFallbackReason(bool direct) {
-  void* cufile = ::dlopen("libcufile.so.0", RTLD_NOW | RTLD_LOCAL);
-  if (cufile == nullptr) cufile = ::dlopen("libcufile.so", RTLD_NOW | RTLD_LOCAL);
-  std::string why = cufile == nullptr ? "libcufile not found"
-                                      : "libcufile found, but this build has no cuFile path";
-  if (cufile != nullptr) ::dlclose(cufile);
-  if (!direct) why += "; GDS also needs --direct";
-  return "GDS not used (" + why + "): staged through pinned host memory";
 }
 
 }  // namespace shardload

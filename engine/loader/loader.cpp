@@ -152,6 +152,8 @@ struct LoadedCheckpoint::Impl {
   std::vector<Window> windows;        // regions of the arena (see tp_load.h)
   LoadStats stats;
   TpContext context;                  // the rank and plan it was loaded for (Reload keeps it)
+
+  std::span<std::byte> DeviceSpan() const { return {device_memory.data(), device_memory.size()}; }
 };
 
 struct Loader::Impl {
@@ -185,13 +187,15 @@ struct Loader::Impl {
   Result<MarkedPlan> PlanMarked(FileTable& files, std::span<const Segment> segments,
                                 std::span<const Window> windows) const;
   // Reads ITEMS into DATA (one address per item), then zeroes their padding.
+  // OWNED: library-owned device memory of a device load (cuFile registers it).
   Result<LoadStats> Run(FileTable& files, std::span<const TpItem> items,
                         std::span<std::byte* const> data, std::span<const Window> windows,
-                        FaultInPolicy* fault_in);
+                        FaultInPolicy* fault_in, std::span<std::byte> owned = {});
   Result<LoadStats> Execute(FileTable& files, std::span<const Segment> segments,
                             std::span<const Window> windows,
                             std::span<const TensorInfo* const> tensors,
-                            FaultInPolicy* fault_in, std::span<const DeviceTensor> local);
+                            FaultInPolicy* fault_in, std::span<const DeviceTensor> local,
+                            std::span<std::byte> owned);
   Result<LoadStats> ExecuteHost(FileTable& files, std::span<const Segment> segments,
                                 std::span<const Window> windows,
                                 std::span<const TensorInfo* const> tensors,
@@ -233,7 +237,7 @@ struct Loader::Impl {
   UringBackend uring;
   PreadBackend pread;
   std::shared_ptr<const CudaRuntime> cuda;  // set when options.device is CUDA
-  std::string gds_reason;                   // why a --gds load is staged
+  GdsState gds;                             // cuFile, or why a --gds load is staged
   // Plans read so far, by source (a few per Loader at most).
   std::vector<std::pair<PlanSource, std::shared_ptr<const tp::Plan>>> plans;
 };
@@ -280,9 +284,13 @@ Result<FileTable> Loader::Impl::OpenFiles(std::span<const TensorInfo* const> ten
                          options.mode);
 }
 
-// Library-owned memory is laid out for O_DIRECT unless every read is buffered.
+// Library-owned memory is laid out for O_DIRECT unless every read is buffered
+// (for cuFile's 4 KiB grid with a GDS session).
 std::uint64_t Loader::Impl::ArenaAlignment(const FileTable& files) const {
-  return options.mode == IoMode::kBuffered ? kBufferedArenaAlignment : files.alignment();
+  if (options.mode == IoMode::kBuffered) return kBufferedArenaAlignment;
+  // cuFile reads land in place on 4 KiB boundaries of file and device.
+  if (gds.session) return std::max(files.alignment(), kGdsAlignment);
+  return files.alignment();
 }
 
 // The read planner's options for this Loader's LoadOptions (which segments
@@ -313,14 +321,18 @@ Result<Loader::Impl::MarkedPlan> Loader::Impl::PlanMarked(FileTable& files,
 
 // The one place a load goes to a device: with a CUDA device, SEGMENTS point
 // into device memory (LOCAL: the local tensors, tag = index) and are read in
-// waves through pinned staging (device/waves.h); else they are read in place.
+// waves through pinned staging (device/waves.h), their aligned O_DIRECT
+// parts by cuFile with --gds (loader/device_load.h); else they are read in
+// place.
 Result<LoadStats> Loader::Impl::Execute(FileTable& files, std::span<const Segment> segments,
                                         std::span<const Window> windows,
                                         std::span<const TensorInfo* const> tensors,
                                         FaultInPolicy* fault_in,
-                                        std::span<const DeviceTensor> local) {
+                                        std::span<const DeviceTensor> local,
+                                        std::span<std::byte> owned) {
   if (!cuda) return ExecuteHost(files, segments, windows, tensors, fault_in, options.progress);
-  return LoadThroughDevice(cuda, options, gds_reason, local, segments,
+  return LoadThroughDevice(DeviceLoad{cuda, &gds, &files, threads, owned}, options, local,
+                           segments,
                            [&](std::span<const Segment> wave, const ProgressFn& progress) {
                              return ExecuteHost(files, wave, {}, tensors, nullptr, progress);
                            });
@@ -574,10 +586,11 @@ Result<std::byte*> Loader::Impl::AllocateOwned(LoadedCheckpoint::Impl& impl,
 
 Result<LoadStats> Loader::Impl::Run(FileTable& files, std::span<const TpItem> items,
                                     std::span<std::byte* const> data,
-                                    std::span<const Window> windows, FaultInPolicy* fault_in) {
+                                    std::span<const Window> windows, FaultInPolicy* fault_in,
+                                    std::span<std::byte> owned) {
   std::vector<Segment> segments = MakeSegments(items, data);
   auto stats = Execute(files, segments, windows, Sources(items), fault_in,
-                       LocalTensors(items, data));
+                       LocalTensors(items, data), owned);
   if (!stats) return std::move(stats).error();
   if (!cuda) {  // device loads zero the padding in staging
     for (std::size_t i = 0; i < items.size(); ++i) ZeroPadding(items[i].slice, data[i]);
@@ -610,7 +623,7 @@ Result<LoadedCheckpoint> Loader::Impl::Load(const Selection& selection,
                                          {data[i], item.slice.size}});
   }
   FaultInPolicy fault_in(impl->arena.data(), impl->arena.size(), options.huge_pages);
-  auto stats = Run(*files, *items, data, impl->windows, &fault_in);
+  auto stats = Run(*files, *items, data, impl->windows, &fault_in, impl->DeviceSpan());
   if (!stats) return std::move(stats).error();
   if (Status s = VerifyIfAsked(*items, data, *stats); !s) return std::move(s).error();
   impl->stats = std::move(*stats);
@@ -707,7 +720,7 @@ Status Loader::Impl::Reload(LoadedCheckpoint& loaded) {
   }
   auto files = OpenFiles(Sources(items));
   if (!files) return std::move(files).error();
-  auto stats = Run(*files, items, data, target->windows, nullptr);
+  auto stats = Run(*files, items, data, target->windows, nullptr, target->DeviceSpan());
   if (!stats) return std::move(stats).error();
   if (Status s = VerifyIfAsked(items, data, *stats); !s) return std::move(s).error();
   target->stats = std::move(*stats);
@@ -863,7 +876,7 @@ Result<Loader> Loader::Open(Checkpoint checkpoint, LoadOptions options) {
     impl->use_uring = use_uring;
     impl->backend_reason = std::move(reason);
     impl->cuda = std::move(cuda);
-    if (impl->options.gds) impl->gds_reason = GdsFallbackReason(impl->options.mode == IoMode::kDirect);
+    if (impl->cuda) impl->gds = OpenGds(impl->options);
     return Loader(std::move(impl));
   } catch (const std::bad_alloc&) {
     return ResourceExhausted();

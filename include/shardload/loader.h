@@ -121,9 +121,15 @@ struct LoadOptions {
   std::uint64_t staging_bytes = 256ULL << 20;
   // CUDA streams the copies are spread over. Default: 2.
   unsigned device_streams = 2;
-  // GPUDirect Storage (cuFileRead straight into device memory), with
-  // `direct`: not implemented yet; a device load asking for it is staged and
-  // says why in LoadStats::transfer. Default: off.
+  // GPUDirect Storage for a device load: what `mode` reads with O_DIRECT
+  // (kDirect, or kAuto's cold ranges) is read by cuFileRead straight into
+  // device memory where file offset and device address are 4 KiB aligned;
+  // the rest is staged. libcufile is loaded at Open (dlopen;
+  // $SHARDLOAD_CUFILE, else libcufile.so.0 / .so). Without it, its driver,
+  // or GPUDirect proper (compatibility mode only), or with kBuffered, the
+  // load is staged and LoadStats::transfer says why; a file cuFile cannot
+  // register is staged. Never fails a load by itself; a failed cuFileRead is
+  // kIoError. Ignored for CPU loads. docs/device.md. Default: off.
   bool gds = false;
   // Path of a manifest (`sha256sum` output or a JSON object name -> SHA-256
   // hex; docs/cli.md, `verify`). Load checks every shard it read: a shard

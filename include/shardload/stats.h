@@ -38,7 +38,8 @@ struct LoadStats {
                                       // system refuses O_DIRECT ("" if none)
   std::string memory;             // how the destination memory was backed, and why
   std::string device = "cpu";     // where the tensors landed: "cpu" or "cuda:N"
-  std::string transfer;           // device loads: waves, staging and streams used
+  std::string transfer;           // device loads: waves, staging and streams used,
+                                  // cuFile reads (--gds), or why GDS was not used
   std::string verified;           // LoadOptions::verify: what was checked, in words
 };
 

@@ -22,7 +22,7 @@ from . import _args, _load
 
 def load(path, *, rank=None, world=None, plan=None, select=None, threads=None, direct=False,
          mode=None, framework="numpy", progress=None, max_over_read=None, device="cpu",
-         verify=None, dtype=None):
+         verify=None, dtype=None, gds=False):
     """Loads the checkpoint at PATH; returns a LoadedTensors (a dict name ->
     array, with .dtypes, .stats and .memory).
 
@@ -53,6 +53,9 @@ def load(path, *, rank=None, world=None, plan=None, select=None, threads=None, d
       land in that CUDA device's memory (pinned staging, one allocation for
       the load) and come back as torch CUDA tensors through DLPack, no copy.
       Without the CUDA runtime or the device: shardload.Error "unsupported".
+    gds: with device="cuda:N", GPUDirect Storage: what is read with O_DIRECT
+      goes by cuFile straight into device memory; without libcufile or its
+      driver it is staged as usual, stats["transfer"] saying why.
     verify: a manifest path (`sha256sum` output or a JSON object name ->
       SHA-256 hex): the shards read are checked, a mismatch raises
       shardload.Error (code "checksum_mismatch", path the file) and nothing is
@@ -70,7 +73,7 @@ def load(path, *, rank=None, world=None, plan=None, select=None, threads=None, d
                                  threads=threads, direct=direct, mode=mode,
                                  framework=framework, progress=progress,
                                  max_over_read=max_over_read, device=device,
-                                 verify=verify, dtype=dtype)
+                                 verify=verify, dtype=dtype, gds=gds)
     return _load.run(open(path)._handle, request)
 
 

@@ -50,6 +50,7 @@ class Request:
     device: str = "cpu"          # "cpu" or "cuda:N"
     verify: str = ""             # manifest path ("" for none)
     dtype: str = ""              # "F32", "F16", "BF16" ("" for none)
+    gds: bool = False            # GPUDirect Storage (device loads)
 
     def rank_info(self):
         """What a tensor-parallel load adds to .stats (None for a plain load)."""
@@ -293,8 +294,10 @@ def destinations(tensors):
 
 def load_request(*, rank, world, plan, select, threads, direct, framework, progress,
                  mode=None, max_over_read=None, device="cpu", verify=None,
-                 dtype=None) -> Request:
+                 dtype=None, gds=False) -> Request:
     """The checked arguments of a load."""
+    if not isinstance(gds, bool):
+        raise TypeError(f"gds must be a bool, got {type(gds).__name__}")
     plan = _plan(plan)
     rank, world = _world_and_rank(rank, world, plan, every_rank_allowed=False)
     mode = _mode(direct, mode)
@@ -303,7 +306,7 @@ def load_request(*, rank, world, plan, select, threads, direct, framework, progr
     check_progress(progress)
     return Request(_globs(select), _threads(threads), mode, rank, world, plan, framework,
                    progress, _max_over_read(max_over_read), _device(device, framework),
-                   _verify(verify), _dtype(dtype))
+                   _verify(verify), _dtype(dtype), gds)
 
 
 def plan_request(*, rank, world, plan, select, threads, direct, mode=None,

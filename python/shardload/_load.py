@@ -42,7 +42,8 @@ def run(handle, request):
             handle, globs=request.globs, threads=request.threads, mode=request.mode,
             rank=request.rank, world=request.world, progress=progress,
             max_over_read=request.max_over_read, device=request.device,
-            verify=request.verify, dtype=request.dtype, **request.plan_kwargs())
+            verify=request.verify, dtype=request.dtype, gds=request.gds,
+            **request.plan_kwargs())
     finally:
         _progress.close(progress)
     dtypes = memory.dtypes()

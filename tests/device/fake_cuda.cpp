@@ -1,4 +1,4 @@
-// FakeCuda (fake_cuda.h). Thread-compatible.
+// FakeCuda and FakeCuFile (fake_cuda.h). Thread-compatible.
 #include "device/fake_cuda.h"
 
 #include <dlfcn.h>
@@ -70,6 +70,36 @@ long FakeCuda::Count(const char* name) const {
 long FakeCuda::Live() const {
   return Count("live_allocations") + Count("live_registrations") + Count("live_streams") +
          Count("live_events");
+}
+
+std::string FakeCuFile::LibraryPath() { return FAKE_CUFILE_PATH; }
+
+FakeCuFile::FakeCuFile() {
+  ::setenv("SHARDLOAD_CUFILE", FAKE_CUFILE_PATH, 1);
+  for (const char* v : {"FAKE_CUFILE_FAIL_DRIVER", "FAKE_CUFILE_COMPAT", "FAKE_CUFILE_FORCE_COMPAT",
+                        "FAKE_CUFILE_FAIL_HANDLE", "FAKE_CUFILE_FAIL_BUFREG",
+                        "FAKE_CUFILE_READ_EIO", "FAKE_CUFILE_READ_ERROR", "FAKE_CUFILE_READ_SHORT",
+                        "FAKE_CUFILE_READ_ZERO"}) {
+    ::unsetenv(v);
+  }
+  library_ = ::dlopen(FAKE_CUFILE_PATH, RTLD_NOW | RTLD_LOCAL);
+  REQUIRE_MESSAGE(library_ != nullptr, ::dlerror());
+  Reset();
+}
+
+FakeCuFile::~FakeCuFile() {
+  ::dlclose(library_);
+  ::unsetenv("SHARDLOAD_CUFILE");
+}
+
+void FakeCuFile::Reset() const { Symbol<void (*)()>(library_, "fake_cufile_reset")(); }
+
+long FakeCuFile::Count(const char* name) const {
+  return Symbol<long (*)(const char*)>(library_, "fake_cufile_count")(name);
+}
+
+long FakeCuFile::Live() const {
+  return Count("live_handles") + Count("live_buffers") + Count("driver_open");
 }
 
 }  // namespace shardload::test

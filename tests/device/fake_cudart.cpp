@@ -19,7 +19,8 @@
 //                            sticky error reported by every later synchronize
 // Copies are counted from the latest cudaHostRegister (one per load's
 // staging), which also clears the late error.
-// Counters for the tests: fake_cuda_count("live_allocations"), ...
+// Counters for the tests: fake_cuda_count("live_allocations"), ...; the
+// fake libcufile reaches device memory through fake_cuda_device_to_host.
 // Thread-safe: one mutex over the state; each stream's thread takes it too.
 #include <algorithm>
 #include <condition_variable>
@@ -48,6 +49,7 @@ constexpr int kHostMemoryNotRegistered = 713;
 constexpr int kH2D = 1;
 constexpr int kD2H = 2;
 constexpr std::uintptr_t kDeviceTag = std::uintptr_t{1} << 62;
+constexpr std::size_t kPage = 4096;
 
 long Env(const char* name, long fallback) {
   const char* v = std::getenv(name);
@@ -160,6 +162,13 @@ long fake_cuda_count(const char* name) {
   return it == S().counts.end() ? 0 : it->second;
 }
 
+// For the fake libcufile (fake_cufile.cpp): the host bytes behind device
+// range [p, p + n), or null when it is not inside one live allocation.
+void* fake_cuda_device_to_host(const void* p, std::size_t n) {
+  std::lock_guard lock(S().mu);
+  return DeviceToHost(p, n);
+}
+
 const char* cudaGetErrorString(int error) {
   switch (error) {
     case kSuccess: return "no error";
@@ -196,7 +205,9 @@ int cudaMalloc(void** ptr, std::size_t size) {
   std::lock_guard lock(S().mu);
   *ptr = nullptr;
   if (Env("FAKE_CUDA_FAIL_MALLOC", 0) != 0) return Fail(kMemoryAllocation);
-  void* host = std::malloc(size == 0 ? 1 : size);
+  // 4 KiB aligned, as GPUDirect Storage reads need (real allocations are at
+  // least 256-byte aligned, large ones in practice 2 MiB).
+  void* host = std::aligned_alloc(kPage, (std::max<std::size_t>(size, 1) + kPage - 1) / kPage * kPage);
   if (host == nullptr) return Fail(kMemoryAllocation);
   std::memset(host, 0xA5, size);
   const auto device = reinterpret_cast<std::uintptr_t>(host) + kDeviceTag;

@@ -2,8 +2,8 @@
 (tests/device/fake_cudart.cpp, $FAKE_CUDART, loaded by the library's own
 dlopen via $SHARDLOAD_CUDART). Checks the DLPack capsules up to what torch
 would import: device type kDLCUDA, the shapes, and the device bytes (copied
-back with the fake's cudaMemcpy) against the independent reader; then the
-error paths. torch itself cannot import CUDA capsules here (no CUDA)."""
+back with the fake's cudaMemcpy) against the independent reader; gds=True
+through the fake libcufile ($FAKE_CUFILE); then the error paths. torch itself cannot import CUDA capsules here (no CUDA)."""
 import ctypes
 import gc
 import os
@@ -16,6 +16,7 @@ import shardload
 from shardload import _shardload
 
 FAKE = os.environ.get("FAKE_CUDART", "")
+FAKE_CUFILE = os.environ.get("FAKE_CUFILE", "")
 KDLCUDA = 2
 
 
@@ -103,6 +104,37 @@ def test_rank_slice_on_device(fake, llama):
     del dev, t, capsule
     gc.collect()
     assert live(fake) == 0
+
+
+def test_gds_rank_slice_on_device(fake, llama, monkeypatch):
+    if not FAKE_CUFILE or not os.path.exists(FAKE_CUFILE):
+        pytest.skip("FAKE_CUFILE (the fake libcufile) not given")
+    monkeypatch.setenv("SHARDLOAD_CUFILE", FAKE_CUFILE)
+    cufile = ctypes.CDLL(FAKE_CUFILE)
+    cufile.fake_cufile_count.restype = ctypes.c_long
+    cufile.fake_cufile_count.argtypes = [ctypes.c_char_p]
+    cufile.fake_cufile_reset()
+    directory, _ = llama
+    with pytest.raises(TypeError, match="gds"):
+        shardload.load(directory, device="cuda:0", framework="torch", gds=1)
+    host = load_memory(directory, device="cpu", rank=1, world=2, plan="hf")
+    dev = load_memory(directory, rank=1, world=2, plan="hf", mode="direct", gds=True)
+    assert "cuFileRead of" in dev.stats()["transfer"]
+    assert cufile.fake_cufile_count(b"reads") > 0
+    arrays = host.arrays()
+    for name, array in arrays.items():
+        capsule = dev.dlpack(name)
+        t = dl_tensor(capsule)
+        n = array.nbytes
+        buf = ctypes.create_string_buffer(max(n, 1))
+        if n:
+            assert fake.cudaMemcpy(buf, t.data, n, 2) == 0
+        assert buf.raw[:n] == np.ascontiguousarray(array).tobytes(), name
+    del dev, t, capsule
+    gc.collect()
+    assert live(fake) == 0
+    assert sum(cufile.fake_cufile_count(k) for k in
+               (b"live_handles", b"live_buffers", b"driver_open", b"misuse")) == 0
 
 
 def test_errors(fake, dtypes_checkpoint, monkeypatch):

@@ -279,13 +279,32 @@ TEST_CASE("load refuses a shard whose data is cut short, naming the shard (exit 
 TEST_CASE("load --device cuda:0 through the fake CUDA runtime, device errors exit 7") {
   TempDir tmp;
   const std::string fake = std::string("SHARDLOAD_CUDART=") + FAKE_CUDART_PATH + " ";
-  Run r = Cli("load " + Generated() + " --device cuda:0 --staging 1MiB --gds --json", tmp, fake);
+  // No libcufile (a real one, on a GPU machine, must not meet the fake runtime).
+  const std::string no_cufile = fake + "SHARDLOAD_CUFILE=/nonexistent/libcufile.so.0 ";
+  Run r = Cli("load " + Generated() + " --device cuda:0 --staging 1MiB --gds --json", tmp,
+              no_cufile);
   REQUIRE_MESSAGE(r.exit_code == 0, r.err);
   rapidjson::Document doc = LastJsonLine(r.out);
   CHECK(std::string(doc["device"].GetString()) == "cuda:0");
   CHECK(std::string(doc["transfer"].GetString()).find("pinned staging") != std::string::npos);
-  CHECK(std::string(doc["transfer"].GetString()).find("GDS not used") != std::string::npos);
+  CHECK(std::string(doc["transfer"].GetString()).find("GDS not used (libcufile not found") !=
+        std::string::npos);
   CHECK(std::string(doc["memory"].GetString()).find("cudaMalloc") != std::string::npos);
+
+  // With the fake libcufile and --direct, cuFile reads the aligned ranges.
+  const std::string fake_gds = fake + "SHARDLOAD_CUFILE=" + FAKE_CUFILE_PATH + " ";
+  Run gds = Cli("load " + Generated() + " --device cuda:0 --direct --gds --json", tmp, fake_gds);
+  REQUIRE_MESSAGE(gds.exit_code == 0, gds.err);
+  rapidjson::Document gdoc = LastJsonLine(gds.out);
+  const std::string transfer = gdoc["transfer"].GetString();
+  CHECK(transfer.rfind("GDS: ", 0) == 0);
+  CHECK(transfer.find(" cuFileRead of ") != std::string::npos);
+  CHECK(gdoc["bytes"].GetUint64() == doc["bytes"].GetUint64());
+  Run buffered =
+      Cli("load " + Generated() + " --device cuda:0 --buffered --gds --json", tmp, fake_gds);
+  REQUIRE_MESSAGE(buffered.exit_code == 0, buffered.err);
+  CHECK(std::string(LastJsonLine(buffered.out)["transfer"].GetString())
+            .find("GDS not used (--buffered") != std::string::npos);
 
   Run missing = Cli("load " + Generated() + " --device cuda:0 --json", tmp);
   if (std::getenv("SHARDLOAD_CUDART") == nullptr) {
