@@ -74,6 +74,7 @@ class Session {
   Status WaitFor(std::uint32_t type, std::uint32_t wave);
   Status SendToHub(std::uint32_t type, const std::string& body);
   Error FromHub(const Error& e) const;
+  Error Aborted(std::string_view body) const;  // the hub's kAbort, as this member's error
   Result<LoadStats> RunStaged(const ReadRequest& request, const Executor& exec,
                               const PlanMessage& plan, FileDescriptor memfd);
   void PauseForTest(std::uint32_t wave) const;
@@ -82,6 +83,7 @@ class Session {
   unsigned local_rank_;
   unsigned local_size_;
   unsigned rank_ = 0;
+  std::string leader_ = "the leader (local rank 0)";  // named from kAgreed
   const std::atomic<bool>* stop_ = nullptr;
   std::unique_ptr<Hub> hub_;  // the leader's
   FileDescriptor link_;       // to the hub
