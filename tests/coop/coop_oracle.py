@@ -30,8 +30,15 @@ except ImportError:
 STAGING = 256 << 10  # far below the largest tensor: many waves
 
 
+# Open MPI's shared-memory transport (concurrent MPI tests on the same
+# machine) leaves its own segments under these names; nothing of ours may.
+FOREIGN = ("vader_segment", "sm_segment", "ompi", "psm")
+
+
 def shm():
-    return set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+    """/dev/shm's entries, but other programs' (FOREIGN)."""
+    names = os.listdir("/dev/shm") if os.path.isdir("/dev/shm") else []
+    return {n for n in names if not n.startswith(FOREIGN)}
 
 
 def launch(binary, ckpt, world, job, work, extra=(), per_rank=None, env_extra=None):
