@@ -285,8 +285,9 @@ Result<LoadStats> Session::RunStaged(const ReadRequest& request, const Executor&
   bool first_read = true;
   stats_.waves = schedule.waves;
 
+  // Runs on the reader thread: touches only `total`, its own slots and
+  // stats_.read_for_node (the copy touches stats_.bytes_staged).
   auto read_wave = [&](std::uint32_t k) -> Status {
-    PauseForTest(k);
     std::vector<Segment> segs;
     std::vector<Window> windows;
     auto [lo, hi] = schedule.WaveRange(k);
@@ -321,7 +322,7 @@ Result<LoadStats> Session::RunStaged(const ReadRequest& request, const Executor&
         staging.Drop(static_cast<std::uint64_t>(s.dst - staging.data()), s.length);
       }
     }
-    return SendToHub(kRead, Writer().U32(k).body());
+    return Status();
   };
 
   auto copy_wave = [&](std::uint32_t k) -> Status {
@@ -346,19 +347,34 @@ Result<LoadStats> Session::RunStaged(const ReadRequest& request, const Executor&
       }
       t = end;
     }
-    return SendToHub(kCopied, Writer().U32(k).body());
+    return Status();
   };
 
+  // Iteration k reads wave k on a thread of its own while this thread
+  // copies wave k - 1 out (once everyone has read it).
   for (std::uint32_t k = 0; k <= schedule.waves; ++k) {
+    Status read_status;
+    std::thread reader;
     if (k < schedule.waves) {
       if (k >= 2) {
         if (Status s = WaitFor(kAllCopied, k - 2); !s) return std::move(s).error();
       }
-      if (Status s = read_wave(k); !s) return std::move(s).error();
+      PauseForTest(k);
+      reader = std::thread([&, k] { read_status = read_wave(k); });
     }
+    Status copy_status;
     if (k >= 1) {
-      if (Status s = WaitFor(kAllRead, k - 1); !s) return std::move(s).error();
-      if (Status s = copy_wave(k - 1); !s) return std::move(s).error();
+      copy_status = WaitFor(kAllRead, k - 1);
+      if (copy_status) copy_status = copy_wave(k - 1);
+    }
+    if (reader.joinable()) reader.join();
+    if (!read_status) return std::move(read_status).error();
+    if (!copy_status) return std::move(copy_status).error();
+    if (k >= 1) {
+      if (Status s = SendToHub(kCopied, Writer().U32(k - 1).body()); !s) return std::move(s).error();
+    }
+    if (k < schedule.waves) {
+      if (Status s = SendToHub(kRead, Writer().U32(k).body()); !s) return std::move(s).error();
     }
   }
   total.bytes = stats_.bytes_staged;
