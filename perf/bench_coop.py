@@ -67,10 +67,15 @@ def run_job(args, state, ranks, cooperate, job):
                                       stderr=subprocess.PIPE, text=True))
     reports = []
     for p in procs:
-        out, err = p.communicate()
+        out = p.stdout.read()
+        err = p.stderr.read()
+        _, status, usage = os.wait4(p.pid, 0)  # the rank's peak RSS
+        p.returncode = os.waitstatus_to_exitcode(status)
         if p.returncode != 0:
             raise SystemExit(f"a rank failed ({p.returncode}):\n{err}")
-        reports.append(json.loads(out.strip().splitlines()[-1]))
+        report = json.loads(out.strip().splitlines()[-1])
+        report["max_rss_bytes"] = usage.ru_maxrss * 1024
+        reports.append(report)
     return time.monotonic() - start, reports
 
 
@@ -83,6 +88,7 @@ def main():
     p.add_argument("--states", nargs="+", default=list(STATES))
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--staging", default="")
+    p.add_argument("--staging-bytes", default=str(1 << 30), help="what --staging amounts to")
     p.add_argument("--alone", action="store_true", help="also run the ranks without cooperating")
     p.add_argument("--out", default="build/bench-coop.json")
     args = p.parse_args()
@@ -104,6 +110,10 @@ def main():
                                            f"bench-{os.getpid()}-{rep}-{state}-{name}")
                 disk_bytes = disk_read_bytes(disk) - before
                 how = reports[0].get("cooperation", {}).get("how", "")
+                # Each rank's peak RSS over its local bytes + staging share.
+                share = (int(args.staging_bytes) // max(ranks, 1)) if ranks else 0
+                over = max(r["max_rss_bytes"] - r["bytes"] - share for r in reports)
+                how += f"; peak RSS - local - staging share: {over / 2**20:.0f} MiB"
                 runs[(state, name)].append({"seconds": seconds, "disk_bytes": disk_bytes,
                                             "load": os.getloadavg()[0], "reports": reports})
                 log(f"  rep {rep + 1} {state:<13} {name:<9} {seconds:6.2f} s  disk "
