@@ -97,8 +97,8 @@ Session::Session(const Cooperation& options, unsigned local_rank, unsigned local
 }
 
 Session::~Session() {
-  if (!failed_ && link_.valid() && hub_ == nullptr) {
-    // Left without Run finishing (an exception): the others must not wait.
+  if (!done_) {  // left without finishing (an exception): the others must not wait
+    Fail(MakeError(ErrorCode::kInternal, "", "", "left the cooperative load without finishing"));
   }
   Finish();
 }
@@ -266,6 +266,7 @@ Result<LoadStats> Session::Run(const ReadRequest& request, const Executor& exec)
   if (!out) return out;
   if (plan.each_reads_own) stats_.bytes_direct = out->bytes;
   if (Status s = SendToHub(kDone, {}); !s) return std::move(s).error();
+  done_ = true;
   out->cooperation = stats_;
   return out;
 }

@@ -65,6 +65,8 @@ class Session {
   void Fail(const Error& error);
   // The leader waits for its hub to finish (everyone done or an abort).
   void Finish();
+  // Whether Run finished (a load that never reached Run must Fail).
+  bool done() const { return done_; }
 
   const CooperationStats& stats() const { return stats_; }
 
@@ -88,6 +90,7 @@ class Session {
   std::unique_ptr<Hub> hub_;  // the leader's
   FileDescriptor link_;       // to the hub
   bool failed_ = false;       // Fail was called or the hub aborted
+  bool done_ = false;         // Run finished and told the hub
   std::uint32_t all_read_ = 0;    // waves every member has read
   std::uint32_t all_copied_ = 0;  // waves every member has copied out
   CooperationStats stats_;
