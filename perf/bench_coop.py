@@ -9,6 +9,8 @@ full load of the same checkpoint in the same page-cache state, interleaved:
   warm-staged    --buffered, warm likewise (cooperation then stages: to
                  compare with the auto mode's choice, each rank reading its
                  own bytes from the page cache)
+  cold-auto      default (auto) mode, evicted as below (cold ranges are
+                 read with O_DIRECT)
   cold-buffered  --buffered, the checkpoint's pages evicted (posix_fadvise
                  DONTNEED on its files only: the page cache is shared)
   cold-direct    --direct, evicted likewise
@@ -35,8 +37,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_mode import disk_of, disk_read_bytes, evict, shard_files  # noqa: E402
 
-STATES = {"warm": [], "warm-staged": ["--buffered"], "cold-buffered": ["--buffered"],
-          "cold-direct": ["--direct"]}
+STATES = {"warm": [], "warm-staged": ["--buffered"], "cold-auto": [],
+          "cold-buffered": ["--buffered"], "cold-direct": ["--direct"]}
 
 
 def log(message):
