@@ -3,7 +3,8 @@
 // into the same memory (--repeat) and saves what was loaded (--save). With
 // --plan, loads only tensor-parallel rank --rank of --world's slices. With
 // --device cuda:N, the tensors land in that CUDA device's memory
-// (docs/device.md).
+// (docs/device.md). Under LOCAL_RANK / LOCAL_WORLD_SIZE and a job id, the
+// node's ranks cooperate (coop_flags.h, docs/cooperate.md).
 #include <fmt/format.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "commands.h"
+#include "coop_flags.h"
 #include "read_flags.h"
 #include "tp_flags.h"
 #include "shardload/loader.h"
@@ -28,7 +30,8 @@ const CommandSpec kLoadSpec = {
     "PATH [--select GLOB]... [--threads N] [--queue-depth N] [--chunk-size BYTES] "
     "[--direct | --buffered] [--max-over-read R] [--read-strategy S] [--repeat N] [--save OUT] "
     "[--verify MANIFEST] [--dtype F32|F16|BF16] "
-    "[--rank R --world W --plan P] [--device cpu|cuda:N [--staging BYTES] [--gds]] [--json]",
+    "[--rank R --world W --plan P] [--job ID | --no-cooperate] [--peer-timeout S] "
+    "[--staging BYTES] [--device cpu|cuda:N [--gds]] [--json]",
     "Load a checkpoint into memory in parallel and report the throughput.",
     {"PATH"},
     {{"--select", "GLOB", "load only matching tensors (`*` one name component, `**` any); repeatable", true},
@@ -49,7 +52,12 @@ const CommandSpec kLoadSpec = {
      WorldFlag(),
      PlanFlag(),
      {"--device", "DEV", "cpu (default) or cuda:N: load into that CUDA device's memory"},
-     {"--staging", "BYTES", "pinned staging ring of a device load (default 256MiB)"},
+     JobFlag(),
+     NoCooperateFlag(),
+     PeerTimeoutFlag(),
+     {"--staging", "BYTES",
+      "the node's shared staging of a cooperative load (default 1GiB), or the pinned staging "
+      "ring of a device load (default 256MiB)"},
      {"--gds", "", "GPUDirect Storage: O_DIRECT ranges read by cuFile straight to the device (else staged, reason reported)"},
      {"--json", "", "print one JSON object on the last line of stdout"}},
 };
@@ -209,6 +217,7 @@ void PrintReport(const LoadFlags& flags, const LoadStats& first, double first_se
     if (!first.memory.empty()) fmt::print("memory: {}\n", first.memory);
     if (!first.transfer.empty()) fmt::print("device: {}: {}\n", first.device, first.transfer);
     if (!first.verified.empty()) fmt::print("verified: {}\n", first.verified);
+    fmt::print("{}", CooperationText(first));
     if (flags.tp.enabled) {
       fmt::print("tensor parallel: rank {} of {}, plan {}\n", flags.tp.tp.rank, flags.tp.tp.world,
                  flags.tp.tp.plan.Describe());
@@ -223,7 +232,7 @@ void PrintReport(const LoadFlags& flags, const LoadStats& first, double first_se
       "\"backend\":{},\"backend_reason\":{},\"memory\":{},\"device\":{},\"transfer\":{},"
       "\"threads\":{},\"direct\":{},\"mode\":{},"
       "\"bytes_direct\":{},\"bytes_buffered\":{},\"mode_note\":{},\"read_ops\":{},"
-      "\"short_reads\":{},\"retries\":{},\"repeat\":{}{}{}{}}}\n",
+      "\"short_reads\":{},\"retries\":{},\"repeat\":{}{}{}{}{}}}\n",
       first.tensors, first.bytes, first.bytes_read, first_seconds, gbps, JsonString(BackendName(first.backend)),
       JsonString(first.backend_reason), JsonString(first.memory), JsonString(first.device),
       JsonString(first.transfer), first.threads,
@@ -231,7 +240,8 @@ void PrintReport(const LoadFlags& flags, const LoadStats& first, double first_se
       first.bytes_direct, first.bytes_buffered, JsonString(first.mode_note),
       first.read_ops, first.short_reads, first.retries, flags.repeat, tp,
       first.verified.empty() ? "" : ",\"verified\":" + JsonString(first.verified),
-      rates.empty() ? "" : fmt::format(",\"steady_gb_per_s\":{},\"reload_gb_per_s\":[{}]", steady, runs));
+      rates.empty() ? "" : fmt::format(",\"steady_gb_per_s\":{},\"reload_gb_per_s\":[{}]", steady, runs),
+      CooperationJson(first));
 }
 
 }  // namespace
@@ -243,6 +253,7 @@ int RunLoad(int argc, char** argv) {
   LoadFlags flags;
   if (int rc = ReadFlags(*args, flags); rc != kExitOk) return rc;
   if (int rc = ReadTpFlags(kLoadSpec, *args, true, flags.tp); rc != kExitOk) return rc;
+  if (int rc = ReadCoopFlags(kLoadSpec, *args, flags.options); rc != kExitOk) return rc;
   ProgressBar bar;
   if (::isatty(STDERR_FILENO)) {
     flags.options.progress = [&bar](std::uint64_t done, std::uint64_t total) { bar.Update(done, total); };
