@@ -3,7 +3,8 @@
 // into the same memory (--repeat) and saves what was loaded (--save). With
 // --plan, loads only tensor-parallel rank --rank of --world's slices. With
 // --device cuda:N, the tensors land in that CUDA device's memory
-// (docs/device.md).
+// (docs/device.md). With --mpi (under mpirun), the rank and world come from
+// MPI and the node's ranks load cooperatively (tools/mpi/, docs/cooperate.md).
 #include <fmt/format.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "commands.h"
+#include "mpi_launch.h"
 #include "read_flags.h"
 #include "tp_flags.h"
 #include "shardload/loader.h"
@@ -28,7 +30,7 @@ const CommandSpec kLoadSpec = {
     "PATH [--select GLOB]... [--threads N] [--queue-depth N] [--chunk-size BYTES] "
     "[--direct | --buffered] [--max-over-read R] [--read-strategy S] [--repeat N] [--save OUT] "
     "[--verify MANIFEST] [--dtype F32|F16|BF16] "
-    "[--rank R --world W --plan P] [--device cpu|cuda:N [--staging BYTES] [--gds]] [--json]",
+    "[--rank R --world W --plan P] [--mpi] [--device cpu|cuda:N [--staging BYTES] [--gds]] [--json]",
     "Load a checkpoint into memory in parallel and report the throughput.",
     {"PATH"},
     {{"--select", "GLOB", "load only matching tensors (`*` one name component, `**` any); repeatable", true},
@@ -48,6 +50,8 @@ const CommandSpec kLoadSpec = {
      RankFlag(),
      WorldFlag(),
      PlanFlag(),
+     {"--mpi", "", "under mpirun: rank and world from MPI_COMM_WORLD; the node's ranks read "
+                   "each byte once between them (docs/cooperate.md)"},
      {"--device", "DEV", "cpu (default) or cuda:N: load into that CUDA device's memory"},
      {"--staging", "BYTES", "pinned staging ring of a device load (default 256MiB)"},
      {"--gds", "", "GPUDirect Storage with --direct (not yet: staged, reason reported)"},
@@ -99,6 +103,7 @@ struct LoadFlags {
   std::uint64_t max_shard_size = 5'000'000'000ULL;
   bool json = false;
   TpFlags tp;
+  std::string mpi_note;  // under --mpi: "rank R of W, node rank r of n"
 };
 
 // Fills `flags` from the parsed arguments; returns an exit code != 0 on misuse.
@@ -193,6 +198,12 @@ double Median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
+// load --json's "mpi": the MPI library this build has, or null.
+std::string MpiJson() {
+  std::string version = MpiLibraryVersion();
+  return version.empty() ? "null" : JsonString(version);
+}
+
 void PrintReport(const LoadFlags& flags, const LoadStats& first, double first_seconds,
                  const std::vector<double>& rates) {
   double gbps = first_seconds > 0 ? static_cast<double>(first.bytes) / first_seconds / 1e9 : 0;
@@ -213,6 +224,7 @@ void PrintReport(const LoadFlags& flags, const LoadStats& first, double first_se
       fmt::print("tensor parallel: rank {} of {}, plan {}\n", flags.tp.tp.rank, flags.tp.tp.world,
                  flags.tp.tp.plan.Describe());
     }
+    if (!flags.mpi_note.empty()) fmt::print("mpi: {}, {}\n", MpiLibraryVersion(), flags.mpi_note);
     return;
   }
   std::string tp = flags.tp.enabled ? "," + TpJsonFields(flags.tp.tp) : "";
@@ -223,33 +235,26 @@ void PrintReport(const LoadFlags& flags, const LoadStats& first, double first_se
       "\"backend\":{},\"backend_reason\":{},\"memory\":{},\"device\":{},\"transfer\":{},"
       "\"threads\":{},\"direct\":{},\"mode\":{},"
       "\"bytes_direct\":{},\"bytes_buffered\":{},\"mode_note\":{},\"read_ops\":{},"
-      "\"short_reads\":{},\"retries\":{},\"repeat\":{}{}{}{}}}\n",
+      "\"short_reads\":{},\"retries\":{},\"repeat\":{},\"mpi\":{}{}{}{}}}\n",
       first.tensors, first.bytes, first.bytes_read, first_seconds, gbps, JsonString(BackendName(first.backend)),
       JsonString(first.backend_reason), JsonString(first.memory), JsonString(first.device),
       JsonString(first.transfer), first.threads,
       first.bytes_direct > 0 ? "true" : "false", JsonString(IoModeName(first.mode)),
       first.bytes_direct, first.bytes_buffered, JsonString(first.mode_note),
-      first.read_ops, first.short_reads, first.retries, flags.repeat, tp,
+      first.read_ops, first.short_reads, first.retries, flags.repeat, MpiJson(), tp,
       first.verified.empty() ? "" : ",\"verified\":" + JsonString(first.verified),
       rates.empty() ? "" : fmt::format(",\"steady_gb_per_s\":{},\"reload_gb_per_s\":[{}]", steady, runs));
 }
 
-}  // namespace
-
-int RunLoad(int argc, char** argv) {
-  int exit_code = kExitOk;
-  auto args = ParseArgs(kLoadSpec, argc, argv, &exit_code);
-  if (!args) return exit_code;
-  LoadFlags flags;
-  if (int rc = ReadFlags(*args, flags); rc != kExitOk) return rc;
-  if (int rc = ReadTpFlags(kLoadSpec, *args, true, flags.tp); rc != kExitOk) return rc;
+// Loads as FLAGS say (the tensor-parallel flags already read) and reports.
+int LoadAndReport(const Args& args, LoadFlags& flags) {
   ProgressBar bar;
   if (::isatty(STDERR_FILENO)) {
     flags.options.progress = [&bar](std::uint64_t done, std::uint64_t total) { bar.Update(done, total); };
   }
   bar.Start();
   Clock::time_point start = Clock::now();
-  Result<Loader> loader = Loader::Open(args->Positional(0), flags.options);
+  Result<Loader> loader = Loader::Open(args.Positional(0), flags.options);
   if (!loader) return ReportError(loader.error(), flags.json);
   Result<LoadedCheckpoint> loaded = flags.tp.enabled ? loader->Load(flags.selection, flags.tp.tp)
                                                      : loader->Load(flags.selection);
@@ -266,13 +271,56 @@ int RunLoad(int argc, char** argv) {
     const LoadStats& st = loaded->stats();
     rates.push_back(st.seconds > 0 ? static_cast<double>(st.bytes) / st.seconds / 1e9 : 0);
   }
-  if (auto out = args->Get("--save")) {
+  if (auto out = args.Get("--save")) {
     if (Status s = Save(*loader, *loaded, *out, flags.max_shard_size); !s) {
       return ReportError(s.error(), flags.json);
     }
   }
   PrintReport(flags, first, first_seconds, rates);
   return kExitOk;
+}
+
+// `load --mpi`: MPI_COMM_WORLD gives --rank and --world, the node's ranks
+// cooperate over an MPI communicator. A failing rank prints its error and
+// exits without MPI_Finalize: mpirun then ends the job's other ranks (which
+// may be waiting for it in a rendezvous), and its own message says why.
+int RunUnderMpi(Args& args, LoadFlags& flags) {
+  if (args.Has("--rank") || args.Has("--world")) {
+    return UsageError(kLoadSpec, "--mpi takes the rank and world from MPI_COMM_WORLD: "
+                                 "drop --rank and --world");
+  }
+  Result<MpiJob> job = MpiStart();
+  if (!job) return ReportError(job.error(), flags.json);
+  if (args.Has("--plan")) {
+    args.values_["--rank"] = {std::to_string(job->rank)};
+    args.values_["--world"] = {std::to_string(job->world)};
+  }
+  flags.mpi_note = fmt::format("rank {} of {}, node rank {} of {}", job->rank, job->world,
+                               job->node->rank(), job->node->size());
+  int rc = ReadTpFlags(kLoadSpec, args, true, flags.tp);
+  if (rc == kExitOk) {
+    flags.options.cooperate.group = std::move(job->node);
+    rc = LoadAndReport(args, flags);
+  }
+  flags.options.cooperate.group.reset();
+  job->node.reset();
+  std::fflush(stdout);
+  std::fflush(stderr);
+  if (rc == kExitOk) MpiFinish();
+  return rc;
+}
+
+}  // namespace
+
+int RunLoad(int argc, char** argv) {
+  int exit_code = kExitOk;
+  auto args = ParseArgs(kLoadSpec, argc, argv, &exit_code);
+  if (!args) return exit_code;
+  LoadFlags flags;
+  if (int rc = ReadFlags(*args, flags); rc != kExitOk) return rc;
+  if (args->Has("--mpi")) return RunUnderMpi(*args, flags);
+  if (int rc = ReadTpFlags(kLoadSpec, *args, true, flags.tp); rc != kExitOk) return rc;
+  return LoadAndReport(*args, flags);
 }
 
 }  // namespace shardload::cli
