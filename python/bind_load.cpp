@@ -69,7 +69,7 @@ Selection MakeSelection(const Request& request) {
 }
 
 py::object Load(const CheckpointHandle& handle, const Request& request, unsigned rank,
-                const py::object& progress, const std::string& device) {
+                const py::object& progress, const std::string& device, const CoopArgs& coop) {
   LoadOptions options = Options(request);
   auto token = std::make_shared<CancelToken>();
   options.cancel = token;
@@ -79,6 +79,9 @@ py::object Load(const CheckpointHandle& handle, const Request& request, unsigned
   const Selection selection = MakeSelection(request);
   const TensorParallel tp{rank, request.world, request.plan};
   Result<LoadedCheckpoint> loaded = RunInterruptible(*token, [&]() -> Result<LoadedCheckpoint> {
+    Result<Cooperation> cooperation = MakeCooperation(coop);
+    if (!cooperation) return std::move(cooperation).error();
+    options.cooperate = std::move(*cooperation);
     Result<Loader> loader = Loader::Open(handle.checkpoint(), std::move(options));
     if (!loader) return std::move(loader).error();
     return loader->Load(selection, tp);
@@ -154,20 +157,30 @@ void BindLoad(py::module_& m) {
          std::string mode, unsigned rank, unsigned world, const std::string& plan_kind,
          std::string plan_path, std::string plan_text, const py::object& progress,
          double max_over_read, const std::string& device, std::string verify,
-         std::string dtype) {
+         std::string dtype, const py::object& communicator, std::string coop_job,
+         unsigned local_rank, unsigned local_size, std::uint64_t staging_bytes,
+         double peer_timeout_s) {
+        CoopArgs coop{nullptr, std::move(coop_job), local_rank, local_size, staging_bytes,
+                      std::chrono::milliseconds(static_cast<std::int64_t>(peer_timeout_s * 1000))};
+        if (!communicator.is_none()) coop.communicator = communicator.cast<std::shared_ptr<Communicator>>();
         Request request = MakeRequest(std::move(globs), threads, std::move(mode), world,
                                       plan_kind, std::move(plan_path), std::move(plan_text),
                                       max_over_read);
         request.verify = std::move(verify);
         request.dtype = std::move(dtype);
-        return Load(handle, request, rank, progress, device);
+        return Load(handle, request, rank, progress, device, coop);
       },
       py::arg("checkpoint"), py::kw_only(), py::arg("globs"), py::arg("threads"),
       py::arg("mode"), py::arg("rank"), py::arg("world"), py::arg("plan_kind"),
       py::arg("plan_path"), py::arg("plan_text"), py::arg("progress"),
       py::arg("max_over_read") = 0.0, py::arg("device") = "cpu",
       py::arg("verify") = std::string(), py::arg("dtype") = std::string(),
-      "Loads into a fresh LoadedMemory; the GIL is released while reading.");
+      py::arg("communicator") = py::none(), py::arg("coop_job") = std::string(),
+      py::arg("local_rank") = 0u, py::arg("local_size") = 1u, py::arg("staging_bytes") = 0u,
+      py::arg("peer_timeout_s") = 0.0,
+      "Loads into a fresh LoadedMemory; the GIL is released while reading. Cooperates with "
+      "the node's ranks through COMMUNICATOR (a shardload.Communicator), else through "
+      "ConnectLocal(COOP_JOB, LOCAL_RANK, LOCAL_SIZE) when COOP_JOB is set.");
   m.def(
       "plan",
       [](const CheckpointHandle& handle, std::vector<std::string> globs, unsigned threads,

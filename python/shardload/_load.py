@@ -1,6 +1,6 @@
 """Loading: runs a checked Request against an opened checkpoint and wraps the
 result as a LoadedTensors mapping."""
-from . import _args, _progress, _shardload
+from . import _args, _cooperate, _progress, _shardload
 
 
 class LoadedTensors(dict):
@@ -15,7 +15,8 @@ class LoadedTensors(dict):
         backend_reason, threads, direct, mode, bytes_direct, bytes_buffered,
         mode_note, read_ops, short_reads, retries, memory, device, transfer;
         verified with verify=), plus rank, world and plan for a tensor-parallel
-        load.
+        load, and cooperate ("torchrun" or "group"), local_rank and
+        local_world (and job under torchrun) for a cooperative one.
       memory: the LoadedMemory holding every tensor's bytes (each numpy
         array's .base). The memory lives while any array, tensor or this
         mapping refers to it.
@@ -32,8 +33,9 @@ class LoadedTensors(dict):
                 f"{self.stats.get('bytes', 0)} bytes>")
 
 
-def run(handle, request):
-    """Loads REQUEST (an _args.Request) from HANDLE (a CheckpointHandle)."""
+def run(handle, request, coop=_cooperate.ALONE):
+    """Loads REQUEST (an _args.Request) from HANDLE (a CheckpointHandle),
+    cooperating through COOP (a _cooperate.CoopArg)."""
     if request.framework == "torch":
         from . import _torch  # before reading: ImportError when torch is missing
     progress = _progress.reporter(request.progress, "shardload.load")
@@ -42,7 +44,7 @@ def run(handle, request):
             handle, globs=request.globs, threads=request.threads, mode=request.mode,
             rank=request.rank, world=request.world, progress=progress,
             max_over_read=request.max_over_read, device=request.device,
-            verify=request.verify, dtype=request.dtype, **request.plan_kwargs())
+            verify=request.verify, dtype=request.dtype, **request.plan_kwargs(), **coop.kwargs())
     finally:
         _progress.close(progress)
     dtypes = memory.dtypes()
@@ -52,4 +54,5 @@ def run(handle, request):
         tensors = memory.arrays()
     stats = memory.stats()
     stats.update(request.rank_info() or {})
+    stats.update(coop.info() or {})
     return LoadedTensors(tensors, dtypes, stats, memory)

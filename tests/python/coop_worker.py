@@ -1,0 +1,90 @@
+"""One rank of a cooperative load, run by test_cooperate.py as its own
+process: loads the checkpoint as MODE says and writes what happened as JSON
+to OUT ({"ok": true, "stats": ...} after checking every tensor against numpy
+slices of the full tensors, or {"code", "message", "at"} for a
+shardload.Error, "at" the time.time() it was raised).
+
+usage: coop_worker.py MODE CHECKPOINT OUT
+  MODE group:       torch.distributed gloo group (FileStore $COOP_STORE), group=WORLD
+       collectives: only the node group of WORLD: broadcast from every root, barrier
+       env:          rank="env" under a torchrun-like environment (the test sets it)
+$COOP_DIE=R: rank R SIGKILLs itself on its first progress callback (after
+writing the time to OUT.killed). $COOP_PLAN_R=P: rank R uses plan P (a
+config path) instead of "hf". $COOP_STAGING: staging= bytes.
+"""
+import json
+import os
+import signal
+import sys
+import time
+
+import numpy as np
+
+import safetensors_oracle as oracle
+import shardload
+from shardload import _cooperate
+
+
+def init_gloo(rank, world):
+    import torch.distributed as dist
+    dist.init_process_group("gloo", init_method="file://" + os.environ["COOP_STORE"],
+                            rank=rank, world_size=world)
+    return dist
+
+
+def check_collectives(dist, rank, world):
+    comm = _cooperate._node_group(dist.group.WORLD, None)
+    assert _cooperate._node_group(dist.group.WORLD, None) is comm, "not cached"
+    assert (comm.rank, comm.size) == (rank, world), (comm.rank, comm.size)
+    for root in range(world):
+        mine = bytes((rank * 31 + i) % 256 for i in range(1000))
+        want = bytes((root * 31 + i) % 256 for i in range(1000))
+        assert comm.broadcast(root, mine) == want, f"broadcast from {root}"
+        comm.barrier()
+    assert comm.broadcast(0, b"") == b""
+    return {"ok": True}
+
+
+def check_load(path, rank, world, **kwargs):
+    plan = os.environ.get(f"COOP_PLAN_{rank}", "hf")
+    die = os.environ.get("COOP_DIE")
+    progress = None
+    if die is not None and int(die) == rank:
+        def progress(done, total):
+            with open(OUT + ".killed", "w") as f:
+                f.write(repr(time.time()))
+            os.kill(os.getpid(), signal.SIGKILL)
+    staging = os.environ.get("COOP_STAGING")
+    loaded = shardload.load(path, plan=plan, progress=progress,
+                            staging=int(staging) if staging else None, **kwargs)
+    with open(os.path.join(path, "config.json")) as f:
+        config = json.load(f)
+    full = {n: oracle.view(e) for n, e in oracle.read_dir(path).items()}
+    assert sorted(loaded) == sorted(full)
+    rank, world = loaded.stats["rank"], loaded.stats["world"]
+    for name, array in loaded.items():
+        want = oracle.hf_slice(name, full[name], config, world, rank)
+        assert array.shape == want.shape and np.array_equal(array, want), (name, rank)
+    return {"ok": True, "stats": loaded.stats}
+
+
+def main():
+    mode, path = sys.argv[1], sys.argv[2]
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    try:
+        if mode == "collectives":
+            result = check_collectives(init_gloo(rank, world), rank, world)
+        elif mode == "group":
+            dist = init_gloo(rank, world)
+            result = check_load(path, rank, world, group=dist.group.WORLD)
+        else:
+            result = check_load(path, rank, world, rank="env", world="env")
+    except shardload.Error as e:
+        result = {"code": e.code, "message": str(e), "at": time.time()}
+    with open(OUT, "w") as f:
+        json.dump(result, f)
+
+
+OUT = sys.argv[3]
+if __name__ == "__main__":
+    main()
