@@ -1,0 +1,130 @@
+#!/usr/bin/python3
+"""`shardload load --mpi` under `mpirun --oversubscribe`, against the
+independent numpy slicer of split_oracle.py: with 2, 4 and 8 ranks, each
+rank's loaded tensors (written with --save) equal numpy's slices of the full
+tensors for its rank, and its --json report says rank, world and the MPI
+library. A rank with a different plan makes the job fail with peer_mismatch;
+a rank whose checkpoint is missing ends the job (the others were waiting for
+it at the rendezvous) within 10 s, its error naming the file. /dev/shm holds
+nothing new afterwards.
+
+usage: mpi_oracle.py SHARDLOAD_BINARY WORK_DIR
+Exit 0 when everything matches, 1 on a mismatch, 77 when numpy, mpirun or
+this build's MPI support is missing.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+try:
+    import numpy as np
+    import split_oracle as oracle
+except ImportError:
+    print("numpy not available: skipping")
+    sys.exit(77)
+
+# CI runs as root; mpirun refuses root without these.
+MPI_ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               OMPI_MCA_rmaps_base_oversubscribe="1")
+# Each rank: sh -c SCRIPT BINARY CKPT OUT; $R is its MPI_COMM_WORLD rank.
+RANK_SCRIPT = 'R=$OMPI_COMM_WORLD_RANK; exec "$0" load "$1" --plan "${PLAN:-hf}" --mpi ' \
+              '--buffered --save "$2/rank-$R" --json >"$2/rank-$R.json"'
+
+
+def mpirun(world, script, *args, timeout=120):
+    start = time.monotonic()
+    run = subprocess.run(["mpirun", "--oversubscribe", "-np", str(world), "sh", "-c", script,
+                          *args], env=MPI_ENV, capture_output=True, text=True, timeout=timeout)
+    return run, time.monotonic() - start
+
+
+def check_world(binary, work, src, config, full, world):
+    out = os.path.join(work, f"mpi-{world}")
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    run, _ = mpirun(world, RANK_SCRIPT, binary, src, out)
+    assert run.returncode == 0, f"mpirun -np {world}: {run.returncode}\n{run.stdout}{run.stderr}"
+    for r in range(world):
+        with open(os.path.join(out, f"rank-{r}.json")) as f:
+            report = json.loads(f.read().splitlines()[-1])
+        assert (report["rank"], report["world"]) == (r, world), report
+        assert report["mpi"] and report["mpi"].startswith("Open MPI"), report["mpi"]
+        got, _ = oracle.read_checkpoint(os.path.join(out, f"rank-{r}"))
+        assert sorted(got) == sorted(full), f"rank {r}: tensor names differ"
+        for name, arr in full.items():
+            want = oracle.expected(name, arr, config, world, r)
+            assert got[name].shape == want.shape, (name, r, got[name].shape, want.shape)
+            assert np.array_equal(got[name], want), f"{name}: rank {r} of {world} differs"
+
+
+def check_mismatch(binary, work, src, config):
+    out = os.path.join(work, "mpi-mismatch")
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    rules = dict(config["base_model_tp_plan"])
+    rules.pop(next(k for k in rules if "mlp" in k))
+    other = os.path.join(out, "other-config.json")
+    with open(other, "w") as f:
+        json.dump(dict(config, base_model_tp_plan=rules), f)
+    script = f'[ "$OMPI_COMM_WORLD_RANK" = 1 ] && export PLAN="{other}"; ' + RANK_SCRIPT
+    run, _ = mpirun(2, script, binary, src, out)
+    assert run.returncode != 0, "a rank with another plan was not refused"
+    assert "peer_mismatch" in run.stderr and "plan" in run.stderr, run.stderr
+
+
+def check_missing_checkpoint(binary, work, src):
+    out = os.path.join(work, "mpi-missing")
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    missing = os.path.join(out, "no-such-checkpoint")
+    script = f'[ "$OMPI_COMM_WORLD_RANK" = 2 ] && set -- "$0" "{missing}" "$2"; ' + RANK_SCRIPT
+    run, seconds = mpirun(4, script, binary, src, out)
+    assert run.returncode != 0, "a rank without its checkpoint did not fail the job"
+    assert missing in run.stderr, run.stderr
+    assert seconds < 10, f"the job took {seconds:.1f} s to end"
+
+
+def main():
+    binary, work = sys.argv[1], sys.argv[2]
+    if shutil.which("mpirun") is None:
+        print("mpirun not found: skipping")
+        return 77
+    version = subprocess.run([binary, "--version"], check=True, capture_output=True,
+                             text=True).stdout
+    if "mpi: none" in version:
+        print("this shardload has no MPI support: skipping")
+        return 77
+    os.makedirs(work, exist_ok=True)
+    src = os.path.join(work, "ckpt")
+    shutil.rmtree(src, ignore_errors=True)
+    subprocess.run([binary, "generate", src, "--size", "12MB", "--max-shard-size", "4MB"],
+                   check=True, stdout=subprocess.DEVNULL)
+    with open(os.path.join(src, "config.json")) as f:
+        config = json.load(f)
+    full, _ = oracle.read_checkpoint(src)
+    shm_before = set(os.listdir("/dev/shm"))
+    for world in (2, 4, 8):
+        check_world(binary, work, src, config, full, world)
+        print(f"mpirun -np {world}: {len(full)} tensors x {world} ranks match")
+    check_mismatch(binary, work, src, config)
+    print("a rank with another plan: peer_mismatch")
+    check_missing_checkpoint(binary, work, src)
+    print("a rank without its checkpoint: the job ends, naming the file")
+    left = set(os.listdir("/dev/shm")) - shm_before
+    if left:
+        time.sleep(1)  # another process's file may come and go meanwhile
+        left &= set(os.listdir("/dev/shm"))
+    assert not left, f"left in /dev/shm: {sorted(left)}"
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except (AssertionError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
+        print(f"MISMATCH: {e}")
+        sys.exit(1)
