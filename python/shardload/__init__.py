@@ -17,7 +17,7 @@ from ._load import LoadedTensors
 from ._safe_open import safe_open
 from ._shardload import Communicator, LoadedMemory, __version__
 from ._types import PlannedTensor, RankPlan, ShardInfo, TensorInfo
-from . import _args, _cooperate, _load
+from . import _args, _load
 
 
 def load(path, *, rank=None, world=None, plan=None, select=None, threads=None, direct=False,
@@ -80,17 +80,11 @@ def load(path, *, rank=None, world=None, plan=None, select=None, threads=None, d
     another cooperating rank failed or died, "peer_mismatch" when the node's
     ranks disagree on the job), TypeError / ValueError for bad arguments.
     """
-    rank_arg = rank
-    rank, world = _cooperate.rank_and_world(group, rank, world)
-    request = _args.load_request(rank=rank, world=world, plan=plan, select=select,
-                                 threads=threads, direct=direct, mode=mode,
-                                 framework=framework, progress=progress,
-                                 max_over_read=max_over_read, device=device,
-                                 verify=verify, dtype=dtype)
-    handle = open(path)._handle
-    coop = _cooperate.cooperation(cooperate=cooperate, group=group, rank=rank_arg,
-                                  staging=staging, peer_timeout=peer_timeout)
-    return _load.run(handle, request, coop)
+    return open(path).load(rank=rank, world=world, plan=plan, select=select, threads=threads,
+                           direct=direct, mode=mode, framework=framework, progress=progress,
+                           max_over_read=max_over_read, device=device, verify=verify,
+                           dtype=dtype, group=group, cooperate=cooperate, staging=staging,
+                           peer_timeout=peer_timeout)
 
 
 __all__ = ["Checkpoint", "Communicator", "Error", "LoadedMemory", "LoadedTensors", "PlannedTensor", "RankPlan",
