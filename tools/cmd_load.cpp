@@ -3,8 +3,10 @@
 // into the same memory (--repeat) and saves what was loaded (--save). With
 // --plan, loads only tensor-parallel rank --rank of --world's slices. With
 // --device cuda:N, the tensors land in that CUDA device's memory
-// (docs/device.md). With --mpi (under mpirun), the rank and world come from
-// MPI and the node's ranks load cooperatively (tools/mpi/, docs/cooperate.md).
+// (docs/device.md). Under LOCAL_RANK / LOCAL_WORLD_SIZE and a job id, the
+// node's ranks cooperate (coop_flags.h, docs/cooperate.md); with --mpi (under
+// mpirun), the rank and world come from MPI and the node's ranks cooperate
+// over an MPI communicator (tools/mpi/).
 #include <fmt/format.h>
 #include <unistd.h>
 
@@ -17,6 +19,7 @@
 #include <vector>
 
 #include "commands.h"
+#include "coop_flags.h"
 #include "mpi_launch.h"
 #include "read_flags.h"
 #include "tp_flags.h"
@@ -30,7 +33,8 @@ const CommandSpec kLoadSpec = {
     "PATH [--select GLOB]... [--threads N] [--queue-depth N] [--chunk-size BYTES] "
     "[--direct | --buffered] [--max-over-read R] [--read-strategy S] [--repeat N] [--save OUT] "
     "[--verify MANIFEST] [--dtype F32|F16|BF16] "
-    "[--rank R --world W --plan P] [--mpi] [--device cpu|cuda:N [--staging BYTES] [--gds]] [--json]",
+    "[--rank R --world W --plan P] [--mpi] [--job ID | --no-cooperate] [--peer-timeout S] "
+    "[--staging BYTES] [--device cpu|cuda:N [--gds]] [--json]",
     "Load a checkpoint into memory in parallel and report the throughput.",
     {"PATH"},
     {{"--select", "GLOB", "load only matching tensors (`*` one name component, `**` any); repeatable", true},
@@ -53,7 +57,12 @@ const CommandSpec kLoadSpec = {
      {"--mpi", "", "under mpirun: rank and world from MPI_COMM_WORLD; the node's ranks read "
                    "each byte once between them (docs/cooperate.md)"},
      {"--device", "DEV", "cpu (default) or cuda:N: load into that CUDA device's memory"},
-     {"--staging", "BYTES", "pinned staging ring of a device load (default 256MiB)"},
+     JobFlag(),
+     NoCooperateFlag(),
+     PeerTimeoutFlag(),
+     {"--staging", "BYTES",
+      "the node's shared staging of a cooperative load (default 1GiB), or the pinned staging "
+      "ring of a device load (default 256MiB)"},
      {"--gds", "", "GPUDirect Storage with --direct (not yet: staged, reason reported)"},
      {"--json", "", "print one JSON object on the last line of stdout"}},
 };
@@ -220,6 +229,7 @@ void PrintReport(const LoadFlags& flags, const LoadStats& first, double first_se
     if (!first.memory.empty()) fmt::print("memory: {}\n", first.memory);
     if (!first.transfer.empty()) fmt::print("device: {}: {}\n", first.device, first.transfer);
     if (!first.verified.empty()) fmt::print("verified: {}\n", first.verified);
+    fmt::print("{}", CooperationText(first));
     if (flags.tp.enabled) {
       fmt::print("tensor parallel: rank {} of {}, plan {}\n", flags.tp.tp.rank, flags.tp.tp.world,
                  flags.tp.tp.plan.Describe());
@@ -235,7 +245,7 @@ void PrintReport(const LoadFlags& flags, const LoadStats& first, double first_se
       "\"backend\":{},\"backend_reason\":{},\"memory\":{},\"device\":{},\"transfer\":{},"
       "\"threads\":{},\"direct\":{},\"mode\":{},"
       "\"bytes_direct\":{},\"bytes_buffered\":{},\"mode_note\":{},\"read_ops\":{},"
-      "\"short_reads\":{},\"retries\":{},\"repeat\":{},\"mpi\":{}{}{}{}}}\n",
+      "\"short_reads\":{},\"retries\":{},\"repeat\":{},\"mpi\":{}{}{}{}{}}}\n",
       first.tensors, first.bytes, first.bytes_read, first_seconds, gbps, JsonString(BackendName(first.backend)),
       JsonString(first.backend_reason), JsonString(first.memory), JsonString(first.device),
       JsonString(first.transfer), first.threads,
@@ -243,7 +253,8 @@ void PrintReport(const LoadFlags& flags, const LoadStats& first, double first_se
       first.bytes_direct, first.bytes_buffered, JsonString(first.mode_note),
       first.read_ops, first.short_reads, first.retries, flags.repeat, MpiJson(), tp,
       first.verified.empty() ? "" : ",\"verified\":" + JsonString(first.verified),
-      rates.empty() ? "" : fmt::format(",\"steady_gb_per_s\":{},\"reload_gb_per_s\":[{}]", steady, runs));
+      rates.empty() ? "" : fmt::format(",\"steady_gb_per_s\":{},\"reload_gb_per_s\":[{}]", steady, runs),
+      CooperationJson(first));
 }
 
 // Loads as FLAGS say (the tensor-parallel flags already read) and reports.
@@ -281,7 +292,7 @@ int LoadAndReport(const Args& args, LoadFlags& flags) {
 }
 
 // `load --mpi`: MPI_COMM_WORLD gives --rank and --world, the node's ranks
-// cooperate over an MPI communicator. A failing rank prints its error and
+// cooperate over an MPI communicator (not with --no-cooperate). A failing rank prints its error and
 // exits without MPI_Finalize: mpirun then ends the job's other ranks (which
 // may be waiting for it in a rendezvous), and its own message says why.
 int RunUnderMpi(Args& args, LoadFlags& flags) {
@@ -289,6 +300,14 @@ int RunUnderMpi(Args& args, LoadFlags& flags) {
     return UsageError(kLoadSpec, "--mpi takes the rank and world from MPI_COMM_WORLD: "
                                  "drop --rank and --world");
   }
+  if (args.Has("--job")) {
+    return UsageError(kLoadSpec, "--mpi: the node's ranks meet over MPI, not a --job id");
+  }
+  // --peer-timeout and --staging as without MPI; never the environment's
+  // LOCAL_RANK rendezvous (ReadCoopFlags stops there under --no-cooperate).
+  const bool alone = args.Has("--no-cooperate");
+  args.values_["--no-cooperate"] = {""};
+  if (int rc = ReadCoopFlags(kLoadSpec, args, flags.options); rc != kExitOk) return rc;
   Result<MpiJob> job = MpiStart();
   if (!job) return ReportError(job.error(), flags.json);
   if (args.Has("--plan")) {
@@ -299,7 +318,7 @@ int RunUnderMpi(Args& args, LoadFlags& flags) {
                                job->node->rank(), job->node->size());
   int rc = ReadTpFlags(kLoadSpec, args, true, flags.tp);
   if (rc == kExitOk) {
-    flags.options.cooperate.group = std::move(job->node);
+    if (!alone) flags.options.cooperate.group = std::move(job->node);
     rc = LoadAndReport(args, flags);
   }
   flags.options.cooperate.group.reset();
@@ -320,6 +339,7 @@ int RunLoad(int argc, char** argv) {
   if (int rc = ReadFlags(*args, flags); rc != kExitOk) return rc;
   if (args->Has("--mpi")) return RunUnderMpi(*args, flags);
   if (int rc = ReadTpFlags(kLoadSpec, *args, true, flags.tp); rc != kExitOk) return rc;
+  if (int rc = ReadCoopFlags(kLoadSpec, *args, flags.options); rc != kExitOk) return rc;
   return LoadAndReport(*args, flags);
 }
 

@@ -17,6 +17,7 @@
 #include <atomic>
 #include <chrono>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <new>
 #include <optional>
@@ -32,6 +33,7 @@
 #include "buffers/mapped_memory.h"
 #include "convert/convert.h"
 #include "convert/converting_read.h"
+#include "coop/session.h"
 #include "device/device_memory.h"
 #include "device/waves.h"
 #include "integrity/loaded_hash.h"
@@ -46,6 +48,7 @@
 #include "loader/backend_name.h"
 #include "loader/backend_override.h"
 #include "loader/convert_load.h"
+#include "loader/coop_load.h"
 #include "loader/device_load.h"
 #include "loader/tp_load.h"
 #include "plan/read_planner.h"
@@ -196,6 +199,20 @@ struct Loader::Impl {
                                 std::span<const Window> windows,
                                 std::span<const TensorInfo* const> tensors,
                                 FaultInPolicy* fault_in, const ProgressFn& progress);
+  // LoadOptions::cooperate: SEGMENTS read with the node's other members
+  // through `coop` (coop/session.h): this member's share of the node's bytes
+  // into shared staging, its own bytes copied out (or, when the leader finds
+  // them in the page cache, read as by Execute).
+  Result<LoadStats> ExecuteCooperative(FileTable& files, std::span<const Segment> segments,
+                                       std::span<const Window> windows,
+                                       std::span<const TensorInfo* const> tensors,
+                                       FaultInPolicy* fault_in);
+  // Runs BODY (a load) as one cooperative load with the group of
+  // LoadOptions::cooperate, if any: meets the others first (they must agree
+  // on IDENTITY), sets `coop` for Run, and tells them if BODY fails.
+  template <typename Body>
+  auto Cooperating(const std::function<coop::Identity()>& identity, Body&& body)
+      -> decltype(body());
   Result<std::byte*> AllocateOwned(LoadedCheckpoint::Impl& impl, std::uint64_t size) const;
   void RunWorkers(const IoBackend& backend, const ReadPlan& plan, OpQueue& queue,
                   const ExecContext& ctx, std::vector<WorkerStats>& stats,
@@ -234,6 +251,7 @@ struct Loader::Impl {
   PreadBackend pread;
   std::shared_ptr<const CudaRuntime> cuda;  // set when options.device is CUDA
   std::string gds_reason;                   // why a --gds load is staged
+  coop::Session* coop = nullptr;            // during a cooperative load
   // Plans read so far, by source (a few per Loader at most).
   std::vector<std::pair<PlanSource, std::shared_ptr<const tp::Plan>>> plans;
 };
@@ -362,6 +380,58 @@ Result<LoadStats> Loader::Impl::ExecuteHost(FileTable& files, std::span<const Se
   if (Status s = CheckCancel(options); !s) return std::move(s).error();
   if (auto error = FirstError(*plan, stats, status, tensors)) return std::move(*error);
   return SumStats(backend, *marked, stats);
+}
+
+Result<LoadStats> Loader::Impl::ExecuteCooperative(FileTable& files,
+                                                   std::span<const Segment> segments,
+                                                   std::span<const Window> windows,
+                                                   std::span<const TensorInfo* const> tensors,
+                                                   FaultInPolicy* fault_in) {
+  // A member reads its slots from any shard the node needs.
+  std::vector<const TensorInfo*> all;
+  all.reserve(checkpoint.tensors().size());
+  for (const TensorInfo& t : checkpoint.tensors()) all.push_back(&t);
+  auto every = OpenFiles(all);
+  if (!every) return std::move(every).error();
+  coop::ReadRequest request{segments, every->alignment(), options.mode, ShardSizes(checkpoint)};
+  coop::Executor exec;
+  exec.read = [&](std::span<const Segment> slot, std::span<const Window> staging) {
+    return ExecuteHost(*every, slot, staging, all, nullptr, {});
+  };
+  exec.read_own = [&] {
+    return ExecuteHost(files, segments, windows, tensors, fault_in, options.progress);
+  };
+  if (fault_in != nullptr) {
+    exec.before_write = [fault_in](std::byte* dst, std::size_t n) { fault_in->BeforeRead(dst, n); };
+  }
+  return coop->Run(request, exec);
+}
+
+template <typename Body>
+auto Loader::Impl::Cooperating(const std::function<coop::Identity()>& identity, Body&& body)
+    -> decltype(body()) {
+  using R = decltype(body());
+  if (!options.cooperate.group) return body();
+  std::atomic<bool> stop{false};
+  CancelWatch watch(options.cancel.get(), &stop);
+  auto session = coop::Session::Start(*options.cooperate.group, options.cooperate, identity(),
+                                      ShardPaths(checkpoint), &stop);
+  if (!session) {
+    if (Status s = CheckCancel(options); !s) return R(std::move(s).error());
+    return R(std::move(session).error());
+  }
+  coop = session->get();
+  R result = [&]() -> R {
+    try {
+      return body();
+    } catch (const std::bad_alloc&) {
+      return R(ResourceExhausted());
+    }
+  }();
+  coop = nullptr;
+  if (!result) (*session)->Fail(result.error());
+  (*session)->Finish();
+  return result;
 }
 
 // One oneTBB task per worker with a non-empty share, in this Loader's
@@ -576,8 +646,10 @@ Result<LoadStats> Loader::Impl::Run(FileTable& files, std::span<const TpItem> it
                                     std::span<std::byte* const> data,
                                     std::span<const Window> windows, FaultInPolicy* fault_in) {
   std::vector<Segment> segments = MakeSegments(items, data);
-  auto stats = Execute(files, segments, windows, Sources(items), fault_in,
-                       LocalTensors(items, data));
+  auto stats = coop != nullptr
+                   ? ExecuteCooperative(files, segments, windows, Sources(items), fault_in)
+                   : Execute(files, segments, windows, Sources(items), fault_in,
+                             LocalTensors(items, data));
   if (!stats) return std::move(stats).error();
   if (!cuda) {  // device loads zero the padding in staging
     for (std::size_t i = 0; i < items.size(); ++i) ZeroPadding(items[i].slice, data[i]);
@@ -833,6 +905,18 @@ Result<Loader> Loader::Open(Checkpoint checkpoint, LoadOptions options) {
       return Invalid("", "staging_bytes must be at least " +
                              std::to_string(2 * kStagingAlignment));
     }
+    if (options.cooperate.group && options.device.is_cuda()) {
+      return MakeError(ErrorCode::kUnsupported, "", "",
+                       "cooperative loads land in host memory only (not " +
+                           DeviceName(options.device) + ")");
+    }
+    if (options.cooperate.group && options.dtype) {
+      return MakeError(ErrorCode::kUnsupported, "", "",
+                       "cooperative loads do not convert dtypes");
+    }
+    if (options.cooperate.group && options.cooperate.staging_bytes < (64ULL << 10)) {
+      return Invalid("", "cooperation staging_bytes must be at least 65536");
+    }
     if (options.device.is_cuda() && options.device_streams == 0) {
       return Invalid("", "device_streams must be at least 1");
     }
@@ -884,7 +968,16 @@ Result<LoadedCheckpoint> Loader::Load(const Selection& selection) {
 
 Status Loader::Reload(LoadedCheckpoint& loaded) {
   try {
-    return impl_->Reload(loaded);
+    auto identity = [&] {
+      const TpContext none;
+      const TpContext& context = loaded.impl_ ? loaded.impl_->context : none;
+      std::string names;
+      for (const LoadedTensor& t : loaded.tensors()) names += t.name + ",";
+      return JobIdentity(impl_->checkpoint, impl_->options, context.rank, context.world, nullptr,
+                         "reload", std::to_string(loaded.tensors().size()) + " tensors, " +
+                                       SelectionDigest(names));
+    };
+    return impl_->Cooperating(identity, [&] { return impl_->Reload(loaded); });
   } catch (const std::bad_alloc&) {
     return ResourceExhausted();
   }
@@ -916,7 +1009,11 @@ Result<std::vector<RankPlan>> Loader::PlanRanks(const Selection& selection,
 
 Result<LoadedCheckpoint> Loader::Load(const Selection& selection, const TensorParallel& tp) {
   try {
-    return impl_->Load(selection, tp);
+    auto identity = [&] {
+      return JobIdentity(impl_->checkpoint, impl_->options, tp.rank, tp.world, &tp.plan, "load",
+                         SelectionText(selection));
+    };
+    return impl_->Cooperating(identity, [&] { return impl_->Load(selection, tp); });
   } catch (const std::bad_alloc&) {
     return ResourceExhausted();
   }
@@ -925,7 +1022,14 @@ Result<LoadedCheckpoint> Loader::Load(const Selection& selection, const TensorPa
 Result<LoadStats> Loader::LoadInto(std::span<const Destination> destinations,
                                    const TensorParallel& tp) {
   try {
-    return impl_->LoadInto(destinations, tp);
+    auto identity = [&] {
+      std::string names;
+      for (const Destination& d : destinations) names += d.name + ",";
+      return JobIdentity(impl_->checkpoint, impl_->options, tp.rank, tp.world, &tp.plan,
+                         "load_into", std::to_string(destinations.size()) + " tensors, " +
+                                          SelectionDigest(names));
+    };
+    return impl_->Cooperating(identity, [&] { return impl_->LoadInto(destinations, tp); });
   } catch (const std::bad_alloc&) {
     return ResourceExhausted();
   }

@@ -20,6 +20,20 @@ enum class IoMode { kAuto, kBuffered, kDirect };
 // "auto", "buffered", "direct".
 const char* IoModeName(IoMode mode);
 
+// What a cooperative load did (LoadOptions::cooperate, docs/cooperate.md).
+struct CooperationStats {
+  unsigned local_rank = 0;
+  unsigned local_size = 0;           // 0: the load did not cooperate
+  std::string how;                   // the leader's choice, in words: "staged: ..."
+                                     // or "each rank reads its own: ..." (page cache)
+  std::uint64_t node_bytes = 0;      // bytes the node reads (union of the ranks' reads)
+  std::uint64_t read_for_node = 0;   // of those, read by this member into staging
+  std::uint64_t bytes_staged = 0;    // this member's bytes copied out of staging
+  std::uint64_t bytes_direct = 0;    // this member's bytes read directly
+  unsigned waves = 0;
+  double wait_seconds = 0;           // waiting for the other members
+};
+
 struct LoadStats {
   std::uint64_t tensors = 0;
   std::uint64_t bytes = 0;        // bytes delivered into destinations
@@ -40,6 +54,7 @@ struct LoadStats {
   std::string device = "cpu";     // where the tensors landed: "cpu" or "cuda:N"
   std::string transfer;           // device loads: waves, staging and streams used
   std::string verified;           // LoadOptions::verify: what was checked, in words
+  CooperationStats cooperation;   // LoadOptions::cooperate
 };
 
 }  // namespace shardload

@@ -1,0 +1,331 @@
+// The leader's hub (hub.h): join and agreement, the schedule and the
+// staging memfd, then wave relay until every member is done.
+// Thread-safe: runs on its own thread; touches only its own state.
+#include "coop/hub.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <random>
+
+#include "coop/protocol.h"
+#include "coop/wire.h"
+#include "io/residency.h"
+#include "util/errno_error.h"
+
+namespace shardload::coop {
+
+namespace {
+
+// A union at least this resident is read by each member from the page cache.
+constexpr double kResidentEnough = 0.9;
+
+std::string RandomName() {
+  std::random_device rd;
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "shardload-hub-%d-%08x%08x", static_cast<int>(::getpid()), rd(),
+                rd());
+  return buf;
+}
+
+struct Member {
+  FileDescriptor fd;
+  Join join;
+  bool joined = false;
+  bool done = false;
+  std::uint32_t reads = 0;
+  std::uint32_t copies = 0;
+  NeedsMessage needs;
+  bool has_needs = false;
+};
+
+class Server {
+ public:
+  Server(const Hub::Options& options, int listener) : options_(options), listener_(listener) {
+    members_.resize(options.members);
+  }
+  void Run();
+
+ private:
+  std::string Who(unsigned m) const {
+    const Join& j = members_[m].join;
+    return "rank " + std::to_string(j.identity.rank) + " (local rank " + std::to_string(m) +
+           ", pid " + std::to_string(j.pid) + ")";
+  }
+  Clock::time_point Deadline() const { return DeadlineIn(options_.timeout); }
+  // Sends an abort to every member except EXCEPT (best effort).
+  void Abort(const Error& error, int except = -1);
+  bool AcceptAll();
+  bool Agree();
+  // The next message from a member not yet done (into FROM); false after
+  // an abort (EOF, failure, silence).
+  bool Next(Message& msg, unsigned& from);
+  bool GatherNeeds();
+  bool SendPlan();
+  void Relay();
+  PlanMessage MakePlan() const;
+  void SendAll(std::uint32_t type, const std::string& body, int pass_fd = -1);
+
+  const Hub::Options& options_;
+  int listener_;
+  std::vector<Member> members_;
+  FileDescriptor memfd_;
+};
+
+void Server::Abort(const Error& error, int except) {
+  const std::string body = Encode(error);
+  for (unsigned m = 0; m < members_.size(); ++m) {
+    if (static_cast<int>(m) == except || !members_[m].fd.valid()) continue;
+    (void)Send(members_[m].fd.get(), kAbort, body, DeadlineIn(std::chrono::seconds(1)), Who(m));
+  }
+}
+
+void Server::SendAll(std::uint32_t type, const std::string& body, int pass_fd) {
+  for (unsigned m = 0; m < members_.size(); ++m) {
+    if (members_[m].done || !members_[m].fd.valid()) continue;
+    (void)Send(members_[m].fd.get(), type, body, Deadline(), Who(m), pass_fd);  // EOF shows later
+  }
+}
+
+bool Server::AcceptAll() {
+  const auto deadline = Deadline();
+  unsigned joined = 0;
+  while (joined < members_.size()) {
+    auto fd = Accept(listener_, deadline, nullptr);
+    std::string problem;
+    if (!fd) problem = fd.error().ToString();
+    else if (!fd->valid()) problem = "timed out after " + SecondsText(options_.timeout);
+    if (!problem.empty()) {
+      std::string missing;
+      for (unsigned m = 0; m < members_.size(); ++m) {
+        if (!members_[m].joined) missing += (missing.empty() ? "" : ", ") + std::to_string(m);
+      }
+      Abort(MakeError(ErrorCode::kPeerFailed, "", "",
+                      problem + ": local rank(s) " + missing + " never joined the load"));
+      return false;
+    }
+    auto msg = Receive(fd->get(), deadline, "a joining member", nullptr);
+    Join join;
+    if (!msg || msg->type != kJoin || !Decode(msg->body, join) ||
+        join.local_rank >= members_.size() || members_[join.local_rank].joined) {
+      continue;  // not one of ours, or gone before it said who it is
+    }
+    Member& m = members_[join.local_rank];
+    m.fd = std::move(*fd);
+    m.join = std::move(join);
+    m.joined = true;
+    ++joined;
+  }
+  return true;
+}
+
+bool Server::Agree() {
+  const Identity& lead = members_[0].join.identity;
+  for (unsigned m = 1; m < members_.size(); ++m) {
+    const Identity& id = members_[m].join.identity;
+    std::string what;
+    for (std::size_t f = 0; f < std::max(id.fields.size(), lead.fields.size()) && what.empty(); ++f) {
+      const auto none = std::pair<std::string, std::string>{"?", "(nothing)"};
+      const auto& mine = f < id.fields.size() ? id.fields[f] : none;
+      const auto& theirs = f < lead.fields.size() ? lead.fields[f] : none;
+      if (mine != theirs) {
+        what = Who(m) + " has " + mine.first + " '" + mine.second + "', " + Who(0) + " has " +
+               (mine.first == theirs.first ? "" : theirs.first + " ") + "'" + theirs.second + "'";
+      }
+    }
+    if (what.empty() && lead.world > 1) {
+      for (unsigned o = 0; o < m && what.empty(); ++o) {
+        if (members_[o].join.identity.rank == id.rank) {
+          what = Who(o) + " and " + Who(m) + " both load rank " + std::to_string(id.rank) +
+                 " of " + std::to_string(id.world);
+        }
+      }
+    }
+    if (!what.empty()) {
+      Abort(MakeError(ErrorCode::kPeerMismatch, "", "", "the cooperating ranks disagree: " + what));
+      return false;
+    }
+  }
+  Writer ranks;
+  for (const Member& m : members_) ranks.U32(m.join.identity.rank);
+  SendAll(kAgreed, ranks.body());
+  return true;
+}
+
+bool Server::Next(Message& msg, unsigned& from) {
+  std::vector<int> fds;
+  std::vector<unsigned> who;
+  for (unsigned m = 0; m < members_.size(); ++m) {
+    if (members_[m].done) continue;
+    fds.push_back(members_[m].fd.get());
+    who.push_back(m);
+  }
+  const int i = WaitReadable(fds, Deadline(), nullptr);
+  if (i < 0) {
+    std::string silent;
+    for (unsigned m : who) silent += (silent.empty() ? "" : ", ") + Who(m);
+    Abort(MakeError(ErrorCode::kPeerFailed, "", "",
+                    "timed out after " + SecondsText(options_.timeout) + " without word from " +
+                        silent));
+    return false;
+  }
+  from = who[static_cast<unsigned>(i)];
+  auto got = Receive(members_[from].fd.get(), Deadline(), Who(from), nullptr);
+  if (!got) {
+    Error e = std::move(got).error();
+    Abort(MakeError(ErrorCode::kPeerFailed, "", "",
+                    Who(from) + " left the load (died or was killed?): " + e.detail),
+          static_cast<int>(from));
+    return false;
+  }
+  if (got->type == kFail) {
+    Error e = DecodeError(got->body);
+    Abort(MakeError(ErrorCode::kPeerFailed, "", "", Who(from) + " failed: " + e.ToString()),
+          static_cast<int>(from));
+    return false;
+  }
+  msg = std::move(*got);
+  return true;
+}
+
+bool Server::GatherNeeds() {
+  unsigned left = static_cast<unsigned>(members_.size());
+  while (left > 0) {
+    Message msg;
+    unsigned m = 0;
+    if (!Next(msg, m)) return false;
+    if (msg.type != kNeeds || members_[m].has_needs || !Decode(msg.body, members_[m].needs)) {
+      Abort(MakeError(ErrorCode::kPeerMismatch, "", "", Who(m) + " sent an unexpected message"));
+      return false;
+    }
+    members_[m].has_needs = true;
+    --left;
+  }
+  return true;
+}
+
+PlanMessage Server::MakePlan() const {
+  ScheduleOptions so;
+  so.staging = options_.staging;
+  so.members = static_cast<unsigned>(members_.size());
+  std::vector<Need> all;
+  bool any_forced = false;
+  for (const Member& m : members_) {
+    so.alignment = std::max(so.alignment, m.needs.alignment);
+    if (so.file_sizes.size() < m.needs.file_sizes.size()) so.file_sizes = m.needs.file_sizes;
+    all.insert(all.end(), m.needs.needs.begin(), m.needs.needs.end());
+    any_forced = any_forced || m.needs.buffered || m.needs.direct;
+  }
+  PlanMessage plan;
+  plan.schedule = MakeSchedule(std::move(all), so);
+  plan.staging_size = 2 * plan.schedule.half;
+  if (any_forced) {
+    plan.why = "staged (read mode forced)";
+    return plan;
+  }
+  // Auto mode: a union in the page cache already is a node-shared copy;
+  // staging it would copy it twice.
+  std::uint64_t cached = 0, pages = 0;
+  ResidencyProbe probe;
+  for (std::uint32_t f = 0; f < options_.shard_paths.size(); ++f) {
+    FileDescriptor fd(::open(options_.shard_paths[f].c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) continue;
+    for (const Piece& p : plan.schedule.pieces) {
+      if (p.file != f) continue;
+      auto count = probe.Sample(fd.get(), options_.shard_paths[f], p.offset, p.length);
+      if (!count) continue;
+      cached += count->cached;
+      pages += count->pages;
+    }
+  }
+  const double resident = pages == 0 ? 1.0 : static_cast<double>(cached) / static_cast<double>(pages);
+  char why[96];
+  std::snprintf(why, sizeof why, "%.0f%% of the node's bytes in the page cache", 100 * resident);
+  plan.each_reads_own = resident >= kResidentEnough;
+  plan.why = std::string(plan.each_reads_own ? "each rank reads its own: " : "staged: ") + why;
+  return plan;
+}
+
+bool Server::SendPlan() {
+  PlanMessage plan = MakePlan();
+  if (!plan.each_reads_own) {
+    memfd_.Reset(::memfd_create("shardload-staging", MFD_CLOEXEC));
+    if (!memfd_.valid() || ::ftruncate(memfd_.get(), static_cast<off_t>(plan.staging_size)) != 0) {
+      Abort(ErrnoError("memfd shardload-staging", "create the node's staging", errno));
+      return false;
+    }
+  }
+  SendAll(kPlan, Encode(plan), memfd_.valid() ? memfd_.get() : -1);
+  memfd_.Reset();  // the members hold it now
+  return true;
+}
+
+void Server::Relay() {
+  std::uint32_t all_read = 0, all_copied = 0;
+  unsigned left = static_cast<unsigned>(members_.size());
+  while (left > 0) {
+    Message msg;
+    unsigned m = 0;
+    if (!Next(msg, m)) return;
+    Member& member = members_[m];
+    Reader r(msg.body);
+    const std::uint32_t wave = r.U32();
+    if (msg.type == kRead && wave == member.reads) {
+      ++member.reads;
+    } else if (msg.type == kCopied && wave == member.copies) {
+      ++member.copies;
+    } else if (msg.type == kDone) {
+      member.done = true;
+      --left;
+    } else {
+      Abort(MakeError(ErrorCode::kPeerMismatch, "", "", Who(m) + " sent an unexpected message"));
+      return;
+    }
+    std::uint32_t min_read = UINT32_MAX, min_copied = UINT32_MAX;
+    for (const Member& x : members_) {
+      if (x.done) continue;
+      min_read = std::min(min_read, x.reads);
+      min_copied = std::min(min_copied, x.copies);
+    }
+    if (left == 0) break;
+    for (; all_read < min_read; ++all_read) SendAll(kAllRead, Writer().U32(all_read).body());
+    for (; all_copied < min_copied; ++all_copied) {
+      SendAll(kAllCopied, Writer().U32(all_copied).body());
+    }
+  }
+}
+
+void Server::Run() {
+  if (!AcceptAll() || !Agree() || !GatherNeeds() || !SendPlan()) return;
+  Relay();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Hub>> Hub::Start(Options options) {
+  std::string name = RandomName();
+  auto listener = Listen(name);
+  if (!listener) return std::move(listener).error();
+  std::unique_ptr<Hub> hub(new Hub(std::move(options), std::move(name), std::move(*listener)));
+  hub->thread_ = std::thread([h = hub.get()] { h->Serve(); });
+  return hub;
+}
+
+Hub::Hub(Options options, std::string name, FileDescriptor listener)
+    : options_(std::move(options)), name_(std::move(name)), listener_(std::move(listener)) {}
+
+Hub::~Hub() { Join(); }
+
+void Hub::Join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Hub::Serve() {
+  Server server(options_, listener_.get());
+  server.Run();
+  listener_.Reset();
+}
+
+}  // namespace shardload::coop

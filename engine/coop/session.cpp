@@ -1,0 +1,351 @@
+// A member's side of a cooperative load (session.h): rendezvous, then the
+// wave loop. Member i reads slot i of wave k into staging half k % 2 and
+// says so (kRead); once everyone has read wave k (kAllRead) it copies its
+// own segments' bytes of wave k out of staging and says so (kCopied); wave
+// k + 2 reuses the half only after everyone copied wave k (kAllCopied).
+// Wave k + 1 is read before wave k is copied out, so one member's reads
+// overlap the others' copies. The staging is mapped once; every 64 MiB a
+// member has written or copied out is dropped from its page tables
+// (MADV_DONTNEED; the memfd keeps the bytes), so its RSS grows by at most
+// its slot of a wave plus 64 MiB.
+// Thread-compatible: see session.h.
+#include "coop/session.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+
+#include "util/errno_error.h"
+
+namespace shardload::coop {
+
+namespace {
+
+constexpr std::uint64_t kCopyWindow = 64ULL << 20;
+constexpr std::size_t kNameBytes = 128;
+
+double Since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// A MAP_SHARED mapping of the staging memfd, unmapped on destruction.
+class Mapping {
+ public:
+  Mapping(void* base, std::size_t size) : base_(static_cast<std::byte*>(base)), size_(size) {}
+  ~Mapping() {
+    if (base_ != nullptr) ::munmap(base_, size_);
+  }
+  Mapping(const Mapping&) = delete;
+  Mapping& operator=(const Mapping&) = delete;
+  std::byte* data() const { return base_; }
+  // Drops [offset, offset + n) from this process's page tables.
+  void Drop(std::uint64_t offset, std::uint64_t n) const {
+    const std::uint64_t page = 4096;
+    const std::uint64_t lo = offset & ~(page - 1);
+    const std::uint64_t hi = std::min<std::uint64_t>(size_, (offset + n + page - 1) & ~(page - 1));
+    if (hi > lo) ::madvise(base_ + lo, hi - lo, MADV_DONTNEED);
+  }
+
+ private:
+  std::byte* base_;
+  std::size_t size_;
+};
+
+// Segment S's bytes that piece P holds, copied from staging.
+struct CopyTask {
+  std::size_t segment;
+  std::size_t piece;
+};
+
+// For each wave, the (segment, piece) pairs whose bytes meet, by piece.
+std::vector<std::vector<CopyTask>> CopyTasks(std::span<const Segment> segments,
+                                             const Schedule& schedule) {
+  std::vector<std::vector<CopyTask>> waves(schedule.waves);
+  const std::vector<Piece>& pieces = schedule.pieces;  // in (file, offset) order
+  for (std::size_t s = 0; s < segments.size(); ++s) {
+    const Segment& seg = segments[s];
+    if (seg.length == 0 || seg.count == 0) continue;
+    const std::uint64_t begin = seg.offset;
+    const std::uint64_t end = seg.offset + (seg.count - 1) * seg.src_stride + seg.length;
+    auto it = std::lower_bound(pieces.begin(), pieces.end(), std::make_pair(seg.file, begin),
+                               [](const Piece& p, const std::pair<std::uint32_t, std::uint64_t>& k) {
+                                 return p.file < k.first ||
+                                        (p.file == k.first && p.offset + p.length <= k.second);
+                               });
+    for (; it != pieces.end() && it->file == seg.file && it->offset < end; ++it) {
+      waves[it->wave].push_back({s, static_cast<std::size_t>(it - pieces.begin())});
+    }
+  }
+  for (auto& tasks : waves) {
+    std::stable_sort(tasks.begin(), tasks.end(),
+                     [](const CopyTask& a, const CopyTask& b) { return a.piece < b.piece; });
+  }
+  return waves;
+}
+
+}  // namespace
+
+Session::Session(const Cooperation& options, unsigned local_rank, unsigned local_size)
+    : options_(options), local_rank_(local_rank), local_size_(local_size) {
+  stats_.local_rank = local_rank;
+  stats_.local_size = local_size;
+}
+
+Session::~Session() {
+  if (!failed_ && link_.valid() && hub_ == nullptr) {
+    // Left without Run finishing (an exception): the others must not wait.
+  }
+  Finish();
+}
+
+Result<std::unique_ptr<Session>> Session::Start(Communicator& group, const Cooperation& options,
+                                                const Identity& identity,
+                                                std::vector<std::string> shard_paths,
+                                                const std::atomic<bool>* stop) {
+  std::unique_ptr<Session> session(new Session(options, group.rank(), group.size()));
+  session->rank_ = identity.rank;
+  session->stop_ = stop;
+  std::array<std::byte, kNameBytes> name{};
+  Error hub_error;
+  if (group.rank() == 0) {
+    auto hub = Hub::Start({group.size(), options.peer_timeout, options.staging_bytes,
+                           std::move(shard_paths)});
+    if (hub) {
+      session->hub_ = std::move(*hub);
+      const std::string& n = session->hub_->name();
+      std::memcpy(name.data(), n.data(), std::min(n.size(), kNameBytes - 1));
+    } else {
+      hub_error = std::move(hub).error();
+    }
+  }
+  // Everyone learns the hub's name (empty: the leader could not start it).
+  if (Status s = group.Broadcast(0, name); !s) return std::move(s).error();
+  const std::string hub_name(reinterpret_cast<const char*>(name.data()));
+  if (hub_name.empty()) {
+    if (group.rank() == 0) return hub_error;
+    return MakeError(ErrorCode::kPeerFailed, "", "",
+                     "local rank 0 (the leader) could not start the cooperation hub");
+  }
+  const auto deadline = DeadlineIn(options.peer_timeout);
+  auto link = Connect(hub_name, deadline, "the leader's hub", stop);
+  if (!link) return std::move(link).error();
+  session->link_ = std::move(*link);
+  Join join{group.rank(), static_cast<long>(::getpid()), identity};
+  if (Status s = session->SendToHub(kJoin, Encode(join)); !s) return std::move(s).error();
+  if (Status s = session->WaitFor(kAgreed, 0); !s) return std::move(s).error();
+  return session;
+}
+
+Error Session::FromHub(const Error& e) const {
+  if (e.code == ErrorCode::kCancelled) return e;
+  Error out = e;
+  if (out.code != ErrorCode::kPeerMismatch) out.code = ErrorCode::kPeerFailed;
+  if (out.detail.find("local rank 0") == std::string::npos && hub_ == nullptr &&
+      out.detail.find("disconnected") != std::string::npos) {
+    out.detail = "the leader (local rank 0) " + out.detail + " (died or was killed?)";
+  }
+  out.detail = "rank " + std::to_string(rank_) + " (local rank " + std::to_string(local_rank_) +
+               "): " + out.detail;
+  return out;
+}
+
+Status Session::SendToHub(std::uint32_t type, const std::string& body) {
+  Status s = Send(link_.get(), type, body, DeadlineIn(options_.peer_timeout), "the leader's hub");
+  if (!s) {
+    failed_ = true;
+    return FromHub(s.error());
+  }
+  return {};
+}
+
+Status Session::WaitFor(std::uint32_t type, std::uint32_t wave) {
+  const auto start = Clock::now();
+  for (;;) {
+    if (type == kAllRead && all_read_ > wave) break;
+    if (type == kAllCopied && all_copied_ > wave) break;
+    auto msg = Receive(link_.get(), DeadlineIn(options_.peer_timeout), "the leader's hub", stop_);
+    if (!msg) {
+      failed_ = msg.error().code != ErrorCode::kCancelled;
+      return FromHub(msg.error());
+    }
+    if (msg->type == kAbort) {
+      failed_ = true;
+      Error e = DecodeError(msg->body);
+      e.detail = "rank " + std::to_string(rank_) + " (local rank " + std::to_string(local_rank_) +
+                 "): " + e.detail;
+      return e;
+    }
+    Reader r(msg->body);
+    if (msg->type == kAllRead) all_read_ = r.U32() + 1;
+    else if (msg->type == kAllCopied) all_copied_ = r.U32() + 1;
+    else if (msg->type == type) break;  // kAgreed
+  }
+  stats_.wait_seconds += Since(start);
+  return {};
+}
+
+void Session::Fail(const Error& error) {
+  if (failed_) return;
+  failed_ = true;
+  if (link_.valid()) {
+    (void)Send(link_.get(), kFail, Encode(error), DeadlineIn(std::chrono::seconds(2)),
+               "the leader's hub");
+  }
+}
+
+void Session::Finish() {
+  if (hub_ != nullptr) {
+    hub_->Join();
+    hub_.reset();
+  }
+}
+
+void Session::PauseForTest(std::uint32_t wave) const {
+  // Test-only (docs/testing.md): SHARDLOAD_COOP_TEST_PAUSE=RANK:WAVE makes
+  // rank RANK stop before reading wave WAVE, until killed.
+  const char* hook = std::getenv("SHARDLOAD_COOP_TEST_PAUSE");
+  if (hook == nullptr) return;
+  unsigned r = 0, w = 0;
+  if (std::sscanf(hook, "%u:%u", &r, &w) != 2 || r != rank_ || w != wave) return;
+  std::fprintf(stderr, "shardload: test hook: rank %u paused before wave %u\n", r, w);
+  std::fflush(stderr);
+  for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+}
+
+Result<LoadStats> Session::Run(const ReadRequest& request, const Executor& exec) {
+  NeedsMessage needs;
+  needs.alignment = std::max<std::uint64_t>(request.alignment, 1);
+  needs.buffered = request.mode == IoMode::kBuffered;
+  needs.direct = request.mode == IoMode::kDirect;
+  needs.file_sizes = request.file_sizes;
+  needs.needs = NeedsOf(request.segments);
+  if (Status s = SendToHub(kNeeds, Encode(needs)); !s) return std::move(s).error();
+  auto msg = Receive(link_.get(), DeadlineIn(options_.peer_timeout), "the leader's hub", stop_);
+  if (!msg) {
+    failed_ = true;
+    return FromHub(msg.error());
+  }
+  if (msg->type == kAbort) {
+    failed_ = true;
+    Error e = DecodeError(msg->body);
+    e.detail = "rank " + std::to_string(rank_) + " (local rank " + std::to_string(local_rank_) +
+               "): " + e.detail;
+    return e;
+  }
+  PlanMessage plan;
+  if (msg->type != kPlan || !Decode(msg->body, plan)) {
+    return MakeError(ErrorCode::kInternal, "", "", "unexpected message from the leader's hub");
+  }
+  stats_.how = plan.why;
+  stats_.node_bytes = plan.schedule.bytes;
+  Result<LoadStats> out = plan.each_reads_own
+                              ? exec.read_own()
+                              : RunStaged(request, exec, plan, std::move(msg->fd));
+  if (!out) return out;
+  if (plan.each_reads_own) stats_.bytes_direct = out->bytes;
+  if (Status s = SendToHub(kDone, {}); !s) return std::move(s).error();
+  out->cooperation = stats_;
+  return out;
+}
+
+Result<LoadStats> Session::RunStaged(const ReadRequest& request, const Executor& exec,
+                                     const PlanMessage& plan, FileDescriptor memfd) {
+  const Schedule& schedule = plan.schedule;
+  if (!memfd.valid()) return MakeError(ErrorCode::kInternal, "", "", "no staging memfd received");
+  void* base = ::mmap(nullptr, plan.staging_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+                      memfd.get(), 0);
+  if (base == MAP_FAILED) return ErrnoError("memfd shardload-staging", "mmap", errno);
+  Mapping staging(base, plan.staging_size);
+  memfd.Reset();
+  const std::vector<std::vector<CopyTask>> tasks = CopyTasks(request.segments, schedule);
+  const std::uint64_t a = std::max<std::uint64_t>(request.alignment, 1);
+  LoadStats total;
+  bool first_read = true;
+  stats_.waves = schedule.waves;
+
+  auto read_wave = [&](std::uint32_t k) -> Status {
+    PauseForTest(k);
+    std::vector<Segment> segs;
+    std::vector<Window> windows;
+    auto [lo, hi] = schedule.WaveRange(k);
+    for (std::size_t i = lo; i < hi; ++i) {
+      const Piece& p = schedule.pieces[i];
+      if (p.slot != local_rank_) continue;
+      Segment s;
+      s.file = p.file;
+      s.offset = p.offset;
+      s.length = p.length;
+      s.dst = staging.data() + p.staging;
+      segs.push_back(s);
+      windows.push_back({s.dst, s.dst + ((p.length + a - 1) / a) * a});
+    }
+    if (!segs.empty()) {
+      auto r = exec.read(segs, windows);
+      if (!r) return std::move(r).error();
+      if (first_read) {
+        total = *r;
+        total.bytes = 0;
+        first_read = false;
+      } else {
+        total.bytes_read += r->bytes_read;
+        total.bytes_direct += r->bytes_direct;
+        total.bytes_buffered += r->bytes_buffered;
+        total.read_ops += r->read_ops;
+        total.short_reads += r->short_reads;
+        total.retries += r->retries;
+      }
+      for (const Segment& s : segs) {
+        stats_.read_for_node += s.length;
+        staging.Drop(static_cast<std::uint64_t>(s.dst - staging.data()), s.length);
+      }
+    }
+    return SendToHub(kRead, Writer().U32(k).body());
+  };
+
+  auto copy_wave = [&](std::uint32_t k) -> Status {
+    const std::vector<CopyTask>& list = tasks[k];
+    for (std::size_t t = 0; t < list.size();) {
+      const std::size_t piece_index = list[t].piece;
+      std::size_t end = t;
+      while (end < list.size() && list[end].piece == piece_index) ++end;
+      const Piece& p = schedule.pieces[piece_index];
+      const std::byte* src = staging.data() + p.staging;
+      for (std::uint64_t lo = p.offset; lo < p.offset + p.length; lo += kCopyWindow) {
+        const std::uint64_t hi = std::min(p.offset + p.length, lo + kCopyWindow);
+        for (std::size_t i = t; i < end; ++i) {
+          ForEachRunPart(request.segments[list[i].segment], lo, hi,
+                         [&](std::uint64_t at, std::byte* dst, std::uint64_t n) {
+                           if (exec.before_write) exec.before_write(dst, n);
+                           std::memcpy(dst, src + (at - p.offset), n);
+                           stats_.bytes_staged += n;
+                         });
+        }
+        staging.Drop(p.staging + (lo - p.offset), hi - lo);
+      }
+      t = end;
+    }
+    return SendToHub(kCopied, Writer().U32(k).body());
+  };
+
+  for (std::uint32_t k = 0; k <= schedule.waves; ++k) {
+    if (k < schedule.waves) {
+      if (k >= 2) {
+        if (Status s = WaitFor(kAllCopied, k - 2); !s) return std::move(s).error();
+      }
+      if (Status s = read_wave(k); !s) return std::move(s).error();
+    }
+    if (k >= 1) {
+      if (Status s = WaitFor(kAllRead, k - 1); !s) return std::move(s).error();
+      if (Status s = copy_wave(k - 1); !s) return std::move(s).error();
+    }
+  }
+  total.bytes = stats_.bytes_staged;
+  return total;
+}
+
+}  // namespace shardload::coop

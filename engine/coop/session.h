@@ -1,0 +1,94 @@
+// One member's side of a cooperative load (docs/cooperate.md). Start meets
+// the other members through the Communicator (the leader, local member 0,
+// starts the hub and broadcasts its name) and joins the hub, which checks
+// that everyone loads the same job. Run then reads this member's share of
+// the node's bytes into the shared staging in waves and copies its own
+// segments out of it (or, when the leader finds the bytes in the page cache,
+// reads its own segments directly). Any error of this member is sent to the
+// hub (Fail), which fails everyone else with kPeerFailed naming this member.
+// Thread-compatible: one thread drives a Session.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "coop/hub.h"
+#include "coop/protocol.h"
+#include "plan/read_op.h"
+#include "shardload/cooperate.h"
+#include "shardload/error.h"
+#include "shardload/stats.h"
+#include "util/fd.h"
+
+namespace shardload::coop {
+
+// What a member's loader does for the session.
+struct Executor {
+  // Reads SEGMENTS (file = shard index) into memory with the load's read
+  // mode; WINDOWS: memory the reads may overwrite (O_DIRECT slack).
+  std::function<Result<LoadStats>(std::span<const Segment>, std::span<const Window>)> read;
+  // Reads this member's own segments the ordinary way (no staging).
+  std::function<Result<LoadStats>()> read_own;
+  // Called before N bytes are written at DST by a copy out of staging.
+  std::function<void(std::byte*, std::size_t)> before_write;
+};
+
+struct ReadRequest {
+  std::span<const Segment> segments;  // this member's, into its destinations
+  std::uint64_t alignment = 1;        // O_DIRECT alignment of the shards
+  IoMode mode = IoMode::kAuto;
+  std::vector<std::uint64_t> file_sizes;
+};
+
+class Session {
+ public:
+  // SHARD_PATHS: the checkpoint's shards (the leader probes residency).
+  // STOP: the caller's cancellation flag (may be null).
+  static Result<std::unique_ptr<Session>> Start(Communicator& group, const Cooperation& options,
+                                                const Identity& identity,
+                                                std::vector<std::string> shard_paths,
+                                                const std::atomic<bool>* stop);
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  // Reads REQUEST's segments cooperatively; fills stats().
+  Result<LoadStats> Run(const ReadRequest& request, const Executor& exec);
+  // Tells the others this member failed with ERROR (not when ERROR came
+  // from the others). Idempotent.
+  void Fail(const Error& error);
+  // The leader waits for its hub to finish (everyone done or an abort).
+  void Finish();
+
+  const CooperationStats& stats() const { return stats_; }
+
+ private:
+  Session(const Cooperation& options, unsigned local_rank, unsigned local_size);
+  // The next hub message of TYPE for wave WAVE, keeping count of the others.
+  Status WaitFor(std::uint32_t type, std::uint32_t wave);
+  Status SendToHub(std::uint32_t type, const std::string& body);
+  Error FromHub(const Error& e) const;
+  Result<LoadStats> RunStaged(const ReadRequest& request, const Executor& exec,
+                              const PlanMessage& plan, FileDescriptor memfd);
+  void PauseForTest(std::uint32_t wave) const;
+
+  Cooperation options_;
+  unsigned local_rank_;
+  unsigned local_size_;
+  unsigned rank_ = 0;
+  const std::atomic<bool>* stop_ = nullptr;
+  std::unique_ptr<Hub> hub_;  // the leader's
+  FileDescriptor link_;       // to the hub
+  bool failed_ = false;       // Fail was called or the hub aborted
+  std::uint32_t all_read_ = 0;    // waves every member has read
+  std::uint32_t all_copied_ = 0;  // waves every member has copied out
+  CooperationStats stats_;
+};
+
+}  // namespace shardload::coop

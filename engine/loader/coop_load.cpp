@@ -1,0 +1,90 @@
+// What a member of a cooperative load says about its job (coop_load.h).
+// Thread-safe: pure functions over their arguments and the file system.
+#include "loader/coop_load.h"
+
+#include <sys/stat.h>
+
+#include <cstdio>
+
+#include "index/index_json.h"
+#include "loader/tp_load.h"
+
+namespace shardload {
+
+namespace {
+
+std::string Fnv(std::string_view s) {
+  std::uint64_t h = 1469598103934665603ULL;
+  for (char c : s) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ULL;
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+std::string FileFacts(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return "unreadable";
+  return std::to_string(st.st_size) + " bytes, modified " + std::to_string(st.st_mtim.tv_sec) +
+         "." + std::to_string(st.st_mtim.tv_nsec);
+}
+
+// A hash of the plan's text: members naming the same plan file must read
+// the same plan.
+std::string PlanDigest(const Checkpoint& checkpoint, const PlanSource& plan) {
+  using Kind = PlanSource::Kind;
+  if (plan.kind == Kind::kNone) return "none";
+  if (plan.kind == Kind::kJson || plan.kind == Kind::kHfConfigJson) return Fnv(plan.text);
+  const std::string path = plan.kind == Kind::kHf ? HfConfigPath(checkpoint) : plan.path;
+  auto text = index::ReadSmallFile(path, "plan", kMaxPlanFileSize, ErrorCode::kTpPlanJson);
+  return text ? Fnv(*text) : "unreadable";
+}
+
+}  // namespace
+
+std::string SelectionDigest(std::string_view names) { return "names hash " + Fnv(names); }
+
+std::string SelectionText(const Selection& selection) {
+  if (selection.names.empty() && selection.globs.empty()) return "all";
+  std::string out;
+  for (const std::string& n : selection.names) out += (out.empty() ? "" : ", ") + n;
+  for (const std::string& g : selection.globs) out += (out.empty() ? "glob " : ", glob ") + g;
+  return out;
+}
+
+coop::Identity JobIdentity(const Checkpoint& checkpoint, const LoadOptions& options,
+                           unsigned rank, unsigned world, const PlanSource* plan,
+                           const std::string& operation, const std::string& selection) {
+  coop::Identity id;
+  id.rank = rank;
+  id.world = world;
+  auto add = [&](std::string what, std::string value) {
+    id.fields.emplace_back(std::move(what), std::move(value));
+  };
+  add("checkpoint", checkpoint.path());
+  add("shards", std::to_string(checkpoint.shards().size()));
+  for (const ShardInfo& s : checkpoint.shards()) add("shard " + s.name, FileFacts(s.path));
+  add("plan", plan != nullptr ? (plan->kind == PlanSource::Kind::kNone ? "none" : plan->Describe())
+                              : "the loaded checkpoint's");
+  if (plan != nullptr) add("plan text (hash)", PlanDigest(checkpoint, *plan));
+  add("world", std::to_string(world));
+  add("operation", operation);
+  add("selection", selection);
+  add("read mode", IoModeName(options.mode));
+  add("staging bytes", std::to_string(options.cooperate.staging_bytes));
+  add("local size", std::to_string(options.cooperate.group->size()));
+  return id;
+}
+
+std::vector<std::uint64_t> ShardSizes(const Checkpoint& checkpoint) {
+  std::vector<std::uint64_t> sizes;
+  for (const ShardInfo& s : checkpoint.shards()) sizes.push_back(s.file_size);
+  return sizes;
+}
+
+std::vector<std::string> ShardPaths(const Checkpoint& checkpoint) {
+  std::vector<std::string> paths;
+  for (const ShardInfo& s : checkpoint.shards()) paths.push_back(s.path);
+  return paths;
+}
+
+}  // namespace shardload
