@@ -35,13 +35,12 @@ class CoopArg:
                 "staging_bytes": self.staging_bytes, "peer_timeout_s": self.peer_timeout_s}
 
     def info(self):
-        """What a cooperative load adds to .stats (None when alone)."""
+        """What the front end adds to a cooperative load's .stats (None when
+        alone); the engine adds "cooperation"."""
         if self.communicator is not None:
-            return {"cooperate": "group", "local_rank": self.communicator.rank,
-                    "local_world": self.communicator.size}
+            return {"cooperate": "group"}
         if self.job:
-            return {"cooperate": "torchrun", "job": self.job, "local_rank": self.local_rank,
-                    "local_world": self.local_size}
+            return {"cooperate": "torchrun", "job": self.job}
         return None
 
 

@@ -15,8 +15,10 @@ class LoadedTensors(dict):
         backend_reason, threads, direct, mode, bytes_direct, bytes_buffered,
         mode_note, read_ops, short_reads, retries, memory, device, transfer;
         verified with verify=), plus rank, world and plan for a tensor-parallel
-        load, and cooperate ("torchrun" or "group"), local_rank and
-        local_world (and job under torchrun) for a cooperative one.
+        load; for a cooperative one, cooperate ("torchrun" or "group"), job
+        (the run id, under torchrun) and cooperation (local_rank,
+        local_size, how, node_bytes, read_for_node, bytes_staged,
+        bytes_direct, waves, wait_seconds, as `load --json` reports them).
       memory: the LoadedMemory holding every tensor's bytes (each numpy
         array's .base). The memory lives while any array, tensor or this
         mapping refers to it.

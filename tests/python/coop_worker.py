@@ -8,13 +8,12 @@ usage: coop_worker.py MODE CHECKPOINT OUT
   MODE group:       torch.distributed gloo group (FileStore $COOP_STORE), group=WORLD
        collectives: only the node group of WORLD: broadcast from every root, barrier
        env:          rank="env" under a torchrun-like environment (the test sets it)
-$COOP_DIE=R: rank R SIGKILLs itself on its first progress callback (after
-writing the time to OUT.killed). $COOP_PLAN_R=P: rank R uses plan P (a
-config path) instead of "hf". $COOP_STAGING: staging= bytes.
+$COOP_PLAN_R=P: rank R uses plan P (a config path) instead of "hf".
+$COOP_STAGING: staging= bytes. $COOP_MODE: mode= ("buffered": staged
+even when the page cache holds the checkpoint).
 """
 import json
 import os
-import signal
 import sys
 import time
 
@@ -45,18 +44,12 @@ def check_collectives(dist, rank, world):
     return {"ok": True}
 
 
-def check_load(path, rank, world, **kwargs):
-    plan = os.environ.get(f"COOP_PLAN_{rank}", "hf")
-    die = os.environ.get("COOP_DIE")
-    progress = None
-    if die is not None and int(die) == rank:
-        def progress(done, total):
-            with open(OUT + ".killed", "w") as f:
-                f.write(repr(time.time()))
-            os.kill(os.getpid(), signal.SIGKILL)
+def check_load(path, me, **kwargs):
+    """Loads as rank ME (load() gets its rank from KWARGS) and checks it."""
+    plan = os.environ.get(f"COOP_PLAN_{me}", "hf")
     staging = os.environ.get("COOP_STAGING")
-    loaded = shardload.load(path, plan=plan, progress=progress,
-                            staging=int(staging) if staging else None, **kwargs)
+    loaded = shardload.load(path, plan=plan, staging=int(staging) if staging else None,
+                            mode=os.environ.get("COOP_MODE"), **kwargs)
     with open(os.path.join(path, "config.json")) as f:
         config = json.load(f)
     full = {n: oracle.view(e) for n, e in oracle.read_dir(path).items()}
@@ -76,9 +69,9 @@ def main():
             result = check_collectives(init_gloo(rank, world), rank, world)
         elif mode == "group":
             dist = init_gloo(rank, world)
-            result = check_load(path, rank, world, group=dist.group.WORLD)
+            result = check_load(path, rank, group=dist.group.WORLD)
         else:
-            result = check_load(path, rank, world, rank="env", world="env")
+            result = check_load(path, rank, rank="env", world="env")
     except shardload.Error as e:
         result = {"code": e.code, "message": str(e), "at": time.time()}
     with open(OUT, "w") as f:

@@ -1,7 +1,8 @@
 """Cooperative loads from Python (docs/python.md, "Cooperating ranks"): 2 and
 4 processes, meeting through a torch.distributed gloo group (group=) or
 torchrun's environment (rank="env"), each rank byte-exact against numpy
-slices of the full tensors; a rank killed mid-load fails the others with
+slices of the full tensors; a rank killed mid-load (paused by the engine's
+SHARDLOAD_COOP_TEST_PAUSE hook, then SIGKILLed) fails the others with
 peer_failed within 10 s; a rank with another plan fails them all with
 peer_mismatch; /dev/shm holds nothing new after any of them. The ranks are
 coop_worker.py processes. The group tests skip without torch."""
@@ -34,9 +35,27 @@ def shm():
     return set(os.listdir("/dev/shm"))
 
 
-def run_ranks(mode, path, world, tmp_path, env=None, per_rank_env=None, timeout=120):
+def kill_when_paused(proc, stderr_path, timeout=60):
+    """SIGKILLs PROC once its stderr (a file) says the engine's test hook
+    (SHARDLOAD_COOP_TEST_PAUSE) paused it mid-load; returns the time.time()."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(stderr_path) as f:
+            if "paused before wave" in f.read():
+                proc.kill()
+                return time.time()
+        if proc.poll() is not None:
+            pytest.fail(f"the rank to kill exited ({proc.returncode}) before pausing")
+        time.sleep(0.02)
+    pytest.fail("the rank to kill never paused")
+
+
+def run_ranks(mode, path, world, tmp_path, env=None, per_rank_env=None, timeout=120,
+              kill=None):
     """Runs WORLD coop_worker.py processes; returns their results (dicts;
-    None for a rank that wrote none, i.e. died) once all have exited."""
+    None for a rank that wrote none, i.e. died) once all have exited. KILL:
+    the rank to SIGKILL once paused (its env must set the pause hook); the
+    time it was killed is then returned too."""
     job = uuid.uuid4().hex
     procs, outs = [], []
     for rank in range(world):
@@ -50,8 +69,11 @@ def run_ranks(mode, path, world, tmp_path, env=None, per_rank_env=None, timeout=
                              TORCHELASTIC_RUN_ID=f"pytest-{job}")
         child_env.update(env or {})
         child_env.update((per_rank_env or {}).get(rank, {}))
-        procs.append(subprocess.Popen([sys.executable, WORKER, mode, path, out], env=child_env))
+        with open(f"{out}.stderr", "w") as err:
+            procs.append(subprocess.Popen([sys.executable, WORKER, mode, path, out],
+                                          env=child_env, stderr=err))
         outs.append(out)
+    killed_at = None if kill is None else kill_when_paused(procs[kill], f"{outs[kill]}.stderr")
     deadline = time.monotonic() + timeout
     for p in procs:
         try:
@@ -67,7 +89,7 @@ def run_ranks(mode, path, world, tmp_path, env=None, per_rank_env=None, timeout=
                 results.append(json.load(f))
         except FileNotFoundError:
             results.append(None)
-    return results
+    return results if kill is None else (results, killed_at)
 
 
 @pytest.fixture
@@ -97,8 +119,9 @@ def test_group_load_is_byte_exact(llama, tmp_path, world, shm_unchanged):
         assert result and result.get("ok"), (rank, result)
         stats = result["stats"]
         assert (stats["rank"], stats["world"]) == (rank, world)
-        assert (stats["cooperate"], stats["local_rank"], stats["local_world"]) == \
-            ("group", rank, world)
+        assert stats["cooperate"] == "group"
+        coop = stats["cooperation"]
+        assert (coop["local_rank"], coop["local_size"]) == (rank, world), coop
 
 
 @pytest.mark.parametrize("world", [2, 4])
@@ -108,24 +131,29 @@ def test_torchrun_environment_load_is_byte_exact(llama, tmp_path, world, shm_unc
     for rank, result in enumerate(results):
         assert result and result.get("ok"), (rank, result)
         stats = result["stats"]
-        assert (stats["cooperate"], stats["local_rank"], stats["local_world"]) == \
-            ("torchrun", rank, world)
-        assert stats["job"].startswith("pytest-")
+        assert stats["cooperate"] == "torchrun" and stats["job"].startswith("pytest-")
+        coop = stats["cooperation"]
+        assert (coop["local_rank"], coop["local_size"]) == (rank, world), coop
 
 
 def test_small_staging_is_byte_exact(llama, tmp_path, shm_unchanged):
     directory, _ = llama  # tensors up to ~1 MB: staging far below the largest
-    results = run_ranks("env", directory, 2, tmp_path, env={"COOP_STAGING": "65536"})
+    results = run_ranks("env", directory, 2, tmp_path,
+                        env={"COOP_STAGING": "65536", "COOP_MODE": "buffered"})
     assert all(r and r.get("ok") for r in results), results
+    assert all(r["stats"]["cooperation"]["waves"] > 1 for r in results), results
 
 
 @pytest.mark.parametrize("mode", ["env", pytest.param("group", marks=needs_torch)])
 def test_killed_rank_fails_the_others_quickly(llama, tmp_path, mode, shm_unchanged):
     directory, _ = llama
-    results = run_ranks(mode, directory, 4, tmp_path, env={"COOP_DIE": "1"})
+    # Rank 1 stops before its third wave (of dozens through 256 KiB of
+    # staging) until it is killed: a death mid-load, whatever the timing.
+    results, killed_at = run_ranks(
+        mode, directory, 4, tmp_path, kill=1,
+        env={"COOP_STAGING": str(256 << 10), "COOP_MODE": "buffered",
+             "SHARDLOAD_COOP_TEST_PAUSE": "1:2"})
     assert results[1] is None, results[1]
-    with open(tmp_path / "rank1.json.killed") as f:
-        killed_at = float(f.read())
     for rank in (0, 2, 3):
         result = results[rank]
         assert result and result.get("code") == "peer_failed", (rank, result)
@@ -164,7 +192,8 @@ def test_arguments(llama, monkeypatch):
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "pytest-" + uuid.uuid4().hex)
     alone = shardload.load(directory, rank="env", world="env", plan="hf", cooperate=False)
-    assert "cooperate" not in alone.stats and alone.stats["rank"] == 1
+    assert "cooperate" not in alone.stats and "cooperation" not in alone.stats
+    assert alone.stats["rank"] == 1
     monkeypatch.setenv("LOCAL_RANK", "2")
     with pytest.raises(ValueError, match="LOCAL_RANK"):
         shardload.load(directory, rank="env", world="env", plan="hf")

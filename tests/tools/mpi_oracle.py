@@ -2,8 +2,9 @@
 """`shardload load --mpi` under `mpirun --oversubscribe`, against the
 independent numpy slicer of split_oracle.py: with 2, 4 and 8 ranks, each
 rank's loaded tensors (written with --save) equal numpy's slices of the full
-tensors for its rank, and its --json report says rank, world and the MPI
-library. A rank with a different plan makes the job fail with peer_mismatch;
+tensors for its rank, its --json report says rank, world, the MPI library
+and its node rank, and the node's ranks read the checkpoint's bytes once
+between them (buffered). A rank with a different plan makes the job fail with peer_mismatch;
 a rank whose checkpoint is missing ends the job (the others were waiting for
 it at the rendezvous) within 10 s, its error naming the file. /dev/shm holds
 nothing new afterwards.
@@ -48,17 +49,31 @@ def check_world(binary, work, src, config, full, world):
     os.makedirs(out)
     run, _ = mpirun(world, RANK_SCRIPT, binary, src, out)
     assert run.returncode == 0, f"mpirun -np {world}: {run.returncode}\n{run.stdout}{run.stderr}"
+    read_for_node = 0
     for r in range(world):
         with open(os.path.join(out, f"rank-{r}.json")) as f:
             report = json.loads(f.read().splitlines()[-1])
         assert (report["rank"], report["world"]) == (r, world), report
         assert report["mpi"] and report["mpi"].startswith("Open MPI"), report["mpi"]
+        coop = report["cooperation"]  # one node: every rank cooperates, in world order
+        assert (coop["local_rank"], coop["local_size"]) == (r, world), coop
+        data = sum(a.nbytes for a in full.values())  # every tensor is needed by some rank
+        assert data <= coop["node_bytes"] <= checkpoint_bytes(src), (coop, data)
+        node_bytes = coop["node_bytes"]
+        read_for_node += coop["read_for_node"]
         got, _ = oracle.read_checkpoint(os.path.join(out, f"rank-{r}"))
         assert sorted(got) == sorted(full), f"rank {r}: tensor names differ"
         for name, arr in full.items():
             want = oracle.expected(name, arr, config, world, r)
             assert got[name].shape == want.shape, (name, r, got[name].shape, want.shape)
             assert np.array_equal(got[name], want), f"{name}: rank {r} of {world} differs"
+    assert read_for_node == node_bytes, f"the ranks read {read_for_node} of {node_bytes} bytes"
+
+
+def checkpoint_bytes(src):
+    """Bytes of the shards' files (headers included)."""
+    return sum(os.path.getsize(os.path.join(src, n)) for n in os.listdir(src)
+               if n.endswith(".safetensors"))
 
 
 def check_mismatch(binary, work, src, config):
