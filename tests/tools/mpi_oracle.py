@@ -6,7 +6,9 @@ tensors for its rank, its --json report says rank, world, the MPI library
 and its node rank, and the node's ranks read the checkpoint's bytes once
 between them (buffered). A rank with a different plan makes the job fail with peer_mismatch;
 a rank whose checkpoint is missing ends the job (the others were waiting for
-it at the rendezvous) within 10 s, its error naming the file. /dev/shm holds
+it at the rendezvous) within 10 s, its error naming the file; a rank killed
+mid-load (paused by the engine's SHARDLOAD_COOP_TEST_PAUSE hook, then
+SIGKILLed) ends the job within 10 s. /dev/shm holds
 nothing new afterwards.
 
 usage: mpi_oracle.py SHARDLOAD_BINARY WORK_DIR
@@ -103,6 +105,39 @@ def check_missing_checkpoint(binary, work, src):
     assert seconds < 10, f"the job took {seconds:.1f} s to end"
 
 
+def check_killed_rank(binary, work, src):
+    """Rank 1 stops mid-load (the engine's SHARDLOAD_COOP_TEST_PAUSE hook)
+    and is SIGKILLed: mpirun ends the job within 10 s and says so."""
+    out = os.path.join(work, "mpi-killed")
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    script = 'echo $$ >"$2/pid-$OMPI_COMM_WORLD_RANK"; ' + RANK_SCRIPT.replace(
+        "--buffered", "--buffered --staging 256KiB")
+    err_path = os.path.join(out, "stderr")
+    with open(err_path, "w") as err:
+        job = subprocess.Popen(["mpirun", "--oversubscribe", "-np", "4", "sh", "-c", script,
+                                binary, src, out], stdout=subprocess.DEVNULL, stderr=err,
+                               env=dict(MPI_ENV, SHARDLOAD_COOP_TEST_PAUSE="1:2"))
+    try:
+        deadline = time.monotonic() + 60
+        while "paused before wave" not in open(err_path).read():
+            assert job.poll() is None, f"the job ended before rank 1 paused: {job.returncode}"
+            assert time.monotonic() < deadline, "rank 1 never paused"
+            time.sleep(0.02)
+        with open(os.path.join(out, "pid-1")) as f:
+            os.kill(int(f.read()), 9)
+        killed = time.monotonic()
+        rc = job.wait(timeout=30)
+        seconds = time.monotonic() - killed
+    finally:
+        if job.poll() is None:
+            job.kill()
+    stderr = open(err_path).read()
+    assert rc != 0, "the job succeeded without rank 1"
+    assert seconds < 10, f"the job took {seconds:.1f} s to end after the kill"
+    assert "signal 9" in stderr or "peer_failed" in stderr, stderr
+
+
 def main():
     binary, work = sys.argv[1], sys.argv[2]
     if shutil.which("mpirun") is None:
@@ -129,6 +164,8 @@ def main():
     print("a rank with another plan: peer_mismatch")
     check_missing_checkpoint(binary, work, src)
     print("a rank without its checkpoint: the job ends, naming the file")
+    check_killed_rank(binary, work, src)
+    print("a rank killed mid-load: the job ends")
     left = set(os.listdir("/dev/shm")) - shm_before
     if left:
         time.sleep(1)  # another process's file may come and go meanwhile
