@@ -80,11 +80,11 @@ def load(path, *, rank=None, world=None, plan=None, select=None, threads=None, d
     another cooperating rank failed or died, "peer_mismatch" when the node's
     ranks disagree on the job), TypeError / ValueError for bad arguments.
     """
-    return open(path).load(rank=rank, world=world, plan=plan, select=select, threads=threads,
-                           direct=direct, mode=mode, framework=framework, progress=progress,
-                           max_over_read=max_over_read, device=device, verify=verify,
-                           dtype=dtype, group=group, cooperate=cooperate, staging=staging,
-                           peer_timeout=peer_timeout)
+    return _load.checked_load(
+        lambda: open(path)._handle, rank=rank, world=world, plan=plan, select=select,
+        threads=threads, direct=direct, mode=mode, framework=framework, progress=progress,
+        max_over_read=max_over_read, device=device, verify=verify, dtype=dtype, group=group,
+        cooperate=cooperate, staging=staging, peer_timeout=peer_timeout)
 
 
 __all__ = ["Checkpoint", "Communicator", "Error", "LoadedMemory", "LoadedTensors", "PlannedTensor", "RankPlan",

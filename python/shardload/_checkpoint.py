@@ -3,7 +3,7 @@ shards, metadata, per-rank plans) from its headers, without reading tensor
 data; Checkpoint.load() loads from it without resolving it again."""
 from collections.abc import Mapping
 
-from . import _args, _cooperate, _load, _shardload
+from . import _args, _load, _shardload
 from ._types import PlannedTensor, RankPlan, ShardInfo, TensorInfo
 
 
@@ -145,16 +145,11 @@ class Checkpoint(Mapping):
              peer_timeout=None):
         """Loads from this checkpoint; as shardload.load() without resolving
         the path again."""
-        rank_arg = rank
-        rank, world = _cooperate.rank_and_world(group, rank, world)
-        request = _args.load_request(rank=rank, world=world, plan=plan, select=select,
-                                     threads=threads, direct=direct, mode=mode,
-                                     framework=framework, progress=progress,
-                                     max_over_read=max_over_read, device=device,
-                                     verify=verify, dtype=dtype)
-        coop = _cooperate.cooperation(cooperate=cooperate, group=group, rank=rank_arg,
-                                      staging=staging, peer_timeout=peer_timeout)
-        return _load.run(self._handle, request, coop)
+        return _load.checked_load(
+            lambda: self._handle, rank=rank, world=world, plan=plan, select=select,
+            threads=threads, direct=direct, mode=mode, framework=framework, progress=progress,
+            max_over_read=max_over_read, device=device, verify=verify, dtype=dtype, group=group,
+            cooperate=cooperate, staging=staging, peer_timeout=peer_timeout)
 
     def __repr__(self):
         return (f"<shardload.Checkpoint {self.path!r}: {len(self)} tensors, "

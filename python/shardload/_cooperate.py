@@ -28,6 +28,18 @@ class CoopArg:
     local_size: int = 1
     staging_bytes: int = 0
     peer_timeout_s: float = 0.0
+    torch_group: Any = None  # a torch group whose NodeGroup connected() makes
+
+    def connected(self):
+        """This cooperation with a torch group's NodeGroup as communicator
+        (made collectively on the group's first use): call it after the
+        arguments are checked and the checkpoint is open."""
+        if self.torch_group is None:
+            return self
+        import datetime
+        timeout = datetime.timedelta(seconds=self.peer_timeout_s) if self.peer_timeout_s else None
+        return CoopArg(_node_group(self.torch_group, timeout), self.job, self.local_rank,
+                       self.local_size, self.staging_bytes, self.peer_timeout_s)
 
     def kwargs(self):
         return {"communicator": self.communicator, "coop_job": self.job,
@@ -37,7 +49,7 @@ class CoopArg:
     def info(self):
         """What the front end adds to a cooperative load's .stats (None when
         alone); the engine adds "cooperation"."""
-        if self.communicator is not None:
+        if self.communicator is not None or self.torch_group is not None:
             return {"cooperate": "group"}
         if self.job:
             return {"cooperate": "torchrun", "job": self.job}
@@ -171,10 +183,10 @@ def _options(staging, peer_timeout):
 
 
 def cooperation(*, cooperate, group, rank, staging, peer_timeout):
-    """The checked cooperation of a load. COOPERATE: None (cooperate when
-    group= is given, or rank="env" under torchrun), True (must) or False
-    (never). RANK is load()'s rank argument as given. Makes the node's
-    subgroup of a torch group (collective) on first use."""
+    """The checked cooperation of a load (no collective call yet: see
+    CoopArg.connected). COOPERATE: None (cooperate when group= is given, or
+    rank="env" under torchrun), True (must) or False (never). RANK is
+    load()'s rank argument as given."""
     if cooperate is not None and not isinstance(cooperate, bool):
         raise TypeError(f"cooperate must be a bool or None, not {type(cooperate).__name__}")
     staging_bytes, timeout_s = _options(staging, peer_timeout)
@@ -183,10 +195,10 @@ def cooperation(*, cooperate, group, rank, staging, peer_timeout):
     if group is not None:
         if isinstance(group, _shardload.Communicator):
             return CoopArg(group, staging_bytes=staging_bytes, peer_timeout_s=timeout_s)
-        import datetime
-        timeout = datetime.timedelta(seconds=timeout_s) if timeout_s else None
-        return CoopArg(_node_group(group, timeout), staging_bytes=staging_bytes,
-                       peer_timeout_s=timeout_s)
+        if not is_torch_group(group):
+            raise TypeError("group must be a torch.distributed ProcessGroup or a "
+                            f"shardload.Communicator, not {type(group).__name__}")
+        return CoopArg(staging_bytes=staging_bytes, peer_timeout_s=timeout_s, torch_group=group)
     torchrun = torchrun_job() if rank == "env" else None
     if torchrun is not None:
         job, local_rank, local_size = torchrun

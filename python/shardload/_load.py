@@ -35,9 +35,28 @@ class LoadedTensors(dict):
                 f"{self.stats.get('bytes', 0)} bytes>")
 
 
+def checked_load(open_handle, *, rank, world, plan, select, threads, direct, mode, framework,
+                 progress, max_over_read, device, verify, dtype, group, cooperate, staging,
+                 peer_timeout):
+    """load()'s arguments checked before any file is opened (TypeError,
+    ValueError), then OPEN_HANDLE() (the CheckpointHandle), the node's ranks
+    met for a cooperative load, and the load itself."""
+    rank_arg = rank
+    rank, world = _cooperate.rank_and_world(group, rank, world)
+    request = _args.load_request(rank=rank, world=world, plan=plan, select=select,
+                                 threads=threads, direct=direct, mode=mode,
+                                 framework=framework, progress=progress,
+                                 max_over_read=max_over_read, device=device,
+                                 verify=verify, dtype=dtype)
+    coop = _cooperate.cooperation(cooperate=cooperate, group=group, rank=rank_arg,
+                                  staging=staging, peer_timeout=peer_timeout)
+    handle = open_handle()
+    return run(handle, request, coop.connected())
+
+
 def run(handle, request, coop=_cooperate.ALONE):
     """Loads REQUEST (an _args.Request) from HANDLE (a CheckpointHandle),
-    cooperating through COOP (a _cooperate.CoopArg)."""
+    cooperating through COOP (a connected _cooperate.CoopArg)."""
     if request.framework == "torch":
         from . import _torch  # before reading: ImportError when torch is missing
     progress = _progress.reporter(request.progress, "shardload.load")

@@ -6,6 +6,7 @@ SHARDLOAD_COOP_TEST_PAUSE hook, then SIGKILLed) fails the others with
 peer_failed within 10 s; a rank with another plan fails them all with
 peer_mismatch; /dev/shm holds nothing new after any of them. The ranks are
 coop_worker.py processes. The group tests skip without torch."""
+import importlib.util
 import json
 import os
 import subprocess
@@ -20,19 +21,20 @@ import shardload
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "coop_worker.py")
 
 
-def has_torch_distributed():
-    try:
-        import torch.distributed as dist
-        return dist.is_available()
-    except ImportError:
-        return False
+# Whether torch is installed, without importing it into this process (the
+# workers import it; other test files block it in sys.modules).
+needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None,
+                                 reason="torch missing")
 
 
-needs_torch = pytest.mark.skipif(not has_torch_distributed(), reason="torch.distributed missing")
+# Open MPI's shared-memory segments (concurrent MPI tests) are not ours.
+FOREIGN = ("vader_segment", "sm_segment", "ompi", "psm")
 
 
 def shm():
-    return set(os.listdir("/dev/shm"))
+    """/dev/shm's entries, but Open MPI's (FOREIGN)."""
+    names = os.listdir("/dev/shm") if os.path.isdir("/dev/shm") else []
+    return {n for n in names if not n.startswith(FOREIGN)}
 
 
 def kill_when_paused(proc, stderr_path, timeout=60):
