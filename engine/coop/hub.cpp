@@ -149,7 +149,9 @@ bool Server::Agree() {
     }
   }
   Writer ranks;
-  for (const Member& m : members_) ranks.U32(m.join.identity.rank);
+  for (const Member& m : members_) {
+    ranks.U32(m.join.identity.rank).U64(static_cast<std::uint64_t>(m.join.pid));
+  }
   SendAll(kAgreed, ranks.body());
   return true;
 }
@@ -175,8 +177,10 @@ bool Server::Next(Message& msg, unsigned& from) {
   auto got = Receive(members_[from].fd.get(), Deadline(), Who(from), nullptr);
   if (!got) {
     Error e = std::move(got).error();
+    const bool eof = e.detail.find("disconnected") != std::string::npos;
     Abort(MakeError(ErrorCode::kPeerFailed, "", "",
-                    Who(from) + " left the load (died or was killed?): " + e.detail),
+                    Who(from) + " left the load (died or was killed?)" +
+                        (eof ? "" : ": " + e.detail)),
           static_cast<int>(from));
     return false;
   }

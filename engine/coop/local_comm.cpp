@@ -86,6 +86,9 @@ class LocalCommunicator final : public Communicator {
   Status ToAll(std::uint32_t type, std::string_view body, unsigned skip);
   // Records ERROR as this communicator's failure (member 0 relays it).
   Error Fail(Error error);
+  // A member: sends TYPE to member 0; when that fails because member 0 has
+  // aborted and gone, its abort (already received) is the error.
+  Status SendToRoot(std::uint32_t type, std::string_view body);
 
   std::string job_;
   unsigned rank_;
@@ -247,6 +250,17 @@ Status LocalCommunicator::GatherAtRoot(std::uint32_t type, const std::vector<uns
   return {};
 }
 
+Status LocalCommunicator::SendToRoot(std::uint32_t type, std::string_view body) {
+  Status s = coop::Send(peers_[0].get(), type, body, coop::DeadlineIn(timeout_), Who(0));
+  if (s) return s;
+  auto pending = coop::Receive(peers_[0].get(), coop::DeadlineIn(std::chrono::milliseconds(200)),
+                               Who(0), nullptr);
+  if (pending && pending->type == kAbort) {
+    return Fail(Failed(ErrorCode::kPeerFailed, pending->body));
+  }
+  return Fail(std::move(s).error());
+}
+
 Result<std::string> LocalCommunicator::FromRoot(std::uint32_t type) {
   auto msg = coop::Receive(peers_[0].get(), coop::DeadlineIn(timeout_), Who(0), nullptr);
   if (!msg) return Fail(std::move(msg).error());
@@ -264,10 +278,7 @@ Status LocalCommunicator::Barrier() {
   if (failed_) return *failed_;
   if (size_ == 1) return {};
   if (rank_ != 0) {
-    if (Status s = coop::Send(peers_[0].get(), kBarrier, {}, coop::DeadlineIn(timeout_), Who(0));
-        !s) {
-      return Fail(std::move(s).error());
-    }
+    if (Status s = SendToRoot(kBarrier, {}); !s) return s;
     auto release = FromRoot(kRelease);
     if (!release) return std::move(release).error();
     return {};
@@ -294,12 +305,7 @@ Status LocalCommunicator::Broadcast(unsigned root, std::span<std::byte> bytes) {
   std::string body;
   if (rank_ == root) body = std::string(mine);
   if (rank_ != 0 && rank_ == root) {
-    if (Status s = coop::Send(peers_[0].get(), kBroadcast, body, coop::DeadlineIn(timeout_),
-                              Who(0));
-        !s) {
-      return Fail(std::move(s).error());
-    }
-    return {};
+    return SendToRoot(kBroadcast, body);
   }
   if (rank_ != 0) {
     auto got = FromRoot(kBroadcast);

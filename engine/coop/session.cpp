@@ -97,8 +97,8 @@ Session::Session(const Cooperation& options, unsigned local_rank, unsigned local
 }
 
 Session::~Session() {
-  if (!failed_ && link_.valid() && hub_ == nullptr) {
-    // Left without Run finishing (an exception): the others must not wait.
+  if (!done_) {  // left without finishing (an exception): the others must not wait
+    Fail(MakeError(ErrorCode::kInternal, "", "", "left the cooperative load without finishing"));
   }
   Finish();
 }
@@ -145,22 +145,35 @@ Error Session::FromHub(const Error& e) const {
   if (e.code == ErrorCode::kCancelled) return e;
   Error out = e;
   if (out.code != ErrorCode::kPeerMismatch) out.code = ErrorCode::kPeerFailed;
-  if (out.detail.find("local rank 0") == std::string::npos && hub_ == nullptr &&
-      out.detail.find("disconnected") != std::string::npos) {
-    out.detail = "the leader (local rank 0) " + out.detail + " (died or was killed?)";
+  if (hub_ == nullptr && out.detail.find("disconnected") != std::string::npos) {
+    // The hub lives in the leader's process: its EOF is the leader's death.
+    out.detail = leader_ + " left the load (died or was killed?)";
   }
   out.detail = "rank " + std::to_string(rank_) + " (local rank " + std::to_string(local_rank_) +
                "): " + out.detail;
   return out;
 }
 
+Error Session::Aborted(std::string_view body) const {
+  Error e = DecodeError(body);
+  e.detail = "rank " + std::to_string(rank_) + " (local rank " + std::to_string(local_rank_) +
+             "): " + e.detail;
+  return e;
+}
+
 Status Session::SendToHub(std::uint32_t type, const std::string& body) {
   Status s = Send(link_.get(), type, body, DeadlineIn(options_.peer_timeout), "the leader's hub");
-  if (!s) {
-    failed_ = true;
-    return FromHub(s.error());
+  if (s) return s;
+  failed_ = true;
+  // The hub may have aborted and closed: its abort is the real cause.
+  auto pending = Receive(link_.get(), DeadlineIn(std::chrono::milliseconds(200)),
+                         "the leader's hub", nullptr);
+  while (pending && pending->type != kAbort) {
+    pending = Receive(link_.get(), DeadlineIn(std::chrono::milliseconds(200)), "the leader's hub",
+                      nullptr);
   }
-  return {};
+  if (pending) return Aborted(pending->body);
+  return FromHub(s.error());
 }
 
 Status Session::WaitFor(std::uint32_t type, std::uint32_t wave) {
@@ -175,15 +188,19 @@ Status Session::WaitFor(std::uint32_t type, std::uint32_t wave) {
     }
     if (msg->type == kAbort) {
       failed_ = true;
-      Error e = DecodeError(msg->body);
-      e.detail = "rank " + std::to_string(rank_) + " (local rank " + std::to_string(local_rank_) +
-                 "): " + e.detail;
-      return e;
+      return Aborted(msg->body);
     }
     Reader r(msg->body);
-    if (msg->type == kAllRead) all_read_ = r.U32() + 1;
-    else if (msg->type == kAllCopied) all_copied_ = r.U32() + 1;
-    else if (msg->type == type) break;  // kAgreed
+    if (msg->type == kAllRead) {
+      all_read_ = r.U32() + 1;
+    } else if (msg->type == kAllCopied) {
+      all_copied_ = r.U32() + 1;
+    } else if (msg->type == type) {  // kAgreed: {rank, pid} by local rank
+      const unsigned leader_rank = r.U32();
+      leader_ = "rank " + std::to_string(leader_rank) + " (local rank 0, pid " +
+                std::to_string(r.U64()) + ", the leader)";
+      break;
+    }
   }
   stats_.wait_seconds += Since(start);
   return {};
@@ -206,15 +223,18 @@ void Session::Finish() {
 }
 
 void Session::PauseForTest(std::uint32_t wave) const {
-  // Test-only (docs/testing.md): SHARDLOAD_COOP_TEST_PAUSE=RANK:WAVE makes
-  // rank RANK stop before reading wave WAVE, until killed.
+  // Test-only (docs/testing.md): SHARDLOAD_COOP_TEST_PAUSE=RANK:WAVE[:SECONDS]
+  // makes rank RANK stop before reading wave WAVE for SECONDS (default:
+  // until killed), after saying so on stderr.
   const char* hook = std::getenv("SHARDLOAD_COOP_TEST_PAUSE");
   if (hook == nullptr) return;
-  unsigned r = 0, w = 0;
-  if (std::sscanf(hook, "%u:%u", &r, &w) != 2 || r != rank_ || w != wave) return;
+  unsigned r = 0, w = 0, seconds = 0;
+  const int n = std::sscanf(hook, "%u:%u:%u", &r, &w, &seconds);
+  if (n < 2 || r != rank_ || w != wave) return;
   std::fprintf(stderr, "shardload: test hook: rank %u paused before wave %u\n", r, w);
   std::fflush(stderr);
-  for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+  const auto until = Clock::now() + std::chrono::seconds(seconds);
+  while (n < 3 || Clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(20));
 }
 
 Result<LoadStats> Session::Run(const ReadRequest& request, const Executor& exec) {
@@ -232,10 +252,7 @@ Result<LoadStats> Session::Run(const ReadRequest& request, const Executor& exec)
   }
   if (msg->type == kAbort) {
     failed_ = true;
-    Error e = DecodeError(msg->body);
-    e.detail = "rank " + std::to_string(rank_) + " (local rank " + std::to_string(local_rank_) +
-               "): " + e.detail;
-    return e;
+    return Aborted(msg->body);
   }
   PlanMessage plan;
   if (msg->type != kPlan || !Decode(msg->body, plan)) {
@@ -249,6 +266,7 @@ Result<LoadStats> Session::Run(const ReadRequest& request, const Executor& exec)
   if (!out) return out;
   if (plan.each_reads_own) stats_.bytes_direct = out->bytes;
   if (Status s = SendToHub(kDone, {}); !s) return std::move(s).error();
+  done_ = true;
   out->cooperation = stats_;
   return out;
 }
@@ -268,8 +286,9 @@ Result<LoadStats> Session::RunStaged(const ReadRequest& request, const Executor&
   bool first_read = true;
   stats_.waves = schedule.waves;
 
+  // Runs on the reader thread: touches only `total`, its own slots and
+  // stats_.read_for_node (the copy touches stats_.bytes_staged).
   auto read_wave = [&](std::uint32_t k) -> Status {
-    PauseForTest(k);
     std::vector<Segment> segs;
     std::vector<Window> windows;
     auto [lo, hi] = schedule.WaveRange(k);
@@ -304,7 +323,7 @@ Result<LoadStats> Session::RunStaged(const ReadRequest& request, const Executor&
         staging.Drop(static_cast<std::uint64_t>(s.dst - staging.data()), s.length);
       }
     }
-    return SendToHub(kRead, Writer().U32(k).body());
+    return Status();
   };
 
   auto copy_wave = [&](std::uint32_t k) -> Status {
@@ -329,19 +348,34 @@ Result<LoadStats> Session::RunStaged(const ReadRequest& request, const Executor&
       }
       t = end;
     }
-    return SendToHub(kCopied, Writer().U32(k).body());
+    return Status();
   };
 
+  // Iteration k reads wave k on a thread of its own while this thread
+  // copies wave k - 1 out (once everyone has read it).
   for (std::uint32_t k = 0; k <= schedule.waves; ++k) {
+    Status read_status;
+    std::thread reader;
     if (k < schedule.waves) {
       if (k >= 2) {
         if (Status s = WaitFor(kAllCopied, k - 2); !s) return std::move(s).error();
       }
-      if (Status s = read_wave(k); !s) return std::move(s).error();
+      PauseForTest(k);
+      reader = std::thread([&, k] { read_status = read_wave(k); });
     }
+    Status copy_status;
     if (k >= 1) {
-      if (Status s = WaitFor(kAllRead, k - 1); !s) return std::move(s).error();
-      if (Status s = copy_wave(k - 1); !s) return std::move(s).error();
+      copy_status = WaitFor(kAllRead, k - 1);
+      if (copy_status) copy_status = copy_wave(k - 1);
+    }
+    if (reader.joinable()) reader.join();
+    if (!read_status) return std::move(read_status).error();
+    if (!copy_status) return std::move(copy_status).error();
+    if (k >= 1) {
+      if (Status s = SendToHub(kCopied, Writer().U32(k - 1).body()); !s) return std::move(s).error();
+    }
+    if (k < schedule.waves) {
+      if (Status s = SendToHub(kRead, Writer().U32(k).body()); !s) return std::move(s).error();
     }
   }
   total.bytes = stats_.bytes_staged;

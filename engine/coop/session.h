@@ -65,6 +65,8 @@ class Session {
   void Fail(const Error& error);
   // The leader waits for its hub to finish (everyone done or an abort).
   void Finish();
+  // Whether Run finished (a load that never reached Run must Fail).
+  bool done() const { return done_; }
 
   const CooperationStats& stats() const { return stats_; }
 
@@ -74,6 +76,7 @@ class Session {
   Status WaitFor(std::uint32_t type, std::uint32_t wave);
   Status SendToHub(std::uint32_t type, const std::string& body);
   Error FromHub(const Error& e) const;
+  Error Aborted(std::string_view body) const;  // the hub's kAbort, as this member's error
   Result<LoadStats> RunStaged(const ReadRequest& request, const Executor& exec,
                               const PlanMessage& plan, FileDescriptor memfd);
   void PauseForTest(std::uint32_t wave) const;
@@ -82,10 +85,12 @@ class Session {
   unsigned local_rank_;
   unsigned local_size_;
   unsigned rank_ = 0;
+  std::string leader_ = "the leader (local rank 0)";  // named from kAgreed
   const std::atomic<bool>* stop_ = nullptr;
   std::unique_ptr<Hub> hub_;  // the leader's
   FileDescriptor link_;       // to the hub
   bool failed_ = false;       // Fail was called or the hub aborted
+  bool done_ = false;         // Run finished and told the hub
   std::uint32_t all_read_ = 0;    // waves every member has read
   std::uint32_t all_copied_ = 0;  // waves every member has copied out
   CooperationStats stats_;

@@ -429,7 +429,13 @@ auto Loader::Impl::Cooperating(const std::function<coop::Identity()>& identity, 
     }
   }();
   coop = nullptr;
-  if (!result) (*session)->Fail(result.error());
+  if (!result) {
+    (*session)->Fail(result.error());
+  } else if (!(*session)->done()) {  // it never read with the others
+    Error e = MakeError(ErrorCode::kInternal, "", "", "the load did not reach its reads");
+    (*session)->Fail(e);
+    result = R(std::move(e));
+  }
   (*session)->Finish();
   return result;
 }
