@@ -90,6 +90,14 @@ Result<Cooperation> MakeCooperation(const CoopArgs& args) {
   return coop;
 }
 
+CoopArgs MakeCoopArgs(const py::object& communicator, std::string job, unsigned local_rank,
+                      unsigned local_size, std::uint64_t staging_bytes, double peer_timeout_s) {
+  CoopArgs args{nullptr, std::move(job), local_rank, local_size, staging_bytes,
+                std::chrono::milliseconds(static_cast<std::int64_t>(peer_timeout_s * 1000))};
+  if (!communicator.is_none()) args.communicator = communicator.cast<std::shared_ptr<Communicator>>();
+  return args;
+}
+
 void BindCooperate(py::module_& m) {
   py::class_<Communicator, PyCommunicator, std::shared_ptr<Communicator>>(
       m, "Communicator",

@@ -160,9 +160,8 @@ void BindLoad(py::module_& m) {
          std::string dtype, const py::object& communicator, std::string coop_job,
          unsigned local_rank, unsigned local_size, std::uint64_t staging_bytes,
          double peer_timeout_s) {
-        CoopArgs coop{nullptr, std::move(coop_job), local_rank, local_size, staging_bytes,
-                      std::chrono::milliseconds(static_cast<std::int64_t>(peer_timeout_s * 1000))};
-        if (!communicator.is_none()) coop.communicator = communicator.cast<std::shared_ptr<Communicator>>();
+        const CoopArgs coop = MakeCoopArgs(communicator, std::move(coop_job), local_rank,
+                                           local_size, staging_bytes, peer_timeout_s);
         Request request = MakeRequest(std::move(globs), threads, std::move(mode), world,
                                       plan_kind, std::move(plan_path), std::move(plan_text),
                                       max_over_read);
@@ -175,9 +174,7 @@ void BindLoad(py::module_& m) {
       py::arg("plan_path"), py::arg("plan_text"), py::arg("progress"),
       py::arg("max_over_read") = 0.0, py::arg("device") = "cpu",
       py::arg("verify") = std::string(), py::arg("dtype") = std::string(),
-      py::arg("communicator") = py::none(), py::arg("coop_job") = std::string(),
-      py::arg("local_rank") = 0u, py::arg("local_size") = 1u, py::arg("staging_bytes") = 0u,
-      py::arg("peer_timeout_s") = 0.0,
+      SHARDLOAD_COOP_PY_ARGS,
       "Loads into a fresh LoadedMemory; the GIL is released while reading. Cooperates with "
       "the node's ranks through COMMUNICATOR (a shardload.Communicator), else through "
       "ConnectLocal(COOP_JOB, LOCAL_RANK, LOCAL_SIZE) when COOP_JOB is set.");

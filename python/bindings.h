@@ -61,6 +61,17 @@ struct CoopArgs {
 // The Cooperation of ARGS; ConnectLocal's error when the node's ranks do not
 // meet. REQUIRES: the GIL is NOT held (ConnectLocal waits). bind_cooperate.cpp.
 Result<Cooperation> MakeCooperation(const CoopArgs& args);
+// CoopArgs from the binding's arguments (COMMUNICATOR None or a
+// shardload.Communicator). REQUIRES: the GIL is held.
+CoopArgs MakeCoopArgs(const py::object& communicator, std::string job, unsigned local_rank,
+                      unsigned local_size, std::uint64_t staging_bytes, double peer_timeout_s);
+// The cooperation keyword arguments of _shardload.load and load_into, all
+// defaulted: communicator, coop_job, local_rank, local_size, staging_bytes,
+// peer_timeout_s (shardload/_cooperate.py, CoopArg.kwargs).
+#define SHARDLOAD_COOP_PY_ARGS                                                         \
+  py::arg("communicator") = py::none(), py::arg("coop_job") = std::string(),           \
+      py::arg("local_rank") = 0u, py::arg("local_size") = 1u,                          \
+      py::arg("staging_bytes") = std::uint64_t{0}, py::arg("peer_timeout_s") = 0.0
 
 void BindCheckpoint(py::module_& m);  // bind_checkpoint.cpp
 void BindLoad(py::module_& m);        // bind_load.cpp

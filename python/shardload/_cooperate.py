@@ -207,3 +207,12 @@ def cooperation(*, cooperate, group, rank, staging, peer_timeout):
         raise ValueError('cooperate=True needs group= or torchrun\'s environment (rank="env" '
                          "with $TORCHELASTIC_RUN_ID, $LOCAL_RANK and $LOCAL_WORLD_SIZE set)")
     return ALONE
+
+
+def checked(*, group, rank, world, cooperate, staging, peer_timeout):
+    """(rank, world, CoopArg) of a load's arguments: RANK and WORLD defaulted
+    from GROUP, the cooperation checked (not yet connected)."""
+    coop = cooperation(cooperate=cooperate, group=group, rank=rank, staging=staging,
+                       peer_timeout=peer_timeout)
+    rank, world = rank_and_world(group, rank, world)
+    return rank, world, coop

@@ -41,15 +41,14 @@ def checked_load(open_handle, *, rank, world, plan, select, threads, direct, mod
     """load()'s arguments checked before any file is opened (TypeError,
     ValueError), then OPEN_HANDLE() (the CheckpointHandle), the node's ranks
     met for a cooperative load, and the load itself."""
-    rank_arg = rank
-    rank, world = _cooperate.rank_and_world(group, rank, world)
+    rank, world, coop = _cooperate.checked(group=group, rank=rank, world=world,
+                                           cooperate=cooperate, staging=staging,
+                                           peer_timeout=peer_timeout)
     request = _args.load_request(rank=rank, world=world, plan=plan, select=select,
                                  threads=threads, direct=direct, mode=mode,
                                  framework=framework, progress=progress,
                                  max_over_read=max_over_read, device=device,
                                  verify=verify, dtype=dtype)
-    coop = _cooperate.cooperation(cooperate=cooperate, group=group, rank=rank_arg,
-                                  staging=staging, peer_timeout=peer_timeout)
     handle = open_handle()
     return run(handle, request, coop.connected())
 

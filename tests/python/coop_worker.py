@@ -8,6 +8,7 @@ usage: coop_worker.py MODE CHECKPOINT OUT
   MODE group:       torch.distributed gloo group (FileStore $COOP_STORE), group=WORLD
        collectives: only the node group of WORLD: broadcast from every root, barrier
        env:          rank="env" under a torchrun-like environment (the test sets it)
+       into:         Checkpoint.load_into into numpy buffers, as env
 $COOP_PLAN_R=P: rank R uses plan P (a config path) instead of "hf".
 $COOP_STAGING: staging= bytes. $COOP_MODE: mode= ("buffered": staged
 even when the page cache holds the checkpoint).
@@ -61,6 +62,23 @@ def check_load(path, me, **kwargs):
     return {"ok": True, "stats": loaded.stats}
 
 
+def check_load_into(path, me):
+    """Checkpoint.load_into under the torchrun environment: each tensor's
+    local bytes into a numpy buffer of its own, checked against numpy."""
+    checkpoint = shardload.open(path)
+    plan = checkpoint.plan(rank="env", world="env", plan="hf")
+    buffers = {n: np.zeros(t.nbytes, dtype=np.uint8) for n, t in plan.tensors.items()}
+    stats = checkpoint.load_into(buffers, rank="env", world="env", plan="hf",
+                                 staging=int(os.environ.get("COOP_STAGING", 0)) or None)
+    with open(os.path.join(path, "config.json")) as f:
+        config = json.load(f)
+    full = {n: oracle.view(e) for n, e in oracle.read_dir(path).items()}
+    for name, buf in buffers.items():
+        want = oracle.hf_slice(name, full[name], config, plan.world, plan.rank)
+        assert buf.tobytes() == np.ascontiguousarray(want).tobytes(), (name, me)
+    return {"ok": True, "stats": stats}
+
+
 def main():
     mode, path = sys.argv[1], sys.argv[2]
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
@@ -70,6 +88,8 @@ def main():
         elif mode == "group":
             dist = init_gloo(rank, world)
             result = check_load(path, rank, group=dist.group.WORLD)
+        elif mode == "into":
+            result = check_load_into(path, rank)
         else:
             result = check_load(path, rank, rank="env", world="env")
     except shardload.Error as e:

@@ -1,7 +1,7 @@
 """Cooperative loads from Python (docs/python.md, "Cooperating ranks"): 2 and
 4 processes, meeting through a torch.distributed gloo group (group=) or
-torchrun's environment (rank="env"), each rank byte-exact against numpy
-slices of the full tensors; a rank killed mid-load (paused by the engine's
+torchrun's environment (rank="env"; also Checkpoint.load_into), each rank
+byte-exact against numpy slices of the full tensors; a rank killed mid-load (paused by the engine's
 SHARDLOAD_COOP_TEST_PAUSE hook, then SIGKILLed) fails the others with
 peer_failed within 10 s; a rank with another plan fails them all with
 peer_mismatch; /dev/shm holds nothing new after any of them. The ranks are
@@ -66,7 +66,7 @@ def run_ranks(mode, path, world, tmp_path, env=None, per_rank_env=None, timeout=
                          COOP_STORE=str(tmp_path / "store"))
         for var in ("LOCAL_RANK", "LOCAL_WORLD_SIZE", "TORCHELASTIC_RUN_ID"):
             child_env.pop(var, None)
-        if mode == "env":
+        if mode in ("env", "into"):
             child_env.update(LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world),
                              TORCHELASTIC_RUN_ID=f"pytest-{job}")
         child_env.update(env or {})
@@ -136,6 +136,15 @@ def test_torchrun_environment_load_is_byte_exact(llama, tmp_path, world, shm_unc
         assert stats["cooperate"] == "torchrun" and stats["job"].startswith("pytest-")
         coop = stats["cooperation"]
         assert (coop["local_rank"], coop["local_size"]) == (rank, world), coop
+
+
+def test_load_into_cooperates_under_torchrun(llama, tmp_path, shm_unchanged):
+    directory, _ = llama
+    results = run_ranks("into", directory, 2, tmp_path, env={"COOP_STAGING": str(256 << 10)})
+    for rank, result in enumerate(results):
+        assert result and result.get("ok"), (rank, result)
+        stats = result["stats"]
+        assert stats["cooperate"] == "torchrun" and stats["cooperation"]["local_rank"] == rank
 
 
 def test_small_staging_is_byte_exact(llama, tmp_path, shm_unchanged):
