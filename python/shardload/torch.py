@@ -156,9 +156,10 @@ def _mismatches(chosen, available):
 
 
 def _destinations(chosen, problems):
-    """(checkpoint name, address, nbytes) per distinct storage range; tensors
-    that share exactly the same bytes (tied weights) are read once; other
-    overlaps are PROBLEMS."""
+    """(checkpoint name, address, nbytes) per distinct storage range, in name
+    order (the same on every rank: a cooperative load compares the names);
+    tensors that share exactly the same bytes (tied weights) are read once;
+    other overlaps are PROBLEMS."""
     spans = {}
     for key, name, tensor in chosen:
         nbytes = tensor.numel() * tensor.element_size()
@@ -169,7 +170,7 @@ def _destinations(chosen, problems):
         (next_start, _), (next_key, _) = b
         if size and start + size > next_start:
             problems.append(f'"{key}" and "{next_key}" overlap in memory')
-    return [(name, address, nbytes) for (address, nbytes), (_, name) in ordered]
+    return sorted((name, address, nbytes) for (address, nbytes), (_, name) in ordered)
 
 
 def _device(chosen, problems):
