@@ -291,11 +291,10 @@ int LoadAndReport(const Args& args, LoadFlags& flags) {
   return kExitOk;
 }
 
-// `load --mpi`: MPI_COMM_WORLD gives --rank and --world, the node's ranks
-// cooperate over an MPI communicator (not with --no-cooperate). A failing rank prints its error and
-// exits without MPI_Finalize: mpirun then ends the job's other ranks (which
-// may be waiting for it in a rendezvous), and its own message says why.
-int RunUnderMpi(Args& args, LoadFlags& flags) {
+// The flags `load --mpi` refuses (--rank, --world: MPI gives them; --job)
+// or reads as without MPI (--peer-timeout, --staging), never the
+// environment's LOCAL_RANK rendezvous. ALONE: --no-cooperate.
+int ReadMpiFlags(Args& args, LoadFlags& flags, bool& alone) {
   if (args.Has("--rank") || args.Has("--world")) {
     return UsageError(kLoadSpec, "--mpi takes the rank and world from MPI_COMM_WORLD: "
                                  "drop --rank and --world");
@@ -303,11 +302,19 @@ int RunUnderMpi(Args& args, LoadFlags& flags) {
   if (args.Has("--job")) {
     return UsageError(kLoadSpec, "--mpi: the node's ranks meet over MPI, not a --job id");
   }
-  // --peer-timeout and --staging as without MPI; never the environment's
-  // LOCAL_RANK rendezvous (ReadCoopFlags stops there under --no-cooperate).
-  const bool alone = args.Has("--no-cooperate");
-  args.values_["--no-cooperate"] = {""};
-  if (int rc = ReadCoopFlags(kLoadSpec, args, flags.options); rc != kExitOk) return rc;
+  alone = args.Has("--no-cooperate");
+  args.values_["--no-cooperate"] = {""};  // ReadCoopFlags then stops before the environment
+  return ReadCoopFlags(kLoadSpec, args, flags.options);
+}
+
+// `load --mpi`: MPI_COMM_WORLD gives --rank and --world, the node's ranks
+// cooperate over an MPI communicator (not with --no-cooperate). A failing
+// rank prints its error and exits without MPI_Finalize: mpirun then ends the
+// job's other ranks (which may be waiting for it in a rendezvous, where
+// MPI_Finalize would wait for them forever), and its message says why.
+int RunUnderMpi(Args& args, LoadFlags& flags) {
+  bool alone = false;
+  if (int rc = ReadMpiFlags(args, flags, alone); rc != kExitOk) return rc;
   Result<MpiJob> job = MpiStart();
   if (!job) return ReportError(job.error(), flags.json);
   if (args.Has("--plan")) {
@@ -321,7 +328,7 @@ int RunUnderMpi(Args& args, LoadFlags& flags) {
     if (!alone) flags.options.cooperate.group = std::move(job->node);
     rc = LoadAndReport(args, flags);
   }
-  flags.options.cooperate.group.reset();
+  flags.options.cooperate.group.reset();  // every copy of the communicator gone
   job->node.reset();
   std::fflush(stdout);
   std::fflush(stderr);
