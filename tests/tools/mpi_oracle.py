@@ -35,10 +35,14 @@ except ImportError:
 # allocations until exit, in components it has dlclose'd by then (their
 # frames unnamed, so no suppression can single them out); every other
 # ASan/UBSan check stays on, and the same load paths are leak-checked
-# without MPI by the other tests.
+# without MPI by the other tests. In a TSan build, reports with a frame in
+# Open MPI's uninstrumented libraries are suppressed (mpi_tsan.supp).
+TSAN_SUPPRESSIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mpi_tsan.supp")
 MPI_ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
                OMPI_MCA_rmaps_base_oversubscribe="1",
-               ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") + ":detect_leaks=0")
+               ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") + ":detect_leaks=0",
+               TSAN_OPTIONS=os.environ.get("TSAN_OPTIONS", "")
+               + f":suppressions={TSAN_SUPPRESSIONS}")
 # Each rank: sh -c SCRIPT BINARY CKPT OUT; $R is its MPI_COMM_WORLD rank.
 RANK_SCRIPT = 'R=$OMPI_COMM_WORLD_RANK; exec "$0" load "$1" --plan "${PLAN:-hf}" --mpi ' \
               '--buffered --save "$2/rank-$R" --json >"$2/rank-$R.json"'
