@@ -43,7 +43,8 @@ struct Member {
 
 class Server {
  public:
-  Server(const Hub::Options& options, int listener) : options_(options), listener_(listener) {
+  Server(const Hub::Options& options, int listener, const std::atomic<bool>* stop)
+      : options_(options), listener_(listener), stop_(stop) {
     members_.resize(options.members);
   }
   void Run();
@@ -70,6 +71,7 @@ class Server {
 
   const Hub::Options& options_;
   int listener_;
+  const std::atomic<bool>* stop_;
   std::vector<Member> members_;
   FileDescriptor memfd_;
 };
@@ -93,8 +95,12 @@ bool Server::AcceptAll() {
   const auto deadline = Deadline();
   unsigned joined = 0;
   while (joined < members_.size()) {
-    auto fd = Accept(listener_, deadline, nullptr);
+    auto fd = Accept(listener_, deadline, stop_);
     std::string problem;
+    if (!fd && fd.error().code == ErrorCode::kCancelled) {
+      Abort(MakeError(ErrorCode::kPeerFailed, "", "", "the leader (local rank 0) failed"));
+      return false;
+    }
     if (!fd) problem = fd.error().ToString();
     else if (!fd->valid()) problem = "timed out after " + SecondsText(options_.timeout);
     if (!problem.empty()) {
@@ -327,7 +333,7 @@ void Hub::Join() {
 }
 
 void Hub::Serve() {
-  Server server(options_, listener_.get());
+  Server server(options_, listener_.get(), &stop_);
   server.Run();
   listener_.Reset();
 }

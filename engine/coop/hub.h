@@ -12,6 +12,7 @@
 // Thread-safe: Start, then Join once (the destructor joins too).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -41,6 +42,9 @@ class Hub {
   const std::string& name() const { return name_; }
   // Waits until the hub has finished (every member done, or an abort).
   void Join();
+  // Makes the hub abort everyone and finish (the leader failed before it
+  // could join its own hub).
+  void Stop() { stop_.store(true); }
 
  private:
   Hub(Options options, std::string name, FileDescriptor listener);
@@ -49,6 +53,7 @@ class Hub {
   Options options_;
   std::string name_;
   FileDescriptor listener_;
+  std::atomic<bool> stop_{false};
   std::thread thread_;
 };
 

@@ -109,7 +109,6 @@ Result<std::unique_ptr<Session>> Session::Start(Communicator& group, const Coope
                                                 const std::atomic<bool>* stop) {
   std::unique_ptr<Session> session(new Session(options, group.rank(), group.size()));
   session->rank_ = identity.rank;
-  session->stop_ = stop;
   std::array<std::byte, kNameBytes> name{};
   Error hub_error;
   if (group.rank() == 0) {
@@ -123,8 +122,11 @@ Result<std::unique_ptr<Session>> Session::Start(Communicator& group, const Coope
       hub_error = std::move(hub).error();
     }
   }
-  // Everyone learns the hub's name (empty: the leader could not start it).
+  // Everyone learns the hub's name (empty: the leader could not start it);
+  // the barrier after it notices a member already gone (its process exited
+  // on an error before this load) at once, naming it.
   if (Status s = group.Broadcast(0, name); !s) return std::move(s).error();
+  if (Status s = group.Barrier(); !s) return std::move(s).error();
   const std::string hub_name(reinterpret_cast<const char*>(name.data()));
   if (hub_name.empty()) {
     if (group.rank() == 0) return hub_error;
@@ -132,12 +134,15 @@ Result<std::unique_ptr<Session>> Session::Start(Communicator& group, const Coope
                      "local rank 0 (the leader) could not start the cooperation hub");
   }
   const auto deadline = DeadlineIn(options.peer_timeout);
-  auto link = Connect(hub_name, deadline, "the leader's hub", stop);
+  // The rendezvous ignores STOP (it is bounded by the timeout): a member
+  // cancelled now still joins, so that its failure reaches the others.
+  auto link = Connect(hub_name, deadline, "the leader's hub", nullptr);
   if (!link) return std::move(link).error();
   session->link_ = std::move(*link);
   Join join{group.rank(), static_cast<long>(::getpid()), identity};
   if (Status s = session->SendToHub(kJoin, Encode(join)); !s) return std::move(s).error();
   if (Status s = session->WaitFor(kAgreed, 0); !s) return std::move(s).error();
+  session->stop_ = stop;
   return session;
 }
 
@@ -217,6 +222,7 @@ void Session::Fail(const Error& error) {
 
 void Session::Finish() {
   if (hub_ != nullptr) {
+    if (!link_.valid()) hub_->Stop();  // the leader never joined its hub
     hub_->Join();
     hub_.reset();
   }

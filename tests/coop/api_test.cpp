@@ -1,0 +1,208 @@
+// Cooperative loads through the C++ API, members as threads of this process
+// (each with its own ConnectLocal communicator and Loader): Load into owned
+// memory, Reload, and LoadInto caller buffers with guard bytes, staged
+// (--buffered / --direct) with a staging far smaller than a tensor, each
+// byte-exact against a plain pread; the cooperation stats add up (every
+// byte of the node read once); a member asking for another selection is
+// refused; a cancelled member fails everyone. Runs under TSan in CI.
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "shardload/cooperate.h"
+#include "shardload/loader.h"
+#include "shardload/writer.h"
+#include "support/test_util.h"
+
+namespace shardload {
+namespace {
+
+constexpr int kTensors = 5;
+
+std::uint64_t TensorBytes(int i) { return (std::uint64_t{300} << 10) + 4099 * i; }
+
+std::string TensorName(int i) { return "t." + std::to_string(i); }
+
+const std::string& Checkpoint3() {
+  static test::TempDir dir;
+  static const std::string path = [] {
+    std::vector<TensorData> tensors;
+    for (int i = 0; i < kTensors; ++i) {
+      TensorData t;
+      t.name = TensorName(i);
+      t.shape = {TensorBytes(i)};
+      t.fill = [i](std::uint64_t offset, std::span<std::byte> out) {
+        for (std::size_t k = 0; k < out.size(); ++k) {
+          out[k] = static_cast<std::byte>(((offset + k) * 151 + i * 29 + ((offset + k) >> 11)) & 0xff);
+        }
+      };
+      tensors.push_back(std::move(t));
+    }
+    CheckpointWriteOptions options;
+    options.max_shard_size = 700 << 10;
+    Status s = WriteCheckpoint(dir.path(), tensors, options);
+    REQUIRE_MESSAGE(s.ok(), test::ErrorText(s));
+    return dir.path();
+  }();
+  return path;
+}
+
+std::string UniqueJob() {
+  static std::atomic<int> n{0};
+  return "api-test-" + std::to_string(::getpid()) + "-" + std::to_string(n++);
+}
+
+// Runs BODY(member, options) on SIZE threads, each with its own
+// communicator of one job; returns their error texts ("" on success).
+std::vector<std::string> RunMembers(unsigned size,
+                                    const std::function<std::string(unsigned, LoadOptions)>& body,
+                                    IoMode mode = IoMode::kBuffered) {
+  const std::string job = UniqueJob();
+  std::vector<std::string> out(size);
+  std::vector<std::thread> threads;
+  for (unsigned m = 0; m < size; ++m) {
+    threads.emplace_back([&, m] {
+      auto group = ConnectLocal(job, m, size, std::chrono::seconds(20));
+      if (!group) {
+        out[m] = group.error().ToString();
+        return;
+      }
+      LoadOptions options;
+      options.threads = 2;
+      options.mode = mode;
+      options.cooperate.group = std::move(*group);
+      options.cooperate.staging_bytes = 64 << 10;
+      options.cooperate.peer_timeout = std::chrono::seconds(20);
+      out[m] = body(m, std::move(options));
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  return out;
+}
+
+// "" when DATA holds tensor I's bytes in the file (plain pread oracle).
+std::string Compare(const Loader& loader, const std::string& name, const std::byte* data) {
+  const TensorInfo* t = loader.checkpoint().Find(name);
+  if (t == nullptr) return "no " + name;
+  auto want = test::PreadBytes(loader.checkpoint().shards()[t->shard].path, t->offset, t->size);
+  return std::memcmp(want.data(), data, t->size) == 0 ? "" : name + " differs";
+}
+
+TEST_CASE("cooperative Load, Reload and LoadInto through the API, byte-exact") {
+  for (IoMode mode : {IoMode::kBuffered, IoMode::kDirect}) {
+    INFO("mode " << IoModeName(mode));
+    std::atomic<std::uint64_t> read_for_node{0}, node_bytes{0};
+    auto errors = RunMembers(3, [&](unsigned, LoadOptions options) -> std::string {
+      auto loader = Loader::Open(Checkpoint3(), options);
+      if (!loader) return loader.error().ToString();
+      auto loaded = loader->Load();
+      if (!loaded) return loaded.error().ToString();
+      const CooperationStats& c = loaded->stats().cooperation;
+      if (c.local_size != 3 || c.waves < 10) return "cooperation stats: " + c.how;
+      read_for_node += c.read_for_node;
+      node_bytes = c.node_bytes;
+      for (const LoadedTensor& t : loaded->tensors()) {
+        if (auto d = Compare(*loader, t.name, t.data.data()); !d.empty()) return "load: " + d;
+      }
+      for (const LoadedTensor& t : loaded->tensors()) std::memset(t.data.data(), 0, t.data.size());
+      if (Status s = loader->Reload(*loaded); !s) return s.error().ToString();
+      for (const LoadedTensor& t : loaded->tensors()) {
+        if (auto d = Compare(*loader, t.name, t.data.data()); !d.empty()) return "reload: " + d;
+      }
+      // LoadInto: unaligned buffers with guard bytes on both sides.
+      std::vector<std::vector<std::byte>> buffers;
+      std::vector<Destination> dests;
+      for (int i = kTensors - 1; i >= 1; --i) {
+        buffers.emplace_back(TensorBytes(i) + 67, std::byte{0xEE});
+        dests.push_back({TensorName(i), buffers.back().data() + 33, TensorBytes(i)});
+      }
+      auto stats = loader->LoadInto(dests);
+      if (!stats) return stats.error().ToString();
+      for (std::size_t k = 0; k < dests.size(); ++k) {
+        auto* data = static_cast<std::byte*>(dests[k].data);
+        if (auto d = Compare(*loader, dests[k].name, data); !d.empty()) return "load_into: " + d;
+        for (int g = 0; g < 33; ++g) {
+          if (buffers[k][g] != std::byte{0xEE} || data[dests[k].size + g] != std::byte{0xEE}) {
+            return "load_into wrote outside " + dests[k].name;
+          }
+        }
+      }
+      return "";
+    }, mode);
+    for (const std::string& e : errors) CHECK_MESSAGE(e.empty(), e);
+    CHECK(read_for_node.load() == node_bytes.load());  // each byte once, by one member
+  }
+}
+
+TEST_CASE("cooperative load: a member with another selection is refused, naming it") {
+  auto errors = RunMembers(2, [&](unsigned m, LoadOptions options) -> std::string {
+    auto loader = Loader::Open(Checkpoint3(), options);
+    if (!loader) return loader.error().ToString();
+    Selection sel;
+    if (m == 1) sel.names = {TensorName(2)};
+    auto loaded = loader->Load(sel);
+    return loaded ? "" : loaded.error().ToString();
+  });
+  for (const std::string& e : errors) {
+    CHECK(e.find("peer_mismatch") != std::string::npos);
+    CHECK(e.find("has selection 't.2'") != std::string::npos);
+    CHECK(e.find("has 'all'") != std::string::npos);
+  }
+}
+
+TEST_CASE("cooperative load: a cancelled member fails the others") {
+  auto errors = RunMembers(3, [&](unsigned m, LoadOptions options) -> std::string {
+    auto token = std::make_shared<CancelToken>();
+    options.cancel = token;
+    auto loader = Loader::Open(Checkpoint3(), options);
+    if (!loader) return loader.error().ToString();
+    if (m == 1) token->Cancel();
+    auto loaded = loader->Load();
+    return loaded ? "" : loaded.error().ToString();
+  });
+  CHECK(errors[1].find("cancelled") != std::string::npos);
+  for (unsigned m : {0u, 2u}) {
+    INFO(errors[m]);
+    CHECK(errors[m].find("peer_failed") != std::string::npos);
+    CHECK(errors[m].find("rank 0 (local rank 1") != std::string::npos);
+  }
+}
+
+TEST_CASE("cooperative load: a member whose Open fails (and drops its group) fails the others") {
+  auto errors = RunMembers(3, [&](unsigned m, LoadOptions options) -> std::string {
+    auto loader = Loader::Open(m == 2 ? Checkpoint3() + "/missing" : Checkpoint3(), options);
+    if (!loader) return loader.error().ToString();
+    auto loaded = loader->Load();
+    return loaded ? "" : loaded.error().ToString();
+  });
+  CHECK(!errors[2].empty());  // its own error (no checkpoint there)
+  MESSAGE(errors[0] << " / " << errors[1]);
+  for (unsigned m : {0u, 1u}) {
+    INFO(errors[m]);
+    CHECK(errors[m].find("peer_failed") != std::string::npos);
+    CHECK(errors[m].find("local member 2") != std::string::npos);
+  }
+}
+
+TEST_CASE("cooperative loads refuse device and dtype at Open") {
+  LoadOptions options;
+  auto alone = ConnectLocal(UniqueJob(), 0, 1);
+  REQUIRE(alone);
+  options.cooperate.group = std::move(*alone);
+  options.dtype = DType::kF32;
+  CHECK(Loader::Open(Checkpoint3(), options).error().code == ErrorCode::kUnsupported);
+  options.dtype.reset();
+  options.cooperate.staging_bytes = 1024;
+  CHECK(Loader::Open(Checkpoint3(), options).error().code == ErrorCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace shardload
