@@ -4,7 +4,8 @@ independent numpy slicer of split_oracle.py: with 2, 4 and 8 ranks, each
 rank's loaded tensors (written with --save) equal numpy's slices of the full
 tensors for its rank, its --json report says rank, world, the MPI library
 and its node rank, and the node's ranks read the checkpoint's bytes once
-between them (buffered). A rank with a different plan makes the job fail with peer_mismatch;
+between them (buffered); without --plan, 3 ranks each hold every tensor
+whole. A rank with a different plan makes the job fail with peer_mismatch;
 a rank whose checkpoint is missing ends the job (the others were waiting for
 it at the rendezvous) within 10 s, its error naming the file; a rank killed
 mid-load (paused by the engine's SHARDLOAD_COOP_TEST_PAUSE hook, then
@@ -99,6 +100,26 @@ def checkpoint_bytes(src):
                if n.endswith(".safetensors"))
 
 
+def check_whole(binary, work, src, full):
+    """--mpi without --plan: 3 ranks each load every tensor whole, the node
+    reading the checkpoint once between them."""
+    out = os.path.join(work, "mpi-whole")
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    script = RANK_SCRIPT.replace(' --plan "${PLAN:-hf}"', "")
+    run, _ = mpirun(3, script, binary, src, out)
+    assert run.returncode == 0, f"mpirun -np 3 without --plan: {run.returncode}\n{run.stderr}"
+    read_for_node = 0
+    for r in range(3):
+        got, _ = oracle.read_checkpoint(os.path.join(out, f"rank-{r}"))
+        assert sorted(got) == sorted(full) and all(
+            np.array_equal(got[n], full[n]) for n in full), f"rank {r}: whole tensors differ"
+        with open(os.path.join(out, f"rank-{r}.json")) as f:
+            coop = json.loads(f.read().splitlines()[-1])["cooperation"]
+        read_for_node += coop["read_for_node"]
+    assert read_for_node == coop["node_bytes"], (read_for_node, coop)
+
+
 def check_mismatch(binary, work, src, config):
     out = os.path.join(work, "mpi-mismatch")
     shutil.rmtree(out, ignore_errors=True)
@@ -181,6 +202,8 @@ def main():
     for world in (2, 4, 8):
         check_world(binary, work, src, config, full, world)
         print(f"mpirun -np {world}: {len(full)} tensors x {world} ranks match")
+    check_whole(binary, work, src, full)
+    print("mpirun -np 3 without --plan: every rank whole, the node reading once")
     check_mismatch(binary, work, src, config)
     print("a rank with another plan: peer_mismatch")
     check_missing_checkpoint(binary, work, src)
