@@ -6,21 +6,25 @@ LOCAL_RANK, LOCAL_WORLD_SIZE, TORCHELASTIC_RUN_ID), against ONE process's
 full load of the same checkpoint in the same page-cache state, interleaved:
 
   warm           default (auto) mode, the checkpoint read just before
+  warm-staged    --buffered, warm likewise (cooperation then stages: to
+                 compare with the auto mode's choice, each rank reading its
+                 own bytes from the page cache)
   cold-buffered  --buffered, the checkpoint's pages evicted (posix_fadvise
                  DONTNEED on its files only: the page cache is shared)
   cold-direct    --direct, evicted likewise
 
 Time: wall clock from launching the ranks until the last one has exited
-(so until all hold their slices, plus process exit). Cold runs also record
-the block device's read bytes (/proc/diskstats). --no-cooperate runs the
+(so until all hold their slices, plus process exit). Disk bytes: the ranks'
+own block-device reads (getrusage ru_inblock of each, summed; O_DIRECT
+included), and the whole device's (/proc/diskstats, others' reads too). --no-cooperate runs the
 same N ranks each alone (what a job did before) for comparison.
 Targets: N ranks <= 1.5x one full load (aim 1.2x); disk bytes of a cold job
 <= 1.05x the checkpoint. Prints medians and ranges; writes raw runs to --out.
 
 --launchers env mpi also launches the N ranks with `mpirun --oversubscribe
 -np N shardload load ... --mpi` (contenders mpi-N; their time includes
-mpirun's start-up, and each rank's peak RSS is the largest of mpirun's
-process tree, from wait4).
+mpirun's start-up; each rank's peak RSS is the largest of mpirun's process
+tree, and the job's own block-device reads those of the tree, from wait4).
 
   python3 perf/bench_coop.py --dir /work/perf-data/llama8g \\
       --shardload build/tools/shardload --reps 3 [--ranks 1 2 4 8] [--alone] \\
@@ -37,7 +41,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_mode import disk_of, disk_read_bytes, evict, shard_files  # noqa: E402
 
-STATES = {"warm": [], "cold-buffered": ["--buffered"], "cold-direct": ["--direct"]}
+STATES = {"warm": [], "warm-staged": ["--buffered"], "cold-buffered": ["--buffered"],
+          "cold-direct": ["--direct"]}
 
 
 def log(message):
@@ -45,7 +50,7 @@ def log(message):
 
 
 def prepare(args, files, state):
-    if state == "warm":
+    if state.startswith("warm"):
         subprocess.run([args.shardload, "load", args.dir, "--buffered"], check=True,
                        stdout=subprocess.DEVNULL)
     else:
@@ -80,6 +85,8 @@ def run_mpi_job(args, flags, ranks, job):
         with open(os.path.join(out, f"rank-{r}.json")) as f:
             report = json.loads(f.read().strip().splitlines()[-1])
         report["max_rss_bytes"] = rss
+        # mpirun's tree's block-device reads, counted once (on rank 0's report).
+        report["inblock_bytes"] = usage.ru_inblock * 512 if r == 0 else 0
         reports.append(report)
     return seconds, reports
 
@@ -117,6 +124,7 @@ def run_job(args, state, ranks, cooperate, job, launcher="env"):
             raise SystemExit(f"a rank failed ({p.returncode}):\n{err}")
         report = json.loads(out.strip().splitlines()[-1])
         report["max_rss_bytes"] = usage.ru_maxrss * 1024
+        report["inblock_bytes"] = usage.ru_inblock * 512  # its own block-device reads
         reports.append(report)
     return time.monotonic() - start, reports
 
@@ -127,7 +135,8 @@ def main():
     p.add_argument("--shardload", default="build/tools/shardload")
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--ranks", type=int, nargs="+", default=[1, 2, 4, 8])
-    p.add_argument("--states", nargs="+", default=list(STATES))
+    p.add_argument("--states", nargs="+", default=["warm", "cold-buffered", "cold-direct"],
+                   choices=list(STATES))
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--staging", default="")
     p.add_argument("--staging-bytes", default=str(1 << 30), help="what --staging amounts to")
@@ -155,22 +164,25 @@ def main():
                 before = disk_read_bytes(disk)
                 seconds, reports = run_job(args, state, ranks, cooperate,
                                            f"bench-{os.getpid()}-{rep}-{state}-{name}", launcher)
-                disk_bytes = disk_read_bytes(disk) - before
+                disk_bytes = disk_read_bytes(disk) - before  # the whole device (others too)
+                own = sum(r["inblock_bytes"] for r in reports)
                 how = reports[0].get("cooperation", {}).get("how", "")
                 # Each rank's peak RSS over its local bytes + staging share.
                 share = (int(args.staging_bytes) // max(ranks, 1)) if ranks else 0
                 over = max(r["max_rss_bytes"] - r["bytes"] - share for r in reports)
                 how += f"; peak RSS - local - staging share: {over / 2**20:.0f} MiB"
                 runs[(state, name)].append({"seconds": seconds, "disk_bytes": disk_bytes,
+                                            "own_disk_bytes": own,
                                             "load": os.getloadavg()[0], "reports": reports})
                 log(f"  rep {rep + 1} {state:<13} {name:<9} {seconds:6.2f} s  disk "
-                    f"{disk_bytes / 1e9:5.2f} GB  load {os.getloadavg()[0]:.1f}  {how}")
+                    f"{disk_bytes / 1e9:5.2f} GB (ours {own / 1e9:5.2f} GB)  load "
+                    f"{os.getloadavg()[0]:.1f}  {how}")
     summary = {}
     for state in args.states:
         full = statistics.median(r["seconds"] for r in runs[(state, "full")])
         for name, _, _, _ in contenders:
             secs = [r["seconds"] for r in runs[(state, name)]]
-            disk_x = [r["disk_bytes"] / size for r in runs[(state, name)]]
+            disk_x = [r["own_disk_bytes"] / size for r in runs[(state, name)]]
             med = statistics.median(secs)
             summary[f"{state} {name}"] = {
                 "median_s": med, "min_s": min(secs), "max_s": max(secs),

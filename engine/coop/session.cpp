@@ -343,12 +343,21 @@ Result<LoadStats> Session::RunStaged(const ReadRequest& request, const Executor&
       for (std::uint64_t lo = p.offset; lo < p.offset + p.length; lo += kCopyWindow) {
         const std::uint64_t hi = std::min(p.offset + p.length, lo + kCopyWindow);
         for (std::size_t i = t; i < end; ++i) {
-          ForEachRunPart(request.segments[list[i].segment], lo, hi,
-                         [&](std::uint64_t at, std::byte* dst, std::uint64_t n) {
-                           if (exec.before_write) exec.before_write(dst, n);
-                           std::memcpy(dst, src + (at - p.offset), n);
-                           stats_.bytes_staged += n;
-                         });
+          const Segment& seg = request.segments[list[i].segment];
+          // The destination this window's runs of SEG fill, faulted in
+          // once (not per row).
+          std::byte* first = nullptr;
+          std::byte* last = nullptr;
+          ForEachRunPart(seg, lo, hi, [&](std::uint64_t, std::byte* dst, std::uint64_t n) {
+            if (first == nullptr) first = dst;
+            last = dst + n;
+          });
+          if (first == nullptr) continue;
+          if (exec.before_write) exec.before_write(first, static_cast<std::size_t>(last - first));
+          ForEachRunPart(seg, lo, hi, [&](std::uint64_t at, std::byte* dst, std::uint64_t n) {
+            std::memcpy(dst, src + (at - p.offset), n);
+            stats_.bytes_staged += n;
+          });
         }
         staging.Drop(p.staging + (lo - p.offset), hi - lo);
       }
