@@ -23,8 +23,14 @@ same N ranks each alone (what a job did before) for comparison.
 Targets: N ranks <= 1.5x one full load (aim 1.2x); disk bytes of a cold job
 <= 1.05x the checkpoint. Prints medians and ranges; writes raw runs to --out.
 
+--launchers env mpi also launches the N ranks with `mpirun --oversubscribe
+-np N shardload load ... --mpi` (contenders mpi-N; their time includes
+mpirun's start-up; each rank's peak RSS is the largest of mpirun's process
+tree, and the job's own block-device reads those of the tree, from wait4).
+
   python3 perf/bench_coop.py --dir /work/perf-data/llama8g \\
-      --shardload build/tools/shardload --reps 3 [--ranks 1 2 4 8] [--alone]
+      --shardload build/tools/shardload --reps 3 [--ranks 1 2 4 8] [--alone] \\
+      [--launchers env mpi]
 """
 import argparse
 import json
@@ -53,11 +59,49 @@ def prepare(args, files, state):
         evict(files)
 
 
-def run_job(args, state, ranks, cooperate, job):
+# mpirun as root (CI containers) and with more ranks than cores.
+MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
+
+
+def run_mpi_job(args, flags, ranks, job):
+    """run_job's answer for N ranks under mpirun (--mpi): each rank writes its
+    JSON report to a file of its own."""
+    out = os.path.join(os.path.dirname(os.path.abspath(args.out)), job)
+    os.makedirs(out, exist_ok=True)
+    script = ('exec "$0" load "$1" --plan hf --mpi "$@" >"$OUT/rank-$OMPI_COMM_WORLD_RANK.json"')
+    command = ["mpirun", "--oversubscribe", "-np", str(ranks), "sh", "-c",
+               script.replace("$1", args.dir), args.shardload] + flags
+    start = time.monotonic()
+    proc = subprocess.Popen(command, env=dict(os.environ, OUT=out, **MPI_ENV),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.read()
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)  # mpirun and the ranks it reaped
+    seconds = time.monotonic() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"mpirun failed ({proc.returncode}):\n{err}")
+    rss = usage.ru_maxrss * 1024
+    reports = []
+    for r in range(ranks):
+        with open(os.path.join(out, f"rank-{r}.json")) as f:
+            report = json.loads(f.read().strip().splitlines()[-1])
+        report["max_rss_bytes"] = rss
+        # mpirun's tree's block-device reads, counted once (on rank 0's report).
+        report["inblock_bytes"] = usage.ru_inblock * 512 if r == 0 else 0
+        reports.append(report)
+    return seconds, reports
+
+
+def run_job(args, state, ranks, cooperate, job, launcher="env"):
     """Wall seconds until every rank exited, and each rank's JSON report."""
     flags = STATES[state] + ["--json"]
     if args.threads:
         flags += ["--threads", str(args.threads)]
+    if launcher == "mpi":
+        extra = ([] if cooperate else ["--no-cooperate"]) + \
+            (["--staging", args.staging] if args.staging else [])
+        return run_mpi_job(args, flags + extra, ranks, job)
     procs = []
     start = time.monotonic()
     if ranks == 0:  # one process, the whole checkpoint
@@ -99,24 +143,29 @@ def main():
     p.add_argument("--staging", default="")
     p.add_argument("--staging-bytes", default=str(1 << 30), help="what --staging amounts to")
     p.add_argument("--alone", action="store_true", help="also run the ranks without cooperating")
+    p.add_argument("--launchers", nargs="+", default=["env"], choices=["env", "mpi"],
+                   help="how the ranks are launched: environment (coop-N), mpirun --mpi (mpi-N)")
     p.add_argument("--out", default="build/bench-coop.json")
     args = p.parse_args()
     files = shard_files(args.dir)
     disk = disk_of(files[0])
     size = sum(map(os.path.getsize, files))
     log(f"{len(files)} shards, {size / 1e9:.2f} GB; disk {disk}; load {os.getloadavg()}")
-    contenders = [("full", 0, True)] + [(f"coop-{n}", n, True) for n in args.ranks]
+    prefix = {"env": "coop", "mpi": "mpi"}
+    contenders = [("full", 0, True, "env")] + [
+        (f"{prefix[launcher]}-{n}", n, True, launcher)
+        for launcher in args.launchers for n in args.ranks]
     if args.alone:
-        contenders += [(f"alone-{n}", n, False) for n in args.ranks if n > 1]
+        contenders += [(f"alone-{n}", n, False, "env") for n in args.ranks if n > 1]
     runs = {(s, c[0]): [] for s in args.states for c in contenders}
     for rep in range(args.reps):
         for state in args.states:
             shift = rep % len(contenders)
-            for name, ranks, cooperate in contenders[shift:] + contenders[:shift]:
+            for name, ranks, cooperate, launcher in contenders[shift:] + contenders[:shift]:
                 prepare(args, files, state)
                 before = disk_read_bytes(disk)
                 seconds, reports = run_job(args, state, ranks, cooperate,
-                                           f"bench-{os.getpid()}-{rep}-{state}-{name}")
+                                           f"bench-{os.getpid()}-{rep}-{state}-{name}", launcher)
                 disk_bytes = disk_read_bytes(disk) - before  # the whole device (others too)
                 own = sum(r["inblock_bytes"] for r in reports)
                 how = reports[0].get("cooperation", {}).get("how", "")
@@ -133,7 +182,7 @@ def main():
     summary = {}
     for state in args.states:
         full = statistics.median(r["seconds"] for r in runs[(state, "full")])
-        for name, _, _ in contenders:
+        for name, _, _, _ in contenders:
             secs = [r["seconds"] for r in runs[(state, name)]]
             disk_x = [r["own_disk_bytes"] / size for r in runs[(state, name)]]
             med = statistics.median(secs)

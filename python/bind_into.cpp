@@ -39,14 +39,18 @@ void* Address(std::uintptr_t address) { return reinterpret_cast<void*>(address);
 
 // Runs LOAD (Loader& -> Result<LoadStats>) on a Loader over CHECKPOINT,
 // interruptibly, with PROGRESS bridged; returns the stats as a dict.
+// Cooperates with the node's ranks as COOP says (MakeCooperation).
 template <typename F>
 py::dict RunLoadInto(const Checkpoint& checkpoint, LoadOptions options,
-                     const py::object& progress, F&& load) {
+                     const py::object& progress, const CoopArgs& coop, F&& load) {
   auto token = std::make_shared<CancelToken>();
   options.cancel = token;
   std::optional<ProgressBridge> bridge;
   if (!progress.is_none()) options.progress = bridge.emplace(progress, *token).Function();
   Result<LoadStats> stats = RunInterruptible(*token, [&]() -> Result<LoadStats> {
+    Result<Cooperation> cooperation = MakeCooperation(coop);
+    if (!cooperation) return std::move(cooperation).error();
+    options.cooperate = std::move(*cooperation);
     Result<Loader> loader = Loader::Open(checkpoint, std::move(options));
     if (!loader) return std::move(loader).error();
     return load(*loader);
@@ -60,7 +64,9 @@ py::dict LoadInto(const CheckpointHandle& handle, const std::vector<std::string>
                   const std::vector<std::uint64_t>& sizes, unsigned threads,
                   const std::string& mode, unsigned rank, unsigned world,
                   const std::string& plan_kind, std::string plan_path, std::string plan_text,
-                  const py::object& progress, const std::string& device) {
+                  const py::object& progress, const std::string& device,
+                  const py::object& communicator, std::string coop_job, unsigned local_rank,
+                  unsigned local_size, std::uint64_t staging_bytes, double peer_timeout_s) {
   if (names.size() != addresses.size() || names.size() != sizes.size()) {
     throw py::value_error("load_into: names, addresses and sizes differ in length");
   }
@@ -76,7 +82,9 @@ py::dict LoadInto(const CheckpointHandle& handle, const std::vector<std::string>
     return MakePlanSource(plan_kind, std::move(plan_path), std::move(plan_text));
   });
   const TensorParallel tp{rank, world, ValueOrThrow(std::move(plan))};
-  return RunLoadInto(handle.checkpoint(), std::move(options), progress,
+  const CoopArgs coop = MakeCoopArgs(communicator, std::move(coop_job), local_rank, local_size,
+                                     staging_bytes, peer_timeout_s);
+  return RunLoadInto(handle.checkpoint(), std::move(options), progress, coop,
                      [&](Loader& loader) { return loader.LoadInto(destinations, tp); });
 }
 
@@ -98,7 +106,7 @@ py::dict ReadRanges(const CheckpointHandle& handle, std::uint32_t shard,
   const long cpus = std::max(1L, ::sysconf(_SC_NPROCESSORS_ONLN));
   options.threads = static_cast<unsigned>(
       std::clamp<std::uint64_t>(total / kBytesPerRangeWorker, 1, static_cast<std::uint64_t>(cpus)));
-  return RunLoadInto(ranges, std::move(options), py::none(),
+  return RunLoadInto(ranges, std::move(options), py::none(), CoopArgs{},
                      [&](Loader& loader) { return loader.LoadInto(destinations); });
 }
 
@@ -120,9 +128,10 @@ void BindInto(py::module_& m) {
         py::arg("addresses"), py::arg("sizes"), py::arg("threads"), py::arg("mode"),
         py::arg("rank"), py::arg("world"), py::arg("plan_kind"), py::arg("plan_path"),
         py::arg("plan_text"), py::arg("progress"), py::arg("device") = "cpu",
+        SHARDLOAD_COOP_PY_ARGS,
         "Loads each named tensor into the buffer at addresses[i] of sizes[i] bytes (device "
         "pointers on DEVICE when it is cuda:N) "
-        "(checked by the caller); returns the stats. Interruptible.");
+        "(checked by the caller); returns the stats. Interruptible. Cooperates as load() does.");
   m.def("read_ranges", &ReadRanges, py::arg("checkpoint"), py::kw_only(), py::arg("shard"),
         py::arg("offsets"), py::arg("lengths"), py::arg("address"),
         "Reads byte ranges of one shard back to back into the buffer at ADDRESS "

@@ -69,7 +69,8 @@ Selection MakeSelection(const Request& request) {
 }
 
 py::object Load(const CheckpointHandle& handle, const Request& request, unsigned rank,
-                const py::object& progress, const std::string& device, bool gds) {
+                const py::object& progress, const std::string& device, bool gds,
+                const CoopArgs& coop) {
   LoadOptions options = Options(request);
   options.gds = gds;
   auto token = std::make_shared<CancelToken>();
@@ -80,6 +81,9 @@ py::object Load(const CheckpointHandle& handle, const Request& request, unsigned
   const Selection selection = MakeSelection(request);
   const TensorParallel tp{rank, request.world, request.plan};
   Result<LoadedCheckpoint> loaded = RunInterruptible(*token, [&]() -> Result<LoadedCheckpoint> {
+    Result<Cooperation> cooperation = MakeCooperation(coop);
+    if (!cooperation) return std::move(cooperation).error();
+    options.cooperate = std::move(*cooperation);
     Result<Loader> loader = Loader::Open(handle.checkpoint(), std::move(options));
     if (!loader) return std::move(loader).error();
     return loader->Load(selection, tp);
@@ -173,13 +177,17 @@ void BindLoad(py::module_& m) {
          std::string mode, unsigned rank, unsigned world, const std::string& plan_kind,
          std::string plan_path, std::string plan_text, const py::object& progress,
          double max_over_read, const std::string& device, std::string verify,
-         std::string dtype, bool gds) {
+         std::string dtype, bool gds, const py::object& communicator, std::string coop_job,
+         unsigned local_rank, unsigned local_size, std::uint64_t staging_bytes,
+         double peer_timeout_s) {
+        const CoopArgs coop = MakeCoopArgs(communicator, std::move(coop_job), local_rank,
+                                           local_size, staging_bytes, peer_timeout_s);
         Request request = MakeRequest(std::move(globs), threads, std::move(mode), world,
                                       plan_kind, std::move(plan_path), std::move(plan_text),
                                       max_over_read);
         request.verify = std::move(verify);
         request.dtype = std::move(dtype);
-        return Load(handle, request, rank, progress, device, gds);
+        return Load(handle, request, rank, progress, device, gds, coop);
       },
       py::arg("checkpoint"), py::kw_only(), py::arg("globs"), py::arg("threads"),
       py::arg("mode"), py::arg("rank"), py::arg("world"), py::arg("plan_kind"),
@@ -187,7 +195,10 @@ void BindLoad(py::module_& m) {
       py::arg("max_over_read") = 0.0, py::arg("device") = "cpu",
       py::arg("verify") = std::string(), py::arg("dtype") = std::string(),
       py::arg("gds") = false,
-      "Loads into a fresh LoadedMemory; the GIL is released while reading.");
+      SHARDLOAD_COOP_PY_ARGS,
+      "Loads into a fresh LoadedMemory; the GIL is released while reading. Cooperates with "
+      "the node's ranks through COMMUNICATOR (a shardload.Communicator), else through "
+      "ConnectLocal(COOP_JOB, LOCAL_RANK, LOCAL_SIZE) when COOP_JOB is set.");
   m.def(
       "plan",
       [](const CheckpointHandle& handle, std::vector<std::string> globs, unsigned threads,

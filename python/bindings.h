@@ -5,11 +5,14 @@
 
 #include <pybind11/pybind11.h>
 
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
 #include <utility>
 
-#include <string>
-
 #include "shardload/checkpoint.h"
+#include "shardload/cooperate.h"
 #include "shardload/loader.h"
 
 namespace shardload::python {
@@ -42,8 +45,37 @@ Result<PlanSource> MakePlanSource(const std::string& kind, std::string path, std
 // "auto", "buffered" or "direct" (_args.MODES) as LoadOptions::mode.
 IoMode ParseMode(const std::string& mode);
 
+// What load() cooperates through (shardload/_cooperate.py decides): a
+// Communicator (a Python subclass of shardload.Communicator), else JOB
+// non-empty: ConnectLocal(JOB, LOCAL_RANK, LOCAL_SIZE), else alone. Zeros
+// keep Cooperation's defaults. Copied into the loading thread: holds no
+// Python reference of its own (the caller keeps the communicator alive).
+struct CoopArgs {
+  std::shared_ptr<Communicator> communicator;
+  std::string job;
+  unsigned local_rank = 0;
+  unsigned local_size = 1;
+  std::uint64_t staging_bytes = 0;
+  std::chrono::milliseconds peer_timeout{0};
+};
+// The Cooperation of ARGS; ConnectLocal's error when the node's ranks do not
+// meet. REQUIRES: the GIL is NOT held (ConnectLocal waits). bind_cooperate.cpp.
+Result<Cooperation> MakeCooperation(const CoopArgs& args);
+// CoopArgs from the binding's arguments (COMMUNICATOR None or a
+// shardload.Communicator). REQUIRES: the GIL is held.
+CoopArgs MakeCoopArgs(const py::object& communicator, std::string job, unsigned local_rank,
+                      unsigned local_size, std::uint64_t staging_bytes, double peer_timeout_s);
+// The cooperation keyword arguments of _shardload.load and load_into, all
+// defaulted: communicator, coop_job, local_rank, local_size, staging_bytes,
+// peer_timeout_s (shardload/_cooperate.py, CoopArg.kwargs).
+#define SHARDLOAD_COOP_PY_ARGS                                                         \
+  py::arg("communicator") = py::none(), py::arg("coop_job") = std::string(),           \
+      py::arg("local_rank") = 0u, py::arg("local_size") = 1u,                          \
+      py::arg("staging_bytes") = std::uint64_t{0}, py::arg("peer_timeout_s") = 0.0
+
 void BindCheckpoint(py::module_& m);  // bind_checkpoint.cpp
 void BindLoad(py::module_& m);        // bind_load.cpp
 void BindInto(py::module_& m);        // bind_into.cpp
+void BindCooperate(py::module_& m);   // bind_cooperate.cpp
 
 }  // namespace shardload::python

@@ -58,6 +58,25 @@ py::dict LoadedMemory::DTypes() const {
 
 py::dict LoadedMemory::Stats() const { return StatsDict(loaded().stats()); }
 
+namespace {
+
+// A cooperative load's part of the stats, as `load --json`'s "cooperation".
+py::dict CooperationDict(const CooperationStats& c) {
+  py::dict out;
+  out["local_rank"] = c.local_rank;
+  out["local_size"] = c.local_size;
+  out["how"] = FsText(c.how);
+  out["node_bytes"] = c.node_bytes;
+  out["read_for_node"] = c.read_for_node;
+  out["bytes_staged"] = c.bytes_staged;
+  out["bytes_direct"] = c.bytes_direct;
+  out["waves"] = c.waves;
+  out["wait_seconds"] = c.wait_seconds;
+  return out;
+}
+
+}  // namespace
+
 py::dict StatsDict(const LoadStats& s) {
   py::dict out;
   out["tensors"] = s.tensors;
@@ -80,6 +99,7 @@ py::dict StatsDict(const LoadStats& s) {
   out["device"] = s.device;
   out["transfer"] = s.transfer;
   if (!s.verified.empty()) out["verified"] = FsText(s.verified);
+  if (s.cooperation.local_size > 0) out["cooperation"] = CooperationDict(s.cooperation);
   return out;
 }
 

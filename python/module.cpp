@@ -13,6 +13,7 @@ PYBIND11_MODULE(_shardload, m) {
   m.attr("__version__") = SHARDLOAD_VERSION;
   shardload::python::BindCheckpoint(m);
   shardload::python::BindMemory(m);
+  shardload::python::BindCooperate(m);
   shardload::python::BindLoad(m);
   shardload::python::BindInto(m);
 }

@@ -4,7 +4,9 @@
 // --plan, loads only tensor-parallel rank --rank of --world's slices. With
 // --device cuda:N, the tensors land in that CUDA device's memory
 // (docs/device.md). Under LOCAL_RANK / LOCAL_WORLD_SIZE and a job id, the
-// node's ranks cooperate (coop_flags.h, docs/cooperate.md).
+// node's ranks cooperate (coop_flags.h, docs/cooperate.md); with --mpi (under
+// mpirun), the rank and world come from MPI and the node's ranks cooperate
+// over an MPI communicator (tools/mpi/).
 #include <fmt/format.h>
 #include <unistd.h>
 
@@ -18,6 +20,7 @@
 
 #include "commands.h"
 #include "coop_flags.h"
+#include "mpi_launch.h"
 #include "read_flags.h"
 #include "tp_flags.h"
 #include "shardload/loader.h"
@@ -30,7 +33,7 @@ const CommandSpec kLoadSpec = {
     "PATH [--select GLOB]... [--threads N] [--queue-depth N] [--chunk-size BYTES] "
     "[--direct | --buffered] [--max-over-read R] [--read-strategy S] [--repeat N] [--save OUT] "
     "[--verify MANIFEST] [--dtype F32|F16|BF16] "
-    "[--rank R --world W --plan P] [--job ID | --no-cooperate] [--peer-timeout S] "
+    "[--rank R --world W --plan P] [--mpi] [--job ID | --no-cooperate] [--peer-timeout S] "
     "[--staging BYTES] [--device cpu|cuda:N [--gds]] [--json]",
     "Load a checkpoint into memory in parallel and report the throughput.",
     {"PATH"},
@@ -51,6 +54,8 @@ const CommandSpec kLoadSpec = {
      RankFlag(),
      WorldFlag(),
      PlanFlag(),
+     {"--mpi", "", "under mpirun: rank and world from MPI_COMM_WORLD; the node's ranks read "
+                   "each byte once between them (docs/cooperate.md)"},
      {"--device", "DEV", "cpu (default) or cuda:N: load into that CUDA device's memory"},
      JobFlag(),
      NoCooperateFlag(),
@@ -107,6 +112,7 @@ struct LoadFlags {
   std::uint64_t max_shard_size = 5'000'000'000ULL;
   bool json = false;
   TpFlags tp;
+  std::string mpi_note;  // under --mpi: "rank R of W, node rank r of n"
 };
 
 // Fills `flags` from the parsed arguments; returns an exit code != 0 on misuse.
@@ -201,6 +207,12 @@ double Median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
+// load --json's "mpi": the MPI library this build has, or null.
+std::string MpiJson() {
+  std::string version = MpiLibraryVersion();
+  return version.empty() ? "null" : JsonString(version);
+}
+
 void PrintReport(const LoadFlags& flags, const LoadStats& first, double first_seconds,
                  const std::vector<double>& rates) {
   double gbps = first_seconds > 0 ? static_cast<double>(first.bytes) / first_seconds / 1e9 : 0;
@@ -222,6 +234,7 @@ void PrintReport(const LoadFlags& flags, const LoadStats& first, double first_se
       fmt::print("tensor parallel: rank {} of {}, plan {}\n", flags.tp.tp.rank, flags.tp.tp.world,
                  flags.tp.tp.plan.Describe());
     }
+    if (!flags.mpi_note.empty()) fmt::print("mpi: {}, {}\n", MpiLibraryVersion(), flags.mpi_note);
     return;
   }
   std::string tp = flags.tp.enabled ? "," + TpJsonFields(flags.tp.tp) : "";
@@ -232,35 +245,27 @@ void PrintReport(const LoadFlags& flags, const LoadStats& first, double first_se
       "\"backend\":{},\"backend_reason\":{},\"memory\":{},\"device\":{},\"transfer\":{},"
       "\"threads\":{},\"direct\":{},\"mode\":{},"
       "\"bytes_direct\":{},\"bytes_buffered\":{},\"mode_note\":{},\"read_ops\":{},"
-      "\"short_reads\":{},\"retries\":{},\"repeat\":{}{}{}{}{}}}\n",
+      "\"short_reads\":{},\"retries\":{},\"repeat\":{},\"mpi\":{}{}{}{}{}}}\n",
       first.tensors, first.bytes, first.bytes_read, first_seconds, gbps, JsonString(BackendName(first.backend)),
       JsonString(first.backend_reason), JsonString(first.memory), JsonString(first.device),
       JsonString(first.transfer), first.threads,
       first.bytes_direct > 0 ? "true" : "false", JsonString(IoModeName(first.mode)),
       first.bytes_direct, first.bytes_buffered, JsonString(first.mode_note),
-      first.read_ops, first.short_reads, first.retries, flags.repeat, tp,
+      first.read_ops, first.short_reads, first.retries, flags.repeat, MpiJson(), tp,
       first.verified.empty() ? "" : ",\"verified\":" + JsonString(first.verified),
       rates.empty() ? "" : fmt::format(",\"steady_gb_per_s\":{},\"reload_gb_per_s\":[{}]", steady, runs),
       CooperationJson(first));
 }
 
-}  // namespace
-
-int RunLoad(int argc, char** argv) {
-  int exit_code = kExitOk;
-  auto args = ParseArgs(kLoadSpec, argc, argv, &exit_code);
-  if (!args) return exit_code;
-  LoadFlags flags;
-  if (int rc = ReadFlags(*args, flags); rc != kExitOk) return rc;
-  if (int rc = ReadTpFlags(kLoadSpec, *args, true, flags.tp); rc != kExitOk) return rc;
-  if (int rc = ReadCoopFlags(kLoadSpec, *args, flags.options); rc != kExitOk) return rc;
+// Loads as FLAGS say (the tensor-parallel flags already read) and reports.
+int LoadAndReport(const Args& args, LoadFlags& flags) {
   ProgressBar bar;
   if (::isatty(STDERR_FILENO)) {
     flags.options.progress = [&bar](std::uint64_t done, std::uint64_t total) { bar.Update(done, total); };
   }
   bar.Start();
   Clock::time_point start = Clock::now();
-  Result<Loader> loader = Loader::Open(args->Positional(0), flags.options);
+  Result<Loader> loader = Loader::Open(args.Positional(0), flags.options);
   if (!loader) return ReportError(loader.error(), flags.json);
   Result<LoadedCheckpoint> loaded = flags.tp.enabled ? loader->Load(flags.selection, flags.tp.tp)
                                                      : loader->Load(flags.selection);
@@ -277,13 +282,72 @@ int RunLoad(int argc, char** argv) {
     const LoadStats& st = loaded->stats();
     rates.push_back(st.seconds > 0 ? static_cast<double>(st.bytes) / st.seconds / 1e9 : 0);
   }
-  if (auto out = args->Get("--save")) {
+  if (auto out = args.Get("--save")) {
     if (Status s = Save(*loader, *loaded, *out, flags.max_shard_size); !s) {
       return ReportError(s.error(), flags.json);
     }
   }
   PrintReport(flags, first, first_seconds, rates);
   return kExitOk;
+}
+
+// The flags `load --mpi` refuses (--rank, --world: MPI gives them; --job)
+// or reads as without MPI (--peer-timeout, --staging), never the
+// environment's LOCAL_RANK rendezvous. ALONE: --no-cooperate.
+int ReadMpiFlags(Args& args, LoadFlags& flags, bool& alone) {
+  if (args.Has("--rank") || args.Has("--world")) {
+    return UsageError(kLoadSpec, "--mpi takes the rank and world from MPI_COMM_WORLD: "
+                                 "drop --rank and --world");
+  }
+  if (args.Has("--job")) {
+    return UsageError(kLoadSpec, "--mpi: the node's ranks meet over MPI, not a --job id");
+  }
+  alone = args.Has("--no-cooperate");
+  args.values_["--no-cooperate"] = {""};  // ReadCoopFlags then stops before the environment
+  return ReadCoopFlags(kLoadSpec, args, flags.options);
+}
+
+// `load --mpi`: MPI_COMM_WORLD gives --rank and --world, the node's ranks
+// cooperate over an MPI communicator (not with --no-cooperate). A failing
+// rank prints its error and exits without MPI_Finalize: mpirun then ends the
+// job's other ranks (which may be waiting for it in a rendezvous, where
+// MPI_Finalize would wait for them forever), and its message says why.
+int RunUnderMpi(Args& args, LoadFlags& flags) {
+  bool alone = false;
+  if (int rc = ReadMpiFlags(args, flags, alone); rc != kExitOk) return rc;
+  Result<MpiJob> job = MpiStart();
+  if (!job) return ReportError(job.error(), flags.json);
+  if (args.Has("--plan")) {
+    args.values_["--rank"] = {std::to_string(job->rank)};
+    args.values_["--world"] = {std::to_string(job->world)};
+  }
+  flags.mpi_note = fmt::format("rank {} of {}, node rank {} of {}", job->rank, job->world,
+                               job->node->rank(), job->node->size());
+  int rc = ReadTpFlags(kLoadSpec, args, true, flags.tp);
+  if (rc == kExitOk) {
+    if (!alone) flags.options.cooperate.group = std::move(job->node);
+    rc = LoadAndReport(args, flags);
+  }
+  flags.options.cooperate.group.reset();  // every copy of the communicator gone
+  job->node.reset();
+  std::fflush(stdout);
+  std::fflush(stderr);
+  if (rc == kExitOk) MpiFinish();
+  return rc;
+}
+
+}  // namespace
+
+int RunLoad(int argc, char** argv) {
+  int exit_code = kExitOk;
+  auto args = ParseArgs(kLoadSpec, argc, argv, &exit_code);
+  if (!args) return exit_code;
+  LoadFlags flags;
+  if (int rc = ReadFlags(*args, flags); rc != kExitOk) return rc;
+  if (args->Has("--mpi")) return RunUnderMpi(*args, flags);
+  if (int rc = ReadTpFlags(kLoadSpec, *args, true, flags.tp); rc != kExitOk) return rc;
+  if (int rc = ReadCoopFlags(kLoadSpec, *args, flags.options); rc != kExitOk) return rc;
+  return LoadAndReport(*args, flags);
 }
 
 }  // namespace shardload::cli

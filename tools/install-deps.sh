@@ -3,11 +3,12 @@
 # any is missing. Run as root (or with sudo available). python3-torch (large)
 # is optional: only the Python binding's torch tests use it, and they skip
 # without it; SHARDLOAD_NO_TORCH=1 leaves it out, and a failed install of it
-# is only a warning.
+# is only a warning. Open MPI (libopenmpi-dev, openmpi-bin) builds and tests
+# `shardload load --mpi`.
 set -euo pipefail
 packages=(cmake ninja-build g++ pkg-config libtbb-dev liburing-dev rapidjson-dev
           libfmt-dev doctest-dev libre2-dev libssl-dev python3 python3-numpy python3-dev pybind11-dev
-          python3-pytest python3-tqdm)
+          python3-pytest python3-tqdm libopenmpi-dev openmpi-bin)
 optional=()
 [ "${SHARDLOAD_NO_TORCH:-0}" = 1 ] || optional+=(python3-torch)
 

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "commands.h"
+#include "mpi_launch.h"
 
 namespace shardload::cli {
 namespace {
@@ -19,8 +20,16 @@ const Command kCommands[] = {
     {&kVerifySpec, RunVerify},
 };
 
+// `shardload --version`: the version, and the optional parts this build has.
+void PrintVersion() {
+  std::string mpi = MpiLibraryVersion();
+  std::printf("shardload %s\nmpi: %s\n", SHARDLOAD_VERSION,
+              mpi.empty() ? "none (built without MPI: `load --mpi` unavailable)" : mpi.c_str());
+}
+
 void PrintUsage(std::FILE* out) {
-  std::fputs("usage: shardload COMMAND [ARGS] (shardload COMMAND --help for details)\n\ncommands:\n", out);
+  std::fputs("usage: shardload COMMAND [ARGS] (shardload COMMAND --help for details)\n"
+             "       shardload --version\n\ncommands:\n", out);
   for (const Command& c : kCommands) {
     std::fprintf(out, "  %-10s %s\n", c.spec->name.c_str(), c.spec->summary.c_str());
   }
@@ -34,6 +43,10 @@ int Dispatch(int argc, char** argv) {
   std::string name = argv[1];
   if (name == "--help" || name == "-h" || name == "help") {
     PrintUsage(stdout);
+    return kExitOk;
+  }
+  if (name == "--version") {
+    PrintVersion();
     return kExitOk;
   }
   for (const Command& c : kCommands) {

@@ -5,7 +5,7 @@ tensors without copies. docs/python.md has the guide and the reference.
     import shardload
     tensors = shardload.load("path/to/checkpoint")             # name -> numpy array
     shard = shardload.load(path, rank="env", world="env", plan="hf",
-                           framework="torch")                  # under torchrun
+                           framework="torch")                  # under torchrun: the node's ranks cooperate
     ckpt = shardload.open(path)                                 # headers only
     with shardload.safe_open(path, framework="pt") as f:       # as safetensors
         w = f.get_slice("lm_head.weight")[:, 0:128]
@@ -15,14 +15,15 @@ from ._checkpoint import Checkpoint, open
 from ._error import Error
 from ._load import LoadedTensors
 from ._safe_open import safe_open
-from ._shardload import LoadedMemory, __version__
+from ._shardload import Communicator, LoadedMemory, __version__
 from ._types import PlannedTensor, QuantSplit, RankPlan, ShardInfo, TensorInfo
 from . import _args, _load
 
 
 def load(path, *, rank=None, world=None, plan=None, select=None, threads=None, direct=False,
          mode=None, framework="numpy", progress=None, max_over_read=None, device="cpu",
-         verify=None, dtype=None, gds=False):
+         verify=None, dtype=None, gds=False, group=None, cooperate=None, staging=None,
+         peer_timeout=None):
     """Loads the checkpoint at PATH; returns a LoadedTensors (a dict name ->
     array, with .dtypes, .stats and .memory).
 
@@ -62,20 +63,33 @@ def load(path, *, rank=None, world=None, plan=None, select=None, threads=None, d
       returned; stats["verified"] says how (docs/python.md).
     dtype: "F32", "F16" or "BF16": floating-point tensors (BF16, F16, F32,
       F8_E4M3, F8_E5M2) are converted while loaded; others are unchanged.
+    group: a torch.distributed ProcessGroup holding every process of the job
+      (e.g. torch.distributed.group.WORLD): the ranks on this node load
+      cooperatively, each byte read once per node (docs/cooperate.md), meeting
+      over a gloo subgroup of their own, made collectively on first use and
+      cached; rank and world default to the group's. Or a
+      shardload.Communicator (the node's ranks themselves).
+    cooperate: None (default: cooperate when group= is given, or under
+      torchrun when rank="env" and $TORCHELASTIC_RUN_ID, $LOCAL_RANK and
+      $LOCAL_WORLD_SIZE are set), True (must; ValueError when neither
+      applies) or False (load alone).
+    staging: bytes of shared staging memory for the whole node (default 1 GiB).
+    peer_timeout: seconds a rank waits for the others at any step before
+      failing (default 60; a dead rank is noticed at once).
 
     The GIL is released while reading; Ctrl-C (KeyboardInterrupt) cancels
     the load (it stops once its reads in flight are done), frees its memory
     and is re-raised. Raises shardload.Error (code, path,
-    tensor) for checkpoint, plan and I/O problems, TypeError / ValueError for
-    bad arguments.
+    tensor) for checkpoint, plan and I/O problems (code "peer_failed" when
+    another cooperating rank failed or died, "peer_mismatch" when the node's
+    ranks disagree on the job), TypeError / ValueError for bad arguments.
     """
-    request = _args.load_request(rank=rank, world=world, plan=plan, select=select,
-                                 threads=threads, direct=direct, mode=mode,
-                                 framework=framework, progress=progress,
-                                 max_over_read=max_over_read, device=device,
-                                 verify=verify, dtype=dtype, gds=gds)
-    return _load.run(open(path)._handle, request)
+    return _load.checked_load(
+        lambda: open(path)._handle, rank=rank, world=world, plan=plan, select=select,
+        threads=threads, direct=direct, mode=mode, framework=framework, progress=progress,
+        max_over_read=max_over_read, device=device, verify=verify, dtype=dtype, gds=gds, group=group,
+        cooperate=cooperate, staging=staging, peer_timeout=peer_timeout)
 
 
-__all__ = ["Checkpoint", "Error", "LoadedMemory", "LoadedTensors", "PlannedTensor", "QuantSplit", "RankPlan",
+__all__ = ["Checkpoint", "Communicator", "Error", "LoadedMemory", "LoadedTensors", "PlannedTensor", "QuantSplit", "RankPlan",
            "ShardInfo", "TensorInfo", "load", "open", "safe_open", "__version__"]

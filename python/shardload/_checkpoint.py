@@ -3,7 +3,7 @@ shards, metadata, per-rank plans) from its headers, without reading tensor
 data; Checkpoint.load() loads from it without resolving it again."""
 from collections.abc import Mapping
 
-from . import _args, _load, _shardload
+from . import _args, _cooperate, _load, _shardload
 from ._types import PlannedTensor, QuantSplit, RankPlan, ShardInfo, TensorInfo
 
 
@@ -121,35 +121,41 @@ class Checkpoint(Mapping):
         return plans if request.rank is None else plans[0]
 
     def load_into(self, tensors, *, rank=None, world=None, plan=None, threads=None,
-                  direct=False):
+                  direct=False, group=None, cooperate=None, staging=None, peer_timeout=None):
         """Loads each tensor into the buffer TENSORS maps its name to, in
         place: torch tensors (CPU or CUDA, e.g. a model's parameters),
         numpy arrays, or objects with __cuda_array_interface__; contiguous,
         writeable, all on one device, each of the tensor's size in bytes
         (the rank's local size with a plan). Returns the load's stats.
-        Arguments as load(); raises shardload.Error as load() does."""
+        Arguments as load() (cooperating ranks included); raises
+        shardload.Error as load() does."""
+        rank, world, coop = _cooperate.checked(group=group, rank=rank, world=world,
+                                               cooperate=cooperate, staging=staging,
+                                               peer_timeout=peer_timeout)
         request = _args.load_request(rank=rank, world=world, plan=plan, select=None,
                                      threads=threads, direct=direct, framework="numpy",
                                      progress=None)
         names, ptrs, sizes, device = _args.destinations(tensors)
+        coop = coop.connected()
         stats = _shardload.load_into(self._handle, names=names, addresses=ptrs, sizes=sizes,
                                      threads=request.threads, mode=request.mode,
                                      rank=request.rank, world=request.world, progress=None,
-                                     device=device, **request.plan_kwargs())
+                                     device=device, **request.plan_kwargs(), **coop.kwargs())
         stats.update(request.rank_info() or {})
+        stats.update(coop.info() or {})
         return stats
 
     def load(self, *, rank=None, world=None, plan=None, select=None, threads=None,
              direct=False, mode=None, framework="numpy", progress=None, max_over_read=None,
-             device="cpu", verify=None, dtype=None):
+             device="cpu", verify=None, dtype=None, gds=False, group=None, cooperate=None,
+             staging=None, peer_timeout=None):
         """Loads from this checkpoint; as shardload.load() without resolving
         the path again."""
-        request = _args.load_request(rank=rank, world=world, plan=plan, select=select,
-                                     threads=threads, direct=direct, mode=mode,
-                                     framework=framework, progress=progress,
-                                     max_over_read=max_over_read, device=device,
-                                     verify=verify, dtype=dtype)
-        return _load.run(self._handle, request)
+        return _load.checked_load(
+            lambda: self._handle, rank=rank, world=world, plan=plan, select=select,
+            threads=threads, direct=direct, mode=mode, framework=framework, progress=progress,
+            max_over_read=max_over_read, device=device, verify=verify, dtype=dtype, gds=gds,
+            group=group, cooperate=cooperate, staging=staging, peer_timeout=peer_timeout)
 
     def __repr__(self):
         return (f"<shardload.Checkpoint {self.path!r}: {len(self)} tensors, "

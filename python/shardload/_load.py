@@ -1,6 +1,6 @@
 """Loading: runs a checked Request against an opened checkpoint and wraps the
 result as a LoadedTensors mapping."""
-from . import _args, _progress, _shardload
+from . import _args, _cooperate, _progress, _shardload
 
 
 class LoadedTensors(dict):
@@ -15,7 +15,10 @@ class LoadedTensors(dict):
         backend_reason, threads, direct, mode, bytes_direct, bytes_buffered,
         mode_note, read_ops, short_reads, retries, memory, device, transfer;
         verified with verify=), plus rank, world and plan for a tensor-parallel
-        load.
+        load; for a cooperative one, cooperate ("torchrun" or "group"), job
+        (the run id, under torchrun) and cooperation (local_rank,
+        local_size, how, node_bytes, read_for_node, bytes_staged,
+        bytes_direct, waves, wait_seconds, as `load --json` reports them).
       memory: the LoadedMemory holding every tensor's bytes (each numpy
         array's .base). The memory lives while any array, tensor or this
         mapping refers to it.
@@ -32,8 +35,27 @@ class LoadedTensors(dict):
                 f"{self.stats.get('bytes', 0)} bytes>")
 
 
-def run(handle, request):
-    """Loads REQUEST (an _args.Request) from HANDLE (a CheckpointHandle)."""
+def checked_load(open_handle, *, rank, world, plan, select, threads, direct, mode, framework,
+                 progress, max_over_read, device, verify, dtype, gds, group, cooperate,
+                 staging, peer_timeout):
+    """load()'s arguments checked before any file is opened (TypeError,
+    ValueError), then OPEN_HANDLE() (the CheckpointHandle), the node's ranks
+    met for a cooperative load, and the load itself."""
+    rank, world, coop = _cooperate.checked(group=group, rank=rank, world=world,
+                                           cooperate=cooperate, staging=staging,
+                                           peer_timeout=peer_timeout)
+    request = _args.load_request(rank=rank, world=world, plan=plan, select=select,
+                                 threads=threads, direct=direct, mode=mode,
+                                 framework=framework, progress=progress,
+                                 max_over_read=max_over_read, device=device,
+                                 verify=verify, dtype=dtype, gds=gds)
+    handle = open_handle()
+    return run(handle, request, coop.connected())
+
+
+def run(handle, request, coop=_cooperate.ALONE):
+    """Loads REQUEST (an _args.Request) from HANDLE (a CheckpointHandle),
+    cooperating through COOP (a connected _cooperate.CoopArg)."""
     if request.framework == "torch":
         from . import _torch  # before reading: ImportError when torch is missing
     progress = _progress.reporter(request.progress, "shardload.load")
@@ -43,7 +65,7 @@ def run(handle, request):
             rank=request.rank, world=request.world, progress=progress,
             max_over_read=request.max_over_read, device=request.device,
             verify=request.verify, dtype=request.dtype, gds=request.gds,
-            **request.plan_kwargs())
+            **request.plan_kwargs(), **coop.kwargs())
     finally:
         _progress.close(progress)
     dtypes = memory.dtypes()
@@ -53,4 +75,5 @@ def run(handle, request):
         tensors = memory.arrays()
     stats = memory.stats()
     stats.update(request.rank_info() or {})
+    stats.update(coop.info() or {})
     return LoadedTensors(tensors, dtypes, stats, memory)

@@ -8,7 +8,7 @@ import collections
 
 import torch as _torch_module
 
-from . import _args, _progress, _shardload
+from . import _args, _cooperate, _progress, _shardload
 from ._checkpoint import open as _open
 from ._load import run as _run
 from ._torch import torch_dtype as _torch_dtype
@@ -31,7 +31,8 @@ def load_file(filename, device="cpu"):
 
 
 def load_into(module_or_state_dict, path, *, rank=None, world=None, plan=None, strict=True,
-              key_map=None, threads=None, direct=False, progress=None):
+              key_map=None, threads=None, direct=False, progress=None, group=None,
+              cooperate=None, staging=None, peer_timeout=None):
     """Reads the checkpoint at PATH into the existing tensors of
     MODULE_OR_STATE_DICT (an nn.Module: its state_dict() entries, parameters
     and persistent buffers; or a dict name -> tensor), in place: each
@@ -46,12 +47,18 @@ def load_into(module_or_state_dict, path, *, rank=None, world=None, plan=None, s
     key_map: a dict or a callable: checkpoint name -> model key (None: skip
       that checkpoint tensor); names a dict does not hold keep their name.
     threads, direct, progress: as shardload.load().
+    group, cooperate, staging, peer_timeout: as shardload.load(): under
+      torchrun (rank="env") or with group=, the node's ranks read each byte
+      once between them; every rank must then make the same call.
 
     Names, shapes, dtypes, contiguity, device and overlap are all checked
     before any read; a mismatch raises RuntimeError naming every problem.
     Returns IncompatibleKeys(missing_keys, unexpected_keys) (sorted lists).
     Ctrl-C stops the read (KeyboardInterrupt); the tensors' bytes are then
     unspecified."""
+    rank, world, coop = _cooperate.checked(group=group, rank=rank, world=world,
+                                           cooperate=cooperate, staging=staging,
+                                           peer_timeout=peer_timeout)
     request = _args.load_request(rank=rank, world=world, plan=plan, select=None,
                                  threads=threads, direct=direct, framework="torch",
                                  progress=progress)
@@ -73,7 +80,7 @@ def load_into(module_or_state_dict, path, *, rank=None, world=None, plan=None, s
         raise RuntimeError(f"shardload.torch.load_into({checkpoint.path!r}): "
                            f"{len(problems)} problem(s), nothing was read:\n\t"
                            + "\n\t".join(problems))
-    _read(checkpoint, request, destinations, device)
+    _read(checkpoint, request, destinations, device, coop.connected())
     return IncompatibleKeys(missing, sorted(unexpected))
 
 
@@ -149,9 +156,10 @@ def _mismatches(chosen, available):
 
 
 def _destinations(chosen, problems):
-    """(checkpoint name, address, nbytes) per distinct storage range; tensors
-    that share exactly the same bytes (tied weights) are read once; other
-    overlaps are PROBLEMS."""
+    """(checkpoint name, address, nbytes) per distinct storage range, in name
+    order (the same on every rank: a cooperative load compares the names);
+    tensors that share exactly the same bytes (tied weights) are read once;
+    other overlaps are PROBLEMS."""
     spans = {}
     for key, name, tensor in chosen:
         nbytes = tensor.numel() * tensor.element_size()
@@ -162,7 +170,7 @@ def _destinations(chosen, problems):
         (next_start, _), (next_key, _) = b
         if size and start + size > next_start:
             problems.append(f'"{key}" and "{next_key}" overlap in memory')
-    return [(name, address, nbytes) for (address, nbytes), (_, name) in ordered]
+    return sorted((name, address, nbytes) for (address, nbytes), (_, name) in ordered)
 
 
 def _device(chosen, problems):
@@ -176,13 +184,14 @@ def _device(chosen, problems):
     return devices[0] if devices else "cpu"
 
 
-def _read(checkpoint, request, destinations, device):
+def _read(checkpoint, request, destinations, device, coop):
     progress = _progress.reporter(request.progress, "shardload.load_into")
     try:
         _shardload.load_into(
             checkpoint._handle, names=[d[0] for d in destinations],
             addresses=[d[1] for d in destinations], sizes=[d[2] for d in destinations],
             threads=request.threads, mode=request.mode, rank=request.rank,
-            world=request.world, progress=progress, device=device, **request.plan_kwargs())
+            world=request.world, progress=progress, device=device, **request.plan_kwargs(),
+            **coop.kwargs())
     finally:
         _progress.close(progress)

@@ -84,6 +84,30 @@ TEST_CASE("--help works for every command") {
   CHECK(top.out.find("inspect") != std::string::npos);
 }
 
+TEST_CASE("--version names the MPI support; load --mpi takes no --rank/--world") {
+  TempDir tmp;
+  Run version = Cli("--version", tmp);
+  REQUIRE(version.exit_code == 0);
+  CHECK(version.out.rfind("shardload 0.", 0) == 0);
+  Run json = Cli("load " + Generated() + " --json", tmp);
+  REQUIRE_MESSAGE(json.exit_code == 0, json.err);
+  rapidjson::Document doc = LastJsonLine(json.out);
+  REQUIRE(doc.HasMember("mpi"));
+  Run ranked = Cli("load " + Generated() + " --mpi --rank 0 --world 2 --plan hf", tmp);
+  CHECK(ranked.exit_code == 2);
+  CHECK(ranked.err.find("MPI_COMM_WORLD") != std::string::npos);
+#if SHARDLOAD_TEST_MPI
+  CHECK(version.out.find("\nmpi: Open MPI") != std::string::npos);
+  CHECK(std::string(doc["mpi"].GetString()).rfind("Open MPI", 0) == 0);
+#else
+  CHECK(version.out.find("\nmpi: none") != std::string::npos);
+  CHECK(doc["mpi"].IsNull());
+  Run unsupported = Cli("load " + Generated() + " --mpi --plan hf", tmp);
+  CHECK(unsupported.exit_code == 7);
+  CHECK(unsupported.err.find("without MPI support") != std::string::npos);
+#endif
+}
+
 TEST_CASE("inspect --json describes a generated sharded checkpoint") {
   TempDir tmp;
   Run r = Cli("inspect " + Generated() + " --json --tensors", tmp);
