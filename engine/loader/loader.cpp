@@ -498,6 +498,7 @@ std::string StrategyName(ReadStrategy strategy) {
     case ReadStrategy::kExact: return "exact";
     case ReadStrategy::kStaged: return "staged";
     case ReadStrategy::kMixed: return "mixed";
+    case ReadStrategy::kMapped: return "mapped";
   }
   return "exact";
 }

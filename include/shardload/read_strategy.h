@@ -15,12 +15,17 @@ namespace shardload {
 //   kStaged  the covering range of the runs is read in large chunks into a
 //            worker's staging buffer and the runs are copied out from there;
 //   kMixed   per strided part of the tensor, whichever of the two the cost
-//            model prices lower (gaps cheaper than a read are read through).
-// kAuto (options only): the cost model picks the cheapest of the three per
+//            model prices lower (gaps cheaper than a read are read through);
+//   kMapped  buffered parts: the covering range is mapped (mmap MAP_SHARED,
+//            MADV_POPULATE_READ) in windows of at most 32 MiB and the runs
+//            are copied out of the mapping, no read system call per run; one
+//            operation = one mapping with its copies. O_DIRECT parts (not in
+//            the page cache) are read as kMixed reads them.
+// kAuto (options only): the cost model picks the cheapest of the four per
 // tensor that stays within max_over_read.
-enum class ReadStrategy : std::uint8_t { kAuto, kExact, kStaged, kMixed };
+enum class ReadStrategy : std::uint8_t { kAuto, kExact, kStaged, kMixed, kMapped };
 
-// "auto", "exact", "staged", "mixed".
+// "auto", "exact", "staged", "mixed", "mapped".
 const char* ReadStrategyName(ReadStrategy strategy);
 
 // What one read operation and one byte cost, in nanoseconds of one worker.
@@ -37,7 +42,11 @@ struct CostModel {
   IoCost warm{650, 0.71};        // buffered, pages in the page cache
   IoCost cold{89000, 1.56};      // buffered, pages not cached (Segment::cold)
   IoCost direct{190000, 1.31};   // O_DIRECT (per aligned byte read)
-  double copy_byte_ns = 0.46;    // copying a staged byte to its destination
+  // kMapped, pages in the page cache: op_ns per mapping (mmap, madvise,
+  // munmap), byte_ns per byte mapped (page-table entries made and torn down:
+  // every page of the covering range). Runs cost copy_byte_ns on top.
+  IoCost mapped{5000, 0.039};
+  double copy_byte_ns = 0.46;    // copying a staged or mapped byte to its destination
 };
 
 }  // namespace shardload
