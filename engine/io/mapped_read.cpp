@@ -47,9 +47,9 @@ Error FaultError(const ReadOp& op, const std::string& path, int fd, std::uint64_
   if (::fstat(fd, &st) == 0 && static_cast<std::uint64_t>(st.st_size) < end) {
     Error e = MakeError(ErrorCode::kTruncated, path, "",
                         "truncated: " + what + " needs the file to reach offset " +
-                            std::to_string(end) + "; it now has " +
-                            std::to_string(st.st_size) + " bytes (page at offset " +
-                            std::to_string(at) + " is gone)");
+                            std::to_string(end) + " (the file now has " +
+                            std::to_string(st.st_size) + " bytes; no page at offset " +
+                            std::to_string(at) + ")");
     e.offset = at;
     return e;
   }
