@@ -41,7 +41,8 @@ def run(handle, request):
         memory = _shardload.load(
             handle, globs=request.globs, threads=request.threads, mode=request.mode,
             rank=request.rank, world=request.world, progress=progress,
-            max_over_read=request.max_over_read, device=request.device,
+            max_over_read=request.max_over_read, read_strategy=request.read_strategy,
+            device=request.device,
             verify=request.verify, dtype=request.dtype, **request.plan_kwargs())
     finally:
         _progress.close(progress)
