@@ -204,6 +204,8 @@ void Scheduler::Fill() {
       if (ops_.op(current_).mapped) {
         next_piece_ = 1;
         if (!RunMapped(current_)) break;
+        // Mapped ops take milliseconds: let Loop see a stop between them.
+        if (ctx_.stop->load(std::memory_order_relaxed)) break;
         continue;
       }
     }
