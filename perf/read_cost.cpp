@@ -13,10 +13,10 @@
 // Cold runs evict the file's pages first (POSIX_FADV_DONTNEED). O_DIRECT
 // reads are serial here: op_ns is a read's latency, an upper bound on what
 // an operation costs the engine with many reads in flight.
-// Mapped (pages cached first):
-//   op:    mmap + MADV_POPULATE_READ + munmap of one page -> op_ns
-//   bytes: the runs' covering range mapped in `window` pieces (populated),
-//          runs copied out, unmapped
+// Mapped (pages cached first; the file mapped once, as a load maps a shard):
+//   op:    MADV_POPULATE_READ + MADV_DONTNEED of one page -> op_ns
+//   bytes: the runs' covering range populated in `window` pieces, runs
+//          copied out, each window's entries dropped (MADV_DONTNEED)
 //          -> byte_ns = (t - windows * op_ns - runs * run * copy_byte_ns) / covered
 // Not a test; uses only the standard library and POSIX.
 // Thread-compatible: single-threaded.
@@ -144,39 +144,36 @@ Result Measure(const Options& o, const char* mode) {
   return res;
 }
 
-// Seconds for one mapping of `len` bytes at `at`: mmap, populate, munmap.
-double MapOnce(int fd, std::uint64_t at, std::uint64_t len) {
+// Seconds for one window of `len` bytes at `at` of the mapping `map`:
+// populate, drop.
+double MapOnce(char* map, std::uint64_t at, std::uint64_t len) {
   auto t0 = Clock::now();
-  void* p = mmap(nullptr, len, PROT_READ, MAP_SHARED, fd, static_cast<off_t>(at));
-  if (p == MAP_FAILED) std::perror("mmap"), std::exit(1);
-  madvise(p, len, MADV_POPULATE_READ);
-  munmap(p, len);
+  madvise(map + at, len, MADV_POPULATE_READ);
+  madvise(map + at, len, MADV_DONTNEED);
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-// Seconds for the run pattern at `base` read through `window` mappings into
-// `dst` (runs adjacent there), as a mapped ReadOp does; returns the number
-// of mappings in *windows.
-double MappedRuns(int fd, const Options& o, std::uint64_t base, char* dst, std::uint64_t* windows) {
+// Seconds for the run pattern at `base` read through `window` pieces of the
+// mapping `map` into `dst` (runs adjacent there), as mapped ReadOps do;
+// returns the number of windows in *windows.
+double MappedRuns(char* map, const Options& o, std::uint64_t base, char* dst,
+                  std::uint64_t* windows) {
   const std::uint64_t end = base + (o.runs - 1) * o.stride + o.run;
   auto t0 = Clock::now();
   *windows = 0;
   for (std::uint64_t lo = base; lo < end; lo += o.window) {
     const std::uint64_t hi = std::min(end, lo + o.window);
-    const std::uint64_t map_lo = lo & ~4095ULL;
-    void* p = mmap(nullptr, hi - map_lo, PROT_READ, MAP_SHARED, fd, static_cast<off_t>(map_lo));
-    if (p == MAP_FAILED) std::perror("mmap"), std::exit(1);
-    madvise(p, hi - map_lo, MADV_POPULATE_READ);
-    const char* bytes = static_cast<const char*>(p) - map_lo;  // file offset -> address
+    const std::uint64_t page_lo = lo & ~4095ULL;
+    madvise(map + page_lo, hi - page_lo, MADV_POPULATE_READ);
     // Runs (or their parts) inside [lo, hi).
     std::uint64_t first = lo <= base ? 0 : (lo - base) / o.stride;
     for (std::uint64_t i = first; i < o.runs; ++i) {
       const std::uint64_t run = base + i * o.stride;
       if (run >= hi) break;
       const std::uint64_t a = std::max(run, lo), b = std::min(run + o.run, hi);
-      if (a < b) std::memcpy(dst + i * o.run + (a - run), bytes + a, b - a);
+      if (a < b) std::memcpy(dst + i * o.run + (a - run), map + a, b - a);
     }
-    munmap(p, hi - map_lo);
+    madvise(map + page_lo, hi - page_lo, MADV_DONTNEED);
     ++*windows;
   }
   return std::chrono::duration<double>(Clock::now() - t0).count();
@@ -189,19 +186,23 @@ Result MeasureMapped(const Options& o, double copy_byte_ns) {
   char* dst = static_cast<char*>(AlignedBuffer(o.runs * o.run));
   const std::uint64_t covered = (o.runs - 1) * o.stride + o.run;
   Warm(fd, o.span + o.runs * o.stride + (1 << 20), buf);
+  const std::uint64_t map_len = o.span + o.runs * o.stride;
+  auto* map = static_cast<char*>(mmap(nullptr, map_len, PROT_READ, MAP_SHARED, fd, 0));
+  if (map == MAP_FAILED) std::perror("mmap"), std::exit(1);
   std::uint64_t windows = 0;
-  MappedRuns(fd, o, o.span, dst, &windows);  // untimed warm-up
+  MappedRuns(map, o, o.span, dst, &windows);  // untimed warm-up
   std::vector<double> byte_ns, op_ns;
   for (int r = 0; r < o.reps; ++r) {
     double op = 0;
     constexpr int kMaps = 256;
-    for (int k = 0; k < kMaps; ++k) op += MapOnce(fd, o.span + k * 4096ULL, 4096);
+    for (int k = 0; k < kMaps; ++k) op += MapOnce(map, o.span + k * 4096ULL, 4096);
     op = op * 1e9 / kMaps;
-    double t = MappedRuns(fd, o, o.span, dst, &windows) * 1e9;
+    double t = MappedRuns(map, o, o.span, dst, &windows) * 1e9;
     double copy = static_cast<double>(o.runs * o.run) * copy_byte_ns;
     op_ns.push_back(op);
     byte_ns.push_back((t - static_cast<double>(windows) * op - copy) / static_cast<double>(covered));
   }
+  munmap(map, map_len);
   close(fd);
   std::free(buf);
   std::free(dst);

@@ -1,13 +1,16 @@
 // Mapped reads (see mapped_read.h).
-// Thread-safe: no shared state beyond the SIGBUS handler (sigbus_guard.h).
+// Thread-safe: no shared state beyond the SIGBUS handler (sigbus_guard.h)
+// and the read-only ShardMappings.
 #include "io/mapped_read.h"
 
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <string>
+#include <utility>
 
 #include "io/copy_out.h"
 #include "io/file_table.h"
@@ -61,29 +64,66 @@ Error FaultError(const ReadOp& op, const std::string& path, int fd, std::uint64_
 
 }  // namespace
 
-Status MappedRead(const ReadOp& op, const ExecContext& ctx, WorkerStats& stats) {
-  const int fd = ctx.files->fd(op.file, /*direct=*/false);
-  const std::string& path = ctx.files->path(op.file);
-  const std::uint64_t lo = op.offset & ~(PageSize() - 1);
-  const std::uint64_t length = op.offset + op.length - lo;
-  void* map = ::mmap(nullptr, length, PROT_READ, MAP_SHARED, fd, static_cast<off_t>(lo));
-  if (map == MAP_FAILED) {
-    return ErrnoError(path, "mmap of " + std::to_string(length) + " bytes at offset " +
-                                std::to_string(lo),
-                      errno);
+ShardMappings::ShardMappings(ShardMappings&& other) noexcept
+    : maps_(std::exchange(other.maps_, {})) {}
+
+ShardMappings& ShardMappings::operator=(ShardMappings&& other) noexcept {
+  if (this != &other) {
+    Release();
+    maps_ = std::exchange(other.maps_, {});
   }
-  auto* base = static_cast<std::byte*>(map);
+  return *this;
+}
+
+ShardMappings::~ShardMappings() { Release(); }
+
+void ShardMappings::Release() noexcept {
+  for (const Mapping& m : maps_) {
+    if (m.data != nullptr) ::munmap(m.data, m.length);
+  }
+  maps_.clear();
+}
+
+Result<ShardMappings> ShardMappings::Map(const FileTable& files, std::span<const ReadOp> ops) {
+  std::vector<std::uint64_t> end(files.size(), 0);
+  for (const ReadOp& op : ops) {
+    if (op.mapped) end[op.file] = std::max(end[op.file], op.offset + op.length);
+  }
+  ShardMappings out;
+  out.maps_.resize(files.size());
+  for (std::uint32_t f = 0; f < files.size(); ++f) {
+    if (end[f] == 0) continue;
+    void* p = ::mmap(nullptr, end[f], PROT_READ, MAP_SHARED, files.fd(f, /*direct=*/false), 0);
+    if (p == MAP_FAILED) {
+      return ErrnoError(files.path(f), "mmap of " + std::to_string(end[f]) + " bytes", errno);
+    }
+    out.maps_[f] = {static_cast<std::byte*>(p), end[f]};
+  }
+  return out;
+}
+
+Status MappedRead(const ReadOp& op, const ExecContext& ctx, WorkerStats& stats) {
+  const std::byte* base = ctx.mappings != nullptr ? ctx.mappings->base(op.file) : nullptr;
+  const std::string& path = ctx.files->path(op.file);
+  if (base == nullptr) {
+    return MakeError(ErrorCode::kInternal, path, "", "mapped read of an unmapped file");
+  }
+  const std::uint64_t lo = op.offset & ~(PageSize() - 1);
+  const std::uint64_t hi = op.offset + op.length;
+  auto* window = const_cast<std::byte*>(base + lo);
   // One system call maps every page; failures (EFAULT past the end of the
   // file, EINVAL before Linux 5.14) leave it to the copy's own faults.
-  (void)::madvise(map, length, MADV_POPULATE_READ);
-  CopyJob job{&op, base + (op.offset - lo), ctx.scatter};
+  (void)::madvise(window, hi - lo, MADV_POPULATE_READ);
+  CopyJob job{&op, base + op.offset, ctx.scatter};
   std::uintptr_t fault = 0;
   InstallSigbusHandler();
-  const bool copied = RunGuarded(&CopyJobRun, &job, base, base + length, &fault);
-  ::munmap(map, length);
+  const bool copied = RunGuarded(&CopyJobRun, &job, window, base + hi, &fault);
+  // Drop the page-table entries (page tables stay bounded by the window; the
+  // pages stay in the page cache).
+  (void)::madvise(window, hi - lo, MADV_DONTNEED);
   if (!copied) {
-    stats.failed_offset = lo + (fault - reinterpret_cast<std::uintptr_t>(base));
-    return FaultError(op, path, fd, stats.failed_offset);
+    stats.failed_offset = fault - reinterpret_cast<std::uintptr_t>(base);
+    return FaultError(op, path, ctx.files->fd(op.file, false), stats.failed_offset);
   }
   stats.bytes_read += op.length;
   stats.bytes_delivered += op.delivered;

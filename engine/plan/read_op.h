@@ -5,8 +5,8 @@
 //            alignment slack of an O_DIRECT read), e.g. a library-owned region;
 //   ReadOp   one unit of scheduled work: one read, or a batch of equally
 //            spaced reads (exact strided runs), or one staged read whose
-//            bytes are scattered to many runs, or one mapping of a file
-//            range whose bytes are scattered the same way (ReadOp::mapped);
+//            bytes are scattered to many runs, or one window of a mapped
+//            shard whose bytes are scattered the same way (ReadOp::mapped);
 //   PieceOf  the k-th read of a ReadOp, as a single-read ReadOp.
 // Thread-compatible value types.
 #pragma once
@@ -56,9 +56,9 @@ struct Window {
 // + copy_length). Batches never scatter.
 //
 // A mapped op (mapped, always staged and a single piece) reads nothing: the
-// worker maps file bytes [offset, offset + length) (from the page boundary
-// below) and copies out of the mapping as a staged read copies out of its
-// staging buffer (io/mapped_read.h).
+// worker populates file bytes [offset, offset + length) (from the page
+// boundary below) of the load's mapping of the shard and copies out of it as
+// a staged read copies out of its staging buffer (io/mapped_read.h).
 struct ReadOp {
   std::uint32_t file = 0;
   std::uint64_t offset = 0;

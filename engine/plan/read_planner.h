@@ -22,7 +22,7 @@
 //        mixed    per segment, the cheaper of the two
 //        mapped   buffered segments: the covering range mapped in map_window
 //                 pieces on a fixed grid, runs copied out of each mapping
-//                 (one ReadOp per mapping); O_DIRECT segments as mixed
+//                 (one ReadOp per window); O_DIRECT segments as mixed
 //
 //   3. O_DIRECT plain ranges: widen each range to the alignment grid. When
 //      the destination sits at the same offset modulo the alignment as the
@@ -68,8 +68,8 @@ struct PlanOptions {
   std::uint64_t alignment = 4096;
   // Largest staged read (rounded up to the alignment). Default: 1 MiB.
   std::uint64_t staging_chunk = 1ULL << 20;
-  // Largest mapping of a kMapped read (a worker holds one at a time; its
-  // page tables take map_window / 512 bytes). Default: 32 MiB.
+  // Largest window of a kMapped read (a worker populates one at a time; its
+  // page-table entries take map_window / 512 bytes). Default: 32 MiB.
   std::uint64_t map_window = 32ULL << 20;
   // Strategy for strided segments; kAuto: the cost model decides per tag.
   ReadStrategy strategy = ReadStrategy::kAuto;

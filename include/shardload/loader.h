@@ -66,8 +66,9 @@ struct LoadOptions {
   // mapped and copied out (ReadStrategy in shardload/read_strategy.h). kAuto:
   // the cost model picks per tensor. Staging is bounded: each worker holds at
   // most 16 MiB of staging buffers (queue_depth staged reads of at most 1 MiB
-  // each); a mapped read holds one mapping of at most 32 MiB per worker (no
-  // memory of its own beyond its page tables, 64 KiB). Default: kAuto.
+  // each); mapped reads map the shards they read (address space only), a
+  // worker populating one window of at most 32 MiB at a time (64 KiB of
+  // page-table entries). Default: kAuto.
   ReadStrategy read_strategy = ReadStrategy::kAuto;
   // Per tensor, bytes read / bytes received at most this (>= 1): caps the
   // gaps staged, mixed and mapped reads read through (or map). 1 gives exact reads (O_DIRECT

@@ -16,11 +16,13 @@ namespace shardload {
 //            worker's staging buffer and the runs are copied out from there;
 //   kMixed   per strided part of the tensor, whichever of the two the cost
 //            model prices lower (gaps cheaper than a read are read through);
-//   kMapped  buffered parts: the covering range is mapped (mmap MAP_SHARED,
-//            MADV_POPULATE_READ) in windows of at most 32 MiB and the runs
-//            are copied out of the mapping, no read system call per run; one
-//            operation = one mapping with its copies. O_DIRECT parts (not in
-//            the page cache) are read as kMixed reads them.
+//   kMapped  buffered parts: the shard is mapped once per load (mmap
+//            MAP_SHARED) and the covering range is populated
+//            (MADV_POPULATE_READ) in windows of at most 32 MiB, the runs
+//            copied out, the window's page-table entries dropped
+//            (MADV_DONTNEED): no read system call per run; one operation =
+//            one window with its copies. O_DIRECT parts (not in the page
+//            cache) are read as kMixed reads them.
 // kAuto (options only): the cost model picks the cheapest of the four per
 // tensor that stays within max_over_read.
 enum class ReadStrategy : std::uint8_t { kAuto, kExact, kStaged, kMixed, kMapped };
@@ -42,8 +44,8 @@ struct CostModel {
   IoCost warm{650, 0.71};        // buffered, pages in the page cache
   IoCost cold{89000, 1.56};      // buffered, pages not cached (Segment::cold)
   IoCost direct{190000, 1.31};   // O_DIRECT (per aligned byte read)
-  // kMapped, pages in the page cache: op_ns per mapping (mmap, madvise,
-  // munmap), byte_ns per byte mapped (page-table entries made and torn down:
+  // kMapped, pages in the page cache: op_ns per window (two madvise calls),
+  // byte_ns per byte of the window (page-table entries made and dropped:
   // every page of the covering range). Runs cost copy_byte_ns on top.
   IoCost mapped{5000, 0.039};
   double copy_byte_ns = 0.46;    // copying a staged or mapped byte to its destination

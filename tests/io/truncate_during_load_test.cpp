@@ -193,7 +193,7 @@ void CheckMappedTruncated(Backend backend) {
     const TensorInfo* bw = ckpt.Find("b.w");
     REQUIRE(bw != nullptr);
     // Rank 1 of 4 of b.w split by rows (its columns): 1024 runs of 256 bytes,
-    // 1024 apart, one mapping of the covering range.
+    // 1024 apart, one window of the covering range.
     const TensorParallel tp{1, 4, PlanSource::Json(
         R"({"tp_plan_version": 1, "rules": [{"match": "b.w", "split": "row"}]})")};
     auto planned = loader->Plan({}, tp);

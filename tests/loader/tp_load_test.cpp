@@ -387,7 +387,7 @@ TEST_CASE("every strategy: staged and mapped reads of a slice cover the gaps, ex
   CHECK(seen[ReadStrategy::kExact].read_ops == 16);
   CHECK(seen[ReadStrategy::kStaged].bytes_read == 15 * 48 + 12);
   CHECK(seen[ReadStrategy::kStaged].read_ops == 1);
-  // Mapped: one mapping of the covering range, its bytes counted as read.
+  // Mapped: one window of the covering range, its bytes counted as read.
   CHECK(seen[ReadStrategy::kMapped].bytes == 16 * 12);
   CHECK(seen[ReadStrategy::kMapped].bytes_read == 15 * 48 + 12);
   CHECK(seen[ReadStrategy::kMapped].read_ops == 1);

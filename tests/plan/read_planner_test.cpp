@@ -573,7 +573,7 @@ TEST_CASE("the cost model and max_over_read choose the strategy") {
     options.cost.mapped = {1000, 0.01};
     ReadPlan plan = MustPlan({&seg, 1}, options);
     CHECK(plan.tags[0].strategy == ReadStrategy::kMapped);
-    CHECK(plan.ops.size() == 1);  // the 512 KiB covering range in one mapping
+    CHECK(plan.ops.size() == 1);  // the 512 KiB covering range in one window
     CHECK(plan.reads == 1);
     CHECK(plan.bytes_requested == 4095 * 128 + 64);
     options.max_over_read = 1.9;
