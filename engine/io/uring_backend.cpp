@@ -204,8 +204,12 @@ void Scheduler::Fill() {
       if (ops_.op(current_).mapped) {
         next_piece_ = 1;
         if (!RunMapped(current_)) break;
-        // Mapped ops take milliseconds: let Loop see a stop between them.
-        if (ctx_.stop->load(std::memory_order_relaxed)) break;
+        // Mapped ops take milliseconds: stop between them (BeginStop, so
+        // that Loop does not wait for a completion when nothing is in flight).
+        if (ctx_.stop->load(std::memory_order_relaxed)) {
+          BeginStop();
+          break;
+        }
         continue;
       }
     }
