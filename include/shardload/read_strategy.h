@@ -37,18 +37,19 @@ struct IoCost {
 };
 
 // The planner's price list. Defaults measured by perf/read_cost (pread, one
-// thread, 3584-byte runs 28672 apart, 1 MiB reads) on the 2-vCPU cloud VM of
-// docs/performance.md ("Read cost model"), a busy machine: O_DIRECT and cold
-// op costs are a serial read's latency. Override when the storage differs.
+// thread, 3584-byte runs 28672 apart, 1 MiB reads, 32 MiB mapped windows) on
+// the 2-vCPU cloud VM of docs/performance.md ("Read cost model"), a busy
+// machine: O_DIRECT and cold op costs are a serial read's latency. Override
+// when the storage differs.
 struct CostModel {
-  IoCost warm{650, 0.71};        // buffered, pages in the page cache
+  IoCost warm{650, 0.26};        // buffered, pages in the page cache
   IoCost cold{89000, 1.56};      // buffered, pages not cached (Segment::cold)
   IoCost direct{190000, 1.31};   // O_DIRECT (per aligned byte read)
   // kMapped, pages in the page cache: op_ns per window (two madvise calls),
   // byte_ns per byte of the window (page-table entries made and dropped:
   // every page of the covering range). Runs cost copy_byte_ns on top.
-  IoCost mapped{5000, 0.039};
-  double copy_byte_ns = 0.46;    // copying a staged or mapped byte to its destination
+  IoCost mapped{1500, 0.135};
+  double copy_byte_ns = 0.27;    // copying a staged or mapped byte to its destination
 };
 
 }  // namespace shardload
