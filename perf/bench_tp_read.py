@@ -5,7 +5,7 @@ interleaved in one run. Not a test.
 
   perf/bench_tp_read.py CHECKPOINT [--world 8] [--rank 3] [--reps 3]
       [--shardload build-rel/tools/shardload] [--baseline OTHER_SHARDLOAD]
-      [--strategies auto,exact,staged] [--modes warm,direct] [--select GLOB]...
+      [--strategies auto,exact,staged,mapped] [--modes warm,direct] [--select GLOB]...
       [--out FILE]
 
 Each repetition runs, in order: the whole checkpoint (`load --repeat N`), then
@@ -42,7 +42,7 @@ def main():
     ap.add_argument("--repeat", type=int, default=4, help="--repeat of each load")
     ap.add_argument("--shardload", default="build-rel/tools/shardload")
     ap.add_argument("--baseline", help="another shardload binary, run for the rank too")
-    ap.add_argument("--strategies", default="auto,exact,staged")
+    ap.add_argument("--strategies", default="auto,exact,staged,mapped")
     ap.add_argument("--modes", default="warm,direct")
     ap.add_argument("--select", action="append", default=[],
                     help="--select GLOB for every load (repeatable): a part that fits the page cache")

@@ -39,6 +39,15 @@ IoMode ParseMode(const std::string& mode) {
 
 namespace {
 
+// One of _args.READ_STRATEGIES (checked there); anything else is auto.
+ReadStrategy ParseReadStrategy(const std::string& name) {
+  for (ReadStrategy s : {ReadStrategy::kExact, ReadStrategy::kStaged, ReadStrategy::kMixed,
+                         ReadStrategy::kMapped}) {
+    if (name == ReadStrategyName(s)) return s;
+  }
+  return ReadStrategy::kAuto;
+}
+
 // What the Python package passes for a load or a plan (shardload/_args.py
 // has checked it).
 struct Request {
@@ -48,6 +57,7 @@ struct Request {
   unsigned world = 1;
   PlanSource plan;
   double max_over_read = 0;  // 0: LoadOptions' default
+  std::string read_strategy = "auto";  // _args.READ_STRATEGIES
   std::string verify;        // manifest path, "" for none
   std::string dtype;         // "F32", "F16", "BF16", "" for none
 };
@@ -57,6 +67,7 @@ LoadOptions Options(const Request& request) {
   options.threads = request.threads;
   options.mode = ParseMode(request.mode);
   if (request.max_over_read > 0) options.max_over_read = request.max_over_read;
+  options.read_strategy = ParseReadStrategy(request.read_strategy);
   options.verify = request.verify;
   if (!request.dtype.empty()) options.dtype = ParseDType(request.dtype);
   return options;
@@ -160,12 +171,12 @@ py::list Plan(const CheckpointHandle& handle, const Request& request,
 // A Request from the binding's arguments (reads a "file" plan, GIL released).
 Request MakeRequest(std::vector<std::string> globs, unsigned threads, std::string mode,
                     unsigned world, const std::string& plan_kind, std::string plan_path,
-                    std::string plan_text, double max_over_read) {
+                    std::string plan_text, double max_over_read, std::string read_strategy) {
   Result<PlanSource> plan = WithoutGil([&] {
     return MakePlanSource(plan_kind, std::move(plan_path), std::move(plan_text));
   });
   return Request{std::move(globs), threads, std::move(mode), world,
-                 ValueOrThrow(std::move(plan)), max_over_read, {}, {}};
+                 ValueOrThrow(std::move(plan)), max_over_read, std::move(read_strategy), {}, {}};
 }
 
 }  // namespace
@@ -176,7 +187,7 @@ void BindLoad(py::module_& m) {
       [](const CheckpointHandle& handle, std::vector<std::string> globs, unsigned threads,
          std::string mode, unsigned rank, unsigned world, const std::string& plan_kind,
          std::string plan_path, std::string plan_text, const py::object& progress,
-         double max_over_read, const std::string& device, std::string verify,
+         double max_over_read, std::string read_strategy, const std::string& device, std::string verify,
          std::string dtype, bool gds, const py::object& communicator, std::string coop_job,
          unsigned local_rank, unsigned local_size, std::uint64_t staging_bytes,
          double peer_timeout_s) {
@@ -184,7 +195,7 @@ void BindLoad(py::module_& m) {
                                            local_size, staging_bytes, peer_timeout_s);
         Request request = MakeRequest(std::move(globs), threads, std::move(mode), world,
                                       plan_kind, std::move(plan_path), std::move(plan_text),
-                                      max_over_read);
+                                      max_over_read, std::move(read_strategy));
         request.verify = std::move(verify);
         request.dtype = std::move(dtype);
         return Load(handle, request, rank, progress, device, gds, coop);
@@ -192,7 +203,8 @@ void BindLoad(py::module_& m) {
       py::arg("checkpoint"), py::kw_only(), py::arg("globs"), py::arg("threads"),
       py::arg("mode"), py::arg("rank"), py::arg("world"), py::arg("plan_kind"),
       py::arg("plan_path"), py::arg("plan_text"), py::arg("progress"),
-      py::arg("max_over_read") = 0.0, py::arg("device") = "cpu",
+      py::arg("max_over_read") = 0.0, py::arg("read_strategy") = "auto",
+      py::arg("device") = "cpu",
       py::arg("verify") = std::string(), py::arg("dtype") = std::string(),
       py::arg("gds") = false,
       SHARDLOAD_COOP_PY_ARGS,
@@ -204,15 +216,17 @@ void BindLoad(py::module_& m) {
       [](const CheckpointHandle& handle, std::vector<std::string> globs, unsigned threads,
          std::string mode, const std::vector<unsigned>& ranks, unsigned world,
          const std::string& plan_kind, std::string plan_path, std::string plan_text,
-         double max_over_read) {
+         double max_over_read, std::string read_strategy) {
         return Plan(handle,
                     MakeRequest(std::move(globs), threads, std::move(mode), world, plan_kind,
-                                std::move(plan_path), std::move(plan_text), max_over_read),
+                                std::move(plan_path), std::move(plan_text), max_over_read,
+                                std::move(read_strategy)),
                     ranks);
       },
       py::arg("checkpoint"), py::kw_only(), py::arg("globs"), py::arg("threads"),
       py::arg("mode"), py::arg("ranks"), py::arg("world"), py::arg("plan_kind"),
       py::arg("plan_path"), py::arg("plan_text"), py::arg("max_over_read") = 0.0,
+      py::arg("read_strategy") = "auto",
       "One RankPlan dict per rank of RANKS (all of them when empty), without reading "
       "tensor data.");
   m.def("_live_dlpack_exports", &LiveDlpackExports);

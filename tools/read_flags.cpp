@@ -15,7 +15,7 @@ FlagSpec MaxOverReadFlag() {
 
 FlagSpec ReadStrategyFlag() {
   return {"--read-strategy", "S",
-          "how slices' rows are read: auto (default, cost model), exact, staged or mixed"};
+          "how slices' rows are read: auto (default, cost model), exact, staged, mixed or mapped"};
 }
 
 int ReadReadFlags(const CommandSpec& spec, const Args& args, LoadOptions& options) {
@@ -32,7 +32,8 @@ int ReadReadFlags(const CommandSpec& spec, const Args& args, LoadOptions& option
     else if (*text == "exact") options.read_strategy = ReadStrategy::kExact;
     else if (*text == "staged") options.read_strategy = ReadStrategy::kStaged;
     else if (*text == "mixed") options.read_strategy = ReadStrategy::kMixed;
-    else return UsageError(spec, "--read-strategy must be auto, exact, staged or mixed");
+    else if (*text == "mapped") options.read_strategy = ReadStrategy::kMapped;
+    else return UsageError(spec, "--read-strategy must be auto, exact, staged, mixed or mapped");
   }
   return kExitOk;
 }

@@ -22,6 +22,7 @@ namespace shardload {
 
 class FileTable;
 class FaultInPolicy;
+class ShardMappings;
 class CompletionFilter;
 
 // Reports bytes delivered to a progress callback, at most about once per
@@ -67,6 +68,7 @@ struct ExecContext {
   std::uint64_t alignment = 1;        // O_DIRECT alignment of direct ops (ReadOp::direct)
   std::uint64_t staging_size = 0;     // bytes of one staging buffer; 0: none staged
   std::span<const Segment> scatter;   // the plan's scatter segments (ReadPlan::scatter)
+  const ShardMappings* mappings = nullptr;  // the shards mapped ops read (mapped_read.h)
   std::uint64_t reads = 0;            // reads (pieces) in the plan; 0: one per op
   // Destination pages are faulted in by the workers, for the reads they
   // issue: in a library-owned arena as `arena_fault_in` decides

@@ -9,6 +9,7 @@
 #include "buffers/mapped_memory.h"
 #include "io/completion.h"
 #include "io/file_table.h"
+#include "io/mapped_read.h"
 
 namespace shardload {
 namespace {
@@ -56,6 +57,15 @@ Status PreadBackend::Execute(WorkerOps& ops, const ExecContext& ctx,
     if (i == OpQueue::kNone) return {};
     const ReadOp& op = ops.op(i);
     PrepareDestination(op, ctx);
+    if (op.mapped) {
+      ++stats.read_ops;
+      if (Status s = MappedRead(op, ctx, stats); !s) {
+        stats.failed_op = i;
+        SignalStop(ctx, stats);
+        return s;
+      }
+      continue;
+    }
     for (std::uint64_t k = 0; k < op.pieces; ++k) {
       if (k > 0 && ctx.stop->load(std::memory_order_relaxed)) return CancelledError();
       ++stats.read_ops;

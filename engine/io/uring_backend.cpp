@@ -12,6 +12,7 @@
 #include "buffers/mapped_memory.h"
 #include "io/completion.h"
 #include "io/file_table.h"
+#include "io/mapped_read.h"
 #include "io/pread_backend.h"
 #include "io/uring.h"
 #include "util/errno_error.h"
@@ -45,8 +46,8 @@ struct Slot {
 // and slots are idle (resubmissions first, then the next pieces of the
 // current op, then new ops taken from the OpQueue, each new op's destination
 // first passed to PrepareDestination: the fault-in policy of ExecContext; a
-// slot holds one piece, so a batch op's reads run queue_depth at a time),
-// then makes one
+// slot holds one piece, so a batch op's reads run queue_depth at a time; a
+// mapped op takes no slot: it runs right there, RunMapped), then makes one
 // io_uring_submit_and_wait(1) call, then reaps every ready CQE with
 // io_uring_for_each_cqe and one io_uring_cq_advance. Cached buffered reads
 // complete inline during the submit, so a turn costs one system call.
@@ -82,6 +83,7 @@ class Scheduler {
   void DrainQuietly() noexcept;
   unsigned Depth() const;
   void Fill();
+  bool RunMapped(std::size_t index);
   void PrepareSqe(std::uint32_t slot_index);
   void Reap();
   void ReapFiltered();
@@ -199,6 +201,17 @@ void Scheduler::Fill() {
         break;
       }
       PrepareDestination(ops_.op(current_), ctx_);
+      if (ops_.op(current_).mapped) {
+        next_piece_ = 1;
+        if (!RunMapped(current_)) break;
+        // Mapped ops take milliseconds: stop between them (BeginStop, so
+        // that Loop does not wait for a completion when nothing is in flight).
+        if (ctx_.stop->load(std::memory_order_relaxed)) {
+          BeginStop();
+          break;
+        }
+        continue;
+      }
     }
     std::uint32_t s = idle_.back();
     idle_.pop_back();
@@ -209,6 +222,18 @@ void Scheduler::Fill() {
     PrepareSqe(s);
     --space;
   }
+}
+
+// A mapped op runs here, on this thread, between submissions (no SQE, no
+// slot): io/mapped_read.h. False when it failed (the load stops).
+bool Scheduler::RunMapped(std::size_t index) {
+  ++stats_.read_ops;
+  if (Status s = MappedRead(ops_.op(index), ctx_, stats_); !s) {
+    stats_.failed_op = index;
+    Fail(std::move(s).error());
+    return false;
+  }
+  return true;
 }
 
 // The one place an SQE is filled in.

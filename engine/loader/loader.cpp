@@ -41,6 +41,7 @@
 #include "io/completion.h"
 #include "io/file_table.h"
 #include "io/io_backend.h"
+#include "io/mapped_read.h"
 #include "io/op_queue.h"
 #include "io/pread_backend.h"
 #include "io/residency.h"
@@ -365,6 +366,8 @@ Result<LoadStats> Loader::Impl::ExecuteHost(FileTable& files, std::span<const Se
   auto marked = PlanMarked(files, segments, windows);
   if (!marked) return std::move(marked).error();
   const ReadPlan* plan = &marked->plan;
+  auto mappings = ShardMappings::Map(files, plan->ops);  // nothing unless reads are mapped
+  if (!mappings) return std::move(mappings).error();
 
   std::atomic<bool> stop{false};
   CancelWatch watch(options.cancel.get(), &stop);
@@ -377,6 +380,7 @@ Result<LoadStats> Loader::Impl::ExecuteHost(FileTable& files, std::span<const Se
   ctx.alignment = files.alignment();
   ctx.staging_size = plan->staging_size;
   ctx.scatter = plan->scatter;
+  ctx.mappings = &*mappings;
   ctx.reads = plan->reads;
   ctx.prefault = options.prefault;
   ctx.arena_fault_in = fault_in;
@@ -586,6 +590,7 @@ std::string StrategyName(ReadStrategy strategy) {
     case ReadStrategy::kExact: return "exact";
     case ReadStrategy::kStaged: return "staged";
     case ReadStrategy::kMixed: return "mixed";
+    case ReadStrategy::kMapped: return "mapped";
   }
   return "exact";
 }

@@ -5,7 +5,8 @@
 //            alignment slack of an O_DIRECT read), e.g. a library-owned region;
 //   ReadOp   one unit of scheduled work: one read, or a batch of equally
 //            spaced reads (exact strided runs), or one staged read whose
-//            bytes are scattered to many runs;
+//            bytes are scattered to many runs, or one window of a mapped
+//            shard whose bytes are scattered the same way (ReadOp::mapped);
 //   PieceOf  the k-th read of a ReadOp, as a single-read ReadOp.
 // Thread-compatible value types.
 #pragma once
@@ -53,6 +54,11 @@ struct Window {
 // with `align` > 1 (staged O_DIRECT pieces) each piece's read is re-widened
 // to the alignment grid around its run [offset + copy_skip + k*src_stride,
 // + copy_length). Batches never scatter.
+//
+// A mapped op (mapped, always staged and a single piece) reads nothing: the
+// worker populates file bytes [offset, offset + length) (from the page
+// boundary below) of the load's mapping of the shard and copies out of it as
+// a staged read copies out of its staging buffer (io/mapped_read.h).
 struct ReadOp {
   std::uint32_t file = 0;
   std::uint64_t offset = 0;
@@ -71,6 +77,7 @@ struct ReadOp {
   std::uint64_t src_stride = 0;
   std::uint64_t dst_stride = 0;
   std::uint64_t align = 1;      // > 1: re-align each piece (staged O_DIRECT batch)
+  bool mapped = false;          // copy out of a mapping instead of reading
   // Destination bytes this op writes lie in [first, first + dst_extent), first
   // being dst (direct) or copy_dst (staged): what the fault-in policy sees.
   std::uint64_t dst_extent = 0;

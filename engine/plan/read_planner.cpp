@@ -19,6 +19,7 @@ const char* ReadStrategyName(ReadStrategy strategy) {
     case ReadStrategy::kExact: return "exact";
     case ReadStrategy::kStaged: return "staged";
     case ReadStrategy::kMixed: return "mixed";
+    case ReadStrategy::kMapped: return "mapped";
   }
   return "?";
 }
@@ -51,6 +52,7 @@ Status ValidateOptions(const PlanOptions& options) {
   if (options.workers == 0) return Invalid("zero workers");
   if (options.chunk_size == 0) return Invalid("chunk_size is zero");
   if (options.staging_chunk == 0) return Invalid("staging_chunk is zero");
+  if (options.map_window == 0) return Invalid("map_window is zero");
   if (!(options.max_over_read >= 1.0)) {
     return Invalid("max_over_read " + std::to_string(options.max_over_read) + " is below 1");
   }
@@ -197,6 +199,7 @@ class Builder {
     direct_chunk_ = std::max(a_, AlignDown(chunk_, a_));
     staging_chunk_ = std::max(a_, AlignUp(std::min(options.staging_chunk, direct_chunk_), a_));
     buffered_staging_ = std::min(options.staging_chunk, chunk_);
+    map_window_ = std::min(options.map_window, kMaxReadLength);
   }
 
   const IoCost& Mode(const Segment& s) const {
@@ -223,6 +226,18 @@ class Builder {
     Price p;
     p.bytes_read = hi - lo;
     p.cost = static_cast<double>(CeilDiv(hi - lo, StagingChunk(s.direct))) * m.op_ns +
+             static_cast<double>(p.bytes_read) * m.byte_ns +
+             static_cast<double>(s.count * s.length) * options_.cost.copy_byte_ns;
+    return p;
+  }
+
+  // Mapped: the covering range in map_window mappings, every page of it
+  // mapped, runs copied out. Only buffered segments are mapped.
+  Price PriceMapped(const Segment& s) const {
+    const IoCost& m = options_.cost.mapped;
+    Price p;
+    p.bytes_read = FileSpan(s);
+    p.cost = static_cast<double>(CeilDiv(p.bytes_read, map_window_)) * m.op_ns +
              static_cast<double>(p.bytes_read) * m.byte_ns +
              static_cast<double>(s.count * s.length) * options_.cost.copy_byte_ns;
     return p;
@@ -280,9 +295,11 @@ class Builder {
     }
   }
 
-  // Staged reads of the covering range of `group` (segments of one tag, one
-  // file and one mode whose covering ranges overlap, sorted by offset).
-  void AddCovering(std::span<const Segment> group, std::vector<Segment>& scatter) {
+  // Staged reads (or, with `mapped`, mappings) of the covering range of
+  // `group` (segments of one tag, one file and one mode whose covering ranges
+  // overlap, sorted by offset), cut on a grid of staging_chunk (map_window).
+  void AddCovering(std::span<const Segment> group, std::vector<Segment>& scatter,
+                   bool mapped = false) {
     const Segment& head = group.front();
     std::uint64_t lo = head.offset, hi = 0;
     for (const Segment& s : group) hi = std::max(hi, s.offset + FileSpan(s));
@@ -290,7 +307,7 @@ class Builder {
     scatter.insert(scatter.end(), group.begin(), group.end());
     const auto count = static_cast<std::uint32_t>(group.size());
     const std::uint64_t a = head.direct ? a_ : 1;
-    const std::uint64_t step = StagingChunk(head.direct);
+    const std::uint64_t step = mapped ? map_window_ : StagingChunk(head.direct);
     for (std::uint64_t grid = AlignDown(lo, a); grid < hi; grid += step) {
       std::uint64_t p = std::max(lo, grid);
       std::uint64_t q = std::min(hi, grid + step);
@@ -320,7 +337,8 @@ class Builder {
       if (op.delivered == 0) continue;  // a grid piece inside a gap
       op.copy_dst = reinterpret_cast<std::byte*>(first);
       op.dst_extent = last - first;
-      staging_size_ = std::max(staging_size_, op.length);
+      op.mapped = mapped;
+      if (!mapped) staging_size_ = std::max(staging_size_, op.length);
       bytes_read_ += op.length;
       Push(op, 1);
     }
@@ -428,6 +446,7 @@ class Builder {
   std::uint64_t direct_chunk_ = 0;
   std::uint64_t staging_chunk_ = 0;     // O_DIRECT staged reads (aligned)
   std::uint64_t buffered_staging_ = 0;  // buffered staged reads
+  std::uint64_t map_window_ = 0;        // largest mapping
   std::uint64_t staging_size_ = 0;
   std::uint64_t bytes_read_ = 0;
   std::uint64_t reads_ = 0;
@@ -458,41 +477,73 @@ void ForEachCoveringGroup(std::span<const Segment> segs, Fn&& fn) {
   if (start < segs.size()) fn(segs.subspan(start));
 }
 
-// Chooses and plans the strategy for one tag's strided segments; returns it.
+// What each strategy costs for one tag's strided segments, and per segment
+// whether mixed covers it (else reads it exactly).
+struct TagPrices {
+  double exact = 0, staged = 0, mixed = 0, mapped = 0;
+  std::uint64_t exact_bytes = 0, staged_bytes = 0, mixed_bytes = 0, mapped_bytes = 0;
+  std::vector<bool> mixed_covers;
+  bool any_mapped = false;  // some segment is buffered: kMapped maps it
+  bool any_cold = false;    // some buffered segment is expected to miss the cache
+};
+
+TagPrices PriceTag(std::span<const Segment> segments, const Builder& builder) {
+  TagPrices t;
+  t.mixed_covers.resize(segments.size());
+  for (std::size_t i = 0; i < segments.size(); ++i) {
+    const Segment& s = segments[i];
+    Price e = builder.PriceExact(s);
+    Price c = builder.PriceCovering(s);
+    t.exact += e.cost, t.exact_bytes += e.bytes_read;
+    t.staged += c.cost, t.staged_bytes += c.bytes_read;
+    t.mixed_covers[i] = c.cost < e.cost;
+    const Price& cheaper = t.mixed_covers[i] ? c : e;
+    t.mixed += cheaper.cost, t.mixed_bytes += cheaper.bytes_read;
+    // kMapped maps buffered segments and reads O_DIRECT ones as mixed does.
+    const Price m = s.direct ? cheaper : builder.PriceMapped(s);
+    t.mapped += m.cost, t.mapped_bytes += m.bytes_read;
+    t.any_mapped = t.any_mapped || !s.direct;
+    t.any_cold = t.any_cold || (!s.direct && s.cold);
+  }
+  return t;
+}
+
+// kAuto: the cheapest strategy whose bytes stay within `cap`.
+ReadStrategy Cheapest(const TagPrices& t, double cap) {
+  ReadStrategy strategy = ReadStrategy::kExact;
+  double best = t.exact;
+  auto consider = [&](ReadStrategy s, double cost, std::uint64_t bytes) {
+    if (static_cast<double>(bytes) <= cap && cost < best) strategy = s, best = cost;
+  };
+  consider(ReadStrategy::kMixed, t.mixed, t.mixed_bytes);
+  consider(ReadStrategy::kStaged, t.staged, t.staged_bytes);
+  // Mapping pages that are not cached faults them in one by one: never chosen.
+  if (t.any_mapped && !t.any_cold) consider(ReadStrategy::kMapped, t.mapped, t.mapped_bytes);
+  return strategy;
+}
+
+// kAuto's mixed that covers everything, or nothing, is one of the others.
+ReadStrategy Reduce(ReadStrategy strategy, const TagPrices& t) {
+  if (strategy != ReadStrategy::kMixed) return strategy;
+  const auto& c = t.mixed_covers;
+  if (std::none_of(c.begin(), c.end(), [](bool b) { return b; })) return ReadStrategy::kExact;
+  if (std::all_of(c.begin(), c.end(), [](bool b) { return b; })) return ReadStrategy::kStaged;
+  return strategy;
+}
+
+// Chooses and plans the strategy for one tag's strided segments; returns the
+// strategy its reads follow (kMapped with nothing buffered to map is kMixed).
 ReadStrategy PlanTag(const TagGroup& tag, const PlanOptions& options, Builder& builder,
                      std::vector<Segment>& scatter) {
-  // Price the three strategies.
-  double exact_cost = 0, staged_cost = 0, mixed_cost = 0;
-  std::uint64_t exact_bytes = 0, staged_bytes = 0, mixed_bytes = 0;
-  std::vector<bool> mixed_covers(tag.segments.size());
-  for (std::size_t i = 0; i < tag.segments.size(); ++i) {
-    Price e = builder.PriceExact(tag.segments[i]);
-    Price c = builder.PriceCovering(tag.segments[i]);
-    exact_cost += e.cost, exact_bytes += e.bytes_read;
-    staged_cost += c.cost, staged_bytes += c.bytes_read;
-    mixed_covers[i] = c.cost < e.cost;
-    mixed_cost += std::min(c.cost, e.cost);
-    mixed_bytes += mixed_covers[i] ? c.bytes_read : e.bytes_read;
-  }
+  const TagPrices prices = PriceTag(tag.segments, builder);
   const double cap = options.max_over_read * static_cast<double>(tag.received);
   ReadStrategy strategy = options.strategy;
-  if (strategy == ReadStrategy::kAuto) {
-    strategy = ReadStrategy::kExact;
-    double best = exact_cost;
-    if (static_cast<double>(mixed_bytes) <= cap && mixed_cost < best) {
-      strategy = ReadStrategy::kMixed, best = mixed_cost;
-    }
-    if (static_cast<double>(staged_bytes) <= cap && staged_cost < best) {
-      strategy = ReadStrategy::kStaged;
-    }
-    // Mixed that covers everything, or nothing, is one of the others.
-    if (strategy == ReadStrategy::kMixed) {
-      bool all = std::all_of(mixed_covers.begin(), mixed_covers.end(), [](bool b) { return b; });
-      bool none = std::none_of(mixed_covers.begin(), mixed_covers.end(), [](bool b) { return b; });
-      if (none) strategy = ReadStrategy::kExact;
-      if (all) strategy = ReadStrategy::kStaged;
-    }
-  }
+  if (strategy == ReadStrategy::kAuto) strategy = Reduce(Cheapest(prices, cap), prices);
+  if (strategy == ReadStrategy::kMapped && !prices.any_mapped) strategy = ReadStrategy::kMixed;
+  auto mixed = [&](std::size_t i) {
+    if (prices.mixed_covers[i]) builder.AddCovering(tag.segments.subspan(i, 1), scatter);
+    else builder.AddExact(tag.segments[i]);
+  };
   switch (strategy) {
     case ReadStrategy::kExact:
       for (const Segment& s : tag.segments) builder.AddExact(s);
@@ -502,11 +553,15 @@ ReadStrategy PlanTag(const TagGroup& tag, const PlanOptions& options, Builder& b
         builder.AddCovering(g, scatter);
       });
       break;
+    case ReadStrategy::kMapped:
+      ForEachCoveringGroup(tag.segments, [&](std::span<const Segment> g) {
+        if (!g.front().direct) return builder.AddCovering(g, scatter, /*mapped=*/true);
+        const auto first = static_cast<std::size_t>(g.data() - tag.segments.data());
+        for (std::size_t i = first; i < first + g.size(); ++i) mixed(i);
+      });
+      break;
     default:  // kMixed
-      for (std::size_t i = 0; i < tag.segments.size(); ++i) {
-        if (mixed_covers[i]) builder.AddCovering(tag.segments.subspan(i, 1), scatter);
-        else builder.AddExact(tag.segments[i]);
-      }
+      for (std::size_t i = 0; i < tag.segments.size(); ++i) mixed(i);
       break;
   }
   return strategy;

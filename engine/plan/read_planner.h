@@ -20,6 +20,9 @@
 //                 staging_chunk pieces on a fixed grid; each piece's runs
 //                 (also runs a grid line cuts in two) are copied out
 //        mixed    per segment, the cheaper of the two
+//        mapped   buffered segments: the covering range mapped in map_window
+//                 pieces on a fixed grid, runs copied out of each mapping
+//                 (one ReadOp per window); O_DIRECT segments as mixed
 //
 //   3. O_DIRECT plain ranges: widen each range to the alignment grid. When
 //      the destination sits at the same offset modulo the alignment as the
@@ -65,6 +68,9 @@ struct PlanOptions {
   std::uint64_t alignment = 4096;
   // Largest staged read (rounded up to the alignment). Default: 1 MiB.
   std::uint64_t staging_chunk = 1ULL << 20;
+  // Largest window of a kMapped read (a worker populates one at a time; its
+  // page-table entries take map_window / 512 bytes). Default: 32 MiB.
+  std::uint64_t map_window = 32ULL << 20;
   // Strategy for strided segments; kAuto: the cost model decides per tag.
   ReadStrategy strategy = ReadStrategy::kAuto;
   // Per tag, bytes read / bytes received at most this (>= 1); 1 gives exact
@@ -80,8 +86,8 @@ struct PlanOptions {
 // whole tensors) counts for the tag of its first byte.
 struct TagReads {
   ReadStrategy strategy = ReadStrategy::kExact;  // kExact for plain ranges
-  std::uint64_t bytes_read = 0;  // bytes read from storage (alignment, gaps included)
-  std::uint64_t read_ops = 0;    // read system calls / io_uring reads (pieces)
+  std::uint64_t bytes_read = 0;  // bytes read from storage (alignment, gaps included; mapped: bytes mapped)
+  std::uint64_t read_ops = 0;    // read system calls / io_uring reads (pieces) / mappings
   std::uint64_t bytes = 0;       // bytes received (delivered) for this tag
 };
 

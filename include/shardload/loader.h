@@ -62,17 +62,20 @@ struct LoadOptions {
   // Default: kAuto = io_uring when it can be set up, else pread (reported).
   Backend backend = Backend::kAuto;
   // How a tensor-parallel slice's rows (strided runs) are read: exact runs,
-  // the covering range staged and scattered, or a mix (ReadStrategy in
-  // shardload/read_strategy.h). kAuto: the cost model picks per tensor.
-  // Staging is bounded: each worker holds at most 16 MiB of staging buffers
-  // (queue_depth staged reads of at most 1 MiB each). Default: kAuto.
+  // the covering range staged and scattered, a mix, or the covering range
+  // mapped and copied out (ReadStrategy in shardload/read_strategy.h). kAuto:
+  // the cost model picks per tensor. Staging is bounded: each worker holds at
+  // most 16 MiB of staging buffers (queue_depth staged reads of at most 1 MiB
+  // each); mapped reads map the shards they read (address space only), a
+  // worker populating one window of at most 32 MiB at a time (64 KiB of
+  // page-table entries). Default: kAuto.
   ReadStrategy read_strategy = ReadStrategy::kAuto;
   // Per tensor, bytes read / bytes received at most this (>= 1): caps the
-  // gaps staged and mixed reads read through. 1 gives exact reads (O_DIRECT
+  // gaps staged, mixed and mapped reads read through (or map). 1 gives exact reads (O_DIRECT
   // still reads each run's aligned superset). Default: 8.
   double max_over_read = 8.0;
   // What the planner assumes an operation and a byte cost (buffered warm,
-  // buffered cold, O_DIRECT, staging copy); defaults measured by
+  // buffered cold, O_DIRECT, mapped, staging copy); defaults measured by
   // perf/read_cost, docs/performance.md "Read cost model".
   CostModel cost_model;
   // Put library-owned memory on transparent huge pages. Default: on.
@@ -271,7 +274,7 @@ struct PlannedTensor {
   std::uint64_t bytes = 0;           // local bytes
   std::string rule;                  // the plan rule that decided it
   // How its reads were planned (ReadPlan's per-tensor strategy): "exact",
-  // "staged" or "mixed"; and what they read. A read that covers several
+  // "staged", "mixed" or "mapped"; and what they read. A read that covers several
   // tensors (coalesced neighbours) counts for the first one only, so these
   // add up to RankPlan::bytes_read and read_ops.
   std::string strategy;

@@ -22,7 +22,7 @@ from . import _args, _load
 
 def load(path, *, rank=None, world=None, plan=None, select=None, threads=None, direct=False,
          mode=None, framework="numpy", progress=None, max_over_read=None, device="cpu",
-         verify=None, dtype=None, gds=False, group=None, cooperate=None, staging=None,
+         verify=None, dtype=None, read_strategy=None, gds=False, group=None, cooperate=None, staging=None,
          peer_timeout=None):
     """Loads the checkpoint at PATH; returns a LoadedTensors (a dict name ->
     array, with .dtypes, .stats and .memory).
@@ -45,6 +45,9 @@ def load(path, *, rank=None, world=None, plan=None, select=None, threads=None, d
     max_over_read: per tensor, bytes read / bytes received at most this
       (a number >= 1; 1 reads slices' rows exactly; default 8: the cost
       model may read through gaps between rows and scatter them).
+    read_strategy: how slices' rows are read: "auto" (default, the cost
+      model), "exact", "staged", "mixed" or "mapped" (as `--read-strategy`,
+      docs/tp-plan.md).
     framework: "numpy" (zero-copy views) or "torch" (zero-copy through DLPack).
     progress: True for a tqdm bar (a plain line on stderr without tqdm), or
       a callable, called as progress(bytes_done, bytes_total) from the
@@ -87,7 +90,8 @@ def load(path, *, rank=None, world=None, plan=None, select=None, threads=None, d
     return _load.checked_load(
         lambda: open(path)._handle, rank=rank, world=world, plan=plan, select=select,
         threads=threads, direct=direct, mode=mode, framework=framework, progress=progress,
-        max_over_read=max_over_read, device=device, verify=verify, dtype=dtype, gds=gds, group=group,
+        max_over_read=max_over_read, device=device, verify=verify, dtype=dtype,
+        read_strategy=read_strategy, gds=gds, group=group,
         cooperate=cooperate, staging=staging, peer_timeout=peer_timeout)
 
 

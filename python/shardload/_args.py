@@ -47,6 +47,7 @@ class Request:
     framework: str = "numpy"
     progress: Any = None         # None, a bool or a callable (_progress.py)
     max_over_read: float = 0.0   # 0: the library's default
+    read_strategy: str = "auto"  # one of READ_STRATEGIES
     device: str = "cpu"          # "cpu" or "cuda:N"
     verify: str = ""             # manifest path ("" for none)
     dtype: str = ""              # "F32", "F16", "BF16" ("" for none)
@@ -204,6 +205,20 @@ def _mode(direct, mode) -> str:
     return mode
 
 
+READ_STRATEGIES = ("auto", "exact", "staged", "mixed", "mapped")
+
+
+def _read_strategy(value) -> str:
+    """read_strategy= as one of READ_STRATEGIES; None gives "auto"."""
+    if value is None:
+        return "auto"
+    if not isinstance(value, str):
+        raise TypeError(f"read_strategy must be a str, not {type(value).__name__}")
+    if value not in READ_STRATEGIES:
+        raise ValueError(f"read_strategy must be one of {READ_STRATEGIES}, got {value!r}")
+    return value
+
+
 def _max_over_read(value) -> float:
     """max_over_read= as a float >= 1; None gives 0 (the library's default)."""
     if value is None:
@@ -294,7 +309,7 @@ def destinations(tensors):
 
 def load_request(*, rank, world, plan, select, threads, direct, framework, progress,
                  mode=None, max_over_read=None, device="cpu", verify=None,
-                 dtype=None, gds=False) -> Request:
+                 dtype=None, read_strategy=None, gds=False) -> Request:
     """The checked arguments of a load."""
     if not isinstance(gds, bool):
         raise TypeError(f"gds must be a bool, got {type(gds).__name__}")
@@ -305,15 +320,16 @@ def load_request(*, rank, world, plan, select, threads, direct, framework, progr
         raise ValueError(f"framework must be one of {FRAMEWORKS}, got {framework!r}")
     check_progress(progress)
     return Request(_globs(select), _threads(threads), mode, rank, world, plan, framework,
-                   progress, _max_over_read(max_over_read), _device(device, framework),
-                   _verify(verify), _dtype(dtype), gds)
+                   progress, _max_over_read(max_over_read), _read_strategy(read_strategy),
+                   _device(device, framework), _verify(verify), _dtype(dtype), gds)
 
 
 def plan_request(*, rank, world, plan, select, threads, direct, mode=None,
-                 max_over_read=None) -> Request:
+                 max_over_read=None, read_strategy=None) -> Request:
     """The checked arguments of a plan; rank None means every rank."""
     plan = _plan(plan)
     rank, world = _world_and_rank(rank, world, plan, every_rank_allowed=True)
     mode = _mode(direct, mode)
     return Request(_globs(select), _threads(threads), mode, rank, world, plan,
-                   max_over_read=_max_over_read(max_over_read))
+                   max_over_read=_max_over_read(max_over_read),
+                   read_strategy=_read_strategy(read_strategy))

@@ -103,19 +103,20 @@ class Checkpoint(Mapping):
         return self._handle.index_metadata()
 
     def plan(self, *, world=None, rank=None, plan=None, select=None, threads=None,
-             direct=False, mode=None, max_over_read=None):
+             direct=False, mode=None, max_over_read=None, read_strategy=None):
         """What tensor-parallel ranks would load, from the headers only (no
         tensor data is read). Returns one RankPlan for RANK, or a list with
         one per rank when RANK is None. Arguments as load(); read_ops depends
         on THREADS. Raises shardload.Error when the plan does not fit."""
         request = _args.plan_request(rank=rank, world=world, plan=plan, select=select,
                                      threads=threads, direct=direct, mode=mode,
-                                     max_over_read=max_over_read)
+                                     max_over_read=max_over_read, read_strategy=read_strategy)
         # No rank: every rank, from one resolution of the plan (ranks=[]).
         ranks = [] if request.rank is None else [request.rank]
         plans = _shardload.plan(self._handle, globs=request.globs, threads=request.threads,
                                 mode=request.mode, ranks=ranks, world=request.world,
                                 max_over_read=request.max_over_read,
+                                read_strategy=request.read_strategy,
                                 **request.plan_kwargs())
         plans = [_rank_plan(p) for p in plans]
         return plans if request.rank is None else plans[0]
@@ -147,14 +148,15 @@ class Checkpoint(Mapping):
 
     def load(self, *, rank=None, world=None, plan=None, select=None, threads=None,
              direct=False, mode=None, framework="numpy", progress=None, max_over_read=None,
-             device="cpu", verify=None, dtype=None, gds=False, group=None, cooperate=None,
+             device="cpu", verify=None, dtype=None, read_strategy=None, gds=False, group=None, cooperate=None,
              staging=None, peer_timeout=None):
         """Loads from this checkpoint; as shardload.load() without resolving
         the path again."""
         return _load.checked_load(
             lambda: self._handle, rank=rank, world=world, plan=plan, select=select,
             threads=threads, direct=direct, mode=mode, framework=framework, progress=progress,
-            max_over_read=max_over_read, device=device, verify=verify, dtype=dtype, gds=gds,
+            max_over_read=max_over_read, device=device, verify=verify, dtype=dtype,
+            read_strategy=read_strategy, gds=gds,
             group=group, cooperate=cooperate, staging=staging, peer_timeout=peer_timeout)
 
     def __repr__(self):

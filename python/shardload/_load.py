@@ -36,8 +36,8 @@ class LoadedTensors(dict):
 
 
 def checked_load(open_handle, *, rank, world, plan, select, threads, direct, mode, framework,
-                 progress, max_over_read, device, verify, dtype, gds, group, cooperate,
-                 staging, peer_timeout):
+                 progress, max_over_read, device, verify, dtype, read_strategy, gds, group,
+                 cooperate, staging, peer_timeout):
     """load()'s arguments checked before any file is opened (TypeError,
     ValueError), then OPEN_HANDLE() (the CheckpointHandle), the node's ranks
     met for a cooperative load, and the load itself."""
@@ -48,7 +48,8 @@ def checked_load(open_handle, *, rank, world, plan, select, threads, direct, mod
                                  threads=threads, direct=direct, mode=mode,
                                  framework=framework, progress=progress,
                                  max_over_read=max_over_read, device=device,
-                                 verify=verify, dtype=dtype, gds=gds)
+                                 verify=verify, dtype=dtype, read_strategy=read_strategy,
+                                 gds=gds)
     handle = open_handle()
     return run(handle, request, coop.connected())
 
@@ -63,7 +64,8 @@ def run(handle, request, coop=_cooperate.ALONE):
         memory = _shardload.load(
             handle, globs=request.globs, threads=request.threads, mode=request.mode,
             rank=request.rank, world=request.world, progress=progress,
-            max_over_read=request.max_over_read, device=request.device,
+            max_over_read=request.max_over_read, read_strategy=request.read_strategy,
+            device=request.device,
             verify=request.verify, dtype=request.dtype, gds=request.gds,
             **request.plan_kwargs(), **coop.kwargs())
     finally:

@@ -48,7 +48,7 @@ class PlannedTensor:
     shape: Tuple[int, ...]   # the local shape
     nbytes: int              # local bytes (vocab padding included)
     rule: str                # the plan rule that decided it
-    strategy: str            # how its reads are planned: "exact", "staged" or "mixed"
+    strategy: str            # how its reads are planned: "exact", "staged", "mixed" or "mapped"
     bytes_read: int          # bytes its reads take from storage
     read_ops: int            # reads issued for it
     quant: Optional[QuantSplit] = None  # quantized tensors under a quantization_config

@@ -1,6 +1,6 @@
 // A shard truncated while a load is running (issue #5) gives kTruncated
-// naming the shard and a tensor: no SIGBUS (nothing is mapped) and no
-// garbage reported as loaded. In the library cases the truncation is
+// naming the shard and a tensor: no SIGBUS (mapped reads recover it, below)
+// and no garbage reported as loaded. In the library cases the truncation is
 // deterministic: a CompletionFilter truncates the shard at the first result
 // of a read of it, while the other reads of that shard are in flight or yet
 // to come, on both backends, buffered and O_DIRECT. The CLI case truncates a
@@ -168,6 +168,70 @@ TEST_CASE("shard truncated during a load, pread: kTruncated naming it") {
 TEST_CASE("shard truncated during a load, io_uring: kTruncated naming it" *
           doctest::skip(NoIoUring())) {
   CheckTruncatedUnderLoad(Backend::kIoUring);
+}
+
+// Mapped reads (ReadStrategy::kMapped) copy out of a mapping of the shard:
+// a shard cut under it raises SIGBUS on the pages past the new end, which
+// the load must turn into kTruncated naming the shard and the tensor, not a
+// crash. One worker, reads in file order: the first read of shard 0 cuts
+// shard 1, whose row-split tensor is then mapped and copied.
+void CheckMappedTruncated(Backend backend) {
+  for (const std::uint64_t keep : {std::uint64_t{0}, std::uint64_t{100000}}) {
+    CAPTURE(keep);
+    TempDir dir;
+    std::mt19937_64 rng(MixSeed(Seed(), 32));
+    const Checkpoint ckpt = WriteShards(
+        dir.path(), {{{"a.w", DType::kU8, {1 << 16}}}, {{"b.w", DType::kU8, {1024, 1024}}}}, rng);
+    LoadOptions o;
+    o.backend = backend;
+    o.mode = IoMode::kBuffered;
+    o.threads = 1;
+    o.queue_depth = 1;
+    o.read_strategy = ReadStrategy::kMapped;
+    auto loader = Loader::Open(ckpt, o);
+    REQUIRE_MESSAGE(loader, shardload::test::ErrorText(loader));
+    const TensorInfo* bw = ckpt.Find("b.w");
+    REQUIRE(bw != nullptr);
+    // Rank 1 of 4 of b.w split by rows (its columns): 1024 runs of 256 bytes,
+    // 1024 apart, one window of the covering range.
+    const TensorParallel tp{1, 4, PlanSource::Json(
+        R"({"tp_plan_version": 1, "rules": [{"match": "b.w", "split": "row"}]})")};
+    auto planned = loader->Plan({}, tp);
+    REQUIRE(planned);
+    for (const PlannedTensor& t : planned->tensors) {
+      if (t.name == "b.w") CHECK(t.strategy == "mapped");
+    }
+    Truncation t;
+    t.file = 0;  // the trigger: the first read of shard 0
+    t.path = ckpt.shards()[1].path;
+    t.size = static_cast<off_t>(bw->offset + keep);
+    TruncatingBackend truncating(RealBackend(backend), t);
+    ScopedBackendOverride use(truncating);
+    Watchdog dog(std::chrono::seconds(60));
+    Watchdog::Scope armed(dog, "mapped load truncated under it");
+    auto loaded = loader->Load({}, tp);
+    REQUIRE(t.fired.load());
+    REQUIRE(t.error.load() == 0);
+    REQUIRE_MESSAGE(!loaded, "a mapped load of a shard truncated under it succeeded");
+    const Error& e = loaded.error();
+    INFO(e.ToString());
+    CHECK(e.code == ErrorCode::kTruncated);
+    CHECK(e.path == ckpt.shards()[1].path);
+    CHECK(e.tensor == "b.w");
+    REQUIRE(e.offset.has_value());
+    CHECK(*e.offset >= static_cast<std::uint64_t>(t.size));
+    CHECK(*e.offset < bw->offset + bw->size);
+    CHECK(e.detail.find("the file now has " + std::to_string(t.size) + " bytes") !=
+          std::string::npos);
+  }
+}
+
+TEST_CASE("shard truncated under a mapped read, pread: kTruncated naming it, no SIGBUS") {
+  CheckMappedTruncated(Backend::kPread);
+}
+TEST_CASE("shard truncated under a mapped read, io_uring: kTruncated naming it, no SIGBUS" *
+          doctest::skip(NoIoUring())) {
+  CheckMappedTruncated(Backend::kIoUring);
 }
 
 #ifdef SHARDLOAD_CLI

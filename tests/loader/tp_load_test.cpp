@@ -279,7 +279,8 @@ void LoadEveryRank(const Fixture& f, LoadOptions options, const test::FakeCuda* 
 }
 
 const ReadStrategy kStrategies[] = {ReadStrategy::kAuto, ReadStrategy::kExact,
-                                    ReadStrategy::kStaged, ReadStrategy::kMixed};
+                                    ReadStrategy::kStaged, ReadStrategy::kMixed,
+                                    ReadStrategy::kMapped};
 
 // Every forced strategy, with reads large and small (a small chunk cuts
 // staged reads inside runs), plus auto with max_over_read 1.
@@ -388,7 +389,7 @@ TEST_CASE("LoadInto caller device buffers on cuda:0 (fake runtime), padding is z
   CHECK(cuda.Count("misuse") == 0);
 }
 
-TEST_CASE("every strategy: staged reads of a slice read the gaps, exact reads do not") {
+TEST_CASE("every strategy: staged and mapped reads of a slice cover the gaps, exact reads do not") {
   Fixture f;
   LoadOptions options;
   options.threads = 1;
@@ -409,6 +410,10 @@ TEST_CASE("every strategy: staged reads of a slice read the gaps, exact reads do
   CHECK(seen[ReadStrategy::kExact].read_ops == 16);
   CHECK(seen[ReadStrategy::kStaged].bytes_read == 15 * 48 + 12);
   CHECK(seen[ReadStrategy::kStaged].read_ops == 1);
+  // Mapped: one window of the covering range, its bytes counted as read.
+  CHECK(seen[ReadStrategy::kMapped].bytes == 16 * 12);
+  CHECK(seen[ReadStrategy::kMapped].bytes_read == 15 * 48 + 12);
+  CHECK(seen[ReadStrategy::kMapped].read_ops == 1);
 }
 
 TEST_CASE("LoadInto caller buffers of the local sizes, padding zeroed, every strategy") {

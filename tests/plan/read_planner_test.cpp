@@ -374,7 +374,8 @@ TEST_CASE("random plans deliver every segment byte and write nowhere else") {
 // --- strided segments --------------------------------------------------------
 
 const ReadStrategy kForced[] = {ReadStrategy::kExact, ReadStrategy::kStaged,
-                                ReadStrategy::kMixed, ReadStrategy::kAuto};
+                                ReadStrategy::kMixed, ReadStrategy::kMapped,
+                                ReadStrategy::kAuto};
 
 TEST_CASE("strided segments: every strategy, buffered and O_DIRECT, delivers every run byte") {
   std::mt19937_64 rng(test::Seed());
@@ -417,10 +418,12 @@ TEST_CASE("strided segments: every strategy, buffered and O_DIRECT, delivers eve
         options.alignment = direct ? kA : 1;
         options.chunk_size = std::uint64_t{1} << (9 + rng() % 6);  // 512 .. 16 KiB
         options.staging_chunk = std::uint64_t{1} << (9 + rng() % 4);
+        options.map_window = std::uint64_t{1} << (9 + rng() % 6);
         options.workers = 1 + static_cast<unsigned>(rng() % 4);
         options.windows = windows;
         INFO("iter ", iter, " strategy ", std::string(ReadStrategyName(strategy)), " direct ", direct,
-             " chunk ", options.chunk_size, " staging ", options.staging_chunk);
+             " chunk ", options.chunk_size, " staging ", options.staging_chunk, " map window ",
+             options.map_window);
         ReadPlan plan = MustPlan(segs, options);
         std::memset(mem, 0, kMem);
         Simulate(plan, mem, kMem, segs, windows, options.alignment);
@@ -433,7 +436,18 @@ TEST_CASE("strided segments: every strategy, buffered and O_DIRECT, delivers eve
           const bool plain = seg.count == 1 ||
                              (seg.src_stride == seg.length && seg.dst_stride == seg.length);
           if (plain) CHECK(t.strategy == ReadStrategy::kExact);  // one range: nothing to choose
-          if (!plain && strategy != ReadStrategy::kAuto) CHECK(t.strategy == strategy);
+          // Forced mapped with every segment O_DIRECT reads (and reports) as mixed.
+          const bool reduced = strategy == ReadStrategy::kMapped && direct;
+          if (!plain && strategy != ReadStrategy::kAuto && !reduced) CHECK(t.strategy == strategy);
+          if (!plain && reduced) CHECK(t.strategy == ReadStrategy::kMixed);
+          if (strategy == ReadStrategy::kMapped && !direct && !plain) {
+            // Mappings of at most map_window over the covering range, none
+            // for pieces inside a gap; bytes_read counts the bytes mapped.
+            std::uint64_t cover = (seg.count - 1) * seg.src_stride + seg.length;
+            CHECK(t.bytes_read >= t.bytes);
+            CHECK(t.bytes_read <= cover);
+            CHECK(t.read_ops <= cover / options.map_window + 2);
+          }
           if (strategy == ReadStrategy::kExact && !direct) {
             CHECK(t.bytes_read == t.bytes);
           }
@@ -455,6 +469,18 @@ TEST_CASE("strided segments: every strategy, buffered and O_DIRECT, delivers eve
         CHECK(plan.bytes_requested == read);
         CHECK(plan.reads == reads);
         if (options.workers > 0) CHECK(plan.bounds.back() == plan.ops.size());
+        for (const ReadOp& op : plan.ops) {
+          if (!op.mapped) continue;
+          // A mapping: one buffered piece, copied out like a staged read, no staging.
+          CHECK((strategy == ReadStrategy::kMapped || strategy == ReadStrategy::kAuto));
+          CHECK(plan.tags[op.tag].strategy == ReadStrategy::kMapped);
+          CHECK(!op.direct);
+          CHECK(op.staged());
+          CHECK(op.pieces == 1);
+          CHECK(op.length <= options.map_window);
+          CHECK(op.copy_skip + op.copy_length == op.length);
+        }
+        if (strategy == ReadStrategy::kMapped && !direct) CHECK(plan.staging_size == 0);
       }
     }
   }
@@ -513,6 +539,7 @@ TEST_CASE("the cost model and max_over_read choose the strategy") {
   // 4096 runs of 64 bytes, 128 apart: the gap costs 64 bytes.
   Segment seg{0, 0, 64, mem.data(), 0, 4096, 128, 64};
   PlanOptions options;
+  options.cost.mapped = {1e9, 100};  // out of the running unless a subcase says otherwise
   SUBCASE("reads are dear, bytes cheap: staged") {
     options.cost.warm = {2000, 0.1};
     CHECK(MustPlan({&seg, 1}, options).tags[0].strategy == ReadStrategy::kStaged);
@@ -539,6 +566,29 @@ TEST_CASE("the cost model and max_over_read choose the strategy") {
     options.cost.warm = {1, 100};
     options.cost.cold = {2000, 0.1};
     seg.cold = true;
+    CHECK(MustPlan({&seg, 1}, options).tags[0].strategy == ReadStrategy::kStaged);
+  }
+  SUBCASE("mappings cheap: mapped, within max_over_read") {
+    options.cost.warm = {2000, 0.1};
+    options.cost.mapped = {1000, 0.01};
+    ReadPlan plan = MustPlan({&seg, 1}, options);
+    CHECK(plan.tags[0].strategy == ReadStrategy::kMapped);
+    CHECK(plan.ops.size() == 1);  // the 512 KiB covering range in one window
+    CHECK(plan.reads == 1);
+    CHECK(plan.bytes_requested == 4095 * 128 + 64);
+    options.max_over_read = 1.9;
+    CHECK(MustPlan({&seg, 1}, options).tags[0].strategy == ReadStrategy::kExact);
+  }
+  SUBCASE("auto never maps cold or O_DIRECT segments") {
+    options.cost.warm = {2000, 0.1};
+    options.cost.cold = {2000, 0.1};
+    options.cost.direct = {2000, 0.1};
+    options.cost.mapped = {1, 0.0001};
+    seg.cold = true;
+    CHECK(MustPlan({&seg, 1}, options).tags[0].strategy == ReadStrategy::kStaged);
+    seg.cold = false;
+    seg.direct = true;
+    options.alignment = 64;
     CHECK(MustPlan({&seg, 1}, options).tags[0].strategy == ReadStrategy::kStaged);
   }
   SUBCASE("max_over_read below 1 is refused") {
@@ -572,6 +622,11 @@ TEST_CASE("a slice of a 10-million-row tensor plans a bounded number of ReadOps"
       CHECK(plan.scatter.size() <= 1);
       if (plan.tags[0].strategy == ReadStrategy::kExact) CHECK(plan.reads == kRows);
       if (plan.tags[0].strategy == ReadStrategy::kStaged) CHECK(plan.reads == plan.ops.size());
+      if (plan.tags[0].strategy == ReadStrategy::kMapped) {
+        // 32 MiB mappings of the 5.12 GB covering range: 153 operations.
+        CHECK(plan.reads == plan.ops.size());
+        CHECK(plan.reads <= seg.count * seg.src_stride / options.map_window + 1);
+      }
     }
   }
 }

@@ -159,7 +159,8 @@ def test_plan_every_rank_from_one_call(llama):
             assert p == ckpt.plan(world=4, rank=rank, plan=plan, mode="buffered")
             assert p.read_ops == sum(t.read_ops for t in p.tensors.values())
             assert p.bytes_read == sum(t.bytes_read for t in p.tensors.values())
-            assert all(t.strategy in ("exact", "staged", "mixed") for t in p.tensors.values())
+            assert all(t.strategy in ("exact", "staged", "mixed", "mapped")
+                       for t in p.tensors.values())
 
 
 def test_a_config_file_is_told_apart_by_content_not_name(llama, tmp_path):
@@ -191,6 +192,33 @@ def test_max_over_read_is_checked(llama):
         shardload.load(directory, rank=0, world=2, plan="hf", max_over_read=0.5)
     with pytest.raises(TypeError, match="max_over_read"):
         shardload.load(directory, rank=0, world=2, plan="hf", max_over_read="2")
+
+
+@pytest.mark.parametrize("strategy", ["exact", "staged", "mixed", "mapped"])
+def test_read_strategy_forced_matches_numpy_slices(llama, full, strategy):
+    """read_strategy= forces how row-split slices are read; every rank equals
+    numpy's slices, and the plan's bytes_read and read_ops are the load's."""
+    directory, config = llama
+    ckpt = shardload.open(directory)
+    reported = set()
+    for rank in range(4):
+        loaded = shardload.load(directory, rank=rank, world=4, plan="hf", mode="buffered",
+                                read_strategy=strategy)
+        check_rank(loaded, full, lambda n, a, r=rank: oracle.hf_slice(n, a, config, 4, r))
+        planned = ckpt.plan(rank=rank, world=4, plan="hf", mode="buffered",
+                            read_strategy=strategy)
+        assert planned.bytes_read == loaded.stats["bytes_read"]
+        assert planned.read_ops == loaded.stats["read_ops"]
+        reported |= {t.strategy for t in planned.tensors.values()}
+    assert strategy in reported  # the hf plan splits some tensors by rows
+
+
+def test_read_strategy_is_checked(llama):
+    directory, _ = llama
+    with pytest.raises(ValueError, match="read_strategy"):
+        shardload.load(directory, rank=0, world=2, plan="hf", read_strategy="gather")
+    with pytest.raises(TypeError, match="read_strategy"):
+        shardload.open(directory).plan(rank=0, world=2, plan="hf", read_strategy=1)
 
 
 def test_plan_reports_how_block_scales_follow_their_weight(tmp_path):

@@ -402,6 +402,30 @@ TEST_CASE("--max-over-read and --read-strategy on plan and load") {
   CHECK(LastJsonLine(l.out)["bytes"].GetUint64() == bytes);
   CHECK(Cli("plan " + Generated() + " --world 4 --plan hf --max-over-read 0.5", tmp).exit_code == 2);
   CHECK(Cli("load " + Generated() + " --read-strategy fast", tmp).exit_code == 2);
+
+  // Mapped (buffered: a plan in auto mode follows the page cache): the
+  // row-split tensors report "mapped", a few mappings replace the per-row
+  // reads, and the load reads and counts what the plan says.
+  const std::string mapped = " --world 4 --rank 1 --plan hf --json --buffered --read-strategy ";
+  Run pm = Cli("plan " + Generated() + mapped + "mapped", tmp);
+  Run pe = Cli("plan " + Generated() + mapped + "exact", tmp);
+  REQUIRE_MESSAGE(pm.exit_code == 0, pm.err);
+  REQUIRE_MESSAGE(pe.exit_code == 0, pe.err);
+  rapidjson::Document dm = LastJsonLine(pm.out), de = LastJsonLine(pe.out);
+  const rapidjson::Value& rm = dm["ranks"][0];
+  bool any_mapped = false;
+  for (const rapidjson::Value& t : rm["tensors"].GetArray()) {
+    any_mapped |= std::string(t["strategy"].GetString()) == "mapped";
+  }
+  CHECK(any_mapped);
+  CHECK(rm["bytes_read"].GetUint64() > bytes);
+  CHECK(rm["read_ops"].GetUint64() < de["ranks"][0]["read_ops"].GetUint64());
+  Run lm = Cli("load " + Generated() + mapped + "mapped", tmp);
+  REQUIRE_MESSAGE(lm.exit_code == 0, lm.err);
+  rapidjson::Document dl = LastJsonLine(lm.out);
+  CHECK(dl["bytes"].GetUint64() == bytes);
+  CHECK(dl["bytes_read"].GetUint64() == rm["bytes_read"].GetUint64());
+  CHECK(dl["read_ops"].GetUint64() == rm["read_ops"].GetUint64());
 }
 
 TEST_CASE("load takes the rank and world from RANK and WORLD_SIZE") {
@@ -447,7 +471,8 @@ TEST_CASE("plan --json: every rank without --rank, per-tensor strategy and reads
     std::uint64_t ops = 0, read = 0;
     for (const rapidjson::Value& t : rp["tensors"].GetArray()) {
       std::string strategy = t["strategy"].GetString();
-      CHECK((strategy == "exact" || strategy == "staged" || strategy == "mixed"));
+      CHECK((strategy == "exact" || strategy == "staged" || strategy == "mixed" ||
+             strategy == "mapped"));
       ops += t["read_ops"].GetUint64();
       read += t["bytes_read"].GetUint64();
     }

@@ -109,7 +109,7 @@ def check_plan(ranks, infos, problems):
             nbytes = int(np.prod(want)) * np.dtype(NP_DTYPE[dtype]).itemsize
             if t["shape"] != want or t["bytes"] != nbytes:
                 problems.append(f"rank {r} {t['name']}: {t['shape']} {t['bytes']}, want {want}")
-            if t["strategy"] not in ("exact", "staged", "mixed"):
+            if t["strategy"] not in ("exact", "staged", "mixed", "mapped"):
                 problems.append(f"rank {r} {t['name']}: strategy {t['strategy']!r}")
             size += nbytes
         for field, total in (("bytes", size),
