@@ -682,10 +682,17 @@ Result<LoadedCheckpoint> Loader::Impl::LoadConverted(std::span<const TpItem> ite
       TranslateSegments(MakeSegments(items, origin), kPlanningBase, items, layout, *base);
   FaultInPolicy fault_in(impl->arena.data(), impl->arena.size(), options.huge_pages);
   auto before_write = [&fault_in](std::byte* dst, std::size_t n) { fault_in.BeforeRead(dst, n); };
+  std::uint64_t converted_bytes = 0;
+  for (const ConvertSegment& c : converts) {
+    converted_bytes += c.count * (c.length / std::max(1u, DTypeBits(c.from) / 8)) *
+                       std::max(1u, DTypeBits(c.to) / 8);
+  }
+  ProgressMeter meter(converted_bytes, kProgressStep, options.progress);
+  auto after_write = [&meter](std::uint64_t n) { meter.Add(n); };
   auto verifier = StartVerify(items, {});  // re-reads, alongside the conversion
   if (!verifier) return std::move(verifier).error();
-  auto read =
-      ReadConverted(converts, {threads, options.chunk_size, fds, paths, names, before_write});
+  auto read = ReadConverted(converts, {threads, options.chunk_size, fds, paths, names,
+                                       before_write, after_write});
   if (!read) return std::move(read).error();
   LoadStats stats;
   if (Status s = FinishVerify(verifier->get(), stats); !s) return std::move(s).error();
