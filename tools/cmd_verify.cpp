@@ -21,7 +21,7 @@ const CommandSpec kVerifySpec = {
     {{"--manifest", "FILE", "sha256sum output or a JSON object name -> hex digest"},
      {"--threads", "N", "files hashed at once (default: one per CPU)"},
      {"--read-size", "BYTES", "bytes per read (default 1MiB)"},
-     {"--depth", "N", "reads in flight per file (default 4)"},
+     {"--depth", "N", "O_DIRECT reads in flight per file (default 4; buffered reads: 1)"},
      {"--direct", "", "every read with O_DIRECT (default: files mostly in the page cache buffered, the rest O_DIRECT)"},
      {"--buffered", "", "every read through the page cache"},
      {"--json", "", "print one JSON object on the last line of stdout"}},

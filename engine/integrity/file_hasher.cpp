@@ -273,6 +273,7 @@ Result<FileHash> HashFile(const std::string& path, const HashOptions& options) {
     }
     if (src.direct < 0) (void)::posix_fadvise(src.buffered, 0, 0, POSIX_FADV_SEQUENTIAL);
     HashOptions o = options;
+    if (src.direct < 0) o.depth = options.buffered_depth;
     o.read_size = std::max<std::uint64_t>(kPage, (o.read_size + kPage - 1) / kPage * kPage);
     o.read_size = std::min<std::uint64_t>(o.read_size, 1ULL << 30);
     Sha256 sha;

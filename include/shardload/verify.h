@@ -38,7 +38,7 @@ struct VerifyOptions {
   std::string manifest;                   // path; empty: only compute digests
   unsigned threads = 0;                   // files hashed at once; 0: one per online CPU
   std::uint64_t read_size = 1ULL << 20;   // bytes per read (hashed while still in cache)
-  unsigned depth = 4;                     // reads in flight per file
+  unsigned depth = 4;                     // O_DIRECT reads in flight per file (buffered: 1)
   // kAuto, per file: through the page cache when at least half of it is
   // cached, else O_DIRECT where the file system takes it; kDirect: O_DIRECT
   // or an error; kBuffered: through the page cache.
