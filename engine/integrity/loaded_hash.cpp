@@ -170,19 +170,15 @@ void LoadVerifier::Delivered(std::uint32_t file, std::uint64_t lo, std::uint64_t
       const std::uint64_t b = std::min(hi, End(*it));
       // Only bytes that landed where the tensor holds them (not slack in a window).
       if (a >= b || at + (a - lo) != it->data + (a - it->tensor->offset)) continue;
-      job.covered.Add(a, b);
+      try {
+        job.covered.Add(a, b);
+      } catch (const std::bad_alloc&) {
+        lost_ = true;  // Finish reports it; the bytes' hasher gives up then
+      }
       added = true;
     }
   }
   if (added) cv_.notify_all();
-}
-
-void LoadVerifier::DeliveredAll() noexcept {
-  for (const Job& job : jobs_) {
-    for (const LoadedBytes& b : job.tensors) {
-      Delivered(job.shard, b.tensor->offset, End(b), b.data);
-    }
-  }
 }
 
 Result<LoadCheck> LoadVerifier::Finish() {
@@ -193,6 +189,10 @@ Result<LoadCheck> LoadVerifier::Finish() {
   cv_.notify_all();
   for (std::thread& t : threads_) t.join();
   threads_.clear();
+  if (lost_) {
+    return MakeError(ErrorCode::kResourceExhausted, manifest_path_, "",
+                     "load --verify: out of memory recording the bytes read");
+  }
   LoadCheck check;
   for (Job& job : jobs_) {
     if (job.error) return std::move(*job.error);
@@ -307,14 +307,6 @@ void LoadVerifier::Check(Job& job) {
   } catch (const std::bad_alloc&) {
     job.error = MakeError(ErrorCode::kResourceExhausted, shard.path, "", "out of memory");
   }
-}
-
-Result<LoadCheck> VerifyLoad(const Checkpoint& checkpoint, const std::string& manifest_path,
-                             std::span<const LoadedBytes> loaded, unsigned threads) {
-  auto verifier = LoadVerifier::Start(checkpoint, manifest_path, loaded, threads);
-  if (!verifier) return std::move(verifier).error();
-  (*verifier)->DeliveredAll();
-  return (*verifier)->Finish();
 }
 
 }  // namespace shardload

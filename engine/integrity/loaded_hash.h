@@ -61,12 +61,11 @@ class LoadVerifier final : public DeliveryObserver {
 
   void Delivered(std::uint32_t file, std::uint64_t lo, std::uint64_t hi,
                  const std::byte* at) noexcept override;
-  // Every held tensor's bytes are in place (they were before Start).
-  void DeliveredAll() noexcept;
   // After every read of the load succeeded: waits for the hashes and
   // compares. Errors: kChecksumMismatch naming the shard (expected and
   // computed digests in the detail), kIoError / kTruncated from reading a
-  // shard, kInternal if a held tensor's bytes were never delivered.
+  // shard, kInternal if a held tensor's bytes were never delivered,
+  // kResourceExhausted if a delivery could not be recorded (out of memory).
   Result<LoadCheck> Finish();
 
  private:
@@ -114,11 +113,8 @@ class LoadVerifier final : public DeliveryObserver {
   std::condition_variable cv_;
   bool stop_ = false;       // give up (a failed load)
   bool finished_ = false;   // every read done: a gap now is an error
+  bool lost_ = false;       // a delivery could not be recorded (bad_alloc)
   std::vector<std::thread> threads_;
 };
-
-// Start, DeliveredAll, Finish: for bytes already in memory (or none held).
-Result<LoadCheck> VerifyLoad(const Checkpoint& checkpoint, const std::string& manifest_path,
-                             std::span<const LoadedBytes> loaded, unsigned threads);
 
 }  // namespace shardload
