@@ -4,14 +4,18 @@ machine's hash limit (shardload_hash_limit), `load --verify` against `verify`
 and `load --dtype F32` against a plain load, interleaved, warm (every contender
 reads the same files, which stay in the page cache once read). Not a test.
 
-Each repetition runs, in this order: sha256sum over the shards; verify;
-hash_limit; then on SUBSET (the --load-shards largest shards, as symlinks in a
+Each repetition runs, in this order: sha256sum over the shards; verify (auto:
+buffered for files mostly in the page cache, else O_DIRECT), verify --buffered,
+verify --direct; hash_limit; then on SUBSET (the --load-shards largest shards, as symlinks in a
 directory of their own, so that the loads fit in memory): verify, load,
 load --verify, load --dtype F32, and the steady state of load --repeat 3 with
 and without --verify (reloads into memory already faulted in). Reported per contender: median, min and max
 of the wall-clock GB/s and of the GB per CPU-second of the process (user +
 system, from getrusage of the children) -- on a machine shared with other
 work the wall-clock figures drop, the CPU ones much less.
+
+With --baseline BINARY (an older build of the CLI), its verify and
+load --verify run too, interleaved (before/after in one run).
 
     /usr/bin/python3 perf/bench_verify.py --checkpoint /work/perf-data/llama8g --reps 3
 """
@@ -53,6 +57,7 @@ def main():
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--load-shards", type=int, default=1)
     p.add_argument("--out", default="build/bench-verify.json")
+    p.add_argument("--baseline", default="", help="an older shardload CLI to interleave")
     a = p.parse_args()
     shards = sorted(os.path.join(a.checkpoint, f) for f in os.listdir(a.checkpoint)
                     if f.endswith(".safetensors"))
@@ -69,9 +74,10 @@ def main():
     # Warm the page cache once.
     subprocess.run(["sh", "-c", 'cat "$@" > /dev/null', "sh"] + shards, check=True)
     results = {k: {"wall": [], "cpu": []} for k in
-               ["sha256sum", "verify", "hash_limit", "subset_verify", "subset_load",
-                "subset_load_verify", "subset_load_dtype_f32", "subset_reload",
-                "subset_reload_verify"]}
+               ["sha256sum", "verify", "verify_buffered", "verify_direct", "base_verify",
+                "hash_limit", "hash_memory", "subset_verify", "subset_load",
+                "subset_load_verify", "base_subset_load_verify", "subset_load_dtype_f32",
+                "subset_reload", "subset_reload_verify"]}
 
     def record(name, nbytes, wall, cpu):
         results[name]["wall"].append(nbytes / wall / 1e9)
@@ -82,16 +88,29 @@ def main():
         record("sha256sum", total, wall, cpu)
         _, wall, cpu = run([a.shardload, "verify", a.checkpoint])
         record("verify", total, wall, cpu)
+        _, wall, cpu = run([a.shardload, "verify", a.checkpoint, "--buffered"])
+        record("verify_buffered", total, wall, cpu)
+        _, wall, cpu = run([a.shardload, "verify", a.checkpoint, "--direct"])
+        record("verify_direct", total, wall, cpu)
+        if a.baseline:
+            _, wall, cpu = run([a.baseline, "verify", a.checkpoint])
+            record("base_verify", total, wall, cpu)
         out, _, _ = run([a.hash_limit, "--seconds", "2"])
         limit = json.loads(out)
         results["hash_limit"]["wall"].append(limit["all_wall_gb_per_s"])
         results["hash_limit"]["cpu"].append(limit["limit_gb_per_s"])
+        # One thread hashing bytes in memory, not in cache: plain and prefetched.
+        results["hash_memory"]["wall"].append(limit["memory_cpu_gb_per_s"])
+        results["hash_memory"]["cpu"].append(limit["memory_prefetched_cpu_gb_per_s"])
         _, wall, cpu = run([a.shardload, "verify", subset_dir])
         record("subset_verify", subset_bytes, wall, cpu)
         out, wall, cpu = run([a.shardload, "load", subset_dir, "--json"])
         record("subset_load", last_json(out)["bytes"], wall, cpu)
         out, wall, cpu = run([a.shardload, "load", subset_dir, "--verify", manifest, "--json"])
         record("subset_load_verify", last_json(out)["bytes"], wall, cpu)
+        if a.baseline:
+            out, wall, cpu = run([a.baseline, "load", subset_dir, "--verify", manifest, "--json"])
+            record("base_subset_load_verify", last_json(out)["bytes"], wall, cpu)
         out, wall, cpu = run([a.shardload, "load", subset_dir, "--dtype", "F32", "--json"])
         record("subset_load_dtype_f32", last_json(out)["bytes"], wall, cpu)
         # Steady state: reloads into memory already faulted in (--repeat 3,
@@ -107,7 +126,7 @@ def main():
     report = {"checkpoint": a.checkpoint, "bytes": total, "subset_bytes": subset_bytes,
               "cpus": os.cpu_count(), "loadavg": os.getloadavg(),
               "gb_per_s": {k: {"wall": summary(v["wall"]), "per_cpu_second": summary(v["cpu"])}
-                           for k, v in results.items()},
+                           for k, v in results.items() if v["wall"]},
               "raw": results}
     with open(a.out, "w") as f:
         json.dump(report, f, indent=1)

@@ -73,8 +73,10 @@ class Worker {
       const std::byte* src = staging_.data() + (r - p.run_begin) * s.src_stride;
       std::byte* dst = s.dst + r * s.dst_stride + p.skip / in * out;
       ConvertElements(s.from, s.to, src, dst, p.length / in);
-      stats.bytes_written += p.length / in * out;
     }
+    const std::uint64_t written = (p.run_end - p.run_begin) * (p.length / in * out);
+    stats.bytes_written += written;
+    if (options_.after_write) options_.after_write(written);
     return {};
   }
 

@@ -45,6 +45,9 @@ struct ConvertReadOptions {
   // chunk is about to be converted into, e.g. to fault its pages in
   // (buffers/fault_in_policy.h). May be empty.
   std::function<void(std::byte*, std::size_t)> before_write;
+  // Called (concurrently, from the threads) with the destination bytes each
+  // piece filled, once converted (e.g. for progress). May be empty.
+  std::function<void(std::uint64_t)> after_write;
 };
 
 struct ConvertReadStats {

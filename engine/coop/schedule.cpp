@@ -138,8 +138,9 @@ Schedule MakeSchedule(std::vector<Need> needs, const ScheduleOptions& options) {
   // bytes, cut on the alignment grid.
   const unsigned members = std::max(1u, options.members);
   for (std::uint32_t w = 0; w < waves.size(); ++w) {
-    std::uint64_t total = 0;
-    for (const Cut& c : waves[w]) total += c.length;
+    std::uint64_t total = 0;  // in alignment units, as slots fill (a short
+                              // piece at a file's end takes a whole unit)
+    for (const Cut& c : waves[w]) total += AlignUp(c.length, a);
     const std::uint64_t share = std::max(a, AlignUp((total + members - 1) / members, a));
     std::uint32_t slot = 0;
     std::uint64_t in_slot = 0;

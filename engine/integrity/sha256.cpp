@@ -4,6 +4,7 @@
 
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <cctype>
 #include <new>
 
@@ -21,6 +22,17 @@ Sha256::~Sha256() { EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(ctx_)); }
 
 void Sha256::Update(std::span<const std::byte> bytes) {
   if (!bytes.empty()) EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(ctx_), bytes.data(), bytes.size());
+}
+
+void Sha256::UpdateFromMemory(std::span<const std::byte> bytes) {
+  constexpr std::size_t kPiece = 16 << 10;
+  const std::byte* data = bytes.data();
+  const std::size_t size = bytes.size();
+  for (std::size_t at = 0; at < size; at += kPiece) {
+    const std::size_t next = std::min(size, at + 2 * kPiece);
+    for (std::size_t p = at + kPiece; p < next; p += 64) __builtin_prefetch(data + p);
+    Update(bytes.subspan(at, std::min(kPiece, size - at)));
+  }
 }
 
 std::string Sha256::FinalHex() {

@@ -18,6 +18,11 @@ class Sha256 {
   Sha256& operator=(const Sha256&) = delete;
 
   void Update(std::span<const std::byte> bytes);
+  // Update for bytes that are in memory but likely not in cache (a DMA
+  // target, a loaded tensor): hashed in 16 KiB pieces, the next prefetched
+  // (on the 2-CPU test VM: 1.5 GB per CPU-second against 1.15 without; 1.8
+  // for bytes in cache).
+  void UpdateFromMemory(std::span<const std::byte> bytes);
   // The digest as 64 lowercase hex digits; the object must not be used after.
   std::string FinalHex();
 

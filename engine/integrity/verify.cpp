@@ -68,7 +68,7 @@ Status HashAll(std::vector<Job>& jobs, const VerifyOptions& options, unsigned th
   std::vector<std::optional<Error>> errors(jobs.size());
   ForEachParallel(jobs.size(), threads, [&](std::size_t i) {
     FileVerdict& v = report.files[jobs[i].verdict];
-    HashOptions ho{options.read_size, options.depth, jobs[i].expected_size};
+    HashOptions ho{options.read_size, options.depth, jobs[i].expected_size, options.mode};
     auto hash = HashFile(v.path, ho);
     if (!hash) {
       errors[i] = std::move(hash).error();
@@ -76,6 +76,7 @@ Status HashAll(std::vector<Job>& jobs, const VerifyOptions& options, unsigned th
     }
     v.sha256 = hash->sha256;
     v.bytes = hash->bytes;
+    v.bytes_direct = hash->bytes_direct;
     if (v.check == FileCheck::kOk && v.sha256 != v.expected) v.check = FileCheck::kMismatch;
   });
   for (auto& e : errors) {
@@ -121,7 +122,10 @@ Result<VerifyReport> Verify(const std::string& path, const VerifyOptions& option
     if (Status s = HashAll(jobs, options, report.threads, report); !s) return std::move(s).error();
     report.seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    for (const Job& j : jobs) report.bytes += report.files[j.verdict].bytes;
+    for (const Job& j : jobs) {
+      report.bytes += report.files[j.verdict].bytes;
+      report.bytes_direct += report.files[j.verdict].bytes_direct;
+    }
     std::sort(report.files.begin(), report.files.end(),
               [](const FileVerdict& a, const FileVerdict& b) { return a.name < b.name; });
     return report;

@@ -36,6 +36,28 @@ Error TruncatedError(const ReadOp& op, const std::string& path, std::uint64_t go
   return e;
 }
 
+// Tells ctx.observer where the file bytes of finished read OP landed: one
+// range for a read in place or a plain copy-out, one per run part of a
+// scatter (as CopyOut copied them).
+void ObserveDelivery(const ReadOp& op, const ExecContext& ctx) {
+  DeliveryObserver& observer = *ctx.observer;
+  if (!op.staged()) {
+    observer.Delivered(op.file, op.offset, op.offset + op.required, op.dst);
+    return;
+  }
+  const std::uint64_t lo = op.offset + op.copy_skip;
+  const std::uint64_t hi = lo + op.copy_length;
+  if (op.scatter_count == 0) {
+    observer.Delivered(op.file, lo, hi, op.copy_dst);
+    return;
+  }
+  for (const Segment& seg : ctx.scatter.subspan(op.scatter_begin, op.scatter_count)) {
+    ForEachRunPart(seg, lo, hi, [&](std::uint64_t at, std::byte* dst, std::uint64_t n) {
+      observer.Delivered(op.file, at, at + n, dst);
+    });
+  }
+}
+
 }  // namespace
 
 Verdict OnReadResult(const ReadOp& op, std::int64_t res, std::uint64_t alignment,
@@ -86,6 +108,7 @@ void PrepareDestination(const ReadOp& op, const ExecContext& ctx) {
 void DeliverOp(const ReadOp& op, const std::byte* staging, const ExecContext& ctx,
                WorkerStats& stats) {
   if (op.staged()) CopyOut(op, staging, ctx.scatter);
+  if (ctx.observer != nullptr) ObserveDelivery(op, ctx);
   stats.bytes_delivered += op.delivered;
   if (ctx.progress != nullptr) ctx.progress->Add(op.delivered);
 }

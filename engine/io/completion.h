@@ -93,8 +93,8 @@ Verdict OnReadResult(const ReadOp& op, std::int64_t res, std::uint64_t alignment
 void PrepareDestination(const ReadOp& op, const ExecContext& ctx);
 
 // A finished read (one piece of an op, PieceOf): copies staged bytes to
-// their destinations (CopyOut, io/copy_out.h), counts the delivered bytes and
-// reports progress.
+// their destinations (CopyOut, io/copy_out.h), tells ctx.observer which file
+// bytes are in place, counts the delivered bytes and reports progress.
 void DeliverOp(const ReadOp& op, const std::byte* staging, const ExecContext& ctx,
                WorkerStats& stats);
 

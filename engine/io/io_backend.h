@@ -59,11 +59,25 @@ class ProgressMeter {
   const std::function<void(std::uint64_t, std::uint64_t)> callback_;
 };
 
+// Told which file bytes a load has put in place, as the reads finish
+// (LoadOptions::verify hashes a shard while the load reads it).
+class DeliveryObserver {
+ public:
+  virtual ~DeliveryObserver() = default;
+  // Bytes [lo, hi) of shard `file` are in memory, byte x at at + (x - lo).
+  // An O_DIRECT read's alignment slack is included: bytes that landed in a
+  // window, not where a tensor wants them (the observer checks the
+  // address). Called by the workers, concurrently; must not throw.
+  virtual void Delivered(std::uint32_t file, std::uint64_t lo, std::uint64_t hi,
+                         const std::byte* at) noexcept = 0;
+};
+
 // Shared, read-only inputs of one load, plus the two shared counters.
 struct ExecContext {
   const FileTable* files = nullptr;   // must outlive Execute
   std::atomic<bool>* stop = nullptr;  // set by the first worker that fails
   ProgressMeter* progress = nullptr;  // may be null
+  DeliveryObserver* observer = nullptr;  // may be null
   unsigned queue_depth = 32;          // reads in flight per worker (>= 1)
   std::uint64_t alignment = 1;        // O_DIRECT alignment of direct ops (ReadOp::direct)
   std::uint64_t staging_size = 0;     // bytes of one staging buffer; 0: none staged

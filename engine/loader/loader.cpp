@@ -4,7 +4,8 @@
 //   plan (read once per source, cached) -> selection -> slices (tp_load.h)
 //   -> layout (library-owned memory) or caller destinations -> strided
 //   segments -> FileTable -> read plan -> OpQueue -> workers (oneTBB)
-//   -> IoBackend -> padding zeroed -> LoadOptions::verify (integrity/).
+//   -> IoBackend -> padding zeroed; LoadOptions::verify (integrity/) hashes
+//   alongside, told by the workers which bytes are in place (DeliveryObserver).
 // LoadOptions::dtype takes the same items through ReadConverted's bounded
 // staging instead of the read plan (convert/, loader/convert_load.h).
 // std::bad_alloc is caught here, at the API boundary (kResourceExhausted).
@@ -190,20 +191,23 @@ struct Loader::Impl {
   };
   Result<MarkedPlan> PlanMarked(FileTable& files, std::span<const Segment> segments,
                                 std::span<const Window> windows) const;
-  // Reads ITEMS into DATA (one address per item), then zeroes their padding.
+  // Reads ITEMS into DATA (one address per item), then zeroes their padding;
+  // tells OBSERVER (may be null) which bytes are in place as reads finish.
   // OWNED: library-owned device memory of a device load (cuFile registers it).
   Result<LoadStats> Run(FileTable& files, std::span<const TpItem> items,
                         std::span<std::byte* const> data, std::span<const Window> windows,
-                        FaultInPolicy* fault_in, std::span<std::byte> owned = {});
+                        FaultInPolicy* fault_in, DeliveryObserver* observer,
+                        std::span<std::byte> owned = {});
   Result<LoadStats> Execute(FileTable& files, std::span<const Segment> segments,
                             std::span<const Window> windows,
                             std::span<const TensorInfo* const> tensors,
                             FaultInPolicy* fault_in, std::span<const DeviceTensor> local,
-                            std::span<std::byte> owned);
+                            DeliveryObserver* observer, std::span<std::byte> owned);
   Result<LoadStats> ExecuteHost(FileTable& files, std::span<const Segment> segments,
                                 std::span<const Window> windows,
                                 std::span<const TensorInfo* const> tensors,
-                                FaultInPolicy* fault_in, const ProgressFn& progress);
+                                FaultInPolicy* fault_in, const ProgressFn& progress,
+                                DeliveryObserver* observer);
   // LoadOptions::cooperate: SEGMENTS read with the node's other members
   // through `coop` (coop/session.h): this member's share of the node's bytes
   // into shared staging, its own bytes copied out (or, when the leader finds
@@ -232,12 +236,15 @@ struct Loader::Impl {
   Result<std::vector<RankPlan>> PlanRanks(const Selection& selection, const PlanSource& plan,
                                           unsigned world, unsigned first, unsigned last);
   Result<LoadedCheckpoint> Load(const Selection& selection, const TensorParallel& tp);
-  // LoadOptions::verify: checks the shards ITEMS were read from against the
-  // manifest (integrity/loaded_hash.h), from DATA (host memory) where an
-  // item is a whole tensor's unchanged bytes; else (DATA empty, a slice, or
-  // a device load) its shard is read again.
-  Status VerifyIfAsked(std::span<const TpItem> items, std::span<std::byte* const> data,
-                       LoadStats& stats) const;
+  // LoadOptions::verify: starts checking the shards ITEMS are read from
+  // against the manifest (integrity/loaded_hash.h), while the load runs:
+  // from DATA (host memory) where an item is a whole tensor's unchanged
+  // bytes; else (DATA empty, a slice, or a device load) by reading its shard
+  // again. Null when no check is asked for.
+  Result<std::unique_ptr<LoadVerifier>> StartVerify(std::span<const TpItem> items,
+                                                    std::span<std::byte* const> data) const;
+  // After the reads succeeded: the check's verdict, in STATS.verified.
+  static Status FinishVerify(LoadVerifier* verifier, LoadStats& stats);
   // LoadOptions::dtype: ITEMS in fresh memory of the converted sizes, read
   // and converted through ReadConverted's bounded staging (convert/).
   Result<LoadedCheckpoint> LoadConverted(std::span<const TpItem> items, TpContext context,
@@ -348,12 +355,16 @@ Result<LoadStats> Loader::Impl::Execute(FileTable& files, std::span<const Segmen
                                         std::span<const TensorInfo* const> tensors,
                                         FaultInPolicy* fault_in,
                                         std::span<const DeviceTensor> local,
+                                        DeliveryObserver* observer,
                                         std::span<std::byte> owned) {
-  if (!cuda) return ExecuteHost(files, segments, windows, tensors, fault_in, options.progress);
+  if (!cuda) {
+    return ExecuteHost(files, segments, windows, tensors, fault_in, options.progress, observer);
+  }
   return LoadThroughDevice(DeviceLoad{cuda, &gds, &files, threads, owned}, options, local,
                            segments,
                            [&](std::span<const Segment> wave, const ProgressFn& progress) {
-                             return ExecuteHost(files, wave, {}, tensors, nullptr, progress);
+                             return ExecuteHost(files, wave, {}, tensors, nullptr, progress,
+                                                nullptr);
                            });
 }
 
@@ -361,7 +372,8 @@ Result<LoadStats> Loader::Impl::Execute(FileTable& files, std::span<const Segmen
 Result<LoadStats> Loader::Impl::ExecuteHost(FileTable& files, std::span<const Segment> segments,
                                             std::span<const Window> windows,
                                             std::span<const TensorInfo* const> tensors,
-                                            FaultInPolicy* fault_in, const ProgressFn& progress) {
+                                            FaultInPolicy* fault_in, const ProgressFn& progress,
+                                            DeliveryObserver* observer) {
   if (Status s = CheckCancel(options); !s) return std::move(s).error();
   auto marked = PlanMarked(files, segments, windows);
   if (!marked) return std::move(marked).error();
@@ -376,6 +388,7 @@ Result<LoadStats> Loader::Impl::ExecuteHost(FileTable& files, std::span<const Se
   ctx.files = &files;
   ctx.stop = &stop;
   ctx.progress = &meter;
+  ctx.observer = observer;
   ctx.queue_depth = options.queue_depth;
   ctx.alignment = files.alignment();
   ctx.staging_size = plan->staging_size;
@@ -412,10 +425,10 @@ Result<LoadStats> Loader::Impl::ExecuteCooperative(FileTable& files,
   coop::ReadRequest request{segments, every->alignment(), options.mode, ShardSizes(checkpoint)};
   coop::Executor exec;
   exec.read = [&](std::span<const Segment> slot, std::span<const Window> staging) {
-    return ExecuteHost(*every, slot, staging, all, nullptr, {});
+    return ExecuteHost(*every, slot, staging, all, nullptr, {}, nullptr);
   };
   exec.read_own = [&] {
-    return ExecuteHost(files, segments, windows, tensors, fault_in, options.progress);
+    return ExecuteHost(files, segments, windows, tensors, fault_in, options.progress, nullptr);
   };
   if (fault_in != nullptr) {
     exec.before_write = [fault_in](std::byte* dst, std::size_t n) { fault_in->BeforeRead(dst, n); };
@@ -668,12 +681,12 @@ Result<std::byte*> Loader::Impl::AllocateOwned(LoadedCheckpoint::Impl& impl,
 Result<LoadStats> Loader::Impl::Run(FileTable& files, std::span<const TpItem> items,
                                     std::span<std::byte* const> data,
                                     std::span<const Window> windows, FaultInPolicy* fault_in,
-                                    std::span<std::byte> owned) {
+                                    DeliveryObserver* observer, std::span<std::byte> owned) {
   std::vector<Segment> segments = MakeSegments(items, data);
   auto stats = coop != nullptr
                    ? ExecuteCooperative(files, segments, windows, Sources(items), fault_in)
                    : Execute(files, segments, windows, Sources(items), fault_in,
-                             LocalTensors(items, data), owned);
+                             LocalTensors(items, data), observer, owned);
   if (!stats) return std::move(stats).error();
   if (!cuda) {  // device loads zero the padding in staging
     for (std::size_t i = 0; i < items.size(); ++i) ZeroPadding(items[i].slice, data[i]);
@@ -706,25 +719,36 @@ Result<LoadedCheckpoint> Loader::Impl::Load(const Selection& selection,
                                          {data[i], item.slice.size}});
   }
   FaultInPolicy fault_in(impl->arena.data(), impl->arena.size(), options.huge_pages);
-  auto stats = Run(*files, *items, data, impl->windows, &fault_in, impl->DeviceSpan());
+  auto verifier = StartVerify(*items, data);  // dropped (joined) before impl
+  if (!verifier) return std::move(verifier).error();
+  auto stats = Run(*files, *items, data, impl->windows, &fault_in, verifier->get(),
+                   impl->DeviceSpan());
   if (!stats) return std::move(stats).error();
-  if (Status s = VerifyIfAsked(*items, data, *stats); !s) return std::move(s).error();
+  if (Status s = FinishVerify(verifier->get(), *stats); !s) return std::move(s).error();
   impl->stats = std::move(*stats);
   impl->stats.memory = cuda ? DeviceMemory(options.device) : fault_in.Describe();
   impl->stats.seconds = SecondsSince(start);
   return LoadedCheckpoint(std::move(impl));
 }
 
-Status Loader::Impl::VerifyIfAsked(std::span<const TpItem> items,
-                                   std::span<std::byte* const> data, LoadStats& stats) const {
-  if (options.verify.empty()) return {};
+Result<std::unique_ptr<LoadVerifier>> Loader::Impl::StartVerify(
+    std::span<const TpItem> items, std::span<std::byte* const> data) const {
+  if (options.verify.empty()) return std::unique_ptr<LoadVerifier>();
   std::vector<LoadedBytes> loaded;
   loaded.reserve(items.size());
+  // A cooperative load's bytes arrive through the node's staging, which the
+  // verifier does not observe: its shards are hashed from storage.
+  const bool observed = !cuda && !options.cooperate.group;
   for (std::size_t i = 0; i < items.size(); ++i) {
-    const bool whole = !cuda && !data.empty() && IsWhole(items[i]);
+    const bool whole = observed && !data.empty() && IsWhole(items[i]);
     loaded.push_back({items[i].source, whole ? data[i] : nullptr});
   }
-  auto check = VerifyLoad(checkpoint, options.verify, loaded, threads);
+  return LoadVerifier::Start(checkpoint, options.verify, loaded, threads);
+}
+
+Status Loader::Impl::FinishVerify(LoadVerifier* verifier, LoadStats& stats) {
+  if (verifier == nullptr) return {};
+  auto check = verifier->Finish();
   if (!check) return std::move(check).error();
   stats.verified = check->Describe();
   return {};
@@ -757,11 +781,20 @@ Result<LoadedCheckpoint> Loader::Impl::LoadConverted(std::span<const TpItem> ite
       TranslateSegments(MakeSegments(items, origin), kPlanningBase, items, layout, *base);
   FaultInPolicy fault_in(impl->arena.data(), impl->arena.size(), options.huge_pages);
   auto before_write = [&fault_in](std::byte* dst, std::size_t n) { fault_in.BeforeRead(dst, n); };
-  auto read =
-      ReadConverted(converts, {threads, options.chunk_size, fds, paths, names, before_write});
+  std::uint64_t converted_bytes = 0;
+  for (const ConvertSegment& c : converts) {
+    converted_bytes += c.count * (c.length / std::max(1u, DTypeBits(c.from) / 8)) *
+                       std::max(1u, DTypeBits(c.to) / 8);
+  }
+  ProgressMeter meter(converted_bytes, kProgressStep, options.progress);
+  auto after_write = [&meter](std::uint64_t n) { meter.Add(n); };
+  auto verifier = StartVerify(items, {});  // re-reads, alongside the conversion
+  if (!verifier) return std::move(verifier).error();
+  auto read = ReadConverted(converts, {threads, options.chunk_size, fds, paths, names,
+                                       before_write, after_write});
   if (!read) return std::move(read).error();
   LoadStats stats;
-  if (Status s = VerifyIfAsked(items, {}, stats); !s) return std::move(s).error();  // re-read
+  if (Status s = FinishVerify(verifier->get(), stats); !s) return std::move(s).error();
   for (std::size_t i = 0; i < items.size(); ++i) {
     std::byte* data = layout.size[i] > 0 ? *base + layout.position[i] : *base;
     impl->tensors.push_back(LoadedTensor{items[i].source->name, layout.dtype[i],
@@ -803,9 +836,12 @@ Status Loader::Impl::Reload(LoadedCheckpoint& loaded) {
   }
   auto files = OpenFiles(Sources(items));
   if (!files) return std::move(files).error();
-  auto stats = Run(*files, items, data, target->windows, nullptr, target->DeviceSpan());
+  auto verifier = StartVerify(items, data);
+  if (!verifier) return std::move(verifier).error();
+  auto stats = Run(*files, items, data, target->windows, nullptr, verifier->get(),
+                   target->DeviceSpan());
   if (!stats) return std::move(stats).error();
-  if (Status s = VerifyIfAsked(items, data, *stats); !s) return std::move(s).error();
+  if (Status s = FinishVerify(verifier->get(), *stats); !s) return std::move(s).error();
   target->stats = std::move(*stats);
   target->stats.memory = cuda ? DeviceMemory(options.device) + ", reused"
                               : "reused (faulted in by the first load)";
@@ -838,7 +874,7 @@ Result<LoadStats> Loader::Impl::LoadInto(std::span<const Destination> destinatio
   }
   auto files = OpenFiles(Sources(items));
   if (!files) return std::move(files).error();
-  auto stats = Run(*files, items, data, {}, nullptr);
+  auto stats = Run(*files, items, data, {}, nullptr, nullptr);
   if (!stats) return std::move(stats).error();
   stats->memory = "caller-provided";
   stats->seconds = SecondsSince(start);

@@ -137,9 +137,10 @@ struct LoadOptions {
   // Path of a manifest (`sha256sum` output or a JSON object name -> SHA-256
   // hex; docs/cli.md, `verify`). Load checks every shard it read: a shard
   // loaded whole, unchanged, is hashed from the loaded bytes (no second
-  // read); a shard read only in part (a selection, rank slices, a dtype
-  // conversion) or loaded to a CUDA device is hashed by reading the file
-  // again. A mismatch fails the
+  // read) while the load runs, in file order as its reads complete; a shard
+  // read only in part (a selection, rank slices, a dtype conversion) or
+  // loaded to a CUDA device is hashed by reading the file again, on the same
+  // hashing threads, also while the load runs. A mismatch fails the
   // load with kChecksumMismatch naming the file, and no tensor is returned.
   // Shards the load did not read from are not checked. Reload checks the
   // same way (a mismatch fails it; the bytes are then unspecified); LoadInto
@@ -151,9 +152,10 @@ struct LoadOptions {
   // staging buffer per worker into memory of the converted size; other
   // tensors (integers, bool, F64, other F8/F6/F4 types) keep their bytes
   // and dtype. LoadedTensor::dtype and data are the converted ones. Load
-  // only (whole or rank slices; host memory only, not with `mode` kDirect;
-  // `progress` is not called); Reload of a converted load fails (dtype
-  // differs), LoadInto ignores it. Default: nullopt.
+  // only (whole or rank slices; host memory only, not with `mode` kDirect:
+  // buffered preads, no io_uring; `progress` counts converted bytes written);
+  // Reload of a converted load fails (dtype differs), LoadInto ignores it.
+  // Default: nullopt.
   std::optional<DType> dtype;
 };
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "shardload/error.h"
+#include "shardload/stats.h"
 
 namespace shardload {
 
@@ -30,18 +31,24 @@ struct FileVerdict {
   std::string sha256;    // computed (empty when missing)
   std::string expected;  // from the manifest (empty when none)
   FileCheck check = FileCheck::kListed;
+  std::uint64_t bytes_direct = 0;  // of `bytes`, read with O_DIRECT
 };
 
 struct VerifyOptions {
   std::string manifest;                   // path; empty: only compute digests
   unsigned threads = 0;                   // files hashed at once; 0: one per online CPU
   std::uint64_t read_size = 1ULL << 20;   // bytes per read (hashed while still in cache)
-  unsigned depth = 4;                     // reads in flight per file
+  unsigned depth = 4;                     // O_DIRECT reads in flight per file (buffered: 1)
+  // kAuto, per file: through the page cache when at least half of it is
+  // cached, else O_DIRECT where the file system takes it; kDirect: O_DIRECT
+  // or an error; kBuffered: through the page cache.
+  IoMode mode = IoMode::kAuto;
 };
 
 struct VerifyReport {
   std::vector<FileVerdict> files;  // sorted by name
   std::uint64_t bytes = 0;         // bytes hashed
+  std::uint64_t bytes_direct = 0;  // of those, read with O_DIRECT
   double seconds = 0;              // wall time of the hashing
   unsigned threads = 0;
   bool ok() const;                 // every file kOk or kListed

@@ -10,7 +10,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <string>
@@ -120,6 +122,32 @@ TEST_CASE("a whole load converts every floating-point tensor, others untouched")
     REQUIRE_MESSAGE(converted, test::ErrorText(converted));
     CheckConverted(*plain, *converted, target);
   }
+}
+
+TEST_CASE("a converted load reports progress: converted bytes, ending at the total") {
+  Fixture f;
+  LoadOptions options;
+  options.dtype = DType::kF32;
+  options.threads = 2;
+  options.chunk_size = 4096;
+  std::mutex mu;
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> calls;
+  options.progress = [&](std::uint64_t done, std::uint64_t total) {
+    std::lock_guard<std::mutex> lock(mu);
+    calls.emplace_back(done, total);
+  };
+  auto loader = Loader::Open(f.path(), options);
+  REQUIRE(loader);
+  auto converted = loader->Load();
+  REQUIRE_MESSAGE(converted, test::ErrorText(converted));
+  REQUIRE_FALSE(calls.empty());
+  std::uint64_t most = 0;
+  for (const auto& [done, total] : calls) {
+    CHECK(total == converted->stats().bytes);
+    CHECK(done <= total);
+    most = std::max(most, done);
+  }
+  CHECK(most == converted->stats().bytes);
 }
 
 TEST_CASE("a selection is converted") {

@@ -55,7 +55,7 @@ void CheckSchedule(const Schedule& s, const std::vector<Need>& needs, const Sche
     CHECK(p.staging >= half_base);
     CHECK(p.staging + p.length <= half_base + s.half);
     for (std::uint64_t b = 0; b < p.length; ++b) ++held[p.file][p.offset + b];
-    slot_bytes[p.wave][p.slot] += p.length;
+    slot_bytes[p.wave][p.slot] += (p.length + o.alignment - 1) / o.alignment * o.alignment;
     staging.push_back({p.staging + p.wave * 2 * s.half, p.length});  // per wave, disjoint
   }
   std::uint64_t total = 0, twice = 0, missing = 0;
@@ -73,7 +73,9 @@ void CheckSchedule(const Schedule& s, const std::vector<Need>& needs, const Sche
   for (std::size_t i = 1; i < staging.size(); ++i) {
     CHECK(staging[i - 1].first + staging[i - 1].second <= staging[i].first);
   }
-  for (std::uint32_t w = 0; w < s.waves; ++w) {  // balanced within an alignment unit
+  // Balanced within an alignment unit, counting each piece in whole units (a
+  // short piece at a file's end takes a unit of its slot's share).
+  for (std::uint32_t w = 0; w < s.waves; ++w) {
     std::uint64_t hi = *std::max_element(slot_bytes[w].begin(), slot_bytes[w].end());
     std::uint64_t sum = 0;
     for (std::uint64_t b : slot_bytes[w]) sum += b;

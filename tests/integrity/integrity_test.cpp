@@ -167,7 +167,7 @@ TEST_CASE("HashFile equals sha256sum for sizes around the read size, any depth")
     for (unsigned depth : {1u, 2u, 3u, 8u}) {
       CAPTURE(size);
       CAPTURE(depth);
-      auto hash = HashFile(path, HashOptions{4096, depth, std::nullopt});
+      auto hash = HashFile(path, HashOptions{4096, depth, std::nullopt, IoMode::kBuffered, depth});
       REQUIRE_MESSAGE(hash, test::ErrorText(hash));
       CHECK(hash->sha256 == want);
       CHECK(hash->bytes == size);
