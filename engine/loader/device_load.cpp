@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "device/gds.h"
+#include "loader/cancel_watch.h"
 #include "io/residency.h"
 
 namespace shardload {
@@ -117,27 +118,6 @@ void RegisterFiles(std::span<const Segment> marked, FileTable& files, GdsHandles
   }
 }
 
-// Sets STOP while OPTIONS' cancel token is cancelled during a load.
-class StopOnCancel {
- public:
-  StopOnCancel(const LoadOptions& options, std::atomic<bool>* stop)
-      : token_(options.cancel.get()), stop_(stop) {
-    if (token_ != nullptr && !token_->Watch(stop_)) {
-      stop_->store(true);
-      token_ = nullptr;
-    }
-  }
-  ~StopOnCancel() {
-    if (token_ != nullptr) token_->Unwatch(stop_);
-  }
-  StopOnCancel(const StopOnCancel&) = delete;
-  StopOnCancel& operator=(const StopOnCancel&) = delete;
-
- private:
-  CancelToken* token_;
-  std::atomic<bool>* stop_;
-};
-
 std::string GdsText(const GdsReport& r, unsigned threads, const std::string& registered) {
   if (r.reads == 0) return "GDS: no aligned O_DIRECT range to read";
   return "GDS: " + std::to_string(r.reads) + " cuFileRead of " + std::to_string(r.bytes) +
@@ -174,7 +154,7 @@ Result<LoadStats> LoadWithGds(const DeviceLoad& load, const LoadOptions& options
       std::clamp<std::size_t>(load.threads, 1, std::max<std::size_t>(split.reads.size(), 1)));
 
   std::atomic<bool> stop{false};
-  StopOnCancel watch(options, &stop);
+  CancelWatch watch(options.cancel.get(), &stop);
   std::optional<Result<GdsReport>> gds;
   auto run_gds = [&]() noexcept {
     try {

@@ -49,6 +49,7 @@
 #include "io/uring_backend.h"
 #include "loader/backend_name.h"
 #include "loader/backend_override.h"
+#include "loader/cancel_watch.h"
 #include "loader/convert_load.h"
 #include "loader/coop_load.h"
 #include "loader/device_load.h"
@@ -86,27 +87,6 @@ Status CheckCancel(const LoadOptions& options) {
   if (options.cancel && options.cancel->cancelled()) return CancelledByCaller();
   return {};
 }
-
-// Registers a load's stop flag with the caller's CancelToken for the
-// duration of the reads, so that Cancel() stops the workers.
-class CancelWatch {
- public:
-  CancelWatch(CancelToken* token, std::atomic<bool>* stop) : token_(token), stop_(stop) {
-    if (token_ != nullptr && !token_->Watch(stop_)) {
-      stop_->store(true, std::memory_order_relaxed);
-      token_ = nullptr;
-    }
-  }
-  ~CancelWatch() {
-    if (token_ != nullptr) token_->Unwatch(stop_);
-  }
-  CancelWatch(const CancelWatch&) = delete;
-  CancelWatch& operator=(const CancelWatch&) = delete;
-
- private:
-  CancelToken* token_;
-  std::atomic<bool>* stop_;
-};
 
 Error Invalid(std::string tensor, std::string detail) {
   return MakeError(ErrorCode::kInvalidArgument, "", std::move(tensor), std::move(detail));
