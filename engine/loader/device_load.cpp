@@ -248,22 +248,6 @@ Result<LoadStats> LoadThroughDevice(const DeviceLoad& load, const LoadOptions& o
   return stats;
 }
 
-std::vector<DeviceTensor> LocalTensors(const std::vector<LoadedTensor>& loaded) {
-  std::vector<DeviceTensor> out;
-  out.reserve(loaded.size());
-  for (const LoadedTensor& t : loaded) out.push_back({t.data.data(), t.data.size(), false, t.name});
-  return out;
-}
-
-std::vector<DeviceTensor> LocalTensors(std::span<const Destination> destinations) {
-  std::vector<DeviceTensor> out;
-  out.reserve(destinations.size());
-  for (const Destination& d : destinations) {
-    out.push_back({static_cast<std::byte*>(d.data), d.size, false, d.name});
-  }
-  return out;
-}
-
 std::vector<DeviceTensor> LocalTensors(std::span<const TpItem> items,
                                        std::span<std::byte* const> data) {
   std::vector<DeviceTensor> out;

@@ -68,10 +68,8 @@ Result<LoadStats> LoadThroughDevice(const DeviceLoad& load, const LoadOptions& o
                                     std::span<const DeviceTensor> local,
                                     std::span<const Segment> segments, const HostReader& read);
 
-// The local tensors of a load, by tag: a LoadedCheckpoint's, the caller's
-// destinations, or a rank's slices at DATA (zero_fill: padding).
-std::vector<DeviceTensor> LocalTensors(const std::vector<LoadedTensor>& loaded);
-std::vector<DeviceTensor> LocalTensors(std::span<const Destination> destinations);
+// The local tensors of a load, by tag: the slices of ITEMS at DATA
+// (zero_fill: padding).
 std::vector<DeviceTensor> LocalTensors(std::span<const TpItem> items,
                                        std::span<std::byte* const> data);
 

@@ -577,17 +577,6 @@ bool IsWhole(const TpItem& item) {
          (s.count == 1 || (s.src_stride == s.length && s.dst_stride == s.length));
 }
 
-std::string StrategyName(ReadStrategy strategy) {
-  switch (strategy) {
-    case ReadStrategy::kAuto: return "auto";
-    case ReadStrategy::kExact: return "exact";
-    case ReadStrategy::kStaged: return "staged";
-    case ReadStrategy::kMixed: return "mixed";
-    case ReadStrategy::kMapped: return "mapped";
-  }
-  return "exact";
-}
-
 std::string RankText(const TpContext& context) {
   return "rank " + std::to_string(context.rank) + " of " + std::to_string(context.world);
 }
@@ -884,7 +873,7 @@ Result<RankPlan> Loader::Impl::PlanItems(const TpContext& context, std::span<con
     // reads of its own (its TagReads, or none at all, count zero).
     const TagReads reads = i < plan->tags.size() ? plan->tags[i] : TagReads{};
     PlannedTensor t = DescribeTp(items[i]);
-    t.strategy = StrategyName(reads.strategy);
+    t.strategy = ReadStrategyName(reads.strategy);
     t.bytes_read = reads.bytes_read;
     t.read_ops = reads.read_ops;
     out.local_bytes += t.bytes;
