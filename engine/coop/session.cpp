@@ -56,6 +56,57 @@ class Mapping {
   std::size_t size_;
 };
 
+class MemcpySink final : public CopySink {
+ public:
+  explicit MemcpySink(std::function<void(std::byte*, std::size_t)> before_write)
+      : before_write_(std::move(before_write)) {}
+  Status Attach(std::byte*, std::size_t) override { return {}; }
+  Status Copy(const CopyRuns& c) override {
+    if (before_write_) before_write_(c.dst, (c.rows - 1) * c.dst_stride + c.length);
+    for (std::uint64_t r = 0; r < c.rows; ++r) {
+      std::memcpy(c.dst + r * c.dst_stride, c.src + r * c.src_stride, c.length);
+    }
+    return {};
+  }
+  Status Flush() override { return {}; }
+  void Detach() override {}
+  bool drops_pages() const override { return true; }
+
+ private:
+  std::function<void(std::byte*, std::size_t)> before_write_;
+};
+
+// SEG's run parts in file range [LO, HI), grouped into batches of equal
+// length at constant strides (a partial first run, the full runs, a partial
+// last run), SRC: the staging byte holding file offset LO. Returns EMIT's
+// first error.
+template <typename Emit>
+Status ForEachBatch(const Segment& seg, std::uint64_t lo, std::uint64_t hi, const std::byte* src,
+                    Emit&& emit) {
+  CopyRuns batch;
+  batch.tag = seg.tag;
+  batch.dst_stride = seg.dst_stride;
+  batch.src_stride = seg.src_stride;
+  std::uint64_t batch_at = 0;
+  Status status;
+  ForEachRunPart(seg, lo, hi, [&](std::uint64_t at, std::byte* dst, std::uint64_t n) {
+    if (!status) return;
+    if (batch.rows > 0 && n == batch.length && at == batch_at + batch.rows * seg.src_stride &&
+        dst == batch.dst + batch.rows * seg.dst_stride) {
+      ++batch.rows;
+      return;
+    }
+    if (batch.rows > 0) status = emit(batch);
+    batch.dst = dst;
+    batch.src = src + (at - lo);
+    batch.length = n;
+    batch.rows = 1;
+    batch_at = at;
+  });
+  if (status && batch.rows > 0) status = emit(batch);
+  return status;
+}
+
 // Segment S's bytes that piece P holds, copied from staging.
 struct CopyTask {
   std::size_t segment;
@@ -89,6 +140,10 @@ std::vector<std::vector<CopyTask>> CopyTasks(std::span<const Segment> segments,
 }
 
 }  // namespace
+
+std::unique_ptr<CopySink> HostSink(std::function<void(std::byte*, std::size_t)> before_write) {
+  return std::make_unique<MemcpySink>(std::move(before_write));
+}
 
 Session::Session(const Cooperation& options, unsigned local_rank, unsigned local_size)
     : options_(options), local_rank_(local_rank), local_size_(local_size) {
@@ -286,8 +341,22 @@ Result<LoadStats> Session::RunStaged(const ReadRequest& request, const Executor&
   if (base == MAP_FAILED) return ErrnoError("memfd shardload-staging", "mmap", errno);
   Mapping staging(base, plan.staging_size);
   memfd.Reset();
-  const std::vector<std::vector<CopyTask>> tasks = CopyTasks(request.segments, schedule);
+  if (exec.sink == nullptr) return MakeError(ErrorCode::kInternal, "", "", "no copy sink");
+  CopySink& sink = *exec.sink;
+  // The sink sees (and a device pins) only the part of the staging in use.
   const std::uint64_t a = std::max<std::uint64_t>(request.alignment, 1);
+  std::uint64_t used = 0;
+  for (const Piece& p : schedule.pieces) {
+    used = std::max(used, p.staging + (p.length + a - 1) / a * a);
+  }
+  used = std::min<std::uint64_t>((used + 4095) / 4096 * 4096, plan.staging_size);
+  if (Status s = sink.Attach(staging.data(), used); !s) return std::move(s).error();
+  // Declared after STAGING: detaches (waits for, unpins) before it is unmapped.
+  struct Detach {
+    CopySink& sink;
+    ~Detach() { sink.Detach(); }
+  } detach{sink};
+  const std::vector<std::vector<CopyTask>> tasks = CopyTasks(request.segments, schedule);
   LoadStats total;
   bool first_read = true;
   stats_.waves = schedule.waves;
@@ -326,7 +395,9 @@ Result<LoadStats> Session::RunStaged(const ReadRequest& request, const Executor&
       }
       for (const Segment& s : segs) {
         stats_.read_for_node += s.length;
-        staging.Drop(static_cast<std::uint64_t>(s.dst - staging.data()), s.length);
+        if (sink.drops_pages()) {
+          staging.Drop(static_cast<std::uint64_t>(s.dst - staging.data()), s.length);
+        }
       }
     }
     return Status();
@@ -334,6 +405,7 @@ Result<LoadStats> Session::RunStaged(const ReadRequest& request, const Executor&
 
   auto copy_wave = [&](std::uint32_t k) -> Status {
     const std::vector<CopyTask>& list = tasks[k];
+    const std::uint64_t before = stats_.bytes_staged;
     for (std::size_t t = 0; t < list.size();) {
       const std::size_t piece_index = list[t].piece;
       std::size_t end = t;
@@ -343,26 +415,19 @@ Result<LoadStats> Session::RunStaged(const ReadRequest& request, const Executor&
       for (std::uint64_t lo = p.offset; lo < p.offset + p.length; lo += kCopyWindow) {
         const std::uint64_t hi = std::min(p.offset + p.length, lo + kCopyWindow);
         for (std::size_t i = t; i < end; ++i) {
-          const Segment& seg = request.segments[list[i].segment];
-          // The destination this window's runs of SEG fill, faulted in
-          // once (not per row).
-          std::byte* first = nullptr;
-          std::byte* last = nullptr;
-          ForEachRunPart(seg, lo, hi, [&](std::uint64_t, std::byte* dst, std::uint64_t n) {
-            if (first == nullptr) first = dst;
-            last = dst + n;
-          });
-          if (first == nullptr) continue;
-          if (exec.before_write) exec.before_write(first, static_cast<std::size_t>(last - first));
-          ForEachRunPart(seg, lo, hi, [&](std::uint64_t at, std::byte* dst, std::uint64_t n) {
-            std::memcpy(dst, src + (at - p.offset), n);
-            stats_.bytes_staged += n;
-          });
+          Status s = ForEachBatch(request.segments[list[i].segment], lo, hi,
+                                  src + (lo - p.offset), [&](const CopyRuns& runs) {
+                                    stats_.bytes_staged += runs.rows * runs.length;
+                                    return sink.Copy(runs);
+                                  });
+          if (!s) return s;
         }
-        staging.Drop(p.staging + (lo - p.offset), hi - lo);
+        if (sink.drops_pages()) staging.Drop(p.staging + (lo - p.offset), hi - lo);
       }
       t = end;
     }
+    if (Status s = sink.Flush(); !s) return s;
+    if (exec.copied) exec.copied(stats_.bytes_staged - before);
     return Status();
   };
 

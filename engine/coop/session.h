@@ -28,6 +28,39 @@
 
 namespace shardload::coop {
 
+// ROWS runs of LENGTH bytes to copy out of staging: from SRC (runs
+// SRC_STRIDE apart) to DST (DST_STRIDE apart), for the segment tagged TAG.
+struct CopyRuns {
+  std::byte* dst = nullptr;
+  std::uint64_t dst_stride = 0;
+  const std::byte* src = nullptr;
+  std::uint64_t src_stride = 0;
+  std::uint64_t length = 0;
+  std::uint64_t rows = 0;
+  std::uint32_t tag = 0;
+};
+
+// Where a member's copies out of staging go: host memory (HostSink) or the
+// loader's device. Driven by the session's thread.
+class CopySink {
+ public:
+  virtual ~CopySink() = default;
+  // The staging, mapped for the whole load, before the first Copy.
+  virtual Status Attach(std::byte* staging, std::size_t size) = 0;
+  virtual Status Copy(const CopyRuns& runs) = 0;
+  // Every Copy so far is complete: the staging they read may be reused.
+  virtual Status Flush() = 0;
+  // Before the staging is unmapped (after a failure too).
+  virtual void Detach() = 0;
+  // Whether staging pages may be dropped from this process's page tables
+  // once used (not while they are pinned for a device).
+  virtual bool drops_pages() const = 0;
+};
+
+// Copies into host memory with memcpy, calling BEFORE_WRITE (may be empty)
+// with each batch's destination range first.
+std::unique_ptr<CopySink> HostSink(std::function<void(std::byte*, std::size_t)> before_write);
+
 // What a member's loader does for the session.
 struct Executor {
   // Reads SEGMENTS (file = shard index) into memory with the load's read
@@ -35,8 +68,12 @@ struct Executor {
   std::function<Result<LoadStats>(std::span<const Segment>, std::span<const Window>)> read;
   // Reads this member's own segments the ordinary way (no staging).
   std::function<Result<LoadStats>()> read_own;
-  // Called before N bytes are written at DST by a copy out of staging.
-  std::function<void(std::byte*, std::size_t)> before_write;
+  // Where this member's bytes are copied out of staging (required for a
+  // staged load).
+  CopySink* sink = nullptr;
+  // Told the bytes copied out of each wave once they are in place (may be
+  // empty).
+  std::function<void(std::uint64_t)> copied;
 };
 
 struct ReadRequest {

@@ -43,6 +43,8 @@ std::string ResolveAll(CudaRuntime& rt) {
   Resolve(l, "cudaHostUnregister", rt.host_unregister, missing);
   Resolve(l, "cudaMemcpy", rt.memcpy, missing);
   Resolve(l, "cudaMemcpyAsync", rt.memcpy_async, missing);
+  Resolve(l, "cudaMemcpy2DAsync", rt.memcpy_2d_async, missing);
+  Resolve(l, "cudaMemsetAsync", rt.memset_async, missing);
   Resolve(l, "cudaStreamCreate", rt.stream_create, missing);
   Resolve(l, "cudaStreamDestroy", rt.stream_destroy, missing);
   Resolve(l, "cudaStreamSynchronize", rt.stream_synchronize, missing);

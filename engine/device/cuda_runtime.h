@@ -55,6 +55,10 @@ struct CudaRuntime {
   CudaStatus (*host_unregister)(void*) = nullptr;
   CudaStatus (*memcpy)(void*, const void*, std::size_t, int) = nullptr;
   CudaStatus (*memcpy_async)(void*, const void*, std::size_t, int, CudaStream) = nullptr;
+  // cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, height, kind, stream)
+  CudaStatus (*memcpy_2d_async)(void*, std::size_t, const void*, std::size_t, std::size_t,
+                                std::size_t, int, CudaStream) = nullptr;
+  CudaStatus (*memset_async)(void*, int, std::size_t, CudaStream) = nullptr;
   CudaStatus (*stream_create)(CudaStream*) = nullptr;
   CudaStatus (*stream_destroy)(CudaStream) = nullptr;
   CudaStatus (*stream_synchronize)(CudaStream) = nullptr;

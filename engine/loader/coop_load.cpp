@@ -87,4 +87,44 @@ std::vector<std::string> ShardPaths(const Checkpoint& checkpoint) {
   return paths;
 }
 
+Result<std::unique_ptr<CoopDeviceSink>> CoopDeviceSink::Start(
+    std::shared_ptr<const CudaRuntime> cuda, unsigned streams,
+    std::span<const DeviceTensor> local) {
+  auto copier = StagedCopier::Start(std::move(cuda), streams);
+  if (!copier) return std::move(copier).error();
+  return std::unique_ptr<CoopDeviceSink>(new CoopDeviceSink(std::move(*copier), local));
+}
+
+Status CoopDeviceSink::Attach(std::byte* staging, std::size_t size) {
+  // Zeroed before any copy: the copies on other streams land after it.
+  for (const DeviceTensor& t : local_) {
+    if (!t.zero_fill) continue;
+    if (Status s = copier_->Zero(t.device, t.size, t.name); !s) return s;
+  }
+  if (Status s = copier_->Synchronize("zeroing padding"); !s) return s;
+  if (Status s = copier_->Register(staging, size); !s) return s;
+  attached_ = true;
+  return {};
+}
+
+Status CoopDeviceSink::Copy(const coop::CopyRuns& runs) {
+  const std::string_view name = runs.tag < local_.size() ? local_[runs.tag].name : "";
+  return copier_->Copy(runs.dst, runs.dst_stride, runs.src, runs.src_stride, runs.length,
+                       runs.rows, name);
+}
+
+Status CoopDeviceSink::Flush() {
+  ++waves_;
+  return copier_->Synchronize("the copies of wave " + std::to_string(waves_));
+}
+
+void CoopDeviceSink::Detach() { copier_->Unregister(); }
+
+std::string CoopDeviceSink::Describe() const {
+  return "cooperative: " + std::to_string(copier_->copies()) +
+         " copies from the node's shared staging (" +
+         std::to_string(copier_->registered_bytes()) + " bytes registered) on " +
+         std::to_string(copier_->streams()) + " streams";
+}
+
 }  // namespace shardload

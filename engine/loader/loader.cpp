@@ -195,7 +195,9 @@ struct Loader::Impl {
   Result<LoadStats> ExecuteCooperative(FileTable& files, std::span<const Segment> segments,
                                        std::span<const Window> windows,
                                        std::span<const TensorInfo* const> tensors,
-                                       FaultInPolicy* fault_in);
+                                       FaultInPolicy* fault_in,
+                                       std::span<const DeviceTensor> local,
+                                       std::span<std::byte> owned);
   // Runs BODY (a load) as one cooperative load with the group of
   // LoadOptions::cooperate, if any: meets the others first (they must agree
   // on IDENTITY), sets `coop` for Run, and tells them if BODY fails.
@@ -395,7 +397,9 @@ Result<LoadStats> Loader::Impl::ExecuteCooperative(FileTable& files,
                                                    std::span<const Segment> segments,
                                                    std::span<const Window> windows,
                                                    std::span<const TensorInfo* const> tensors,
-                                                   FaultInPolicy* fault_in) {
+                                                   FaultInPolicy* fault_in,
+                                                   std::span<const DeviceTensor> local,
+                                                   std::span<std::byte> owned) {
   // A member reads its slots from any shard the node needs.
   std::vector<const TensorInfo*> all;
   all.reserve(checkpoint.tensors().size());
@@ -403,17 +407,37 @@ Result<LoadStats> Loader::Impl::ExecuteCooperative(FileTable& files,
   auto every = OpenFiles(all);
   if (!every) return std::move(every).error();
   coop::ReadRequest request{segments, every->alignment(), options.mode, ShardSizes(checkpoint)};
+  // Copies out of staging go to this member's memory or its device.
+  std::unique_ptr<CoopDeviceSink> device_sink;
+  std::unique_ptr<coop::CopySink> host_sink;
+  if (cuda) {
+    auto sink = CoopDeviceSink::Start(cuda, options.device_streams, local);
+    if (!sink) return std::move(sink).error();
+    device_sink = std::move(*sink);
+  } else {
+    host_sink = coop::HostSink(fault_in == nullptr ? std::function<void(std::byte*, std::size_t)>()
+                                                   : [fault_in](std::byte* dst, std::size_t n) {
+                                                       fault_in->BeforeRead(dst, n);
+                                                     });
+  }
+  std::uint64_t total = 0;
+  for (const Segment& s : segments) total += s.length * s.count;
+  ProgressMeter meter(total, kProgressStep, options.progress);
   coop::Executor exec;
   exec.read = [&](std::span<const Segment> slot, std::span<const Window> staging) {
     return ExecuteHost(*every, slot, staging, all, nullptr, {}, nullptr);
   };
   exec.read_own = [&] {
-    return ExecuteHost(files, segments, windows, tensors, fault_in, options.progress, nullptr);
+    return Execute(files, segments, windows, tensors, fault_in, local, nullptr, owned);
   };
-  if (fault_in != nullptr) {
-    exec.before_write = [fault_in](std::byte* dst, std::size_t n) { fault_in->BeforeRead(dst, n); };
+  exec.sink = cuda ? static_cast<coop::CopySink*>(device_sink.get()) : host_sink.get();
+  exec.copied = [&meter](std::uint64_t n) { meter.Add(n); };
+  auto stats = coop->Run(request, exec);
+  if (stats && device_sink != nullptr && device_sink->attached()) {
+    stats->device = DeviceName(options.device);
+    stats->transfer = device_sink->Describe();
   }
-  return coop->Run(request, exec);
+  return stats;
 }
 
 template <typename Body>
@@ -653,7 +677,8 @@ Result<LoadStats> Loader::Impl::Run(FileTable& files, std::span<const TpItem> it
                                     DeliveryObserver* observer, std::span<std::byte> owned) {
   std::vector<Segment> segments = MakeSegments(items, data);
   auto stats = coop != nullptr
-                   ? ExecuteCooperative(files, segments, windows, Sources(items), fault_in)
+                   ? ExecuteCooperative(files, segments, windows, Sources(items), fault_in,
+                                        LocalTensors(items, data), owned)
                    : Execute(files, segments, windows, Sources(items), fault_in,
                              LocalTensors(items, data), observer, owned);
   if (!stats) return std::move(stats).error();
@@ -933,11 +958,6 @@ Result<Loader> Loader::Open(Checkpoint checkpoint, LoadOptions options) {
     if (options.device.is_cuda() && options.staging_bytes < 2 * kStagingAlignment) {
       return Invalid("", "staging_bytes must be at least " +
                              std::to_string(2 * kStagingAlignment));
-    }
-    if (options.cooperate.group && options.device.is_cuda()) {
-      return MakeError(ErrorCode::kUnsupported, "", "",
-                       "cooperative loads land in host memory only (not " +
-                           DeviceName(options.device) + ")");
     }
     if (options.cooperate.group && options.dtype) {
       return MakeError(ErrorCode::kUnsupported, "", "",

@@ -211,7 +211,7 @@ TEST_CASE("cooperative load: a member whose Open fails (and drops its group) fai
   }
 }
 
-TEST_CASE("cooperative loads refuse device and dtype at Open") {
+TEST_CASE("cooperative loads refuse dtype conversion and a tiny staging at Open") {
   LoadOptions options;
   auto alone = ConnectLocal(UniqueJob(), 0, 1);
   REQUIRE(alone);

@@ -14,8 +14,9 @@
 //   FAKE_CUDA_DEVICES=N      devices (default 1; 0: cudaGetDeviceCount fails)
 //   FAKE_CUDA_FAIL_MALLOC=1  cudaMalloc fails (out of memory)
 //   FAKE_CUDA_FAIL_REGISTER=1  cudaHostRegister fails
-//   FAKE_CUDA_FAIL_COPY=N    the Nth cudaMemcpyAsync fails at once
-//   FAKE_CUDA_LATE_ERROR=N   the Nth cudaMemcpyAsync fails on its stream: a
+//   FAKE_CUDA_FAIL_COPY=N    the Nth cudaMemcpyAsync or cudaMemcpy2DAsync
+//                            fails at once
+//   FAKE_CUDA_LATE_ERROR=N   the Nth of them fails on its stream: a
 //                            sticky error reported by every later synchronize
 // Copies are counted from the latest cudaHostRegister (one per load's
 // staging), which also clears the late error.
@@ -56,12 +57,27 @@ long Env(const char* name, long fallback) {
   return v != nullptr && *v ? std::strtol(v, nullptr, 10) : fallback;
 }
 
+// ROWS rows of N bytes at strides DPITCH and SPITCH; SRC null: zeroes.
 struct Task {
   void* dst = nullptr;  // host address (translated)
   const void* src = nullptr;
   std::size_t n = 0;
   bool fail = false;  // the injected late error
+  std::size_t rows = 1;
+  std::size_t dpitch = 0;
+  std::size_t spitch = 0;
 };
+
+void Perform(const Task& t) {
+  for (std::size_t r = 0; r < t.rows; ++r) {
+    auto* dst = static_cast<char*>(t.dst) + r * t.dpitch;
+    if (t.src == nullptr) {
+      std::memset(dst, 0, t.n);
+    } else {
+      std::memcpy(dst, static_cast<const char*>(t.src) + r * t.spitch, t.n);
+    }
+  }
+}
 
 struct Stream;
 
@@ -70,6 +86,7 @@ struct State {
   std::map<std::uintptr_t, std::size_t> allocations;    // device base -> size
   std::map<std::uintptr_t, std::size_t> registrations;  // host base -> size
   std::set<Stream*> streams;
+  std::condition_variable idle;  // a copy finished (WaitAll)
   std::set<void*> events;
   long copies_since_register = 0;
   int sticky = kSuccess;  // the late error, once a stream hit it
@@ -103,12 +120,13 @@ struct Stream {
       if (queue.empty()) return;
       Task t = queue.front();
       lock.unlock();
-      if (!t.fail) std::memcpy(t.dst, t.src, t.n);
+      if (!t.fail) Perform(t);
       lock.lock();
       if (t.fail) S().sticky = kIllegalAddress;
       queue.pop_front();
       ++completed;
       cv.notify_all();
+      S().idle.notify_all();
     }
   }
 };
@@ -136,15 +154,52 @@ bool Registered(const void* p, std::size_t n) {
   return a + n <= it->first + it->second;
 }
 
-bool AnyPending() {
+// Whether a queued or running copy reads host range [base, base + size).
+bool PendingFrom(std::uintptr_t base, std::size_t size) {
   for (Stream* s : S().streams) {
-    if (s->completed != s->enqueued) return true;
+    for (const Task& t : s->queue) {
+      const auto src = reinterpret_cast<std::uintptr_t>(t.src);
+      if (t.src != nullptr && src >= base && src < base + size) return true;
+    }
   }
   return false;
 }
 
+// Waits until no stream has a copy queued (streams may be destroyed by
+// other threads meanwhile: the wait is on the state's condition).
 void WaitAll(std::unique_lock<std::mutex>& lock) {
-  for (Stream* s : S().streams) s->cv.wait(lock, [&] { return s->completed == s->enqueued; });
+  S().idle.wait(lock, [] {
+    for (Stream* s : S().streams) {
+      if (s->completed != s->enqueued) return false;
+    }
+    return true;
+  });
+}
+
+// Queues T on STREAM: a host-to-device copy (or a zeroing, T.src null) of
+// T.rows rows whose device range is [DST, DST + DEVICE_EXTENT) and source
+// range [T.src, T.src + HOST_EXTENT).
+int Enqueue(Task t, void* dst, std::size_t device_extent, std::size_t host_extent, int kind,
+            void* stream) {
+  auto* s = static_cast<Stream*>(stream);
+  if (S().streams.count(s) == 0) return Fail(kInvalidResourceHandle);
+  if (S().sticky != kSuccess) return S().sticky;
+  t.dst = DeviceToHost(dst, device_extent);
+  if (kind != kH2D || t.dst == nullptr || (t.src != nullptr && !Registered(t.src, host_extent))) {
+    ++S().counts["misuse"];
+    return Fail(kInvalidValue);
+  }
+  if (t.src != nullptr) {
+    const long nth = ++S().copies_since_register;
+    if (nth == Env("FAKE_CUDA_FAIL_COPY", 0)) return Fail(kInvalidValue);
+    t.fail = nth == Env("FAKE_CUDA_LATE_ERROR", 0);
+    ++S().counts["copies"];
+    S().counts["copied_bytes"] += static_cast<long>(t.n * t.rows);
+  }
+  s->queue.push_back(t);
+  ++s->enqueued;
+  s->cv.notify_all();
+  return kSuccess;
 }
 
 }  // namespace
@@ -247,7 +302,7 @@ int cudaHostUnregister(void* ptr) {
   std::lock_guard lock(S().mu);
   auto it = S().registrations.find(reinterpret_cast<std::uintptr_t>(ptr));
   if (it == S().registrations.end()) return Fail(kHostMemoryNotRegistered);
-  if (AnyPending()) ++S().counts["misuse"];  // staging released under a copy
+  if (PendingFrom(it->first, it->second)) ++S().counts["misuse"];  // unpinned under a copy
   S().registrations.erase(it);
   return kSuccess;
 }
@@ -284,22 +339,34 @@ int cudaStreamSynchronize(void* stream) {
 
 int cudaMemcpyAsync(void* dst, const void* src, std::size_t n, int kind, void* stream) {
   std::lock_guard lock(S().mu);
-  auto* s = static_cast<Stream*>(stream);
-  if (S().streams.count(s) == 0) return Fail(kInvalidResourceHandle);
-  if (S().sticky != kSuccess) return S().sticky;
-  void* host_dst = DeviceToHost(dst, n);
-  if (kind != kH2D || host_dst == nullptr || !Registered(src, n)) {
-    ++S().counts["misuse"];
-    return Fail(kInvalidValue);
-  }
-  const long nth = ++S().copies_since_register;
-  if (nth == Env("FAKE_CUDA_FAIL_COPY", 0)) return Fail(kInvalidValue);
-  ++S().counts["copies"];
-  S().counts["copied_bytes"] += static_cast<long>(n);
-  s->queue.push_back(Task{host_dst, src, n, nth == Env("FAKE_CUDA_LATE_ERROR", 0)});
-  ++s->enqueued;
-  s->cv.notify_all();
-  return kSuccess;
+  Task t;
+  t.src = src;
+  t.n = n;
+  return Enqueue(t, dst, n, n, kind, stream);
+}
+
+int cudaMemcpy2DAsync(void* dst, std::size_t dpitch, const void* src, std::size_t spitch,
+                      std::size_t width, std::size_t height, int kind, void* stream) {
+  std::lock_guard lock(S().mu);
+  if (width > dpitch || width > spitch || src == nullptr) return Fail(kInvalidValue);
+  ++S().counts["copies_2d"];
+  if (height == 0 || width == 0) return kSuccess;
+  Task t;
+  t.src = src;
+  t.n = width;
+  t.rows = height;
+  t.dpitch = dpitch;
+  t.spitch = spitch;
+  return Enqueue(t, dst, (height - 1) * dpitch + width, (height - 1) * spitch + width, kind,
+                 stream);
+}
+
+int cudaMemsetAsync(void* dst, int value, std::size_t n, void* stream) {
+  std::lock_guard lock(S().mu);
+  if (value != 0) return Fail(kInvalidValue);  // the engine only zeroes
+  Task t;
+  t.n = n;
+  return Enqueue(t, dst, n, 0, kH2D, stream);
 }
 
 int cudaMemcpy(void* dst, const void* src, std::size_t n, int kind) {

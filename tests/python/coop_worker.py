@@ -9,6 +9,8 @@ usage: coop_worker.py MODE CHECKPOINT OUT
        collectives: only the node group of WORLD: broadcast from every root, barrier
        env:          rank="env" under a torchrun-like environment (the test sets it)
        into:         Checkpoint.load_into into numpy buffers, as env
+       device:       as env, onto "cuda:0" of the fake CUDA runtime ($FAKE_CUDART),
+                     each tensor's device bytes copied back and compared
 $COOP_PLAN_R=P: rank R uses plan P (a config path) instead of "hf".
 $COOP_STAGING: staging= bytes. $COOP_MODE: mode= ("buffered": staged
 even when the page cache holds the checkpoint).
@@ -22,7 +24,7 @@ import numpy as np
 
 import safetensors_oracle as oracle
 import shardload
-from shardload import _cooperate
+from shardload import _cooperate, _shardload
 
 
 def init_gloo(rank, world):
@@ -79,6 +81,36 @@ def check_load_into(path, me):
     return {"ok": True, "stats": stats}
 
 
+def check_device(path, me):
+    """rank="env" onto cuda:0 of the fake runtime, through the engine's
+    binding (torch here has no CUDA to import the capsules)."""
+    import ctypes
+    from test_device import dl_tensor
+    fake = ctypes.CDLL(os.environ["FAKE_CUDART"])
+    fake.cudaMemcpy.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    os.environ["SHARDLOAD_CUDART"] = os.environ["FAKE_CUDART"]
+    _, _, coop = _cooperate.checked(group=None, rank="env", world="env", cooperate=None,
+                                    staging=None, peer_timeout=None)
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    memory = _shardload.load(shardload.open(path)._handle, globs=[], threads=1,
+                             mode=os.environ.get("COOP_MODE", "auto"), rank=rank, world=world,
+                             progress=None, plan_kind="hf", plan_path="", plan_text="",
+                             device="cuda:0", **coop.connected().kwargs())
+    stats = memory.stats()
+    with open(os.path.join(path, "config.json")) as f:
+        config = json.load(f)
+    full = {n: oracle.view(e) for n, e in oracle.read_dir(path).items()}
+    for name in memory.dtypes():
+        want = np.ascontiguousarray(oracle.hf_slice(name, full[name], config, world, rank))
+        capsule = memory.dlpack(name)
+        t = dl_tensor(capsule)
+        buf = ctypes.create_string_buffer(max(want.nbytes, 1))
+        if want.nbytes:
+            assert fake.cudaMemcpy(buf, t.data, want.nbytes, 2) == 0, name
+        assert buf.raw[:want.nbytes] == want.tobytes(), (name, me)
+    return {"ok": True, "stats": stats}
+
+
 def main():
     mode, path = sys.argv[1], sys.argv[2]
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
@@ -90,6 +122,8 @@ def main():
             result = check_load(path, rank, group=dist.group.WORLD)
         elif mode == "into":
             result = check_load_into(path, rank)
+        elif mode == "device":
+            result = check_device(path, rank)
         else:
             result = check_load(path, rank, rank="env", world="env")
     except shardload.Error as e:

@@ -66,7 +66,7 @@ def run_ranks(mode, path, world, tmp_path, env=None, per_rank_env=None, timeout=
                          COOP_STORE=str(tmp_path / "store"))
         for var in ("LOCAL_RANK", "LOCAL_WORLD_SIZE", "TORCHELASTIC_RUN_ID"):
             child_env.pop(var, None)
-        if mode in ("env", "into"):
+        if mode in ("env", "into", "device"):
             child_env.update(LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world),
                              TORCHELASTIC_RUN_ID=f"pytest-{job}")
         child_env.update(env or {})
@@ -145,6 +145,25 @@ def test_load_into_cooperates_under_torchrun(llama, tmp_path, shm_unchanged):
         assert result and result.get("ok"), (rank, result)
         stats = result["stats"]
         assert stats["cooperate"] == "torchrun" and stats["cooperation"]["local_rank"] == rank
+
+
+@pytest.mark.parametrize("mode", ["buffered", "auto"])
+def test_device_loads_cooperate_under_torchrun(llama, tmp_path, mode, shm_unchanged):
+    """rank="env", device="cuda:0" (the fake CUDA runtime): staged through the
+    node's registered staging (buffered) or each rank's own reads (auto, the
+    checkpoint cached), each rank's device bytes equal numpy's slices."""
+    fake = os.environ.get("FAKE_CUDART", "")
+    if not fake or not os.path.exists(fake):
+        pytest.skip("FAKE_CUDART (the fake CUDA runtime) not given")
+    directory, _ = llama
+    results = run_ranks("device", directory, 2, tmp_path, env={"COOP_MODE": mode})
+    for r in results:
+        assert r and r.get("ok"), r
+        assert r["stats"]["device"] == "cuda:0"
+        how = r["stats"]["cooperation"]["how"]
+        if mode == "buffered":
+            assert r["stats"]["transfer"].startswith("cooperative: "), r["stats"]
+            assert how.startswith("staged"), how
 
 
 def test_small_staging_is_byte_exact(llama, tmp_path, shm_unchanged):
