@@ -15,6 +15,9 @@
 #    --gds interleaved, page cache dropped before each (posix_fadvise on the
 #    checkpoint's files only). Without libcufile the loads fall back and
 #    gpu-check.json's gds.transfer says why.
+# 5. (not with GDS=only) 8 ranks under a torchrun-like environment load their
+#    slices to cuda:0 cooperating through the node's staging
+#    (perf/gpu_coop_check.py), each compared with its host load; wall time.
 # Each step has a timeout (the whole run is meant to fit one 10-minute
 # device command: BUILD_TIMEOUT 300, CHECK_TIMEOUT 240 by default).
 # Results: $OUT (default ./gpu-out)/gpu-check.json and the logs beside it.
@@ -64,6 +67,17 @@ timeout 60 "$SL" load "$CKPT" --device cuda:0 --rank 1 --world 8 --plan hf --jso
 echo "cli rank 1/8 cuda:0: rc=$? $(tail -c 300 "$OUT/cli-rank.json")"
 timeout 60 "$SL" load "$CKPT" --device cuda:99 --select '**.norm.weight' --json > "$OUT/cli-missing.json" 2>&1
 echo "cli cuda:99: rc=$? (want 7) $(tail -c 300 "$OUT/cli-missing.json")"
+fi
+
+if [ "$GDS" != only ]; then
+  start=$(date +%s%N)
+  for r in 0 1 2 3 4 5 6 7; do
+    RANK=$r WORLD_SIZE=8 LOCAL_RANK=$r LOCAL_WORLD_SIZE=8 TORCHELASTIC_RUN_ID=gpu-check-$$ \
+      timeout 120 python3 perf/gpu_coop_check.py "$CKPT" > "$OUT/coop-$r.json" 2> "$OUT/coop-$r.log" &
+  done
+  wait
+  echo "cooperative 8 ranks to cuda:0: $(( ($(date +%s%N) - start) / 1000000 )) ms (each also loads alone to host)"
+  cat "$OUT"/coop-*.json
 fi
 
 timeout "$CHECK_TIMEOUT" python3 perf/gpu_check.py "$CKPT" --out "$OUT/gpu-check.json" \
