@@ -70,6 +70,7 @@ py::dict CooperationDict(const CooperationStats& c) {
   out["read_for_node"] = c.read_for_node;
   out["bytes_staged"] = c.bytes_staged;
   out["bytes_direct"] = c.bytes_direct;
+  out["bytes_shared"] = c.bytes_shared;
   out["waves"] = c.waves;
   out["wait_seconds"] = c.wait_seconds;
   return out;

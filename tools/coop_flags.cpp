@@ -65,9 +65,11 @@ std::string CooperationText(const LoadStats& stats) {
   if (c.local_size == 0) return "";
   return fmt::format(
       "cooperation: local rank {} of {}, {}; node reads {}, this rank read {} for the node in {} "
-      "waves, copied {} out of staging, read {} directly, waited {:.3f} s\n",
+      "waves, copied {} out of staging, read {} directly, mapped {} from the node's one copy, "
+      "waited {:.3f} s\n",
       c.local_rank, c.local_size, c.how, HumanBytes(c.node_bytes), HumanBytes(c.read_for_node),
-      c.waves, HumanBytes(c.bytes_staged), HumanBytes(c.bytes_direct), c.wait_seconds);
+      c.waves, HumanBytes(c.bytes_staged), HumanBytes(c.bytes_direct), HumanBytes(c.bytes_shared),
+      c.wait_seconds);
 }
 
 std::string CooperationJson(const LoadStats& stats) {
@@ -75,10 +77,10 @@ std::string CooperationJson(const LoadStats& stats) {
   if (c.local_size == 0) return "";
   return fmt::format(
       ",\"cooperation\":{{\"local_rank\":{},\"local_size\":{},\"how\":{},\"node_bytes\":{},"
-      "\"read_for_node\":{},\"bytes_staged\":{},\"bytes_direct\":{},\"waves\":{},"
-      "\"wait_seconds\":{:.6f}}}",
+      "\"read_for_node\":{},\"bytes_staged\":{},\"bytes_direct\":{},\"bytes_shared\":{},"
+      "\"waves\":{},\"wait_seconds\":{:.6f}}}",
       c.local_rank, c.local_size, JsonString(c.how), c.node_bytes, c.read_for_node,
-      c.bytes_staged, c.bytes_direct, c.waves, c.wait_seconds);
+      c.bytes_staged, c.bytes_direct, c.bytes_shared, c.waves, c.wait_seconds);
 }
 
 }  // namespace shardload::cli

@@ -42,7 +42,10 @@ FaultInPolicy::FaultInPolicy(std::byte* begin, std::size_t size, bool huge_pages
 }
 
 void FaultInPolicy::BeforeRead(std::byte* dst, std::size_t length) {
-  if (size_ == 0 || length == 0) return;
+  // Outside the arena (a cooperative load's node copy): not ours to fault in.
+  const auto at = reinterpret_cast<std::uintptr_t>(dst);
+  const auto base = reinterpret_cast<std::uintptr_t>(begin_);
+  if (length == 0 || length > size_ || at < base || at - base > size_ - length) return;
   if (!huge_pages_) return PrefaultForWrite(dst, length);
   const auto offset = static_cast<std::size_t>(dst - begin_);
   bool small = false;

@@ -57,7 +57,8 @@ class FaultInPolicy {
   FaultInPolicy(std::byte* begin, std::size_t size, bool huge_pages,
                 FaultTimer timer = &TimeHugePageFault);
 
-  // A worker is about to read into [dst, dst + length) of the arena.
+  // A worker is about to read into [dst, dst + length) of the arena (a
+  // range not inside the arena is ignored).
   void BeforeRead(std::byte* dst, std::size_t length);
 
   std::size_t regions() const { return regions_count_; }

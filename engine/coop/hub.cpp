@@ -8,7 +8,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <map>
 #include <random>
+#include <set>
+#include <tuple>
 
 #include "coop/protocol.h"
 #include "coop/wire.h"
@@ -21,6 +24,11 @@ namespace {
 
 // A union at least this resident is read by each member from the page cache.
 constexpr double kResidentEnough = 0.9;
+// Ranges every member needs whole are shared from one copy from this size
+// on (smaller ones are copied: a mapping has per-page and per-range costs).
+constexpr std::uint64_t kMinReplica = 64ULL << 10;
+
+std::uint64_t RoundUp(std::uint64_t v, std::uint64_t a) { return (v + a - 1) / a * a; }
 
 std::string RandomName() {
   std::random_device rd;
@@ -67,6 +75,9 @@ class Server {
   bool SendPlan();
   void Relay();
   PlanMessage MakePlan() const;
+  // The ranges every member needs whole, laid out after the staging
+  // (sets plan.replicas and plan.memfd_size).
+  void PlaceReplicas(PlanMessage& plan, std::uint64_t alignment) const;
   void SendAll(std::uint32_t type, const std::string& body, int pass_fd = -1);
 
   const Hub::Options& options_;
@@ -233,6 +244,7 @@ PlanMessage Server::MakePlan() const {
   plan.staging_size = 2 * plan.schedule.half;
   if (any_forced) {
     plan.why = "staged (read mode forced)";
+    PlaceReplicas(plan, so.alignment);
     return plan;
   }
   // Auto mode: a union in the page cache already is a node-shared copy;
@@ -255,14 +267,46 @@ PlanMessage Server::MakePlan() const {
   std::snprintf(why, sizeof why, "%.0f%% of the node's bytes in the page cache", 100 * resident);
   plan.each_reads_own = resident >= kResidentEnough;
   plan.why = std::string(plan.each_reads_own ? "each rank reads its own: " : "staged: ") + why;
+  if (plan.each_reads_own) plan.staging_size = 0;
+  PlaceReplicas(plan, so.alignment);
   return plan;
+}
+
+void Server::PlaceReplicas(PlanMessage& plan, std::uint64_t alignment) const {
+  plan.memfd_size = plan.staging_size;
+  if (members_.size() < 2) return;
+  // Ranges named by every member (each member's list counted once).
+  std::map<std::tuple<std::uint32_t, std::uint64_t, std::uint64_t>, unsigned> named;
+  for (const Member& m : members_) {
+    std::set<std::tuple<std::uint32_t, std::uint64_t, std::uint64_t>> mine;
+    for (const Need& w : m.needs.whole) {
+      if (w.count == 1 && w.length >= kMinReplica) mine.emplace(w.file, w.offset, w.length);
+    }
+    for (const auto& key : mine) ++named[key];
+  }
+  // Each at the same offset modulo the unit as in its file, so that O_DIRECT
+  // reads land in place and members map whole pages; fillers balanced by bytes.
+  const std::uint64_t unit = std::max<std::uint64_t>(4096, alignment);
+  std::uint64_t cursor = RoundUp(plan.staging_size, unit);
+  std::vector<std::uint64_t> filled(members_.size(), 0);
+  for (const auto& [key, count] : named) {
+    if (count != members_.size()) continue;
+    const auto [file, offset, length] = key;
+    Replica r{file, offset, length, cursor + offset % unit, 0};
+    r.filler = static_cast<std::uint32_t>(std::min_element(filled.begin(), filled.end()) -
+                                          filled.begin());
+    filled[r.filler] += length;
+    cursor = RoundUp(r.at + length, unit);
+    plan.replicas.push_back(r);
+  }
+  plan.memfd_size = cursor;
 }
 
 bool Server::SendPlan() {
   PlanMessage plan = MakePlan();
-  if (!plan.each_reads_own) {
+  if (plan.memfd_size > 0) {
     memfd_.Reset(::memfd_create("shardload-staging", MFD_CLOEXEC));
-    if (!memfd_.valid() || ::ftruncate(memfd_.get(), static_cast<off_t>(plan.staging_size)) != 0) {
+    if (!memfd_.valid() || ::ftruncate(memfd_.get(), static_cast<off_t>(plan.memfd_size)) != 0) {
       Abort(ErrnoError("memfd shardload-staging", "create the node's staging", errno));
       return false;
     }

@@ -31,8 +31,10 @@ std::string Encode(const NeedsMessage& m) {
   w.U64(m.alignment).U32(m.buffered ? 1 : 0).U32(m.direct ? 1 : 0);
   w.U32(static_cast<std::uint32_t>(m.file_sizes.size()));
   for (std::uint64_t s : m.file_sizes) w.U64(s);
-  w.U64(m.needs.size());
-  for (const Need& n : m.needs) w.U32(n.file).U64(n.offset).U64(n.length).U64(n.count).U64(n.stride);
+  for (const std::vector<Need>* list : {&m.needs, &m.whole}) {
+    w.U64(list->size());
+    for (const Need& n : *list) w.U32(n.file).U64(n.offset).U64(n.length).U64(n.count).U64(n.stride);
+  }
   return std::move(w.body());
 }
 
@@ -43,15 +45,17 @@ bool Decode(std::string_view body, NeedsMessage& m) {
   m.direct = r.U32() != 0;
   const std::uint32_t files = r.U32();
   for (std::uint32_t i = 0; i < files && !r.failed(); ++i) m.file_sizes.push_back(r.U64());
-  const std::uint64_t n = r.U64();
-  for (std::uint64_t i = 0; i < n && !r.failed(); ++i) {
-    Need x;
-    x.file = r.U32();
-    x.offset = r.U64();
-    x.length = r.U64();
-    x.count = r.U64();
-    x.stride = r.U64();
-    m.needs.push_back(x);
+  for (std::vector<Need>* list : {&m.needs, &m.whole}) {
+    const std::uint64_t n = r.U64();
+    for (std::uint64_t i = 0; i < n && !r.failed(); ++i) {
+      Need x;
+      x.file = r.U32();
+      x.offset = r.U64();
+      x.length = r.U64();
+      x.count = r.U64();
+      x.stride = r.U64();
+      list->push_back(x);
+    }
   }
   return !r.failed() && r.done();
 }
@@ -65,6 +69,8 @@ std::string Encode(const PlanMessage& m) {
   for (const Piece& p : s.pieces) {
     w.U32(p.file).U64(p.offset).U64(p.length).U64(p.staging).U32(p.wave).U32(p.slot);
   }
+  w.U64(m.memfd_size).U64(m.replicas.size());
+  for (const Replica& x : m.replicas) w.U32(x.file).U64(x.offset).U64(x.length).U64(x.at).U32(x.filler);
   return std::move(w.body());
 }
 
@@ -89,6 +95,17 @@ bool Decode(std::string_view body, PlanMessage& m) {
     p.wave = r.U32();
     p.slot = r.U32();
     s.pieces.push_back(p);
+  }
+  m.memfd_size = r.U64();
+  const std::uint64_t replicas = r.U64();
+  for (std::uint64_t i = 0; i < replicas && !r.failed(); ++i) {
+    Replica x;
+    x.file = r.U32();
+    x.offset = r.U64();
+    x.length = r.U64();
+    x.at = r.U64();
+    x.filler = r.U32();
+    m.replicas.push_back(x);
   }
   return !r.failed() && r.done();
 }

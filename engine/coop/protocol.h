@@ -1,11 +1,15 @@
 // The engine's own channel between the members of a cooperative load and
 // the leader's hub (hub.h): message types and the bodies both sides encode.
 //   member -> hub: kJoin {local rank, rank, world, pid, fields}, then
-//                  kNeeds {alignment, file sizes, needs} or kFail {error},
-//                  then kRead {wave}, kCopied {wave}, kDone; kFail at any time.
-//   hub -> member: kAgreed {ranks by local rank}, kPlan {schedule} with the
-//                  staging memfd, kAllRead {wave}, kAllCopied {wave};
-//                  kAbort {error} at any time (then the hub is gone).
+//                  kNeeds {alignment, file sizes, needs, whole ranges} or
+//                  kFail {error}, then kRead {wave}, kCopied {wave}, kDone;
+//                  kFail at any time.
+//   hub -> member: kAgreed {ranks by local rank}, kPlan {schedule, replicas}
+//                  with the node's memfd (staging, then replicas),
+//                  kAllRead {wave}, kAllCopied {wave}; kAbort {error} at any
+//                  time (then the hub is gone).
+// With replicas, every member waits for kAllCopied of the last wave (staged)
+// or kAllRead of wave 0 (each reads its own) before it maps them.
 // Thread-safe: values and pure functions.
 #pragma once
 
@@ -55,13 +59,29 @@ struct NeedsMessage {
   bool direct = false;    // ... with IoMode::kDirect
   std::vector<std::uint64_t> file_sizes;
   std::vector<Need> needs;
+  // Contiguous ranges (count 1) the member could map from a node-wide copy
+  // instead of holding its own (whole tensors in its own memory).
+  std::vector<Need> whole;
+};
+
+// File bytes [offset, offset + length) every member needs whole: read once
+// into the node's memfd at `at` (at % 4096 == offset % 4096) by member
+// `filler`, then mapped copy-on-write into every member's memory.
+struct Replica {
+  std::uint32_t file = 0;
+  std::uint64_t offset = 0;
+  std::uint64_t length = 0;
+  std::uint64_t at = 0;
+  std::uint32_t filler = 0;
 };
 
 struct PlanMessage {
   bool each_reads_own = false;  // resident: every member reads its own bytes
   std::string why;              // the leader's decision, in words
   Schedule schedule;
-  std::uint64_t staging_size = 0;
+  std::uint64_t staging_size = 0;  // the memfd's first bytes (0: none)
+  std::vector<Replica> replicas;
+  std::uint64_t memfd_size = 0;    // staging, then the replicas
 };
 
 std::string Encode(const Join& m);

@@ -8,9 +8,15 @@
 // member has written or copied out is dropped from its page tables
 // (MADV_DONTNEED; the memfd keeps the bytes), so its RSS grows by at most
 // its slot of a wave plus 64 MiB.
+// Replicas (protocol.h): a range every member needs whole is filled once
+// into the node's memfd by its filler (copied out of staging, or read), and
+// once everyone has filled theirs each member maps it over its destination
+// copy-on-write (MAP_PRIVATE | MAP_FIXED of the memfd's whole pages; the
+// partial first and last pages are copied).
 // Thread-compatible: see session.h.
 #include "coop/session.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -18,7 +24,9 @@
 #include <array>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <thread>
+#include <tuple>
 
 #include "util/errno_error.h"
 
@@ -33,12 +41,14 @@ double Since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-// A MAP_SHARED mapping of the staging memfd, unmapped on destruction.
+// A MAP_SHARED mapping of the node's memfd, unmapped on destruction when
+// OWNED (else a view of part of one).
 class Mapping {
  public:
-  Mapping(void* base, std::size_t size) : base_(static_cast<std::byte*>(base)), size_(size) {}
+  Mapping(void* base, std::size_t size, bool owned = true)
+      : base_(static_cast<std::byte*>(base)), size_(size), owned_(owned) {}
   ~Mapping() {
-    if (base_ != nullptr) ::munmap(base_, size_);
+    if (owned_ && base_ != nullptr) ::munmap(base_, size_);
   }
   Mapping(const Mapping&) = delete;
   Mapping& operator=(const Mapping&) = delete;
@@ -48,12 +58,18 @@ class Mapping {
     const std::uint64_t page = 4096;
     const std::uint64_t lo = offset & ~(page - 1);
     const std::uint64_t hi = std::min<std::uint64_t>(size_, (offset + n + page - 1) & ~(page - 1));
-    if (hi > lo) ::madvise(base_ + lo, hi - lo, MADV_DONTNEED);
+    if (hi > lo) DropPages({base_ + lo, base_ + hi});
+  }
+  // Drops W (page-aligned, inside a mapping of the memfd): the memfd keeps
+  // the bytes, this process's RSS stops counting them.
+  static void DropPages(const Window& w) {
+    ::madvise(w.begin, static_cast<std::size_t>(w.end - w.begin), MADV_DONTNEED);
   }
 
  private:
   std::byte* base_;
   std::size_t size_;
+  bool owned_;
 };
 
 class MemcpySink final : public CopySink {
@@ -298,6 +314,73 @@ void Session::PauseForTest(std::uint32_t wave) const {
   while (n < 3 || Clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(20));
 }
 
+namespace {
+
+// A member's segments split by the plan's replicas: what it reads or copies
+// itself (OWN: its other segments; FILLS: the replicas it fills, aimed at
+// the memfd mapping SHARED) and the replica segments it maps at the end.
+struct ReplicaSplit {
+  std::vector<Segment> own;
+  std::vector<Segment> fills;
+  std::vector<Window> fill_windows;
+  std::vector<std::pair<Segment, Replica>> mapped;
+};
+
+ReplicaSplit SplitReplicas(std::span<const Segment> segments, const PlanMessage& plan,
+                           std::byte* shared, unsigned member, std::uint64_t unit) {
+  std::map<std::tuple<std::uint32_t, std::uint64_t, std::uint64_t>, const Replica*> by_range;
+  for (const Replica& r : plan.replicas) by_range[{r.file, r.offset, r.length}] = &r;
+  ReplicaSplit out;
+  for (const Segment& s : segments) {
+    auto it = s.count == 1 ? by_range.find({s.file, s.offset, s.length}) : by_range.end();
+    if (it == by_range.end()) {
+      out.own.push_back(s);
+      continue;
+    }
+    const Replica& r = *it->second;
+    out.mapped.emplace_back(s, r);
+    if (r.filler != member) continue;
+    Segment fill = s;
+    fill.dst = shared + r.at;
+    out.fills.push_back(fill);
+    const std::uint64_t lo = r.at - r.offset % unit;
+    const std::uint64_t hi = (r.at + r.length + unit - 1) / unit * unit;
+    out.fill_windows.push_back({shared + lo, shared + hi});
+  }
+  return out;
+}
+
+// Puts replica R's bytes (at R.at of MEMFD, mapped at SHARED) at DST: its
+// whole pages mapped copy-on-write, the rest copied. Where DST and R.at do
+// not share their offset in a page, all of it is copied.
+Status MapReplica(std::byte* dst, const Replica& r, int memfd, const std::byte* shared) {
+  constexpr std::uint64_t kPage = 4096;
+  const auto addr = reinterpret_cast<std::uintptr_t>(dst);
+  const std::uint64_t lo = (addr + kPage - 1) / kPage * kPage;
+  const std::uint64_t hi = (addr + r.length) / kPage * kPage;
+  if (hi <= lo || (addr - r.at) % kPage != 0) {
+    std::memcpy(dst, shared + r.at, r.length);
+    return {};
+  }
+  std::memcpy(dst, shared + r.at, lo - addr);
+  void* at = ::mmap(reinterpret_cast<void*>(lo), hi - lo, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_FIXED, memfd, static_cast<off_t>(r.at + (lo - addr)));
+  if (at == MAP_FAILED) {
+    const int err = errno;
+    // MAP_FIXED may have unmapped the range: put fresh memory back, copy.
+    at = ::mmap(reinterpret_cast<void*>(lo), hi - lo, PROT_READ | PROT_WRITE,
+                MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+    if (at == MAP_FAILED) return ErrnoError("memfd shardload-staging", "map a shared tensor", err);
+    std::memcpy(reinterpret_cast<void*>(lo), shared + r.at + (lo - addr), hi - lo);
+  } else {
+    (void)::madvise(at, hi - lo, MADV_POPULATE_READ);  // in place now, not at first use
+  }
+  std::memcpy(reinterpret_cast<void*>(hi), shared + r.at + (hi - addr), addr + r.length - hi);
+  return {};
+}
+
+}  // namespace
+
 Result<LoadStats> Session::Run(const ReadRequest& request, const Executor& exec) {
   NeedsMessage needs;
   needs.alignment = std::max<std::uint64_t>(request.alignment, 1);
@@ -305,6 +388,11 @@ Result<LoadStats> Session::Run(const ReadRequest& request, const Executor& exec)
   needs.direct = request.mode == IoMode::kDirect;
   needs.file_sizes = request.file_sizes;
   needs.needs = NeedsOf(request.segments);
+  if (request.share) {
+    for (const Segment& s : request.segments) {
+      if (s.count == 1) needs.whole.push_back({s.file, s.offset, s.length, 1, 0});
+    }
+  }
   if (Status s = SendToHub(kNeeds, Encode(needs)); !s) return std::move(s).error();
   auto msg = Receive(link_.get(), DeadlineIn(options_.peer_timeout), "the leader's hub", stop_);
   if (!msg) {
@@ -321,26 +409,73 @@ Result<LoadStats> Session::Run(const ReadRequest& request, const Executor& exec)
   }
   stats_.how = plan.why;
   stats_.node_bytes = plan.schedule.bytes;
-  Result<LoadStats> out = plan.each_reads_own
-                              ? exec.read_own()
-                              : RunStaged(request, exec, plan, std::move(msg->fd));
+  FileDescriptor memfd = std::move(msg->fd);
+  std::unique_ptr<Mapping> shared;
+  if (plan.memfd_size > 0) {
+    if (!memfd.valid()) return MakeError(ErrorCode::kInternal, "", "", "no staging memfd received");
+    void* base = ::mmap(nullptr, plan.memfd_size, PROT_READ | PROT_WRITE, MAP_SHARED, memfd.get(), 0);
+    if (base == MAP_FAILED) return ErrnoError("memfd shardload-staging", "mmap", errno);
+    shared = std::make_unique<Mapping>(base, plan.memfd_size);
+  }
+  const std::uint64_t unit = std::max<std::uint64_t>(4096, request.alignment);
+  ReplicaSplit split = SplitReplicas(request.segments, plan, shared ? shared->data() : nullptr,
+                                     local_rank_, unit);
+  Result<LoadStats> out = LoadStats{};
+  if (plan.each_reads_own) {
+    out = exec.read_own(split.own);
+    if (out) stats_.bytes_direct = out->bytes;
+    if (out && !split.fills.empty()) {
+      auto filled = exec.read(split.fills, split.fill_windows);
+      if (!filled) return filled;
+      for (const Window& w : split.fill_windows) Mapping::DropPages(w);
+      out->bytes_read += filled->bytes_read;
+      out->bytes_direct += filled->bytes_direct;
+      out->bytes_buffered += filled->bytes_buffered;
+      out->read_ops += filled->read_ops;
+    }
+  } else {
+    std::vector<Segment> mine = split.own;
+    mine.insert(mine.end(), split.fills.begin(), split.fills.end());
+    out = RunStaged(request, mine, split.fill_windows, exec, plan, shared->data());
+    if (out) {
+      for (const Segment& f : split.fills) out->bytes -= f.length;  // not this member's
+    }
+  }
   if (!out) return out;
-  if (plan.each_reads_own) stats_.bytes_direct = out->bytes;
+  if (!plan.replicas.empty()) {
+    if (Status s = WaitForReplicas(plan); !s) return std::move(s).error();
+    // The staging is done with everywhere; the replicas outlive it.
+    if (plan.staging_size > 0) {
+      (void)::fallocate(memfd.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
+                        static_cast<off_t>(plan.staging_size));
+    }
+    for (const auto& [seg, replica] : split.mapped) {
+      if (Status s = MapReplica(seg.dst, replica, memfd.get(), shared->data()); !s) {
+        return std::move(s).error();
+      }
+      stats_.bytes_shared += seg.length;
+    }
+    out->bytes += stats_.bytes_shared;
+  }
   if (Status s = SendToHub(kDone, {}); !s) return std::move(s).error();
   done_ = true;
   out->cooperation = stats_;
   return out;
 }
 
-Result<LoadStats> Session::RunStaged(const ReadRequest& request, const Executor& exec,
-                                     const PlanMessage& plan, FileDescriptor memfd) {
+Status Session::WaitForReplicas(const PlanMessage& plan) {
+  if (plan.each_reads_own) {
+    if (Status s = SendToHub(kRead, Writer().U32(0).body()); !s) return s;
+    return WaitFor(kAllRead, 0);
+  }
+  return plan.schedule.waves == 0 ? Status() : WaitFor(kAllCopied, plan.schedule.waves - 1);
+}
+
+Result<LoadStats> Session::RunStaged(const ReadRequest& request, std::span<const Segment> segments,
+                                     std::span<const Window> fills, const Executor& exec,
+                                     const PlanMessage& plan, std::byte* shared) {
   const Schedule& schedule = plan.schedule;
-  if (!memfd.valid()) return MakeError(ErrorCode::kInternal, "", "", "no staging memfd received");
-  void* base = ::mmap(nullptr, plan.staging_size, PROT_READ | PROT_WRITE, MAP_SHARED,
-                      memfd.get(), 0);
-  if (base == MAP_FAILED) return ErrnoError("memfd shardload-staging", "mmap", errno);
-  Mapping staging(base, plan.staging_size);
-  memfd.Reset();
+  const Mapping staging(shared, plan.staging_size, /*owned=*/false);
   if (exec.sink == nullptr) return MakeError(ErrorCode::kInternal, "", "", "no copy sink");
   CopySink& sink = *exec.sink;
   // The sink sees (and a device pins) only the part of the staging in use.
@@ -351,12 +486,12 @@ Result<LoadStats> Session::RunStaged(const ReadRequest& request, const Executor&
   }
   used = std::min<std::uint64_t>((used + 4095) / 4096 * 4096, plan.staging_size);
   if (Status s = sink.Attach(staging.data(), used); !s) return std::move(s).error();
-  // Declared after STAGING: detaches (waits for, unpins) before it is unmapped.
+  // Detaches (waits for, unpins) before the caller unmaps the staging.
   struct Detach {
     CopySink& sink;
     ~Detach() { sink.Detach(); }
   } detach{sink};
-  const std::vector<std::vector<CopyTask>> tasks = CopyTasks(request.segments, schedule);
+  const std::vector<std::vector<CopyTask>> tasks = CopyTasks(segments, schedule);
   LoadStats total;
   bool first_read = true;
   stats_.waves = schedule.waves;
@@ -415,7 +550,7 @@ Result<LoadStats> Session::RunStaged(const ReadRequest& request, const Executor&
       for (std::uint64_t lo = p.offset; lo < p.offset + p.length; lo += kCopyWindow) {
         const std::uint64_t hi = std::min(p.offset + p.length, lo + kCopyWindow);
         for (std::size_t i = t; i < end; ++i) {
-          Status s = ForEachBatch(request.segments[list[i].segment], lo, hi,
+          Status s = ForEachBatch(segments[list[i].segment], lo, hi,
                                   src + (lo - p.offset), [&](const CopyRuns& runs) {
                                     stats_.bytes_staged += runs.rows * runs.length;
                                     return sink.Copy(runs);
@@ -427,6 +562,7 @@ Result<LoadStats> Session::RunStaged(const ReadRequest& request, const Executor&
       t = end;
     }
     if (Status s = sink.Flush(); !s) return s;
+    for (const Window& w : fills) Mapping::DropPages(w);  // filled for the node, not for us
     if (exec.copied) exec.copied(stats_.bytes_staged - before);
     return Status();
   };

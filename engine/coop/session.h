@@ -66,8 +66,9 @@ struct Executor {
   // Reads SEGMENTS (file = shard index) into memory with the load's read
   // mode; WINDOWS: memory the reads may overwrite (O_DIRECT slack).
   std::function<Result<LoadStats>(std::span<const Segment>, std::span<const Window>)> read;
-  // Reads this member's own segments the ordinary way (no staging).
-  std::function<Result<LoadStats>()> read_own;
+  // Reads SEGMENTS (some of this member's own) the ordinary way, into its
+  // memory (no staging).
+  std::function<Result<LoadStats>(std::span<const Segment>)> read_own;
   // Where this member's bytes are copied out of staging (required for a
   // staged load).
   CopySink* sink = nullptr;
@@ -81,6 +82,10 @@ struct ReadRequest {
   std::uint64_t alignment = 1;        // O_DIRECT alignment of the shards
   IoMode mode = IoMode::kAuto;
   std::vector<std::uint64_t> file_sizes;
+  // The destinations are this member's own pages (library-owned host
+  // memory): a contiguous segment every member needs may be mapped there,
+  // copy-on-write, from one copy in the node's memfd.
+  bool share = false;
 };
 
 class Session {
@@ -114,8 +119,14 @@ class Session {
   Status SendToHub(std::uint32_t type, const std::string& body);
   Error FromHub(const Error& e) const;
   Error Aborted(std::string_view body) const;  // the hub's kAbort, as this member's error
-  Result<LoadStats> RunStaged(const ReadRequest& request, const Executor& exec,
-                              const PlanMessage& plan, FileDescriptor memfd);
+  // SEGMENTS: this member's (its replica fills included, whose memory
+  // FILLS is dropped from its page tables after each wave); SHARED: the
+  // node's memfd, mapped.
+  Result<LoadStats> RunStaged(const ReadRequest& request, std::span<const Segment> segments,
+                              std::span<const Window> fills, const Executor& exec,
+                              const PlanMessage& plan, std::byte* shared);
+  // Waits until every member has filled its replicas (see protocol.h).
+  Status WaitForReplicas(const PlanMessage& plan);
   void PauseForTest(std::uint32_t wave) const;
 
   Cooperation options_;

@@ -295,6 +295,9 @@ Result<FileTable> Loader::Impl::OpenFiles(std::span<const TensorInfo* const> ten
 // Library-owned memory is laid out for O_DIRECT unless every read is buffered
 // (for cuFile's 4 KiB grid with a GDS session).
 std::uint64_t Loader::Impl::ArenaAlignment(const FileTable& files) const {
+  // A cooperative load maps tensors every member needs from the node's one
+  // copy, whole pages at a time: whole tensors keep their file's page offset.
+  if (options.cooperate.group) return std::max<std::uint64_t>(files.alignment(), 4096);
   if (options.mode == IoMode::kBuffered) return kBufferedArenaAlignment;
   // cuFile reads land in place on 4 KiB boundaries of file and device.
   if (gds.session) return std::max(files.alignment(), kGdsAlignment);
@@ -407,6 +410,9 @@ Result<LoadStats> Loader::Impl::ExecuteCooperative(FileTable& files,
   auto every = OpenFiles(all);
   if (!every) return std::move(every).error();
   coop::ReadRequest request{segments, every->alignment(), options.mode, ShardSizes(checkpoint)};
+  // Library-owned host memory: what every member needs whole may be mapped
+  // from the node's one copy.
+  request.share = !cuda && fault_in != nullptr;
   // Copies out of staging go to this member's memory or its device.
   std::unique_ptr<CoopDeviceSink> device_sink;
   std::unique_ptr<coop::CopySink> host_sink;
@@ -427,8 +433,8 @@ Result<LoadStats> Loader::Impl::ExecuteCooperative(FileTable& files,
   exec.read = [&](std::span<const Segment> slot, std::span<const Window> staging) {
     return ExecuteHost(*every, slot, staging, all, nullptr, {}, nullptr);
   };
-  exec.read_own = [&] {
-    return Execute(files, segments, windows, tensors, fault_in, local, nullptr, owned);
+  exec.read_own = [&](std::span<const Segment> own) {
+    return Execute(files, own, windows, tensors, fault_in, local, nullptr, owned);
   };
   exec.sink = cuda ? static_cast<coop::CopySink*>(device_sink.get()) : host_sink.get();
   exec.copied = [&meter](std::uint64_t n) { meter.Add(n); };

@@ -1,6 +1,8 @@
 // Cooperative loads through the C++ API, members as threads of this process
 // (each with its own ConnectLocal communicator and Loader): Load into owned
-// memory, Reload, and LoadInto caller buffers with guard bytes, staged
+// memory (every tensor mapped from the node's one copy, copy-on-write: a
+// member's writes stay its own), Reload, and LoadInto caller buffers with
+// guard bytes, staged
 // (--buffered / --direct) with a staging far smaller than a tensor, each
 // byte-exact against a plain pread; the cooperation stats add up (every
 // byte of the node read once); a member asking for another selection is
@@ -13,6 +15,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <barrier>
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -116,17 +119,32 @@ TEST_CASE("cooperative Load, Reload and LoadInto through the API, byte-exact") {
   for (IoMode mode : {IoMode::kBuffered, IoMode::kDirect}) {
     INFO("mode " << IoModeName(mode));
     std::atomic<std::uint64_t> read_for_node{0}, node_bytes{0};
-    auto errors = RunMembers(3, [&](unsigned, LoadOptions options) -> std::string {
+    std::barrier written(3);
+    auto errors = RunMembers(3, [&](unsigned m, LoadOptions options) -> std::string {
       auto loader = Loader::Open(Checkpoint3(), options);
       if (!loader) return loader.error().ToString();
       auto loaded = loader->Load();
       if (!loaded) return loaded.error().ToString();
       const CooperationStats& c = loaded->stats().cooperation;
       if (c.local_size != 3 || c.waves < 10) return "cooperation stats: " + c.how;
+      // Every member loads every tensor whole: each is mapped from the
+      // node's one copy.
+      if (c.bytes_shared != loaded->stats().bytes) {
+        return "shared " + std::to_string(c.bytes_shared) + " of " +
+               std::to_string(loaded->stats().bytes) + " bytes";
+      }
       read_for_node += c.read_for_node;
       node_bytes = c.node_bytes;
       for (const LoadedTensor& t : loaded->tensors()) {
         if (auto d = Compare(*loader, t.name, t.data.data()); !d.empty()) return "load: " + d;
+      }
+      // Copy-on-write: what a member writes stays its own.
+      for (const LoadedTensor& t : loaded->tensors()) std::memset(t.data.data(), 7 + m, t.data.size());
+      written.arrive_and_wait();
+      for (const LoadedTensor& t : loaded->tensors()) {
+        for (std::byte b : t.data) {
+          if (b != static_cast<std::byte>(7 + m)) return "another member's write shows in " + t.name;
+        }
       }
       for (const LoadedTensor& t : loaded->tensors()) std::memset(t.data.data(), 0, t.data.size());
       if (Status s = loader->Reload(*loaded); !s) return s.error().ToString();
