@@ -285,14 +285,18 @@ void Server::PlaceReplicas(PlanMessage& plan, std::uint64_t alignment) const {
     for (const auto& key : mine) ++named[key];
   }
   // Each at the same offset modulo the unit as in its file, so that O_DIRECT
-  // reads land in place and members map whole pages; fillers balanced by bytes.
+  // reads land in place and members map whole pages; ranges adjacent in
+  // their file stay adjacent (members map a run of them at once); fillers
+  // balanced by bytes.
   const std::uint64_t unit = std::max<std::uint64_t>(4096, alignment);
   std::uint64_t cursor = RoundUp(plan.staging_size, unit);
   std::vector<std::uint64_t> filled(members_.size(), 0);
-  for (const auto& [key, count] : named) {
+  for (const auto& [key, count] : named) {  // by file, then offset
     if (count != members_.size()) continue;
     const auto [file, offset, length] = key;
-    Replica r{file, offset, length, cursor + offset % unit, 0};
+    const Replica* prev = plan.replicas.empty() ? nullptr : &plan.replicas.back();
+    const bool adjacent = prev != nullptr && prev->file == file && prev->offset + prev->length == offset;
+    Replica r{file, offset, length, adjacent ? prev->at + prev->length : cursor + offset % unit, 0};
     r.filler = static_cast<std::uint32_t>(std::min_element(filled.begin(), filled.end()) -
                                           filled.begin());
     filled[r.filler] += length;

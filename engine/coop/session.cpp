@@ -350,19 +350,51 @@ ReplicaSplit SplitReplicas(std::span<const Segment> segments, const PlanMessage&
   return out;
 }
 
-// Puts replica R's bytes (at R.at of MEMFD, mapped at SHARED) at DST: its
-// whole pages mapped copy-on-write, the rest copied. Where DST and R.at do
-// not share their offset in a page, all of it is copied.
-Status MapReplica(std::byte* dst, const Replica& r, int memfd, const std::byte* shared) {
+// LENGTH bytes at AT of the node's memfd (mapped at SHARED) that belong at
+// DST: replicas adjacent both there and in the memfd make one range.
+struct SharedRange {
+  std::byte* dst = nullptr;
+  std::uint64_t at = 0;
+  std::uint64_t length = 0;
+};
+
+std::vector<SharedRange> SharedRanges(std::span<const std::pair<Segment, Replica>> mapped) {
+  std::vector<SharedRange> ranges;
+  for (const auto& [seg, r] : mapped) ranges.push_back({seg.dst, r.at, r.length});
+  std::sort(ranges.begin(), ranges.end(),
+            [](const SharedRange& a, const SharedRange& b) { return a.dst < b.dst; });
+  std::vector<SharedRange> merged;
+  for (const SharedRange& r : ranges) {
+    SharedRange* last = merged.empty() ? nullptr : &merged.back();
+    if (last != nullptr && last->dst + last->length == r.dst && last->at + last->length == r.at) {
+      last->length += r.length;
+    } else {
+      merged.push_back(r);
+    }
+  }
+  return merged;
+}
+
+// At most this many ranges are mapped per load (each is a mapping, and the
+// kernel caps a process's at vm.max_map_count, 65530 by default); the rest
+// are copied.
+constexpr std::size_t kMaxSharedMappings = 4096;
+
+// Puts range R's bytes at R.dst: its whole pages mapped copy-on-write from
+// MEMFD, the rest copied from SHARED. Copied whole where R.dst and R.at do
+// not share their offset in a page, or when MAP is false. Returns the bytes
+// mapped.
+Result<std::uint64_t> MapShared(const SharedRange& r, int memfd, const std::byte* shared,
+                                bool map) {
   constexpr std::uint64_t kPage = 4096;
-  const auto addr = reinterpret_cast<std::uintptr_t>(dst);
+  const auto addr = reinterpret_cast<std::uintptr_t>(r.dst);
   const std::uint64_t lo = (addr + kPage - 1) / kPage * kPage;
   const std::uint64_t hi = (addr + r.length) / kPage * kPage;
-  if (hi <= lo || (addr - r.at) % kPage != 0) {
-    std::memcpy(dst, shared + r.at, r.length);
-    return {};
+  if (!map || hi <= lo || (addr - r.at) % kPage != 0) {
+    std::memcpy(r.dst, shared + r.at, r.length);
+    return std::uint64_t{0};
   }
-  std::memcpy(dst, shared + r.at, lo - addr);
+  std::memcpy(r.dst, shared + r.at, lo - addr);
   void* at = ::mmap(reinterpret_cast<void*>(lo), hi - lo, PROT_READ | PROT_WRITE,
                     MAP_PRIVATE | MAP_FIXED, memfd, static_cast<off_t>(r.at + (lo - addr)));
   if (at == MAP_FAILED) {
@@ -372,11 +404,12 @@ Status MapReplica(std::byte* dst, const Replica& r, int memfd, const std::byte* 
                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
     if (at == MAP_FAILED) return ErrnoError("memfd shardload-staging", "map a shared tensor", err);
     std::memcpy(reinterpret_cast<void*>(lo), shared + r.at + (lo - addr), hi - lo);
-  } else {
-    (void)::madvise(at, hi - lo, MADV_POPULATE_READ);  // in place now, not at first use
+    std::memcpy(reinterpret_cast<void*>(hi), shared + r.at + (hi - addr), addr + r.length - hi);
+    return std::uint64_t{0};
   }
+  (void)::madvise(at, hi - lo, MADV_POPULATE_READ);  // in place now, not at first use
   std::memcpy(reinterpret_cast<void*>(hi), shared + r.at + (hi - addr), addr + r.length - hi);
-  return {};
+  return hi - lo;
 }
 
 }  // namespace
@@ -449,13 +482,13 @@ Result<LoadStats> Session::Run(const ReadRequest& request, const Executor& exec)
       (void)::fallocate(memfd.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
                         static_cast<off_t>(plan.staging_size));
     }
-    for (const auto& [seg, replica] : split.mapped) {
-      if (Status s = MapReplica(seg.dst, replica, memfd.get(), shared->data()); !s) {
-        return std::move(s).error();
-      }
-      stats_.bytes_shared += seg.length;
+    const std::vector<SharedRange> ranges = SharedRanges(split.mapped);
+    for (std::size_t i = 0; i < ranges.size(); ++i) {
+      auto mapped = MapShared(ranges[i], memfd.get(), shared->data(), i < kMaxSharedMappings);
+      if (!mapped) return std::move(mapped).error();
+      stats_.bytes_shared += *mapped;
+      out->bytes += ranges[i].length;
     }
-    out->bytes += stats_.bytes_shared;
   }
   if (Status s = SendToHub(kDone, {}); !s) return std::move(s).error();
   done_ = true;

@@ -30,9 +30,10 @@ struct CooperationStats {
   std::uint64_t read_for_node = 0;   // of those, read by this member into staging
   std::uint64_t bytes_staged = 0;    // this member's bytes copied out of staging
   std::uint64_t bytes_direct = 0;    // this member's bytes read directly
-  std::uint64_t bytes_shared = 0;    // this member's bytes mapped (copy-on-write)
-                                     // from the node's one copy of what every
-                                     // member needs whole (replicated tensors)
+  std::uint64_t bytes_shared = 0;    // this member's bytes mapped (copy-on-write,
+                                     // whole pages) from the node's one copy of
+                                     // what every member needs whole
+                                     // (replicated tensors)
   unsigned waves = 0;
   double wait_seconds = 0;           // waiting for the other members
 };
