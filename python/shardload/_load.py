@@ -17,7 +17,7 @@ class LoadedTensors(dict):
         verified with verify=), plus rank, world and plan for a tensor-parallel
         load; for a cooperative one, cooperate ("torchrun" or "group"), job
         (the run id, under torchrun) and cooperation (local_rank,
-        local_size, how, node_bytes, read_for_node, bytes_staged,
+        local_size, how, node_bytes, read_for_node, bytes_staged, bytes_shared,
         bytes_direct, waves, wait_seconds, as `load --json` reports them).
       memory: the LoadedMemory holding every tensor's bytes (each numpy
         array's .base). The memory lives while any array, tensor or this
