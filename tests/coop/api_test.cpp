@@ -12,21 +12,19 @@
 // threads); one Loader per process, as the CLI cases of coop_oracle.py run
 // under TSan, is clean.
 #include <doctest/doctest.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <barrier>
 #include <cstdio>
 #include <cstring>
-#include <functional>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "shardload/cooperate.h"
 #include "shardload/loader.h"
 #include "shardload/writer.h"
+#include "support/coop_members.h"
 #include "support/test_util.h"
 
 namespace shardload {
@@ -73,39 +71,6 @@ const std::string& Checkpoint3() {
   return path;
 }
 
-std::string UniqueJob() {
-  static std::atomic<int> n{0};
-  return "api-test-" + std::to_string(::getpid()) + "-" + std::to_string(n++);
-}
-
-// Runs BODY(member, options) on SIZE threads, each with its own
-// communicator of one job; returns their error texts ("" on success).
-std::vector<std::string> RunMembers(unsigned size,
-                                    const std::function<std::string(unsigned, LoadOptions)>& body,
-                                    IoMode mode = IoMode::kBuffered) {
-  const std::string job = UniqueJob();
-  std::vector<std::string> out(size);
-  std::vector<std::thread> threads;
-  for (unsigned m = 0; m < size; ++m) {
-    threads.emplace_back([&, m] {
-      auto group = ConnectLocal(job, m, size, std::chrono::seconds(20));
-      if (!group) {
-        out[m] = group.error().ToString();
-        return;
-      }
-      LoadOptions options;
-      options.threads = 2;
-      options.mode = mode;
-      options.cooperate.group = std::move(*group);
-      options.cooperate.staging_bytes = 64 << 10;
-      options.cooperate.peer_timeout = std::chrono::seconds(20);
-      out[m] = body(m, std::move(options));
-    });
-  }
-  for (std::thread& t : threads) t.join();
-  return out;
-}
-
 // "" when DATA holds tensor I's bytes in the file (plain pread oracle).
 std::string Compare(const Loader& loader, const std::string& name, const std::byte* data) {
   const TensorInfo* t = loader.checkpoint().Find(name);
@@ -120,7 +85,8 @@ TEST_CASE("cooperative Load, Reload and LoadInto through the API, byte-exact") {
     INFO("mode " << IoModeName(mode));
     std::atomic<std::uint64_t> read_for_node{0}, node_bytes{0};
     std::barrier written(3);
-    auto errors = RunMembers(3, [&](unsigned m, LoadOptions options) -> std::string {
+    auto errors = test::RunMembers(3, test::MemberOptions(mode),
+                                   [&](unsigned m, LoadOptions options) -> std::string {
       auto loader = Loader::Open(Checkpoint3(), options);
       if (!loader) return loader.error().ToString();
       auto loaded = loader->Load();
@@ -170,7 +136,7 @@ TEST_CASE("cooperative Load, Reload and LoadInto through the API, byte-exact") {
         }
       }
       return "";
-    }, mode);
+    });
     for (const std::string& e : errors) CHECK_MESSAGE(e.empty(), e);
     CHECK(read_for_node.load() == node_bytes.load());  // each byte once, by one member
   }
@@ -178,7 +144,8 @@ TEST_CASE("cooperative Load, Reload and LoadInto through the API, byte-exact") {
 
 TEST_CASE("cooperative load: a member with another selection is refused, naming it") {
   SKIP_UNDER_TSAN();
-  auto errors = RunMembers(2, [&](unsigned m, LoadOptions options) -> std::string {
+  auto errors = test::RunMembers(2, test::MemberOptions(IoMode::kBuffered),
+                                 [&](unsigned m, LoadOptions options) -> std::string {
     auto loader = Loader::Open(Checkpoint3(), options);
     if (!loader) return loader.error().ToString();
     Selection sel;
@@ -195,7 +162,8 @@ TEST_CASE("cooperative load: a member with another selection is refused, naming 
 
 TEST_CASE("cooperative load: a cancelled member fails the others") {
   SKIP_UNDER_TSAN();
-  auto errors = RunMembers(3, [&](unsigned m, LoadOptions options) -> std::string {
+  auto errors = test::RunMembers(3, test::MemberOptions(IoMode::kBuffered),
+                                 [&](unsigned m, LoadOptions options) -> std::string {
     auto token = std::make_shared<CancelToken>();
     options.cancel = token;
     auto loader = Loader::Open(Checkpoint3(), options);
@@ -214,7 +182,8 @@ TEST_CASE("cooperative load: a cancelled member fails the others") {
 
 TEST_CASE("cooperative load: a member whose Open fails (and drops its group) fails the others") {
   SKIP_UNDER_TSAN();
-  auto errors = RunMembers(3, [&](unsigned m, LoadOptions options) -> std::string {
+  auto errors = test::RunMembers(3, test::MemberOptions(IoMode::kBuffered),
+                                 [&](unsigned m, LoadOptions options) -> std::string {
     auto loader = Loader::Open(m == 2 ? Checkpoint3() + "/missing" : Checkpoint3(), options);
     if (!loader) return loader.error().ToString();
     auto loaded = loader->Load();
@@ -231,7 +200,7 @@ TEST_CASE("cooperative load: a member whose Open fails (and drops its group) fai
 
 TEST_CASE("cooperative loads refuse dtype conversion and a tiny staging at Open") {
   LoadOptions options;
-  auto alone = ConnectLocal(UniqueJob(), 0, 1);
+  auto alone = ConnectLocal(test::UniqueJob("api-test"), 0, 1);
   REQUIRE(alone);
   options.cooperate.group = std::move(*alone);
   options.dtype = DType::kF32;

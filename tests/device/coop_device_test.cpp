@@ -10,21 +10,19 @@
 // tests/coop/api_test.cpp (several Loaders in one process race inside
 // oneTBB's uninstrumented internals).
 #include <doctest/doctest.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <cstdlib>
-#include <functional>
 #include <map>
 #include <random>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "device/fake_cuda.h"
 #include "shardload/cooperate.h"
 #include "shardload/loader.h"
 #include "shardload/writer.h"
+#include "support/coop_members.h"
 #include "support/test_util.h"
 
 namespace shardload {
@@ -114,37 +112,11 @@ class Fixture {
   std::map<std::string, std::vector<std::uint8_t>> bytes_;
 };
 
-std::string UniqueJob() {
-  static std::atomic<int> n{0};
-  return "coop-device-test-" + std::to_string(::getpid()) + "-" + std::to_string(n++);
-}
-
-// Runs BODY(member, options) for W members on threads, as ranks 0..W-1 of one
-// job loading to cuda:0 with MODE; returns their error texts ("" on success).
-std::vector<std::string> RunMembers(unsigned w, IoMode mode,
-                                    const std::function<std::string(unsigned, LoadOptions)>& body) {
-  const std::string job = UniqueJob();
-  std::vector<std::string> out(w);
-  std::vector<std::thread> threads;
-  for (unsigned m = 0; m < w; ++m) {
-    threads.emplace_back([&, m] {
-      auto group = ConnectLocal(job, m, w, std::chrono::seconds(20));
-      if (!group) {
-        out[m] = group.error().ToString();
-        return;
-      }
-      LoadOptions options;
-      options.threads = 2;
-      options.mode = mode;
-      options.device = Device::Cuda(0);
-      options.cooperate.group = std::move(*group);
-      options.cooperate.staging_bytes = 64 << 10;
-      options.cooperate.peer_timeout = std::chrono::seconds(20);
-      out[m] = body(m, std::move(options));
-    });
-  }
-  for (std::thread& t : threads) t.join();
-  return out;
+// Options of a member loading to cuda:0 with MODE.
+LoadOptions DeviceMember(IoMode mode) {
+  LoadOptions options = test::MemberOptions(mode);
+  options.device = Device::Cuda(0);
+  return options;
 }
 
 // "" when every tensor of LOADED (rank R of W) holds its expected bytes.
@@ -168,7 +140,8 @@ TEST_CASE("cooperative rank slices land byte-exact on each member's device") {
     for (unsigned w : {2u, 4u}) {
       INFO("mode ", std::string(IoModeName(mode)), ", ", w, " members");
       const long copies_2d = cuda.Count("copies_2d");
-      auto errors = RunMembers(w, mode, [&](unsigned r, LoadOptions options) -> std::string {
+      auto errors = test::RunMembers(w, DeviceMember(mode),
+                                     [&](unsigned r, LoadOptions options) -> std::string {
         auto loader = Loader::Open(f.path(), options);
         if (!loader) return loader.error().ToString();
         const TensorParallel tp{r, w, PlanSource::Json(kPlan)};
@@ -227,7 +200,8 @@ TEST_CASE("cooperative device loads: registration and copy failures fail every m
     const std::string setting = fault;
     const auto eq = setting.find('=');
     ::setenv(setting.substr(0, eq).c_str(), setting.substr(eq + 1).c_str(), 1);
-    auto errors = RunMembers(4, IoMode::kBuffered, [&](unsigned r, LoadOptions options) {
+    auto errors = test::RunMembers(4, DeviceMember(IoMode::kBuffered),
+                                   [&](unsigned r, LoadOptions options) {
       auto loader = Loader::Open(f.path(), options);
       if (!loader) return loader.error().ToString();
       auto loaded = loader->Load({}, TensorParallel{r, 4, PlanSource::Json(kPlan)});
