@@ -1,16 +1,14 @@
-// HashFile: io_uring reads into a ring of `depth` aligned buffers, hashed
-// strictly in file order as they complete; short reads are resumed, EINTR /
-// EAGAIN retried. A read whose file offset is on the O_DIRECT grid goes to
-// the O_DIRECT descriptor (the last one widened to the grid: the file may end
-// inside it); one resumed at an odd offset after a short read goes to the
-// buffered descriptor. kAuto reads a file mostly in the page cache buffered
-// (measured faster: the copy leaves each buffer in cache for the hash, while
-// bytes a DMA put in memory are hashed ~1.5x slower per CPU-second, 1.2x
-// with Sha256::UpdateFromMemory's prefetch) and the rest with O_DIRECT.
-// A file read through the page cache and mostly in it is not read at all:
-// HashMapped hashes it from a mapping of the cached pages (no copy; with
-// UpdateFromMemory's prefetch about as fast per CPU-second as bytes in L2).
-// Thread-safe: each call owns its ring, buffers and descriptors.
+// HashFile: a file that goes through the page cache and is mostly in it is
+// not read at all: HashMapped hashes it from a mapping of the cached pages
+// (no copy; 1.14x the rate of the read() copies it replaced,
+// docs/performance.md). Any other file: io_uring reads into a ring of `depth`
+// aligned buffers, hashed strictly in file order as they complete; short
+// reads are resumed, EINTR / EAGAIN retried. A read whose file offset is on
+// the O_DIRECT grid goes to the O_DIRECT descriptor (the last one widened to
+// the grid: the file may end inside it); one resumed at an odd offset after
+// a short read goes to the buffered descriptor. kAuto takes the page cache
+// for a file mostly in it and O_DIRECT for the rest.
+// Thread-safe: each call owns its ring, buffers, mapping and descriptors.
 #include "integrity/file_hasher.h"
 
 #include <fcntl.h>

@@ -15,12 +15,11 @@ namespace shardload {
 
 // Maps bytes [0, size) of `fd` (the buffered descriptor of `path`) and hashes
 // them into `sha` a window of `window` bytes (rounded up to pages) at a time:
-// MADV_POPULATE_READ
-// gives the window's pages their page-table entries in one system call (a
-// page not cached is read in then; before Linux 5.14 the hash's own faults do
-// it), Sha256::UpdateFromMemory hashes it under the SIGBUS guard
-// (io/sigbus_guard.h), MADV_DONTNEED drops the entries again (the pages stay
-// cached), so page tables stay bounded by one window.
+// MADV_POPULATE_READ gives the window's pages their page-table entries in one
+// system call (a page not cached is read in then; before Linux 5.14 the
+// hash's own faults do it), Sha256::UpdateFromMemory hashes it under the
+// SIGBUS guard (io/sigbus_guard.h), MADV_DONTNEED drops the entries again
+// (the pages stay cached), so page tables stay bounded by one window.
 // Errors: kTruncated when the file shrank below `size` while it was hashed
 // (the SIGBUS of a page past its end), kIoError with EIO when a page could
 // not be read in, kIoError with mmap's errno. On error `sha` is unusable.
