@@ -5,7 +5,8 @@ and `load --dtype F32` against a plain load, interleaved, warm (every contender
 reads the same files, which stay in the page cache once read). Not a test.
 
 Each repetition runs, in this order: sha256sum over the shards; verify (auto:
-buffered for files mostly in the page cache, else O_DIRECT), verify --buffered,
+hashed from a mapping for files mostly in the page cache, else O_DIRECT),
+verify --copy (cached files copied by read() instead), verify --buffered,
 verify --direct; hash_limit; then on SUBSET (the --load-shards largest shards, as symlinks in a
 directory of their own, so that the loads fit in memory): verify, load,
 load --verify, load --dtype F32, and the steady state of load --repeat 3 with
@@ -16,6 +17,10 @@ work the wall-clock figures drop, the CPU ones much less.
 
 With --baseline BINARY (an older build of the CLI), its verify and
 load --verify run too, interleaved (before/after in one run).
+
+With --verify-only, each repetition runs only verify (cached files hashed
+from a mapping), verify --copy (copied by read()), the baseline's verify and
+hash_limit: no sha256sum, no O_DIRECT and no loads.
 
     /usr/bin/python3 perf/bench_verify.py --checkpoint /work/perf-data/llama8g --reps 3
 """
@@ -58,6 +63,8 @@ def main():
     p.add_argument("--load-shards", type=int, default=1)
     p.add_argument("--out", default="build/bench-verify.json")
     p.add_argument("--baseline", default="", help="an older shardload CLI to interleave")
+    p.add_argument("--verify-only", action="store_true",
+                   help="only verify (mapped, --copy, baseline) and hash_limit")
     a = p.parse_args()
     shards = sorted(os.path.join(a.checkpoint, f) for f in os.listdir(a.checkpoint)
                     if f.endswith(".safetensors"))
@@ -74,7 +81,8 @@ def main():
     # Warm the page cache once.
     subprocess.run(["sh", "-c", 'cat "$@" > /dev/null', "sh"] + shards, check=True)
     results = {k: {"wall": [], "cpu": []} for k in
-               ["sha256sum", "verify", "verify_buffered", "verify_direct", "base_verify",
+               ["sha256sum", "verify", "verify_copy", "verify_buffered", "verify_direct",
+                "base_verify",
                 "hash_limit", "hash_memory", "subset_verify", "subset_load",
                 "subset_load_verify", "base_subset_load_verify", "subset_load_dtype_f32",
                 "subset_reload", "subset_reload_verify"]}
@@ -84,14 +92,18 @@ def main():
         results[name]["cpu"].append(nbytes / cpu / 1e9 if cpu > 0 else 0)
 
     for rep in range(a.reps):
-        _, wall, cpu = run(["sha256sum"] + shards)
-        record("sha256sum", total, wall, cpu)
+        if not a.verify_only:
+            _, wall, cpu = run(["sha256sum"] + shards)
+            record("sha256sum", total, wall, cpu)
         _, wall, cpu = run([a.shardload, "verify", a.checkpoint])
         record("verify", total, wall, cpu)
-        _, wall, cpu = run([a.shardload, "verify", a.checkpoint, "--buffered"])
-        record("verify_buffered", total, wall, cpu)
-        _, wall, cpu = run([a.shardload, "verify", a.checkpoint, "--direct"])
-        record("verify_direct", total, wall, cpu)
+        _, wall, cpu = run([a.shardload, "verify", a.checkpoint, "--copy"])
+        record("verify_copy", total, wall, cpu)
+        if not a.verify_only:
+            _, wall, cpu = run([a.shardload, "verify", a.checkpoint, "--buffered"])
+            record("verify_buffered", total, wall, cpu)
+            _, wall, cpu = run([a.shardload, "verify", a.checkpoint, "--direct"])
+            record("verify_direct", total, wall, cpu)
         if a.baseline:
             _, wall, cpu = run([a.baseline, "verify", a.checkpoint])
             record("base_verify", total, wall, cpu)
@@ -102,6 +114,9 @@ def main():
         # One thread hashing bytes in memory, not in cache: plain and prefetched.
         results["hash_memory"]["wall"].append(limit["memory_cpu_gb_per_s"])
         results["hash_memory"]["cpu"].append(limit["memory_prefetched_cpu_gb_per_s"])
+        if a.verify_only:
+            print(f"rep {rep + 1}/{a.reps} done", flush=True)
+            continue
         _, wall, cpu = run([a.shardload, "verify", subset_dir])
         record("subset_verify", subset_bytes, wall, cpu)
         out, wall, cpu = run([a.shardload, "load", subset_dir, "--json"])

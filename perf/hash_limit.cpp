@@ -6,8 +6,8 @@
 // the GB per CPU-second (which a machine shared with other work does not
 // bend), and the limit = single-thread rate x CPUs. Then one thread on a
 // 512 MiB buffer (bytes in memory, not in cache: what hashing bytes that a
-// DMA wrote, or a loaded tensor, costs), plainly and in 16 KiB pieces with
-// the next one prefetched (Sha256::UpdateFromMemory). Not a test.
+// DMA wrote, or a loaded tensor, costs), plainly and in 1 KiB pieces with
+// the one 8 KiB further on prefetched (Sha256::UpdateFromMemory). Not a test.
 // Usage: shardload_hash_limit [--seconds S] [--threads N]
 #include <openssl/evp.h>
 #include <time.h>
@@ -26,7 +26,8 @@ namespace {
 
 constexpr std::size_t kBuffer = 1ULL << 20;  // stays in L2: the hash's own rate
 constexpr std::size_t kMemoryBuffer = 512ULL << 20;  // far larger than any cache
-constexpr std::size_t kPiece = 16ULL << 10;          // prefetched pieces
+constexpr std::size_t kPiece = 1ULL << 10;   // prefetched pieces (Sha256::kMemoryPiece)
+constexpr std::size_t kAhead = 8ULL << 10;   // how far ahead (Sha256::kMemoryAhead)
 
 double ThreadCpuSeconds() {
   timespec t{};
@@ -40,14 +41,15 @@ struct Share {
   double wall = 0, cpu = 0;
 };
 
-// Hashes bytes [0, size) of `data` in updates of `piece` bytes, with the
-// next piece prefetched when `prefetch`.
+// Hashes bytes [0, size) of `data` in updates of `piece` bytes; when
+// `prefetch`, each update first prefetches the piece kAhead bytes further on
+// (what Sha256::UpdateFromMemory does).
 void HashOnce(EVP_MD_CTX* ctx, const unsigned char* data, std::size_t size, std::size_t piece,
               bool prefetch) {
   for (std::size_t at = 0; at < size; at += piece) {
     if (prefetch) {
-      const std::size_t next = std::min(size, at + 2 * piece);
-      for (std::size_t p = at + piece; p < next; p += 64) __builtin_prefetch(data + p);
+      const std::size_t end = std::min(size, at + kAhead + piece);
+      for (std::size_t p = at + kAhead; p < end; p += 64) __builtin_prefetch(data + p);
     }
     EVP_DigestUpdate(ctx, data + at, std::min(piece, size - at));
   }

@@ -4,15 +4,19 @@
 // into a small ring of aligned buffers (no kernel copy, no page cache
 // filled), buffered ones a kernel copy that leaves the bytes in cache for
 // the hash; kAuto takes the page cache for a file mostly in it, else O_DIRECT.
+// A file taken through the page cache is hashed straight from a mapping of
+// it when it is mostly cached (integrity/mapped_hash.h: no copy at all).
 // Thread-safe: each call uses only its own ring, buffers and descriptors.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 
 #include "shardload/error.h"
 #include "shardload/stats.h"
+#include "shardload/verify.h"
 
 namespace shardload {
 
@@ -32,12 +36,21 @@ struct HashOptions {
   // user time at depth 4), while the kernel's readahead runs ahead of
   // reads of uncached pages.
   unsigned buffered_depth = 1;
+  // A file read through the page cache: kAuto hashes it from a mapping when
+  // at least half of it is cached (the residency probe kAuto's mode uses),
+  // else copies it; kMapped and kCopied force one way.
+  CachedRead cached = CachedRead::kAuto;
+  std::uint64_t map_window = 32ULL << 20;  // bytes populated and hashed at a time
+  // Test seam: called with each mapped window's file offset once the window
+  // is populated, just before it is hashed (tests truncate the file there).
+  std::function<void(std::uint64_t)> before_window = {};
 };
 
 struct FileHash {
   std::string sha256;             // 64 lowercase hex digits
   std::uint64_t bytes = 0;        // bytes hashed
   std::uint64_t bytes_direct = 0; // of those, read with O_DIRECT
+  bool mapped = false;            // hashed from a mapping (no reads)
   bool used_uring = false;
 };
 

@@ -25,13 +25,12 @@ void Sha256::Update(std::span<const std::byte> bytes) {
 }
 
 void Sha256::UpdateFromMemory(std::span<const std::byte> bytes) {
-  constexpr std::size_t kPiece = 16 << 10;
   const std::byte* data = bytes.data();
   const std::size_t size = bytes.size();
-  for (std::size_t at = 0; at < size; at += kPiece) {
-    const std::size_t next = std::min(size, at + 2 * kPiece);
-    for (std::size_t p = at + kPiece; p < next; p += 64) __builtin_prefetch(data + p);
-    Update(bytes.subspan(at, std::min(kPiece, size - at)));
+  for (std::size_t at = 0; at < size; at += kMemoryPiece) {
+    const std::size_t end = std::min(size, at + kMemoryAhead + kMemoryPiece);
+    for (std::size_t p = at + kMemoryAhead; p < end; p += 64) __builtin_prefetch(data + p);
+    Update(bytes.subspan(at, std::min(kMemoryPiece, size - at)));
   }
 }
 

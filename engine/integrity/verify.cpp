@@ -69,6 +69,7 @@ Status HashAll(std::vector<Job>& jobs, const VerifyOptions& options, unsigned th
   ForEachParallel(jobs.size(), threads, [&](std::size_t i) {
     FileVerdict& v = report.files[jobs[i].verdict];
     HashOptions ho{options.read_size, options.depth, jobs[i].expected_size, options.mode};
+    ho.cached = options.cached;
     auto hash = HashFile(v.path, ho);
     if (!hash) {
       errors[i] = std::move(hash).error();
@@ -77,6 +78,7 @@ Status HashAll(std::vector<Job>& jobs, const VerifyOptions& options, unsigned th
     v.sha256 = hash->sha256;
     v.bytes = hash->bytes;
     v.bytes_direct = hash->bytes_direct;
+    v.bytes_mapped = hash->mapped ? hash->bytes : 0;
     if (v.check == FileCheck::kOk && v.sha256 != v.expected) v.check = FileCheck::kMismatch;
   });
   for (auto& e : errors) {
@@ -125,6 +127,7 @@ Result<VerifyReport> Verify(const std::string& path, const VerifyOptions& option
     for (const Job& j : jobs) {
       report.bytes += report.files[j.verdict].bytes;
       report.bytes_direct += report.files[j.verdict].bytes_direct;
+      report.bytes_mapped += report.files[j.verdict].bytes_mapped;
     }
     std::sort(report.files.begin(), report.files.end(),
               [](const FileVerdict& a, const FileVerdict& b) { return a.name < b.name; });

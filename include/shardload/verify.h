@@ -32,6 +32,14 @@ struct FileVerdict {
   std::string expected;  // from the manifest (empty when none)
   FileCheck check = FileCheck::kListed;
   std::uint64_t bytes_direct = 0;  // of `bytes`, read with O_DIRECT
+  std::uint64_t bytes_mapped = 0;  // of `bytes`, hashed from a mapping (not read)
+};
+
+// How a file read through the page cache is hashed.
+enum class CachedRead {
+  kAuto,    // from a mapping of it when at least half of it is cached, else copied
+  kMapped,  // from a mapping (pages not cached are read in as it is hashed)
+  kCopied,  // copied by read() into a buffer, `read_size` bytes at a time
 };
 
 struct VerifyOptions {
@@ -43,12 +51,16 @@ struct VerifyOptions {
   // cached, else O_DIRECT where the file system takes it; kDirect: O_DIRECT
   // or an error; kBuffered: through the page cache.
   IoMode mode = IoMode::kAuto;
+  // Files read through the page cache (kBuffered, or kAuto's cached ones):
+  // hashed straight from the page cache's pages (no kernel copy) or copied.
+  CachedRead cached = CachedRead::kAuto;
 };
 
 struct VerifyReport {
   std::vector<FileVerdict> files;  // sorted by name
   std::uint64_t bytes = 0;         // bytes hashed
   std::uint64_t bytes_direct = 0;  // of those, read with O_DIRECT
+  std::uint64_t bytes_mapped = 0;  // of those, hashed from a mapping of the page cache
   double seconds = 0;              // wall time of the hashing
   unsigned threads = 0;
   bool ok() const;                 // every file kOk or kListed

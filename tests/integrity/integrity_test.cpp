@@ -1,7 +1,8 @@
 // Integrity: manifests (sha256sum text and JSON, and their errors), HashFile
 // and Verify against the `sha256sum` program (the oracle: coreutils, run as a
-// separate process), a flipped byte in the middle of a shard, missing and
-// extra files, and LoadOptions::verify (whole loads hashed from memory,
+// separate process), hashed from a mapping and from read() copies, a file
+// truncated under the mapping while it is hashed, a flipped byte in the
+// middle of a shard, missing and extra files, and LoadOptions::verify (whole loads hashed from memory,
 // selections and rank slices re-read, a mismatch fails naming the file).
 #include <doctest/doctest.h>
 #include <fcntl.h>
@@ -155,7 +156,7 @@ TEST_CASE("malformed manifests are refused naming the manifest and the problem")
 
 // --- HashFile ------------------------------------------------------------------
 
-TEST_CASE("HashFile equals sha256sum for sizes around the read size, any depth") {
+TEST_CASE("HashFile equals sha256sum for sizes around the read size, any depth, mapped or copied") {
   test::TempDir dir;
   std::mt19937_64 rng(test::Seed());
   for (std::uint64_t size : {0ULL, 1ULL, 4095ULL, 4096ULL, 12288ULL, 12289ULL, 100'000ULL}) {
@@ -167,34 +168,112 @@ TEST_CASE("HashFile equals sha256sum for sizes around the read size, any depth")
     for (unsigned depth : {1u, 2u, 3u, 8u}) {
       CAPTURE(size);
       CAPTURE(depth);
-      auto hash = HashFile(path, HashOptions{4096, depth, std::nullopt, IoMode::kBuffered, depth});
+      HashOptions o{4096, depth, std::nullopt, IoMode::kBuffered, depth, CachedRead::kCopied};
+      auto hash = HashFile(path, o);
       REQUIRE_MESSAGE(hash, test::ErrorText(hash));
       CHECK(hash->sha256 == want);
       CHECK(hash->bytes == size);
+      CHECK_FALSE(hash->mapped);
     }
+    // From a mapping: windows of one page, of 2.44 pages (rounded up to 3),
+    // and larger than the file.
+    for (std::uint64_t window : {4096ULL, 10'000ULL, 1ULL << 20}) {
+      CAPTURE(size);
+      CAPTURE(window);
+      HashOptions o{4096, 1, size, IoMode::kBuffered, 1, CachedRead::kMapped, window};
+      auto hash = HashFile(path, o);
+      REQUIRE_MESSAGE(hash, test::ErrorText(hash));
+      CHECK(hash->sha256 == want);
+      CHECK(hash->bytes == size);
+      CHECK(hash->mapped);
+      CHECK(hash->bytes_direct == 0);
+    }
+    // kAuto: the file was just written, so it is in the page cache: mapped.
+    auto automatic = HashFile(path, HashOptions{4096, 1, size, IoMode::kBuffered});
+    REQUIRE_MESSAGE(automatic, test::ErrorText(automatic));
+    CHECK(automatic->sha256 == want);
+    CHECK(automatic->mapped);
   }
-  auto wrong = HashFile(dir / "f100000", HashOptions{4096, 2, 100'001});
-  REQUIRE_FALSE(wrong);
-  CHECK(wrong.error().code == ErrorCode::kTruncated);
+  for (CachedRead cached : {CachedRead::kMapped, CachedRead::kCopied}) {
+    HashOptions o{4096, 2, 100'001, IoMode::kBuffered, 1, cached};
+    auto wrong = HashFile(dir / "f100000", o);
+    REQUIRE_FALSE(wrong);
+    CHECK(wrong.error().code == ErrorCode::kTruncated);
+  }
   auto absent = HashFile(dir / "nope");
   REQUIRE_FALSE(absent);
   CHECK(absent.error().code == ErrorCode::kIoError);
 }
 
+TEST_CASE("HashFile from a mapping: a file truncated while it is hashed is kTruncated") {
+  test::TempDir dir;
+  std::mt19937_64 rng(test::Seed());
+  constexpr std::uint64_t kWindow = 64 << 10;
+  constexpr std::uint64_t kSize = 5 * kWindow + 123;
+  const std::string intact = dir / "intact";
+  std::string bytes(kSize, '\0');
+  for (auto& c : bytes) c = static_cast<char>(rng());
+  test::WriteFile(intact, bytes);
+  const std::string want = Sha256sum(intact);
+  struct Case {
+    std::uint64_t window;  // truncated once this window is populated
+    std::uint64_t keep;    // bytes left
+  };
+  // Inside the window about to be hashed, to nothing, before it, and on a
+  // page boundary inside it (its pages were populated, then taken away).
+  for (Case c : {Case{2, 2 * kWindow + 5000}, Case{0, 0}, Case{3, kWindow + 1},
+                 Case{4, 4 * kWindow + 4096}}) {
+    CAPTURE(c.window);
+    CAPTURE(c.keep);
+    const std::string path = dir / "victim";
+    test::WriteFile(path, bytes);
+    int truncated = -1;
+    HashOptions o{4096, 1, kSize, IoMode::kBuffered, 1, CachedRead::kMapped, kWindow};
+    o.before_window = [&](std::uint64_t at) {
+      if (at == c.window * kWindow) {
+        truncated = ::truncate(path.c_str(), static_cast<off_t>(c.keep));
+      }
+    };
+    auto hash = HashFile(path, o);
+    REQUIRE(truncated == 0);
+    REQUIRE_FALSE_MESSAGE(hash, "a file truncated under the mapping hashed as " << hash->sha256);
+    const Error& e = hash.error();
+    INFO(e.ToString());
+    CHECK(e.code == ErrorCode::kTruncated);
+    CHECK(e.path == path);
+    CHECK(e.detail.find("ended at byte " + std::to_string(c.keep)) != std::string::npos);
+    // Where the hash found no page: past the new end, before the old one.
+    REQUIRE(e.offset.has_value());
+    CHECK(*e.offset >= c.keep);
+    CHECK(*e.offset < kSize);
+    // The thread hashes from a mapping on as before (the guard was disarmed).
+    auto again = HashFile(intact, HashOptions{4096, 1, kSize, IoMode::kBuffered, 1,
+                                              CachedRead::kMapped, kWindow});
+    REQUIRE_MESSAGE(again, test::ErrorText(again));
+    CHECK(again->sha256 == want);
+  }
+}
+
 // --- Verify --------------------------------------------------------------------
 
-TEST_CASE("verify without a manifest lists sha256sum's digests") {
+TEST_CASE("verify without a manifest lists sha256sum's digests, mapped or copied") {
   Fixture f;
-  VerifyOptions options;
-  options.read_size = 8192;
-  auto report = Verify(f.path(), options);
-  REQUIRE_MESSAGE(report, test::ErrorText(report));
-  CHECK(report->ok());
-  REQUIRE(report->files.size() == f.shards().size());
-  for (const FileVerdict& v : report->files) {
-    CAPTURE(v.name);
-    CHECK(v.check == FileCheck::kListed);
-    CHECK(v.sha256 == Sha256sum(f.shards().at(v.name)));
+  for (CachedRead cached : {CachedRead::kAuto, CachedRead::kMapped, CachedRead::kCopied}) {
+    CAPTURE(static_cast<int>(cached));
+    VerifyOptions options;
+    options.read_size = 8192;
+    options.cached = cached;
+    auto report = Verify(f.path(), options);
+    REQUIRE_MESSAGE(report, test::ErrorText(report));
+    CHECK(report->ok());
+    // The shards were just written: kAuto finds them cached and maps them.
+    CHECK(report->bytes_mapped == (cached == CachedRead::kCopied ? 0 : report->bytes));
+    REQUIRE(report->files.size() == f.shards().size());
+    for (const FileVerdict& v : report->files) {
+      CAPTURE(v.name);
+      CHECK(v.check == FileCheck::kListed);
+      CHECK(v.sha256 == Sha256sum(f.shards().at(v.name)));
+    }
   }
 }
 
@@ -218,13 +297,18 @@ TEST_CASE("a flipped byte in the middle of a shard is a MISMATCH of that file on
   options.manifest = f.WriteManifest();
   std::string victim = std::next(f.shards().begin())->first;
   f.FlipMiddleByte(victim);
-  auto report = Verify(f.path(), options);
-  REQUIRE_MESSAGE(report, test::ErrorText(report));
-  CHECK_FALSE(report->ok());
-  for (const FileVerdict& v : report->files) {
-    CAPTURE(v.name);
-    CHECK(v.check == (v.name == victim ? FileCheck::kMismatch : FileCheck::kOk));
-    if (v.name == victim) CHECK(v.sha256 == Sha256sum(f.shards().at(victim)));
+  for (CachedRead cached : {CachedRead::kMapped, CachedRead::kCopied}) {
+    CAPTURE(static_cast<int>(cached));
+    options.cached = cached;
+    auto report = Verify(f.path(), options);
+    REQUIRE_MESSAGE(report, test::ErrorText(report));
+    CHECK_FALSE(report->ok());
+    CHECK(report->bytes_mapped == (cached == CachedRead::kMapped ? report->bytes : 0));
+    for (const FileVerdict& v : report->files) {
+      CAPTURE(v.name);
+      CHECK(v.check == (v.name == victim ? FileCheck::kMismatch : FileCheck::kOk));
+      if (v.name == victim) CHECK(v.sha256 == Sha256sum(f.shards().at(victim)));
+    }
   }
 }
 
@@ -233,15 +317,19 @@ TEST_CASE("MISSING: listed but absent; EXTRA: a shard the manifest lacks") {
   std::string skipped = f.shards().begin()->first;
   VerifyOptions options;
   options.manifest = f.WriteManifest(kA + "  tokenizer.json\n" + kA + "  ../outside\n", skipped);
-  auto report = Verify(f.path(), options);
-  REQUIRE_MESSAGE(report, test::ErrorText(report));
-  CHECK_FALSE(report->ok());
-  std::map<std::string, FileCheck> checks;
-  for (const FileVerdict& v : report->files) checks[v.name] = v.check;
-  CHECK(checks.at("tokenizer.json") == FileCheck::kMissing);
-  CHECK(checks.at("../outside") == FileCheck::kMissing);
-  CHECK(checks.at(skipped) == FileCheck::kExtra);
-  CHECK(checks.size() == f.shards().size() + 2);
+  for (CachedRead cached : {CachedRead::kMapped, CachedRead::kCopied}) {
+    CAPTURE(static_cast<int>(cached));
+    options.cached = cached;
+    auto report = Verify(f.path(), options);
+    REQUIRE_MESSAGE(report, test::ErrorText(report));
+    CHECK_FALSE(report->ok());
+    std::map<std::string, FileCheck> checks;
+    for (const FileVerdict& v : report->files) checks[v.name] = v.check;
+    CHECK(checks.at("tokenizer.json") == FileCheck::kMissing);
+    CHECK(checks.at("../outside") == FileCheck::kMissing);
+    CHECK(checks.at(skipped) == FileCheck::kExtra);
+    CHECK(checks.size() == f.shards().size() + 2);
+  }
 }
 
 TEST_CASE("verify reports a bad manifest and a bad checkpoint as errors") {

@@ -86,16 +86,19 @@ TEST_CASE("HashFile with O_DIRECT equals sha256sum, off the alignment grid and e
         CHECK(hash->bytes_direct == size);
       }
     }
-    // kAuto: this file was just written (cached): buffered; evicted: O_DIRECT.
+    // kAuto: this file was just written (cached): hashed from a mapping of
+    // the page cache; evicted: O_DIRECT.
     auto warm = HashFile(path, HashOptions{65536, 2, std::nullopt, IoMode::kAuto});
     REQUIRE(warm);
     CHECK(warm->sha256 == want);
     CHECK(warm->bytes_direct == 0);
+    CHECK(warm->mapped);
     Evict(path);
     auto cold = HashFile(path, HashOptions{65536, 2, std::nullopt, IoMode::kAuto});
     REQUIRE(cold);
     CHECK(cold->sha256 == want);
     CHECK(cold->bytes_direct == size);
+    CHECK(cold->mapped == (size == 0));  // an empty file counts as cached
   }
   // The header's size is checked before any read, O_DIRECT or not.
   auto wrong = HashFile(dir / "f4097", HashOptions{4096, 2, 4096, IoMode::kDirect});
@@ -115,6 +118,7 @@ TEST_CASE("HashFile on a file system refusing O_DIRECT: kAuto reads buffered, kD
   REQUIRE_MESSAGE(hash, test::ErrorText(hash));
   CHECK(hash->sha256 == Sha256sumOf(path));
   CHECK(hash->bytes_direct == 0);
+  CHECK_FALSE(hash->mapped);  // not cached: copied by read(), with readahead
   auto direct = HashFile(path, HashOptions{4096, 2, std::nullopt, IoMode::kDirect});
   REQUIRE_FALSE(direct);
   CHECK(direct.error().code == ErrorCode::kUnsupported);

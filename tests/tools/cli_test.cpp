@@ -562,6 +562,16 @@ TEST_CASE("verify prints sha256sum lines, and with a manifest one verdict per fi
   CHECK(ok.exit_code == 0);
   CHECK(ok.out.find("OK       model-00001-of-") == 0);
   CHECK(ok.out.find("MISMATCH") == std::string::npos);
+  // The copied files are cached: hashed from a mapping, unless --copy.
+  for (std::string copy : {"", " --copy"}) {
+    CAPTURE(copy);
+    Run mapped = Cli("verify " + dir + " --manifest " + tmp / "manifest.sha256" + copy + " --json",
+                     tmp);
+    REQUIRE_MESSAGE(mapped.exit_code == 0, mapped.err);
+    rapidjson::Document doc = LastJsonLine(mapped.out);
+    CHECK(doc["ok"].GetBool());
+    CHECK(doc["bytes_mapped"].GetUint64() == (copy.empty() ? doc["bytes"].GetUint64() : 0));
+  }
   // The JSON form of the manifest works too.
   WriteFile(tmp / "m.json", "{\"model-00001-of-00003.safetensors\": \"" + std::string(64, '0') +
                                 "\"}");
