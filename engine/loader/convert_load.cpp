@@ -1,5 +1,6 @@
-// Converted-load layout and segment translation (convert_load.h).
-// Thread-safe: pure functions.
+// Converted-load layout, segment translation and the converting copy out of
+// a cooperative load's staging (convert_load.h).
+// Thread-safe: pure functions; ConvertingSink: one thread.
 #include "loader/convert_load.h"
 
 #include <algorithm>
@@ -45,6 +46,33 @@ std::vector<ConvertSegment> TranslateSegments(std::span<const Segment> segments,
                                  from, to, s.tag});
   }
   return out;
+}
+
+bool ElementAligned(std::span<const Segment> segments, std::span<const TpItem> items) {
+  for (const Segment& s : segments) {
+    const std::uint64_t in = ElementBytes(items[s.tag].source->dtype);
+    if (s.offset % in != 0 || s.length % in != 0 || (s.count > 1 && s.src_stride % in != 0)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+Status ConvertingSink::Copy(const coop::CopyRuns& runs) {
+  const DType from = items_[runs.tag].source->dtype, to = layout_.dtype[runs.tag];
+  const std::uint64_t in = ElementBytes(from), o = ElementBytes(to);
+  const auto at = static_cast<std::uint64_t>(runs.dst - origin_);
+  if (at % in != 0 || runs.length % in != 0 || runs.dst_stride % in != 0) {
+    return MakeError(ErrorCode::kInternal, "", std::string(items_[runs.tag].source->name),
+                     "a cooperative converted copy splits an element");
+  }
+  std::byte* dst = base_ + layout_.position[runs.tag] + at / in * o;
+  const std::uint64_t stride = runs.dst_stride / in * o, count = runs.length / in;
+  if (before_write_) before_write_(dst, (runs.rows - 1) * stride + count * o);
+  for (std::uint64_t r = 0; r < runs.rows; ++r) {
+    ConvertElements(from, to, runs.src + r * runs.src_stride, dst + r * stride, count);
+  }
+  return {};
 }
 
 }  // namespace shardload

@@ -198,6 +198,12 @@ struct Loader::Impl {
                                        FaultInPolicy* fault_in,
                                        std::span<const DeviceTensor> local,
                                        std::span<std::byte> owned);
+  // The cooperative load of SEGMENTS (coop/session.h): copies out of
+  // staging go through SINK; READ_OWN reads some of SEGMENTS alone when the
+  // leader finds them in the page cache; SHARE: ReadRequest::share.
+  Result<LoadStats> RunCooperative(
+      std::span<const Segment> segments, coop::CopySink& sink,
+      const std::function<Result<LoadStats>(std::span<const Segment>)>& read_own, bool share);
   // Runs BODY (a load) as one cooperative load with the group of
   // LoadOptions::cooperate, if any: meets the others first (they must agree
   // on IDENTITY), sets `coop` for Run, and tells them if BODY fails.
@@ -403,6 +409,31 @@ Result<LoadStats> Loader::Impl::ExecuteCooperative(FileTable& files,
                                                    FaultInPolicy* fault_in,
                                                    std::span<const DeviceTensor> local,
                                                    std::span<std::byte> owned) {
+  auto read_own = [&](std::span<const Segment> own) {
+    return Execute(files, own, windows, tensors, fault_in, local, nullptr, owned);
+  };
+  if (cuda) {  // copies out of staging go to this member's device
+    auto sink = CoopDeviceSink::Start(cuda, options.device_streams, local);
+    if (!sink) return std::move(sink).error();
+    auto stats = RunCooperative(segments, **sink, read_own, false);
+    if (stats && (*sink)->attached()) {
+      stats->device = DeviceName(options.device);
+      stats->transfer = (*sink)->Describe();
+    }
+    return stats;
+  }
+  auto sink = coop::HostSink(fault_in == nullptr ? std::function<void(std::byte*, std::size_t)>()
+                                                 : [fault_in](std::byte* dst, std::size_t n) {
+                                                     fault_in->BeforeRead(dst, n);
+                                                   });
+  // Library-owned host memory: what every member needs whole may be mapped
+  // from the node's one copy.
+  return RunCooperative(segments, *sink, read_own, fault_in != nullptr);
+}
+
+Result<LoadStats> Loader::Impl::RunCooperative(
+    std::span<const Segment> segments, coop::CopySink& sink,
+    const std::function<Result<LoadStats>(std::span<const Segment>)>& read_own, bool share) {
   // A member reads its slots from any shard the node needs.
   std::vector<const TensorInfo*> all;
   all.reserve(checkpoint.tensors().size());
@@ -410,22 +441,7 @@ Result<LoadStats> Loader::Impl::ExecuteCooperative(FileTable& files,
   auto every = OpenFiles(all);
   if (!every) return std::move(every).error();
   coop::ReadRequest request{segments, every->alignment(), options.mode, ShardSizes(checkpoint)};
-  // Library-owned host memory: what every member needs whole may be mapped
-  // from the node's one copy.
-  request.share = !cuda && fault_in != nullptr;
-  // Copies out of staging go to this member's memory or its device.
-  std::unique_ptr<CoopDeviceSink> device_sink;
-  std::unique_ptr<coop::CopySink> host_sink;
-  if (cuda) {
-    auto sink = CoopDeviceSink::Start(cuda, options.device_streams, local);
-    if (!sink) return std::move(sink).error();
-    device_sink = std::move(*sink);
-  } else {
-    host_sink = coop::HostSink(fault_in == nullptr ? std::function<void(std::byte*, std::size_t)>()
-                                                   : [fault_in](std::byte* dst, std::size_t n) {
-                                                       fault_in->BeforeRead(dst, n);
-                                                     });
-  }
+  request.share = share;
   std::uint64_t total = 0;
   for (const Segment& s : segments) total += s.length * s.count;
   ProgressMeter meter(total, kProgressStep, options.progress);
@@ -433,17 +449,10 @@ Result<LoadStats> Loader::Impl::ExecuteCooperative(FileTable& files,
   exec.read = [&](std::span<const Segment> slot, std::span<const Window> staging) {
     return ExecuteHost(*every, slot, staging, all, nullptr, {}, nullptr);
   };
-  exec.read_own = [&](std::span<const Segment> own) {
-    return Execute(files, own, windows, tensors, fault_in, local, nullptr, owned);
-  };
-  exec.sink = cuda ? static_cast<coop::CopySink*>(device_sink.get()) : host_sink.get();
+  exec.read_own = read_own;
+  exec.sink = &sink;
   exec.copied = [&meter](std::uint64_t n) { meter.Add(n); };
-  auto stats = coop->Run(request, exec);
-  if (stats && device_sink != nullptr && device_sink->attached()) {
-    stats->device = DeviceName(options.device);
-    stats->transfer = device_sink->Describe();
-  }
-  return stats;
+  return coop->Run(request, exec);
 }
 
 template <typename Body>
@@ -790,10 +799,37 @@ Result<LoadedCheckpoint> Loader::Impl::LoadConverted(std::span<const TpItem> ite
   auto after_write = [&meter](std::uint64_t n) { meter.Add(n); };
   auto verifier = StartVerify(items, {});  // re-reads, alongside the conversion
   if (!verifier) return std::move(verifier).error();
-  auto read = ReadConverted(converts, {threads, options.chunk_size, fds, paths, names,
-                                       before_write, after_write});
+  auto read_alone = [&]() -> Result<LoadStats> {
+    auto read = ReadConverted(converts, {threads, options.chunk_size, fds, paths, names,
+                                         before_write, after_write});
+    if (!read) return std::move(read).error();
+    LoadStats out;
+    out.bytes = read->bytes_written;
+    out.bytes_read = read->bytes_read;
+    out.bytes_buffered = read->bytes_read;
+    out.read_ops = read->read_ops;
+    out.backend_reason = "dtype conversion: pread through a bounded staging buffer per worker";
+    return out;
+  };
+  Result<LoadStats> read = LoadStats{};
+  if (coop != nullptr) {
+    // Converted while copied out of the node's staging (whole elements:
+    // staging pieces are cut on the 4 KiB grid).
+    std::vector<Segment> segments = MakeSegments(items, origin);
+    if (!ElementAligned(segments, items)) {
+      return MakeError(ErrorCode::kUnsupported, "", "",
+                       "a cooperative load converts dtypes only of tensors whose bytes start on "
+                       "an element boundary in their file; load alone (--no-cooperate)");
+    }
+    ConvertingSink sink(items, layout, *base, kPlanningBase, before_write);
+    read = RunCooperative(segments, sink, [&](std::span<const Segment>) { return read_alone(); },
+                          false);
+    if (read) read->bytes = converted_bytes;
+  } else {
+    read = read_alone();
+  }
   if (!read) return std::move(read).error();
-  LoadStats stats;
+  LoadStats stats = std::move(*read);
   if (Status s = FinishVerify(verifier->get(), stats); !s) return std::move(s).error();
   for (std::size_t i = 0; i < items.size(); ++i) {
     std::byte* data = layout.size[i] > 0 ? *base + layout.position[i] : *base;
@@ -801,14 +837,9 @@ Result<LoadedCheckpoint> Loader::Impl::LoadConverted(std::span<const TpItem> ite
                                          items[i].slice.shape, {data, layout.size[i]}});
   }
   stats.tensors = items.size();
-  stats.bytes = read->bytes_written;
-  stats.bytes_read = read->bytes_read;
-  stats.bytes_buffered = read->bytes_read;
-  stats.read_ops = read->read_ops;
   stats.threads = threads;
   stats.mode = options.mode;
-  stats.backend = Backend::kPread;
-  stats.backend_reason = "dtype conversion: pread through a bounded staging buffer per worker";
+  if (coop == nullptr) stats.backend = Backend::kPread;
   stats.memory = "converted to " + std::string(DTypeName(*options.dtype)) + "; " +
                  fault_in.Describe();
   stats.seconds = SecondsSince(start);
@@ -964,10 +995,6 @@ Result<Loader> Loader::Open(Checkpoint checkpoint, LoadOptions options) {
     if (options.device.is_cuda() && options.staging_bytes < 2 * kStagingAlignment) {
       return Invalid("", "staging_bytes must be at least " +
                              std::to_string(2 * kStagingAlignment));
-    }
-    if (options.cooperate.group && options.dtype) {
-      return MakeError(ErrorCode::kUnsupported, "", "",
-                       "cooperative loads do not convert dtypes");
     }
     if (options.cooperate.group && options.cooperate.staging_bytes < (64ULL << 10)) {
       return Invalid("", "cooperation staging_bytes must be at least 65536");

@@ -19,6 +19,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "shardload/cooperate.h"
@@ -198,16 +199,92 @@ TEST_CASE("cooperative load: a member whose Open fails (and drops its group) fai
   }
 }
 
-TEST_CASE("cooperative loads refuse dtype conversion and a tiny staging at Open") {
+TEST_CASE("cooperative loads refuse a tiny staging at Open") {
   LoadOptions options;
   auto alone = ConnectLocal(test::UniqueJob("api-test"), 0, 1);
   REQUIRE(alone);
   options.cooperate.group = std::move(*alone);
-  options.dtype = DType::kF32;
-  CHECK(Loader::Open(Checkpoint3(), options).error().code == ErrorCode::kUnsupported);
-  options.dtype.reset();
   options.cooperate.staging_bytes = 1024;
   CHECK(Loader::Open(Checkpoint3(), options).error().code == ErrorCode::kInvalidArgument);
+}
+
+// BF16 weights split by rows (col), by columns (row) and replicated, plus an
+// F32 and a U8 tensor (converted and untouched).
+const std::string& FloatCheckpoint() {
+  static test::TempDir dir;
+  static const std::string path = [] {
+    const std::vector<std::tuple<std::string, DType, std::vector<std::uint64_t>>> specs = {
+        {"m.cols.weight", DType::kBF16, {96, 80}},   {"m.rows.weight", DType::kBF16, {64, 200}},
+        {"m.norm.weight", DType::kBF16, {40000}},    {"m.f32.weight", DType::kF32, {64, 100}},
+        {"m.ids", DType::kU8, {7000}}};
+    std::vector<TensorData> tensors;
+    for (const auto& [name, dtype, shape] : specs) {
+      TensorData t;
+      t.name = name;
+      t.dtype = dtype;
+      t.shape = shape;
+      t.fill = [seed = name.size()](std::uint64_t offset, std::span<std::byte> out) {
+        for (std::size_t k = 0; k < out.size(); ++k) {
+          // Finite values of every magnitude: exponents kept away from 0xff.
+          const std::uint64_t x = (offset + k) * 2654435761u + seed;
+          out[k] = static_cast<std::byte>((offset + k) % 2 == 1 ? (x >> 7) & 0x7e : x >> 3);
+        }
+      };
+      tensors.push_back(std::move(t));
+    }
+    CheckpointWriteOptions options;
+    options.max_shard_size = 60 << 10;
+    Status s = WriteCheckpoint(dir.path(), tensors, options);
+    REQUIRE_MESSAGE(s.ok(), test::ErrorText(s));
+    return dir.path();
+  }();
+  return path;
+}
+
+constexpr char kSplitPlan[] = R"({"tp_plan_version": 1, "rules": [
+  {"match": "m.cols", "split": "col"}, {"match": "m.rows", "split": "row"},
+  {"match": "m.f32", "split": "row"}]})";
+
+TEST_CASE("cooperative dtype conversion: each rank's tensors equal its converted load alone") {
+  SKIP_UNDER_TSAN();
+  for (IoMode mode : {IoMode::kBuffered, IoMode::kAuto}) {
+    INFO("mode " << IoModeName(mode));
+    LoadOptions base = test::MemberOptions(mode);
+    base.dtype = DType::kF32;
+    auto errors = test::RunMembers(3, base, [&](unsigned r, LoadOptions options) -> std::string {
+      const TensorParallel tp{r, 3, PlanSource::Json(kSplitPlan)};
+      auto loader = Loader::Open(FloatCheckpoint(), options);
+      if (!loader) return loader.error().ToString();
+      auto loaded = loader->Load({}, tp);
+      if (!loaded) return loaded.error().ToString();
+      const CooperationStats& c = loaded->stats().cooperation;
+      if (c.local_size != 3) return "did not cooperate";
+      if (mode == IoMode::kBuffered && c.bytes_staged == 0) return "nothing converted from staging";
+      LoadOptions alone_options = options;
+      alone_options.cooperate = {};
+      auto alone = Loader::Open(FloatCheckpoint(), alone_options);
+      if (!alone) return alone.error().ToString();
+      auto want = alone->Load({}, tp);
+      if (!want) return want.error().ToString();
+      if (loaded->tensors().size() != want->tensors().size()) return "tensor count differs";
+      for (std::size_t i = 0; i < want->tensors().size(); ++i) {
+        const LoadedTensor& a = loaded->tensors()[i];
+        const LoadedTensor& b = want->tensors()[i];
+        if (a.name != b.name || a.dtype != b.dtype || a.shape != b.shape ||
+            a.data.size() != b.data.size() ||
+            std::memcmp(a.data.data(), b.data.data(), a.data.size()) != 0) {
+          return a.name + " differs from the converted load alone";
+        }
+      }
+      if (loaded->stats().bytes != want->stats().bytes) return "bytes differ";
+      if (loaded->Find("m.cols.weight")->dtype != DType::kF32 ||
+          loaded->Find("m.ids")->dtype != DType::kU8) {
+        return "dtypes not converted as asked";
+      }
+      return "";
+    });
+    for (const std::string& e : errors) CHECK_MESSAGE(e.empty(), e);
+  }
 }
 
 }  // namespace
