@@ -245,6 +245,34 @@ constexpr char kSplitPlan[] = R"({"tp_plan_version": 1, "rules": [
   {"match": "m.cols", "split": "col"}, {"match": "m.rows", "split": "row"},
   {"match": "m.f32", "split": "row"}]})";
 
+TEST_CASE("cooperative dtype conversion refuses a tensor that splits its elements across the grid") {
+  SKIP_UNDER_TSAN();
+  // "b" (BF16) starts one byte into the data, at an odd file offset.
+  test::TempDir dir;
+  std::string header =
+      R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},)"
+      R"("b":{"dtype":"BF16","shape":[2048],"data_offsets":[1,4097]}})";
+  while ((8 + header.size()) % 8 != 0) header += ' ';
+  std::string file(8, '\0');
+  for (int i = 0; i < 8; ++i) file[i] = static_cast<char>((header.size() >> (8 * i)) & 0xff);
+  file += header + std::string(4097, '\x11');
+  test::WriteFile(dir / "odd.safetensors", file);
+  LoadOptions base = test::MemberOptions(IoMode::kBuffered);
+  base.dtype = DType::kF32;
+  auto errors = test::RunMembers(2, base, [&](unsigned, LoadOptions options) -> std::string {
+    auto loader = Loader::Open(dir / "odd.safetensors", options);
+    if (!loader) return loader.error().ToString();
+    auto loaded = loader->Load();
+    return loaded ? "" : loaded.error().ToString();
+  });
+  for (const std::string& e : errors) {
+    INFO(e);
+    CHECK((e.find("element boundary") != std::string::npos ||
+           e.find("peer_failed") != std::string::npos));
+  }
+  CHECK(errors[0].find("unsupported") != std::string::npos);
+}
+
 TEST_CASE("cooperative dtype conversion: each rank's tensors equal its converted load alone") {
   SKIP_UNDER_TSAN();
   for (IoMode mode : {IoMode::kBuffered, IoMode::kAuto}) {
