@@ -41,6 +41,17 @@ double Since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
+// Drops the whole pages of [P, P + N) (inside a mapping of the memfd) from
+// this process's page tables: the memfd keeps the bytes, this process's RSS
+// stops counting them.
+void DropInterior(const std::byte* p, std::uint64_t n) {
+  constexpr std::uintptr_t kPage = 4096;
+  const auto a = reinterpret_cast<std::uintptr_t>(p);
+  const std::uintptr_t lo = (a + kPage - 1) & ~(kPage - 1);
+  const std::uintptr_t hi = (a + n) & ~(kPage - 1);
+  if (hi > lo) ::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+}
+
 // A MAP_SHARED mapping of the node's memfd, unmapped on destruction when
 // OWNED (else a view of part of one).
 class Mapping {
@@ -58,12 +69,7 @@ class Mapping {
     const std::uint64_t page = 4096;
     const std::uint64_t lo = offset & ~(page - 1);
     const std::uint64_t hi = std::min<std::uint64_t>(size_, (offset + n + page - 1) & ~(page - 1));
-    if (hi > lo) DropPages({base_ + lo, base_ + hi});
-  }
-  // Drops W (page-aligned, inside a mapping of the memfd): the memfd keeps
-  // the bytes, this process's RSS stops counting them.
-  static void DropPages(const Window& w) {
-    ::madvise(w.begin, static_cast<std::size_t>(w.end - w.begin), MADV_DONTNEED);
+    if (hi > lo) DropInterior(base_ + lo, hi - lo);
   }
 
  private:
@@ -460,7 +466,9 @@ Result<LoadStats> Session::Run(const ReadRequest& request, const Executor& exec)
     if (out && !split.fills.empty()) {
       auto filled = exec.read(split.fills, split.fill_windows);
       if (!filled) return filled;
-      for (const Window& w : split.fill_windows) Mapping::DropPages(w);
+      for (const Window& w : split.fill_windows) {
+        DropInterior(w.begin, static_cast<std::uint64_t>(w.end - w.begin));
+      }
       out->bytes_read += filled->bytes_read;
       out->bytes_direct += filled->bytes_direct;
       out->bytes_buffered += filled->bytes_buffered;
@@ -469,7 +477,7 @@ Result<LoadStats> Session::Run(const ReadRequest& request, const Executor& exec)
   } else {
     std::vector<Segment> mine = split.own;
     mine.insert(mine.end(), split.fills.begin(), split.fills.end());
-    out = RunStaged(request, mine, split.fill_windows, exec, plan, shared->data());
+    out = RunStaged(request, mine, split.own.size(), exec, plan, shared->data());
     if (out) {
       for (const Segment& f : split.fills) out->bytes -= f.length;  // not this member's
     }
@@ -505,7 +513,7 @@ Status Session::WaitForReplicas(const PlanMessage& plan) {
 }
 
 Result<LoadStats> Session::RunStaged(const ReadRequest& request, std::span<const Segment> segments,
-                                     std::span<const Window> fills, const Executor& exec,
+                                     std::size_t first_fill, const Executor& exec,
                                      const PlanMessage& plan, std::byte* shared) {
   const Schedule& schedule = plan.schedule;
   const Mapping staging(shared, plan.staging_size, /*owned=*/false);
@@ -586,7 +594,13 @@ Result<LoadStats> Session::RunStaged(const ReadRequest& request, std::span<const
           Status s = ForEachBatch(segments[list[i].segment], lo, hi,
                                   src + (lo - p.offset), [&](const CopyRuns& runs) {
                                     stats_.bytes_staged += runs.rows * runs.length;
-                                    return sink.Copy(runs);
+                                    Status copied = sink.Copy(runs);
+                                    // Filled for the node, not for this member: its whole
+                                    // pages leave this member's page tables (a fill is one run).
+                                    if (copied && list[i].segment >= first_fill) {
+                                      DropInterior(runs.dst, runs.length);
+                                    }
+                                    return copied;
                                   });
           if (!s) return s;
         }
@@ -595,7 +609,6 @@ Result<LoadStats> Session::RunStaged(const ReadRequest& request, std::span<const
       t = end;
     }
     if (Status s = sink.Flush(); !s) return s;
-    for (const Window& w : fills) Mapping::DropPages(w);  // filled for the node, not for us
     if (exec.copied) exec.copied(stats_.bytes_staged - before);
     return Status();
   };

@@ -119,11 +119,11 @@ class Session {
   Status SendToHub(std::uint32_t type, const std::string& body);
   Error FromHub(const Error& e) const;
   Error Aborted(std::string_view body) const;  // the hub's kAbort, as this member's error
-  // SEGMENTS: this member's (its replica fills included, whose memory
-  // FILLS is dropped from its page tables after each wave); SHARED: the
-  // node's memfd, mapped.
+  // SEGMENTS: this member's, from FIRST_FILL on the replicas it fills for
+  // the node (dropped from its page tables once copied); SHARED: the node's
+  // memfd, mapped.
   Result<LoadStats> RunStaged(const ReadRequest& request, std::span<const Segment> segments,
-                              std::span<const Window> fills, const Executor& exec,
+                              std::size_t first_fill, const Executor& exec,
                               const PlanMessage& plan, std::byte* shared);
   // Waits until every member has filled its replicas (see protocol.h).
   Status WaitForReplicas(const PlanMessage& plan);

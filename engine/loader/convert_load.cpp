@@ -48,14 +48,14 @@ std::vector<ConvertSegment> TranslateSegments(std::span<const Segment> segments,
   return out;
 }
 
-bool ElementAligned(std::span<const Segment> segments, std::span<const TpItem> items) {
+const Segment* FirstUnaligned(std::span<const Segment> segments, std::span<const TpItem> items) {
   for (const Segment& s : segments) {
     const std::uint64_t in = ElementBytes(items[s.tag].source->dtype);
     if (s.offset % in != 0 || s.length % in != 0 || (s.count > 1 && s.src_stride % in != 0)) {
-      return false;
+      return &s;
     }
   }
-  return true;
+  return nullptr;
 }
 
 Status ConvertingSink::Copy(const coop::CopyRuns& runs) {

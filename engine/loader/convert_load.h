@@ -36,15 +36,16 @@ std::vector<ConvertSegment> TranslateSegments(std::span<const Segment> segments,
                                               std::span<const TpItem> items,
                                               const ConvertedLayout& layout, std::byte* base);
 
-// Whether SEGMENTS (item tag's bytes from ORIGIN) start and end on element
-// boundaries of their items' dtypes in the file, so that runs cut anywhere
-// on the staging's alignment grid hold whole elements.
-bool ElementAligned(std::span<const Segment> segments, std::span<const TpItem> items);
+// The first of SEGMENTS (tag: an index into ITEMS) that does not start and
+// end on element boundaries of its item's dtype in the file, or null: when
+// null, runs cut anywhere on the staging's alignment grid hold whole
+// elements.
+const Segment* FirstUnaligned(std::span<const Segment> segments, std::span<const TpItem> items);
 
 // A cooperative converted load's copies out of staging: each batch of runs
 // (dst: item `tag`'s bytes from ORIGIN, as for TranslateSegments) converted
 // into LAYOUT's memory at BASE, BEFORE_WRITE called on each destination
-// range first. REQUIRES: the segments are ElementAligned.
+// range first. REQUIRES: FirstUnaligned(segments) is null.
 class ConvertingSink final : public coop::CopySink {
  public:
   ConvertingSink(std::span<const TpItem> items, const ConvertedLayout& layout, std::byte* base,

@@ -816,10 +816,13 @@ Result<LoadedCheckpoint> Loader::Impl::LoadConverted(std::span<const TpItem> ite
     // Converted while copied out of the node's staging (whole elements:
     // staging pieces are cut on the 4 KiB grid).
     std::vector<Segment> segments = MakeSegments(items, origin);
-    if (!ElementAligned(segments, items)) {
-      return MakeError(ErrorCode::kUnsupported, "", "",
-                       "a cooperative load converts dtypes only of tensors whose bytes start on "
-                       "an element boundary in their file; load alone (--no-cooperate)");
+    if (const Segment* odd = FirstUnaligned(segments, items)) {
+      const TensorInfo& t = *items[odd->tag].source;
+      return MakeError(ErrorCode::kUnsupported, checkpoint.shards()[t.shard].path, t.name,
+                       "its bytes start at file offset " + std::to_string(t.offset) +
+                           ", not on a " + std::string(DTypeName(t.dtype)) +
+                           " element boundary: a cooperative load converts dtypes only of "
+                           "element-aligned tensors; load alone (--no-cooperate)");
     }
     ConvertingSink sink(items, layout, *base, kPlanningBase, before_write);
     read = RunCooperative(segments, sink, [&](std::span<const Segment>) { return read_alone(); },

@@ -37,17 +37,6 @@ std::uint64_t TensorBytes(int i) { return (std::uint64_t{300} << 10) + 4099 * i;
 
 std::string TensorName(int i) { return "t." + std::to_string(i); }
 
-#if defined(__SANITIZE_THREAD__)
-constexpr bool kUnderTsan = true;
-#else
-constexpr bool kUnderTsan = false;
-#endif
-#define SKIP_UNDER_TSAN()                                                        \
-  if (kUnderTsan) {                                                              \
-    MESSAGE("skipped under TSan: concurrent Loaders in one process race in oneTBB"); \
-    return;                                                                      \
-  }
-
 const std::string& Checkpoint3() {
   static test::TempDir dir;
   static const std::string path = [] {
@@ -81,7 +70,7 @@ std::string Compare(const Loader& loader, const std::string& name, const std::by
 }
 
 TEST_CASE("cooperative Load, Reload and LoadInto through the API, byte-exact") {
-  SKIP_UNDER_TSAN();
+  SKIP_MEMBERS_UNDER_TSAN();
   for (IoMode mode : {IoMode::kBuffered, IoMode::kDirect}) {
     INFO("mode " << IoModeName(mode));
     std::atomic<std::uint64_t> read_for_node{0}, node_bytes{0};
@@ -144,7 +133,7 @@ TEST_CASE("cooperative Load, Reload and LoadInto through the API, byte-exact") {
 }
 
 TEST_CASE("cooperative load: a member with another selection is refused, naming it") {
-  SKIP_UNDER_TSAN();
+  SKIP_MEMBERS_UNDER_TSAN();
   auto errors = test::RunMembers(2, test::MemberOptions(IoMode::kBuffered),
                                  [&](unsigned m, LoadOptions options) -> std::string {
     auto loader = Loader::Open(Checkpoint3(), options);
@@ -162,7 +151,7 @@ TEST_CASE("cooperative load: a member with another selection is refused, naming 
 }
 
 TEST_CASE("cooperative load: a cancelled member fails the others") {
-  SKIP_UNDER_TSAN();
+  SKIP_MEMBERS_UNDER_TSAN();
   auto errors = test::RunMembers(3, test::MemberOptions(IoMode::kBuffered),
                                  [&](unsigned m, LoadOptions options) -> std::string {
     auto token = std::make_shared<CancelToken>();
@@ -182,7 +171,7 @@ TEST_CASE("cooperative load: a cancelled member fails the others") {
 }
 
 TEST_CASE("cooperative load: a member whose Open fails (and drops its group) fails the others") {
-  SKIP_UNDER_TSAN();
+  SKIP_MEMBERS_UNDER_TSAN();
   auto errors = test::RunMembers(3, test::MemberOptions(IoMode::kBuffered),
                                  [&](unsigned m, LoadOptions options) -> std::string {
     auto loader = Loader::Open(m == 2 ? Checkpoint3() + "/missing" : Checkpoint3(), options);
@@ -246,7 +235,7 @@ constexpr char kSplitPlan[] = R"({"tp_plan_version": 1, "rules": [
   {"match": "m.f32", "split": "row"}]})";
 
 TEST_CASE("cooperative dtype conversion refuses a tensor that splits its elements across the grid") {
-  SKIP_UNDER_TSAN();
+  SKIP_MEMBERS_UNDER_TSAN();
   // "b" (BF16) starts one byte into the data, at an odd file offset.
   test::TempDir dir;
   std::string header =
@@ -270,11 +259,16 @@ TEST_CASE("cooperative dtype conversion refuses a tensor that splits its element
     CHECK((e.find("element boundary") != std::string::npos ||
            e.find("peer_failed") != std::string::npos));
   }
+  // Its own error names the file, the tensor and the offset.
+  INFO(errors[0]);
   CHECK(errors[0].find("unsupported") != std::string::npos);
+  CHECK(errors[0].find("odd.safetensors") != std::string::npos);
+  CHECK(errors[0].find("tensor `b`") != std::string::npos);
+  CHECK(errors[0].find("BF16 element boundary") != std::string::npos);
 }
 
 TEST_CASE("cooperative dtype conversion: each rank's tensors equal its converted load alone") {
-  SKIP_UNDER_TSAN();
+  SKIP_MEMBERS_UNDER_TSAN();
   for (IoMode mode : {IoMode::kBuffered, IoMode::kAuto}) {
     INFO("mode " << IoModeName(mode));
     LoadOptions base = test::MemberOptions(mode);

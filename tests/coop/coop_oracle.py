@@ -22,23 +22,13 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
 try:
     import numpy as np  # noqa: F401  (split_oracle needs it)
-    from split_oracle import expected, read_checkpoint
+    from split_oracle import expected, generated, read_checkpoint, shm
 except ImportError:
     print("numpy not available: skipping")
     sys.exit(77)
 
 STAGING = 256 << 10  # far below the largest tensor: many waves
 
-
-# Open MPI's shared-memory transport (concurrent MPI tests on the same
-# machine) leaves its own segments under these names; nothing of ours may.
-FOREIGN = ("vader_segment", "sm_segment", "ompi", "psm")
-
-
-def shm():
-    """/dev/shm's entries, but other programs' (FOREIGN)."""
-    names = os.listdir("/dev/shm") if os.path.isdir("/dev/shm") else []
-    return {n for n in names if not n.startswith(FOREIGN)}
 
 
 def launch(binary, ckpt, world, job, work, extra=(), per_rank=None, env_extra=None):
@@ -208,12 +198,7 @@ def main():
     work = os.path.join(work, case)
     os.makedirs(work, exist_ok=True)
     ckpt = os.path.join(work, "ckpt")
-    shutil.rmtree(ckpt, ignore_errors=True)
-    subprocess.run([binary, "generate", ckpt, "--size", "12MB", "--max-shard-size", "4MB"],
-                   check=True, stdout=subprocess.DEVNULL)
-    with open(os.path.join(ckpt, "config.json")) as f:
-        config = json.load(f)
-    full, _ = read_checkpoint(ckpt)
+    config, full = generated(binary, ckpt)
     assert max(a.nbytes for a in full.values()) > STAGING
     if case.startswith("exact-"):
         _, world, mode = case.split("-")

@@ -31,12 +31,6 @@ namespace {
 using test::ErrorText;
 using test::FakeCuda;
 
-#if defined(__SANITIZE_THREAD__)
-constexpr bool kUnderTsan = true;
-#else
-constexpr bool kUnderTsan = false;
-#endif
-
 constexpr char kPlan[] = R"({"tp_plan_version": 1, "rules": [
   {"match": "m.cols", "split": "col"}, {"match": "m.rows", "split": "row"},
   {"match": "m.embed", "split": "vocab", "pad_to": 64},
@@ -133,7 +127,7 @@ std::string CheckRank(const Fixture& f, const FakeCuda& cuda, const Loader& load
 }
 
 TEST_CASE("cooperative rank slices land byte-exact on each member's device") {
-  if (kUnderTsan) return;
+  SKIP_MEMBERS_UNDER_TSAN();
   Fixture f;
   FakeCuda cuda;
   for (IoMode mode : {IoMode::kBuffered, IoMode::kDirect}) {
@@ -191,7 +185,7 @@ TEST_CASE("cooperative rank slices land byte-exact on each member's device") {
 }
 
 TEST_CASE("cooperative device loads: registration and copy failures fail every member") {
-  if (kUnderTsan) return;
+  SKIP_MEMBERS_UNDER_TSAN();
   Fixture f;
   FakeCuda cuda;
   for (const char* fault : {"FAKE_CUDA_FAIL_REGISTER=1", "FAKE_CUDA_FAIL_COPY=3",

@@ -27,17 +27,6 @@
 namespace shardload {
 namespace {
 
-// `sha256sum FILE`'s digest.
-std::string Sha256sum(const std::string& path) {
-  std::string command = "sha256sum '" + path + "'";
-  FILE* pipe = ::popen(command.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  char digest[65] = {};
-  REQUIRE(std::fread(digest, 1, 64, pipe) == 64);
-  ::pclose(pipe);
-  return digest;
-}
-
 // A checkpoint of several shards with random tensor bytes, and its manifest.
 class Fixture {
  public:
@@ -69,7 +58,7 @@ class Fixture {
   std::string WriteManifest(const std::string& extra = "", const std::string& skip = "") const {
     std::string text;
     for (const auto& [name, path] : shards_) {
-      if (name != skip) text += Sha256sum(path) + "  " + name + "\n";
+      if (name != skip) text += test::Sha256sum(path) + "  " + name + "\n";
     }
     text += extra;
     std::string file = dir_ / "manifest.sha256";
@@ -164,7 +153,7 @@ TEST_CASE("HashFile equals sha256sum for sizes around the read size, any depth, 
     for (auto& c : bytes) c = static_cast<char>(rng());
     std::string path = dir / ("f" + std::to_string(size));
     test::WriteFile(path, bytes);
-    std::string want = Sha256sum(path);
+    std::string want = test::Sha256sum(path);
     for (unsigned depth : {1u, 2u, 3u, 8u}) {
       CAPTURE(size);
       CAPTURE(depth);
@@ -214,7 +203,7 @@ TEST_CASE("HashFile from a mapping: a file truncated while it is hashed is kTrun
   std::string bytes(kSize, '\0');
   for (auto& c : bytes) c = static_cast<char>(rng());
   test::WriteFile(intact, bytes);
-  const std::string want = Sha256sum(intact);
+  const std::string want = test::Sha256sum(intact);
   struct Case {
     std::uint64_t window;  // truncated once this window is populated
     std::uint64_t keep;    // bytes left
@@ -272,7 +261,7 @@ TEST_CASE("verify without a manifest lists sha256sum's digests, mapped or copied
     for (const FileVerdict& v : report->files) {
       CAPTURE(v.name);
       CHECK(v.check == FileCheck::kListed);
-      CHECK(v.sha256 == Sha256sum(f.shards().at(v.name)));
+      CHECK(v.sha256 == test::Sha256sum(f.shards().at(v.name)));
     }
   }
 }
@@ -280,7 +269,7 @@ TEST_CASE("verify without a manifest lists sha256sum's digests, mapped or copied
 TEST_CASE("verify with a matching manifest: every shard OK, other listed files hashed too") {
   Fixture f;
   test::WriteFile(f / "config.json", "{\"hidden_size\": 4}\n");
-  std::string config = Sha256sum(f / "config.json");
+  std::string config = test::Sha256sum(f / "config.json");
   VerifyOptions options;
   options.manifest = f.WriteManifest(config + "  config.json\n");
   options.threads = 2;
@@ -307,7 +296,7 @@ TEST_CASE("a flipped byte in the middle of a shard is a MISMATCH of that file on
     for (const FileVerdict& v : report->files) {
       CAPTURE(v.name);
       CHECK(v.check == (v.name == victim ? FileCheck::kMismatch : FileCheck::kOk));
-      if (v.name == victim) CHECK(v.sha256 == Sha256sum(f.shards().at(victim)));
+      if (v.name == victim) CHECK(v.sha256 == test::Sha256sum(f.shards().at(victim)));
     }
   }
 }
@@ -378,7 +367,7 @@ TEST_CASE("load --verify: a flipped byte fails the load naming the file; nothing
     REQUIRE_FALSE(loaded);
     CHECK(loaded.error().code == ErrorCode::kChecksumMismatch);
     CHECK(loaded.error().path == f.shards().at(victim));
-    CHECK(loaded.error().detail.find(Sha256sum(f.shards().at(victim))) != std::string::npos);
+    CHECK(loaded.error().detail.find(test::Sha256sum(f.shards().at(victim))) != std::string::npos);
   }
 }
 

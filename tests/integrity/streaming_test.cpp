@@ -28,16 +28,6 @@
 namespace shardload {
 namespace {
 
-std::string Sha256sumOf(const std::string& path) {
-  std::string command = "sha256sum '" + path + "'";
-  FILE* pipe = ::popen(command.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  char digest[65] = {};
-  REQUIRE(std::fread(digest, 1, 64, pipe) == 64);
-  ::pclose(pipe);
-  return digest;
-}
-
 // Writes, syncs and drops FILE's pages from the page cache.
 void Evict(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY);
@@ -73,7 +63,7 @@ TEST_CASE("HashFile with O_DIRECT equals sha256sum, off the alignment grid and e
                              (1ULL << 20) + 3}) {
     std::string path = dir / ("f" + std::to_string(size));
     test::WriteFile(path, RandomBytes(size, rng));
-    const std::string want = Sha256sumOf(path);
+    const std::string want = test::Sha256sum(path);
     for (std::uint64_t read_size : {4096ULL, 65536ULL}) {
       for (unsigned depth : {1u, 3u}) {
         CAPTURE(size);
@@ -116,7 +106,7 @@ TEST_CASE("HashFile on a file system refusing O_DIRECT: kAuto reads buffered, kD
   Evict(path);  // kAuto would pick O_DIRECT
   auto hash = HashFile(path, HashOptions{4096, 2, std::nullopt, IoMode::kAuto});
   REQUIRE_MESSAGE(hash, test::ErrorText(hash));
-  CHECK(hash->sha256 == Sha256sumOf(path));
+  CHECK(hash->sha256 == test::Sha256sum(path));
   CHECK(hash->bytes_direct == 0);
   CHECK_FALSE(hash->mapped);  // not cached: copied by read(), with readahead
   auto direct = HashFile(path, HashOptions{4096, 2, std::nullopt, IoMode::kDirect});
@@ -147,7 +137,7 @@ class Shards {
     REQUIRE(ckpt);
     REQUIRE(ckpt->shards().size() >= 3);
     std::string text;
-    for (const ShardInfo& s : ckpt->shards()) text += Sha256sumOf(s.path) + "  " + s.name + "\n";
+    for (const ShardInfo& s : ckpt->shards()) text += test::Sha256sum(s.path) + "  " + s.name + "\n";
     manifest_ = dir_ / "manifest.sha256";
     test::WriteFile(manifest_, text);
     checkpoint_.emplace(std::move(*ckpt));

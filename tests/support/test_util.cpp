@@ -62,6 +62,17 @@ std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
+std::string Sha256sum(const std::string& path) {
+  const std::string command = "sha256sum '" + path + "'";
+  FILE* pipe = ::popen(command.c_str(), "r");
+  if (pipe == nullptr) throw std::runtime_error("cannot run " + command);
+  char digest[65] = {};
+  const std::size_t got = std::fread(digest, 1, 64, pipe);
+  ::pclose(pipe);
+  if (got != 64) throw std::runtime_error(command + " printed no digest");
+  return digest;
+}
+
 std::vector<std::uint8_t> PreadBytes(const std::string& path, std::uint64_t offset,
                                      std::uint64_t size) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);

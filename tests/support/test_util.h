@@ -40,6 +40,9 @@ int SkippedCases();
 // Writes `bytes` to `path` (creating parent directories).
 void WriteFile(const std::string& path, std::string_view bytes);
 std::string ReadFile(const std::string& path);
+// `sha256sum PATH`'s digest (64 hex digits): an oracle independent of the
+// engine's hashing.
+std::string Sha256sum(const std::string& path);
 // Bytes [offset, offset + size) of `path` by plain pread (an oracle independent
 // of the engine); throws when the file is shorter or cannot be read.
 std::vector<std::uint8_t> PreadBytes(const std::string& path, std::uint64_t offset,

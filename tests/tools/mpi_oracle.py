@@ -49,16 +49,6 @@ RANK_SCRIPT = 'R=$OMPI_COMM_WORLD_RANK; exec "$0" load "$1" --plan "${PLAN:-hf}"
               '--buffered --save "$2/rank-$R" --json >"$2/rank-$R.json"'
 
 
-# Open MPI's own shared-memory segments (its transport between ranks, this
-# test's and concurrent MPI tests') are not ours; nothing of ours may remain.
-FOREIGN = ("vader_segment", "sm_segment", "ompi", "psm")
-
-
-def shm():
-    """/dev/shm's entries, but Open MPI's (FOREIGN)."""
-    names = os.listdir("/dev/shm") if os.path.isdir("/dev/shm") else []
-    return {n for n in names if not n.startswith(FOREIGN)}
-
 
 def mpirun(world, script, *args, timeout=120):
     start = time.monotonic()
@@ -192,13 +182,8 @@ def main():
         return 77
     os.makedirs(work, exist_ok=True)
     src = os.path.join(work, "ckpt")
-    shutil.rmtree(src, ignore_errors=True)
-    subprocess.run([binary, "generate", src, "--size", "12MB", "--max-shard-size", "4MB"],
-                   check=True, stdout=subprocess.DEVNULL)
-    with open(os.path.join(src, "config.json")) as f:
-        config = json.load(f)
-    full, _ = oracle.read_checkpoint(src)
-    shm_before = shm()
+    config, full = oracle.generated(binary, src)
+    shm_before = oracle.shm()
     for world in (2, 4, 8):
         check_world(binary, work, src, config, full, world)
         print(f"mpirun -np {world}: {len(full)} tensors x {world} ranks match")
@@ -210,10 +195,10 @@ def main():
     print("a rank without its checkpoint: the job ends, naming the file")
     check_killed_rank(binary, work, src)
     print("a rank killed mid-load: the job ends")
-    left = shm() - shm_before
+    left = oracle.shm() - shm_before
     if left:
         time.sleep(1)  # another process's file may come and go meanwhile
-        left &= shm()
+        left &= oracle.shm()
     assert not left, f"left in /dev/shm: {sorted(left)}"
     return 0
 

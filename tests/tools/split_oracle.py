@@ -44,6 +44,28 @@ def read_checkpoint(path):
     return tensors, metas
 
 
+def generated(binary, path):
+    """Generates the 12 MB Llama-like test checkpoint (4 MB shards) at PATH
+    afresh; returns its config.json and its full tensors (read_checkpoint)."""
+    shutil.rmtree(path, ignore_errors=True)
+    subprocess.run([binary, "generate", path, "--size", "12MB", "--max-shard-size", "4MB"],
+                   check=True, stdout=subprocess.DEVNULL)
+    with open(os.path.join(path, "config.json")) as f:
+        config = json.load(f)
+    return config, read_checkpoint(path)[0]
+
+
+# Open MPI's shared-memory transport (its ranks', and concurrent MPI tests')
+# keeps its own segments under these names; nothing of shardload's may stay.
+FOREIGN = ("vader_segment", "sm_segment", "ompi", "psm")
+
+
+def shm():
+    """/dev/shm's entries, but Open MPI's (FOREIGN)."""
+    names = os.listdir("/dev/shm") if os.path.isdir("/dev/shm") else []
+    return {n for n in names if not n.startswith(FOREIGN)}
+
+
 def chunk(units, world, rank):
     """torch.chunk: ceil(units/world) each, the tail short or empty."""
     c = -(-units // world)
@@ -130,12 +152,7 @@ def main():
     binary, work = sys.argv[1], sys.argv[2]
     os.makedirs(work, exist_ok=True)
     src = os.path.join(work, "ckpt")
-    shutil.rmtree(src, ignore_errors=True)
-    subprocess.run([binary, "generate", src, "--size", "12MB", "--max-shard-size", "4MB"],
-                   check=True, stdout=subprocess.DEVNULL)
-    with open(os.path.join(src, "config.json")) as f:
-        config = json.load(f)
-    full, _ = read_checkpoint(src)
+    config, full = generated(binary, src)
     zeroed = os.path.join(work, "zeroed")
     zeroed_copy(src, zeroed)
     for world in (2, 4, 8):
