@@ -11,6 +11,7 @@ import numpy
 
 from . import _shardload
 from ._error import Error
+from ._safe_open import _empty
 
 # TensorSpec's dtype names -> safetensors dtype codes.
 DTYPE_CODES = {
@@ -119,16 +120,23 @@ def deserialize(bytes):  # noqa: A002 (safetensors' parameter name)
     """[(name, {"shape": [...], "dtype": "F32", "data": bytearray})] of the
     safetensors file held in BYTES, in file order (one copy of each
     tensor's bytes)."""
-    _, tensors = parse(bytes)
-    view = memoryview(bytes).cast("B")
+    view = memoryview(bytes).cast("B")  # held: a bytearray cannot be resized meanwhile
+    _, tensors = parse(view)
     return [(name, {"shape": list(shape), "dtype": dtype,
                     "data": bytearray(view[offset:offset + nbytes])})
             for name, dtype, shape, offset, nbytes in tensors]
 
 
-def copy_tensor(source, offset, nbytes, address):
-    """Copies NBYTES bytes at OFFSET of the bytes-like SOURCE to ADDRESS
-    (memmove, the GIL released)."""
-    if nbytes:
-        base = numpy.frombuffer(source, dtype=numpy.uint8).ctypes.data
-        ctypes.memmove(address, base + offset, nbytes)
+def load(data, framework):
+    """The tensors of the safetensors file held in DATA as a dict name -> new
+    numpy array (FRAMEWORK "np") or CPU tensor ("pt"), as load_file types
+    them, each tensor's bytes copied once (memmove, the GIL released)."""
+    source = numpy.frombuffer(data, dtype=numpy.uint8)  # held: DATA cannot be resized meanwhile
+    _, tensors = parse(source)
+    base = source.ctypes.data
+    out = {}
+    for name, dtype, shape, offset, nbytes in tensors:
+        out[name], address = _empty(framework, dtype, shape, nbytes)
+        if nbytes:
+            ctypes.memmove(address, base + offset, nbytes)
+    return out

@@ -8,7 +8,6 @@ from . import _serialize
 from ._args import load_request as _load_request
 from ._load import run as _run
 from ._safe_open import backend_mode as _backend_mode, open_checkpoint as _open_checkpoint
-from ._shardload import numpy_view as _numpy_view
 
 
 def load_file(filename, *, backend="mmap"):
@@ -26,14 +25,7 @@ def load(data):
     """The tensors of the safetensors file held in DATA (bytes-like), as a
     dict name -> new numpy array (each tensor's bytes copied once), validated
     as load_file validates a file."""
-    _, tensors = _serialize.parse(data)
-    out = {}
-    for name, dtype, shape, offset, nbytes in tensors:
-        typestr, view_shape, _ = _numpy_view(dtype, list(shape), nbytes)
-        array = _np.empty(view_shape, dtype=_np.dtype(typestr))
-        _serialize.copy_tensor(data, offset, nbytes, array.ctypes.data)
-        out[name] = array
-    return out
+    return _serialize.load(data, "np")
 
 
 def _specs(tensor_dict, keep_alive):

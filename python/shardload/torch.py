@@ -12,7 +12,7 @@ import torch as _torch_module
 from . import _args, _cooperate, _progress, _serialize, _shardload
 from ._checkpoint import open as _open
 from ._load import run as _run
-from ._safe_open import _empty, backend_mode as _backend_mode, open_checkpoint as _open_checkpoint
+from ._safe_open import backend_mode as _backend_mode, open_checkpoint as _open_checkpoint
 from ._shared import (_end_ptr, _find_shared_tensors, _is_complete,  # noqa: F401 (safetensors'
                       _remove_duplicate_names, storage_ptr, storage_size)  # private helpers)
 from ._torch import torch_dtype as _torch_dtype
@@ -39,13 +39,7 @@ def load(data):
     """The tensors of the safetensors file held in DATA (bytes-like), as a
     dict name -> new CPU tensor (each tensor's bytes copied once), validated
     as load_file validates a file."""
-    _, tensors = _serialize.parse(data)
-    out = {}
-    for name, dtype, shape, offset, nbytes in tensors:
-        tensor, address = _empty("pt", dtype, shape, nbytes)
-        _serialize.copy_tensor(data, offset, nbytes, address)
-        out[name] = tensor
-    return out
+    return _serialize.load(data, "pt")
 
 
 def _specs(tensors):

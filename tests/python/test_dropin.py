@@ -194,9 +194,13 @@ def test_errors_are_builtin_types(tmp_path, saved):
         assert isinstance(info.value, shardload.Error) and info.value.errno == 2
     with pytest.raises(FileNotFoundError, match=f"^No such file or directory: {missing}$"):
         shardload.safe_open(missing, framework="np")
-    with pytest.raises(OSError) as info:  # a directory is not a file to read
+    with pytest.raises(FileNotFoundError):  # ENOTDIR: a file taken for a directory
         shardload.safe_open(str(tmp_path / "m.safetensors" / "x"), framework="np")
+    os.symlink("loop", tmp_path / "loop")
+    with pytest.raises(OSError) as info:  # ELOOP: another system error
+        shardload.safe_open(str(tmp_path / "loop"), framework="np")
     assert isinstance(info.value, shardload.SafetensorError)
+    assert not isinstance(info.value, FileNotFoundError) and info.value.code == "io_error"
     with shardload.safe_open(path, framework="np") as f:
         with pytest.raises(KeyError) as info:
             f.get_tensor("absent")
