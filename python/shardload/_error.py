@@ -29,7 +29,7 @@ class Error(Exception):
                  errno=0):
         super().__init__(message)
         self.code = code
-        self.code_number = code_number
+        self.code_number = code_number or _RAISED_HERE.get(code, 0)
         self.path = path
         self.tensor = tensor
         self.detail = detail
@@ -44,6 +44,8 @@ class Error(Exception):
 
 
 SafetensorError = Error
+# The numbers of the codes the Python package raises itself (docs/errors.md).
+_RAISED_HERE = {"invalid_argument": 300, "tensor_not_found": 301}
 
 
 class FileNotFound(Error, FileNotFoundError):

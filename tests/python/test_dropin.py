@@ -206,6 +206,7 @@ def test_errors_are_builtin_types(tmp_path, saved):
             f.get_tensor("absent")
         assert isinstance(info.value, shardload.SafetensorError)
         assert str(info.value) == "File does not contain tensor absent"
+        assert (info.value.code, info.value.code_number) == ("tensor_not_found", 301)
     for use in (f.keys, f.metadata, lambda: f.get_tensor("a"), f.get_tensors):
         with pytest.raises(shardload.SafetensorError, match="File is closed"):
             use()
