@@ -90,7 +90,8 @@ py::dict LoadInto(const CheckpointHandle& handle, const std::vector<std::string>
 
 py::dict ReadRanges(const CheckpointHandle& handle, std::uint32_t shard,
                     const std::vector<std::uint64_t>& offsets,
-                    const std::vector<std::uint64_t>& lengths, std::uintptr_t address) {
+                    const std::vector<std::uint64_t>& lengths, std::uintptr_t address,
+                    const std::string& mode) {
   if (offsets.size() != lengths.size()) {
     throw py::value_error("read_ranges: offsets and lengths differ in length");
   }
@@ -103,6 +104,7 @@ py::dict ReadRanges(const CheckpointHandle& handle, std::uint32_t shard,
     total += lengths[i];
   }
   LoadOptions options;  // small slices: fewer workers than CPUs
+  options.mode = ParseMode(mode);
   const long cpus = std::max(1L, ::sysconf(_SC_NPROCESSORS_ONLN));
   options.threads = static_cast<unsigned>(
       std::clamp<std::uint64_t>(total / kBytesPerRangeWorker, 1, static_cast<std::uint64_t>(cpus)));
@@ -133,7 +135,7 @@ void BindInto(py::module_& m) {
         "pointers on DEVICE when it is cuda:N) "
         "(checked by the caller); returns the stats. Interruptible. Cooperates as load() does.");
   m.def("read_ranges", &ReadRanges, py::arg("checkpoint"), py::kw_only(), py::arg("shard"),
-        py::arg("offsets"), py::arg("lengths"), py::arg("address"),
+        py::arg("offsets"), py::arg("lengths"), py::arg("address"), py::arg("mode") = "auto",
         "Reads byte ranges of one shard back to back into the buffer at ADDRESS "
         "(sum(lengths) bytes, checked by the caller); returns the stats. Interruptible.");
   m.def("numpy_view", &NumpyView, py::arg("dtype"), py::arg("shape"), py::arg("nbytes"),

@@ -77,5 +77,6 @@ void BindCheckpoint(py::module_& m);  // bind_checkpoint.cpp
 void BindLoad(py::module_& m);        // bind_load.cpp
 void BindInto(py::module_& m);        // bind_into.cpp
 void BindCooperate(py::module_& m);   // bind_cooperate.cpp
+void BindSerialize(py::module_& m);   // bind_serialize.cpp
 
 }  // namespace shardload::python

@@ -16,4 +16,5 @@ PYBIND11_MODULE(_shardload, m) {
   shardload::python::BindCooperate(m);
   shardload::python::BindLoad(m);
   shardload::python::BindInto(m);
+  shardload::python::BindSerialize(m);
 }

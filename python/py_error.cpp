@@ -1,4 +1,5 @@
-// shardload::Error -> shardload.Error (see py_error.h).
+// shardload::Error -> shardload.Error, or the subclass _error.error_class
+// picks (see py_error.h).
 // Requires the GIL.
 #include "py_error.h"
 
@@ -9,9 +10,11 @@
 namespace shardload::python {
 
 py::object MakePyError(const Error& error) {
-  py::object error_class = py::module_::import("shardload._error").attr("Error");
+  std::string code(ErrorCodeName(error.code));
+  py::object error_class =
+      py::module_::import("shardload._error").attr("error_class")(code, error.sys_errno);
   return error_class(FsText(error.ToString()),
-                     py::arg("code") = std::string(ErrorCodeName(error.code)),
+                     py::arg("code") = code,
                      py::arg("code_number") = static_cast<int>(error.code),
                      py::arg("path") = FsText(error.path),
                      py::arg("tensor") = FsText(error.tensor),

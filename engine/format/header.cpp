@@ -209,6 +209,29 @@ std::string_view FileTypeName(mode_t mode) {
   return "an unknown file type";
 }
 
+Error HeaderTooSmall(std::uint64_t file_size, const std::string& path) {
+  return MakeError(ErrorCode::kHeaderTooSmall, path, {},
+                   fmt::format("the file has {} bytes, fewer than the 8-byte header "
+                               "length prefix",
+                               file_size));
+}
+
+// Steps 2-3: N from the 8-byte little-endian PREFIX, checked against the
+// limit and the file size before anything is allocated.
+Result<std::uint64_t> HeaderLength(const char (&prefix)[kPrefixSize], std::uint64_t file_size,
+                                   const std::string& path) {
+  std::uint64_t n = 0;
+  for (std::size_t i = 0; i < kPrefixSize; ++i) {
+    n |= std::uint64_t{static_cast<unsigned char>(prefix[i])} << (8 * i);
+  }
+  std::string_view hint = FileKindHint(std::string_view(prefix, kPrefixSize));
+  if (n > kMaxHeaderSize) return HeaderTooLarge(n, path, hint);
+  if (Status s = CheckHeaderLength(n, file_size, path, hint); !s.ok()) {
+    return std::move(s).error();
+  }
+  return n;
+}
+
 }  // namespace
 
 Result<Header> ParseHeader(std::string_view json, std::uint64_t file_size,
@@ -226,33 +249,31 @@ Result<Header> ParseHeader(std::string_view json, std::uint64_t file_size,
 }
 
 Result<Header> ReadHeader(int fd, std::uint64_t file_size, const std::string& path) {
-  if (file_size < kPrefixSize) {
-    return MakeError(ErrorCode::kHeaderTooSmall, path, {},
-                     fmt::format("the file has {} bytes, fewer than the 8-byte header "
-                                 "length prefix",
-                                 file_size));
-  }
+  if (file_size < kPrefixSize) return HeaderTooSmall(file_size, path);
   char prefix[kPrefixSize];
   if (Status s = PreadFully(fd, prefix, kPrefixSize, 0, path, "header length prefix");
       !s.ok()) {
     return std::move(s).error();
   }
-  std::uint64_t n = 0;
-  for (std::size_t i = 0; i < kPrefixSize; ++i) {
-    n |= std::uint64_t{static_cast<unsigned char>(prefix[i])} << (8 * i);
-  }
-  std::string_view hint = FileKindHint(std::string_view(prefix, kPrefixSize));
-  if (n > kMaxHeaderSize) return HeaderTooLarge(n, path, hint);
-  // Checked against the file size before anything is allocated.
-  if (Status s = CheckHeaderLength(n, file_size, path, hint); !s.ok()) {
-    return std::move(s).error();
-  }
-  std::string json(static_cast<std::size_t>(n), '\0');
+  Result<std::uint64_t> n = HeaderLength(prefix, file_size, path);
+  if (!n) return std::move(n).error();
+  std::string json(static_cast<std::size_t>(*n), '\0');
   if (Status s = PreadFully(fd, json.data(), json.size(), kPrefixSize, path, "header");
       !s.ok()) {
     return std::move(s).error();
   }
   return ParseHeader(json, file_size, path);
+}
+
+Result<Header> ParseHeaderBytes(std::span<const std::byte> data, const std::string& path) {
+  if (data.size() < kPrefixSize) return HeaderTooSmall(data.size(), path);
+  char prefix[kPrefixSize];
+  std::memcpy(prefix, data.data(), kPrefixSize);
+  Result<std::uint64_t> n = HeaderLength(prefix, data.size(), path);
+  if (!n) return std::move(n).error();
+  std::string_view json(reinterpret_cast<const char*>(data.data()) + kPrefixSize,
+                        static_cast<std::size_t>(*n));
+  return ParseHeader(json, data.size(), path);
 }
 
 Result<Header> ReadHeaderFile(const std::string& path) {

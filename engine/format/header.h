@@ -4,7 +4,9 @@
 #pragma once
 
 #include <cstdint>
+#include <cstddef>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -45,6 +47,11 @@ Result<Header> ParseHeader(std::string_view json, std::uint64_t file_size,
 // only; memory bounded by N. `path` only names the file in errors.
 Result<Header> ReadHeader(int fd, std::uint64_t file_size,
                           const std::string& path);
+
+// Steps 1-8 on a whole file held in memory (DATA: its bytes, prefix
+// included): the same checks and messages as ReadHeader, nothing copied (the
+// JSON is parsed in place). `path` only names the buffer in errors.
+Result<Header> ParseHeaderBytes(std::span<const std::byte> data, const std::string& path);
 
 // Opens `path` (following symlinks; regular files only) and reads its header.
 Result<Header> ReadHeaderFile(const std::string& path);

@@ -10,11 +10,13 @@ tensors without copies. docs/python.md has the guide and the reference.
     with shardload.safe_open(path, framework="pt") as f:       # as safetensors
         w = f.get_slice("lm_head.weight")[:, 0:128]
     shardload.torch.load_into(model, path)                     # into existing params
+    shardload.torch.save_file(tensors, "out.safetensors")      # as safetensors, atomically
 """
 from ._checkpoint import Checkpoint, open
-from ._error import Error
+from ._error import Error, SafetensorError
 from ._load import LoadedTensors
 from ._safe_open import safe_open
+from ._serialize import TensorSpec, deserialize, serialize, serialize_file
 from ._shardload import Communicator, LoadedMemory, __version__
 from ._types import PlannedTensor, QuantSplit, RankPlan, ShardInfo, TensorInfo
 from . import _args, _load
@@ -96,4 +98,5 @@ def load(path, *, rank=None, world=None, plan=None, select=None, threads=None, d
 
 
 __all__ = ["Checkpoint", "Communicator", "Error", "LoadedMemory", "LoadedTensors", "PlannedTensor", "QuantSplit", "RankPlan",
-           "ShardInfo", "TensorInfo", "load", "open", "safe_open", "__version__"]
+           "SafetensorError", "ShardInfo", "TensorInfo", "TensorSpec", "deserialize", "load",
+           "open", "safe_open", "serialize", "serialize_file", "__version__"]

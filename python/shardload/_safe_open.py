@@ -1,8 +1,9 @@
-"""shardload.safe_open: safetensors' safe_open (keys, metadata, get_tensor,
-get_slice) over any checkpoint shardload opens, reading only the bytes
-asked for: get_tensor reads one tensor straight into a fresh array or
-tensor, get_slice(...)[index] reads only the rows (runs of contiguous bytes)
-the index selects, in parallel. Differences from safetensors: docs/python.md.
+"""shardload.safe_open: safetensors' safe_open (keys, offset_keys, metadata,
+get_tensor, get_tensors, get_slice) over any checkpoint shardload opens,
+reading only the bytes asked for: get_tensor reads one tensor straight into a
+fresh array or tensor, get_tensors all of them in one parallel load,
+get_slice(...)[index] only the rows (runs of contiguous bytes) the index
+selects, in parallel. Differences from safetensors: docs/python.md.
 Thread-compatible: one object per thread, or calls serialized by the caller."""
 import itertools
 import math
@@ -12,23 +13,53 @@ import numpy
 
 from . import _args, _shardload
 from ._checkpoint import open as _open
+from ._error import BadArgument, BadIndex, BadIndexType, FileNotFound, TensorMissing
 
 _FRAMEWORKS = {"pt": "pt", "torch": "pt", "pytorch": "pt", "np": "np", "numpy": "np"}
+# safetensors' backends -> shardload's read modes (docs/python.md).
+BACKEND_MODES = {"mmap": "auto", "pread": "buffered"}
+
+
+def backend_mode(backend):
+    """The read mode of BACKEND ("mmap" or "pread"); BadArgument otherwise."""
+    if not isinstance(backend, str):
+        raise TypeError(f"backend must be a str, not {type(backend).__name__}")
+    if backend not in BACKEND_MODES:
+        raise BadArgument(f'backend "{backend}" is invalid (expected one of: "mmap", "pread")',
+                          code="invalid_argument")
+    return BACKEND_MODES[backend]
+
+
+def open_checkpoint(filename):
+    """shardload.open(FILENAME), a missing file reported as safetensors
+    words it (FileNotFound, also a FileNotFoundError)."""
+    try:
+        return _open(filename)
+    except FileNotFound as error:
+        shown = filename.decode(errors="surrogateescape") if isinstance(filename, bytes) \
+            else str(filename.__fspath__() if hasattr(filename, "__fspath__") else filename)
+        raise FileNotFound(f"No such file or directory: {shown}", code=error.code,
+                           code_number=error.code_number, path=error.path,
+                           tensor=error.tensor, detail=error.detail,
+                           errno=error.errno) from error
 
 
 class safe_open:  # noqa: N801 (safetensors' name)
-    """safe_open(filename, framework, device="cpu"): FILENAME may be a
-    .safetensors file, an index, a directory or a Hugging Face snapshot.
-    framework "pt" (torch tensors) or "np" (numpy arrays); device: where torch
-    tensors go (numpy: "cpu" only). Use as a context manager."""
+    """safe_open(filename, framework, device="cpu", *, backend="mmap"):
+    FILENAME may be a .safetensors file, an index, a directory or a Hugging
+    Face snapshot. framework "pt" (torch tensors) or "np" (numpy arrays);
+    device: where torch tensors go (numpy: "cpu" only); backend: "mmap" or
+    "pread", shardload's read modes "auto" and "buffered". Use as a context
+    manager."""
 
-    def __init__(self, filename, framework, device="cpu"):
+    def __init__(self, filename, framework, device="cpu", *, backend="mmap"):
         if framework not in _FRAMEWORKS:
-            raise ValueError(f"framework {framework!r} is invalid: shardload.safe_open "
-                             f"supports {sorted(_FRAMEWORKS)}")
+            raise BadArgument(f"framework {framework!r} is invalid: shardload.safe_open "
+                              f"supports {sorted(_FRAMEWORKS)}", code="invalid_argument")
         self._framework = _FRAMEWORKS[framework]
         self._device = _device(self._framework, device)
-        self._checkpoint = _open(filename)
+        self._mode = backend_mode(backend)
+        self._checkpoint = open_checkpoint(filename)
         self._closed = False
 
     def __enter__(self):
@@ -40,12 +71,20 @@ class safe_open:  # noqa: N801 (safetensors' name)
 
     def _live(self):
         if self._closed:
-            raise ValueError("safe_open: the file is closed (used after its `with` block)")
+            raise BadArgument("File is closed (the safe_open was used after its `with` block)",
+                              code="invalid_argument")
         return self._checkpoint
 
     def keys(self):
         """The tensor names, sorted."""
         return list(self._live())
+
+    def offset_keys(self):
+        """The tensor names in file order (shard by shard, by offset)."""
+        checkpoint = self._live()
+        order = {shard.name: i for i, shard in enumerate(checkpoint.shards)}
+        infos = [checkpoint[name] for name in checkpoint]
+        return [i.name for i in sorted(infos, key=lambda i: (order[i.shard], i.offset))]
 
     def metadata(self):
         """The __metadata__ dict (str -> str), or None when absent (or, for a
@@ -54,12 +93,21 @@ class safe_open:  # noqa: N801 (safetensors' name)
 
     def get_tensor(self, name):
         """Tensor NAME, whole: a new array (np) or tensor (pt, on `device`)."""
-        info = self._info(name)
-        out, address = _empty(self._framework, info.dtype, info.shape, info.nbytes)
-        _shardload.load_into(self._checkpoint._handle, names=[name], addresses=[address],
-                             sizes=[info.nbytes], threads=0, mode="auto", rank=0, world=1,
-                             progress=None, **_args.NO_PLAN.kwargs())
-        return self._to_device(out)
+        return self._read([name])[name]
+
+    def get_tensors(self):
+        """Every tensor, name -> new array or tensor (in offset_keys()
+        order), read in one parallel load."""
+        return self._read(self.offset_keys())
+
+    def _read(self, names):
+        infos = [self._info(name) for name in names]
+        outs = [_empty(self._framework, i.dtype, i.shape, i.nbytes) for i in infos]
+        _shardload.load_into(self._checkpoint._handle, names=list(names),
+                             addresses=[address for _, address in outs],
+                             sizes=[i.nbytes for i in infos], threads=0, mode=self._mode,
+                             rank=0, world=1, progress=None, **_args.NO_PLAN.kwargs())
+        return {name: self._to_device(out) for name, (out, _) in zip(names, outs)}
 
     def get_slice(self, name):
         """A lazy view of tensor NAME: get_shape(), get_dtype(), and [index]
@@ -71,7 +119,8 @@ class safe_open:  # noqa: N801 (safetensors' name)
         if not isinstance(name, str):
             raise TypeError(f"tensor name must be a str, not {type(name).__name__}")
         if name not in checkpoint:
-            raise KeyError(f"{checkpoint.path}: no tensor named {name!r}")
+            raise TensorMissing(f"File does not contain tensor {name}",
+                                code="tensor_not_found", path=checkpoint.path, tensor=name)
         return checkpoint[name]
 
     def _to_device(self, out):
@@ -109,7 +158,7 @@ class _Slice:
             offsets = [info.offset + o for o in plan.offsets]
             _shardload.read_ranges(checkpoint._handle, shard=shard, offsets=offsets,
                                    lengths=[plan.run_bytes] * len(offsets),
-                                   address=raw.ctypes.data)
+                                   address=raw.ctypes.data, mode=self._owner._mode)
         if self._owner._framework == "np":
             box = raw.view(numpy.dtype(typestr)).reshape(plan.box_shape)
             out = box[plan.final_index + (Ellipsis,)]  # an array, also when 0-d
@@ -119,41 +168,83 @@ class _Slice:
 
 
 def normalize_index(index, shape):
-    """INDEX (an int, a slice, Ellipsis or a tuple of them) over SHAPE as one
-    (start, count, step, is_int) per dimension, numpy's basic-indexing rules;
-    steps must be positive. Raises IndexError / TypeError / ValueError."""
-    items = index if isinstance(index, tuple) else (index,)
+    """INDEX over SHAPE as one (start, count, step, is_int) per dimension,
+    safetensors' get_slice rules: an int (negative counts from the end), a
+    slice, or a tuple of them; an empty list is the empty slice 0:0 of the
+    first dimension, a non-empty one BadIndexType; a slice's stop past its
+    dimension, or a start at or past it, is BadIndex (no clipping), checked
+    from the last dimension. Beyond safetensors: one Ellipsis, negative
+    slice bounds and positive steps, as numpy takes them."""
+    if isinstance(index, list):
+        if index:
+            raise BadIndexType("Non empty lists are not implemented", code="invalid_argument")
+        items = (slice(0, 0),)
+    else:
+        items = index if isinstance(index, tuple) else (index,)
+    items = _expand_ellipsis(items, len(shape))
+    parsed = [_pick(item, dim, axis) for axis, (item, dim) in enumerate(zip(items, shape))]
+    shown = "[" + ", ".join(p[4] for p in parsed) + "]"
+    if len(items) > len(shape):
+        raise BadIndex(f"Error during slicing {shown} with shape {list(shape)}: more slicing "
+                       "indexes than dimensions in tensor", code="invalid_argument")
+    for axis in reversed(range(len(parsed))):
+        start, stop, dim = parsed[axis][0], parsed[axis][1], shape[axis]
+        if (start >= dim or stop > dim) and not (dim == 0 and stop == 0):
+            asked = start if start >= dim else stop - 1
+            raise BadIndex(f"Error during slicing {shown} with shape {list(shape)}: index "
+                           f"{asked} out of bounds for tensor dimension #{axis} of size {dim}",
+                           code="invalid_argument")
+    picks = [(start, len(range(start, stop, step)), step, is_int)
+             for start, stop, step, is_int, _ in parsed]
+    return picks + [(0, dim, 1, False) for dim in shape[len(picks):]]
+
+
+def _expand_ellipsis(items, ndim):
     if sum(item is Ellipsis for item in items) > 1:
         raise IndexError("an index can only have a single ellipsis ('...')")
-    if Ellipsis in items:
-        at = items.index(Ellipsis)
-        fill = len(shape) - (len(items) - 1)
-        items = items[:at] + (slice(None),) * max(fill, 0) + items[at + 1:]
-    if len(items) > len(shape):
-        raise IndexError(f"too many indices: {len(items)} for a tensor of {len(shape)} "
-                         "dimensions")
-    items = items + (slice(None),) * (len(shape) - len(items))
-    return [_pick(item, dim, axis) for axis, (item, dim) in enumerate(zip(items, shape))]
+    if Ellipsis not in items:
+        return items
+    at = items.index(Ellipsis)
+    fill = ndim - (len(items) - 1)
+    return items[:at] + (slice(None),) * max(fill, 0) + items[at + 1:]
 
 
 def _pick(item, dim, axis):
+    """(start, stop, step, is_int, shown) of one index item; stop >= start."""
     if isinstance(item, slice):
-        start, stop, step = item.indices(dim)
+        step = 1 if item.step is None else _int(item.step)
         if step <= 0:
             raise ValueError(f"dimension {axis}: only positive steps are supported, got {step}")
-        return start, len(range(start, stop, step)), step, False
+        start = 0 if item.start is None else _bound(_int(item.start), dim, axis)
+        stop = dim if item.stop is None else _bound(_int(item.stop), dim, axis)
+        stop = max(stop, start)
+        shown = (("" if item.start is None else str(start)) + ":"
+                 + ("" if item.stop is None else str(stop)) + ("" if step == 1 else f":{step}"))
+        return start, stop, step, False, shown
     if item is None:
         raise ValueError("None (numpy.newaxis) is not supported in get_slice indexing")
+    value = _bound(_int(item), dim, axis)
+    return value, value + 1, 1, True, str(value)
+
+
+def _int(item):
     if isinstance(item, bool):
         raise TypeError("a bool is not a valid index")
     try:
-        value = operator.index(item)
+        return operator.index(item)
     except TypeError:
         raise TypeError(f"only integers, slices and '...' are valid indices, "
                         f"not {type(item).__name__}") from None
-    if not -dim <= value < dim:
-        raise IndexError(f"index {value} is out of bounds for dimension {axis} of size {dim}")
-    return value % dim, 1, 1, True
+
+
+def _bound(value, dim, axis):
+    """VALUE with a negative one counted from the end of DIM."""
+    if value >= 0:
+        return value
+    if value + dim < 0:
+        raise BadIndex(f"Invalid index {value} for dimension {axis} of size {dim}",
+                       code="invalid_argument")
+    return value + dim
 
 
 class SlicePlan:
@@ -211,7 +302,8 @@ def _device(framework, device):
     """The torch device to move tensors to (None: stay on the CPU)."""
     if framework == "np":
         if device not in ("cpu", None):
-            raise ValueError(f"device {device!r} is not supported for framework np")
+            raise BadArgument(f"device {device!r} is not supported for framework np",
+                              code="invalid_argument")
         return None
     import torch
     target = torch.device(f"cuda:{device}" if isinstance(device, int) else device)

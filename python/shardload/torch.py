@@ -1,4 +1,5 @@
-"""shardload.torch: safetensors.torch's load_file, and load_into, which reads
+"""shardload.torch: safetensors.torch's load, load_file, save, save_file,
+load_model and save_model (tied weights written once), and load_into, which reads
 a checkpoint straight into an existing module's parameters and buffers (or a
 state dict's tensors), whole or one tensor-parallel rank's slices, with no
 second copy. Imported only on demand (torch is optional).
@@ -8,26 +9,132 @@ import collections
 
 import torch as _torch_module
 
-from . import _args, _cooperate, _progress, _shardload
+from . import _args, _cooperate, _progress, _serialize, _shardload
 from ._checkpoint import open as _open
 from ._load import run as _run
+from ._safe_open import backend_mode as _backend_mode, open_checkpoint as _open_checkpoint
+from ._shared import (_end_ptr, _find_shared_tensors, _is_complete,  # noqa: F401 (safetensors'
+                      _remove_duplicate_names, storage_ptr, storage_size)  # private helpers)
 from ._torch import torch_dtype as _torch_dtype
 
 IncompatibleKeys = collections.namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
 
-def load_file(filename, device="cpu"):
+def load_file(filename, device="cpu", *, backend="mmap"):
     """Loads every tensor of FILENAME (a .safetensors file, an index, a
     directory or a Hugging Face snapshot) as a dict name -> torch tensor on
     DEVICE. On the CPU the tensors share one read-only-in-spirit buffer that
-    shardload allocated (zero-copy)."""
+    shardload allocated (zero-copy). BACKEND: as safe_open."""
     request = _args.load_request(rank=None, world=None, plan=None, select=None, threads=None,
-                                 direct=False, framework="torch", progress=None)
-    tensors = dict(_run(_open(filename)._handle, request))
+                                 direct=False, framework="torch", progress=None,
+                                 mode=_backend_mode(backend))
+    tensors = dict(_run(_open_checkpoint(filename)._handle, request))
     target = _torch_module.device(f"cuda:{device}" if isinstance(device, int) else device)
     if target.type != "cpu":
         tensors = {name: t.to(target) for name, t in tensors.items()}
     return tensors
+
+
+def load(data):
+    """The tensors of the safetensors file held in DATA (bytes-like), as a
+    dict name -> new CPU tensor (each tensor's bytes copied once), validated
+    as load_file validates a file."""
+    return _serialize.load(data, "pt")
+
+
+def _specs(tensors):
+    """name -> TensorSpec over each tensor's bytes, and the CPU tensors they
+    point into (the caller keeps them alive). Refuses what safetensors
+    refuses: non-tensors, sparse, non-contiguous or overlapping tensors."""
+    if not isinstance(tensors, dict):
+        raise ValueError(f"Expected a dict of [str, torch.Tensor] but received {type(tensors)}")
+    for name, tensor in tensors.items():
+        if not isinstance(tensor, _torch_module.Tensor):
+            raise ValueError(f"Key `{name}` is invalid, expected torch.Tensor but received "
+                             f"{type(tensor)}")
+    sparse = [name for name, t in tensors.items() if t.layout != _torch_module.strided]
+    if sparse:
+        raise ValueError(f"You are trying to save a sparse tensors: `{sparse}` which this library "
+                         "does not support. You can make it a dense tensor before saving with "
+                         "`.to_dense()` but be aware this might make a much larger file than "
+                         "needed.")
+    shared = [sorted(group) for group in _find_shared_tensors(tensors) if len(group) > 1]
+    if shared:
+        raise RuntimeError(f"tensors share memory: {shared}; a file holds each tensor's own "
+                           "bytes, so save a .clone() of all but one of each group, or use "
+                           "shardload.torch.save_model, which writes tied weights once")
+    loose = [name for name, t in tensors.items() if not t.is_contiguous()]
+    if loose:
+        raise ValueError(f"tensors {loose} are not contiguous: call .contiguous() on them "
+                         "before saving")
+    cpu = {name: t.to("cpu") for name, t in tensors.items()}
+    specs = {name: _serialize.TensorSpec(dtype=str(t.dtype).rsplit(".", 1)[-1],
+                                         shape=tuple(t.shape), data_ptr=t.data_ptr(),
+                                         data_len=t.nelement() * t.element_size())
+             for name, t in cpu.items()}
+    return specs, cpu
+
+
+def save(tensors, metadata=None):
+    """TENSORS (name -> torch tensor, dense, contiguous, not sharing memory)
+    and METADATA (str -> str) as the bytes of a safetensors file."""
+    specs, _alive = _specs(tensors)
+    return _serialize.serialize(specs, metadata=metadata)
+
+
+def save_file(tensors, filename, metadata=None):
+    """Writes TENSORS and METADATA to FILENAME (str or os.PathLike)
+    atomically, with the reference writer's layout."""
+    specs, _alive = _specs(tensors)
+    _serialize.serialize_file(specs, filename, metadata=metadata)
+
+
+def save_model(model, filename, metadata=None, force_contiguous=False):
+    """Saves MODEL's state_dict() to FILENAME; of tensors that share memory
+    (tied weights) one name is written and each other is recorded in the
+    metadata as `other name -> written name`. FORCE_CONTIGUOUS: save a
+    contiguous copy of non-contiguous tensors instead of refusing them."""
+    state_dict = model.state_dict()
+    for kept, removed in _remove_duplicate_names(
+            state_dict, discard_names=getattr(model, "_tied_weights_keys", None) or ()).items():
+        for name in removed:
+            metadata = dict(metadata or {})
+            metadata[name] = kept
+            del state_dict[name]
+    if force_contiguous:
+        state_dict = {name: t.contiguous() for name, t in state_dict.items()}
+    try:
+        save_file(state_dict, filename, metadata=metadata)
+    except ValueError as error:
+        raise ValueError(f"{error}; or use save_model(..., force_contiguous=True), which "
+                         "saves contiguous copies") from None
+
+
+def load_model(model, filename, strict=True, device="cpu", *, backend="mmap"):
+    """Loads FILENAME into MODEL (load_state_dict). Names that share memory
+    in the model (tied weights) need only one of them in the file: the others
+    are neither missing nor unexpected; both in the file is unexpected.
+    STRICT: missing or unexpected keys raise RuntimeError (else returned).
+    Returns (missing keys, unexpected keys), sorted lists."""
+    state_dict = load_file(filename, device=device, backend=backend)
+    aliases = _remove_duplicate_names(model.state_dict(), preferred_names=state_dict.keys())
+    missing, unexpected = model.load_state_dict(state_dict, strict=False)
+    missing, unexpected = set(missing), set(unexpected)
+    for removed in aliases.values():
+        missing.difference_update(removed)
+        unexpected.update(name for name in removed if name in state_dict)
+    missing, unexpected = sorted(missing), sorted(unexpected)
+    if strict and (missing or unexpected):
+        problems = []
+        if missing:
+            problems.append("Missing key(s) in state_dict: "
+                            + ", ".join(f'"{k}"' for k in missing))
+        if unexpected:
+            problems.append("Unexpected key(s) in state_dict: "
+                            + ", ".join(f'"{k}"' for k in unexpected))
+        raise RuntimeError(f"Error(s) in loading state_dict for {type(model).__name__}:\n\t"
+                           + "\n\t".join(problems))
+    return missing, unexpected
 
 
 def load_into(module_or_state_dict, path, *, rank=None, world=None, plan=None, strict=True,

@@ -139,11 +139,11 @@ def _random_index(rng, shape):
         kind = rng.choice(["int", "slice", "step", "full", "negative"])
         if kind == "int":
             items.append(rng.randrange(-dim, dim) if dim else slice(None))
-        elif kind == "slice":
-            a, b = sorted(rng.randrange(0, dim + 1) for _ in range(2))
-            items.append(slice(a, b))
+        elif kind == "slice":  # safetensors refuses a start >= dim and a stop > dim
+            a = rng.randrange(0, dim)
+            items.append(slice(a, rng.randrange(a, dim + 1)))
         elif kind == "step":
-            items.append(slice(rng.randrange(0, dim + 1), rng.choice([None, dim + 3]),
+            items.append(slice(rng.randrange(0, dim), rng.choice([None, dim]),
                                rng.randrange(1, 4)))
         elif kind == "negative":
             items.append(slice(-rng.randrange(1, dim + 1), None))
@@ -251,7 +251,7 @@ def test_errors(single_file):
             sl[::-1]
         with pytest.raises(IndexError):
             sl[4]
-        with pytest.raises(IndexError, match="too many"):
+        with pytest.raises(IndexError, match="more slicing indexes than dimensions"):
             sl[0, 0, 0]
         with pytest.raises(TypeError):
             sl["a"]
@@ -271,6 +271,10 @@ def test_get_slice_every_dtype(single_file):
         for name, entry in entries.items():
             if oracle.BITS[entry["dtype"]] < 8 or len(entry["shape"]) != 2:
                 continue
+            if entry["shape"][0] < 3:  # safetensors refuses a stop past the dimension
+                with pytest.raises(IndexError, match="out of bounds"):
+                    f.get_slice(name)[index]
+                continue
             want = oracle.view(entry)[index]
             got = f.get_slice(name)[index]
             assert got.dtype == want.dtype and got.tobytes() == want.tobytes(), name
@@ -278,7 +282,8 @@ def test_get_slice_every_dtype(single_file):
     full = shardload.load(path, framework="torch")
     with shardload.safe_open(path, framework="pt") as f:
         for name, entry in entries.items():
-            if oracle.BITS[entry["dtype"]] < 8 or len(entry["shape"]) != 2:
+            if oracle.BITS[entry["dtype"]] < 8 or len(entry["shape"]) != 2 or \
+                    entry["shape"][0] < 3:
                 continue
             want = full[name][index].contiguous()
             got = f.get_slice(name)[index]
