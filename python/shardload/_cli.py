@@ -23,7 +23,7 @@ def _candidates():
     here = Path(__file__).resolve().parent
     yield here / "_bin" / "shardload"
     yield here.parent.parent / "tools" / "shardload"
-    for prefix in list(here.parents)[2:5]:  # <prefix>/lib[/<multiarch>]/python3*/<site>/
+    for prefix in list(here.parents)[3:5]:  # <prefix>/lib[/<multiarch>]/python3*/<site>/shardload
         yield prefix / "bin" / "shardload"
 
 
