@@ -3,8 +3,9 @@ builds this checkout with CMake in Release (the Python extension and the
 CLI), then ships python/shardload/*.py, the extension _shardload*.so and the
 CLI as shardload/_bin/shardload. The version is the one written in
 CMakeLists.txt's project() line. SHARDLOAD_BUILD_DIR names the CMake build
-directory to use (default: under setuptools' build-pip/), so that one
-Release build can serve both this wheel and tools/make-deb.sh."""
+directory (default: build-wheel in the checkout, kept between runs; beside
+the sources like tools/make-deb.sh's build-deb, so that ccache's relative
+paths match), so that one Release build can serve this wheel and the .deb."""
 import os
 import re
 import shutil
@@ -41,8 +42,7 @@ class CMakeBuild(build_ext):
     package being built."""
 
     def build_extension(self, ext):
-        build_dir = Path(os.environ.get("SHARDLOAD_BUILD_DIR") or Path(self.build_temp) / "cmake")
-        build_dir = build_dir.resolve()
+        build_dir = Path(os.environ.get("SHARDLOAD_BUILD_DIR") or ROOT / "build-wheel").resolve()
         subprocess.run(["cmake", "-S", str(ROOT), "-B", str(build_dir), *cmake_args()], check=True)
         jobs = ["-j", str(self.parallel)] if self.parallel else []
         subprocess.run(["cmake", "--build", str(build_dir), *jobs,
