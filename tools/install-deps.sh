@@ -4,11 +4,14 @@
 # is optional: only the Python binding's torch tests use it, and they skip
 # without it; SHARDLOAD_NO_TORCH=1 leaves it out, and a failed install of it
 # is only a warning. Open MPI (libopenmpi-dev, openmpi-bin) builds and tests
-# `shardload load --mpi`.
+# `shardload load --mpi`. The packaging tools (tests/package/check_packages.sh:
+# `pip install .`, tools/make-deb.sh) need python3-setuptools python3-wheel
+# python3-pip python3-venv and dpkg-dev (dpkg-shlibdeps).
 set -euo pipefail
 packages=(cmake ninja-build g++ pkg-config libtbb-dev liburing-dev rapidjson-dev
           libfmt-dev doctest-dev libre2-dev libssl-dev python3 python3-numpy python3-dev pybind11-dev
-          python3-pytest python3-tqdm libopenmpi-dev openmpi-bin)
+          python3-pytest python3-tqdm libopenmpi-dev openmpi-bin
+          python3-setuptools python3-wheel python3-pip python3-venv dpkg-dev)
 optional=()
 [ "${SHARDLOAD_NO_TORCH:-0}" = 1 ] || optional+=(python3-torch)
 
