@@ -1,6 +1,7 @@
 """Tensor-parallel loading into an existing model with shardload.torch.load_into.
 
-    torchrun --nproc_per_node 2 examples/torchrun_load_into.py [DIR]
+    torchrun --nproc_per_node 2 --master_addr 127.0.0.1 --master_port 29500 \
+        examples/torchrun_load_into.py [DIR]
 
 Rank 0 writes a small Llama-style MLP checkpoint (RMSNorm, gate/up/down
 projections, two layers) with a config.json whose base_model_tp_plan splits
@@ -9,7 +10,12 @@ its own shard of the model (local shapes), reads its slices straight into the
 parameters with load_into(..., rank, world, plan="hf") (no second copy), and
 runs a forward pass: the partial outputs, summed over ranks (all_reduce), must
 equal the full model's output computed from the whole checkpoint. Runs on CPU
-(gloo). Exit status 0 when every rank agrees."""
+(gloo). Exit status 0 when every rank agrees; a rank that never comes fails the
+others after 60 s (the process group's timeout). Give torchrun the loopback
+address (above): with --standalone it hands the ranks the machine's hostname,
+and where that does not resolve (a minimal /etc/hosts) the rendezvous waits
+forever."""
+import datetime
 import json
 import os
 import struct
@@ -89,7 +95,7 @@ def write_checkpoint(directory, model):
 
 
 def main():
-    dist.init_process_group("gloo")
+    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))
     rank, world = dist.get_rank(), dist.get_world_size()
     directory = [sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(prefix="shardload-")]
     dist.broadcast_object_list(directory, src=0)  # every rank uses rank 0's directory

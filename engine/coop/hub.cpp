@@ -1,5 +1,10 @@
 // The leader's hub (hub.h): join and agreement, the schedule and the
-// staging memfd, then wave relay until every member is done.
+// staging memfd, then wave relay until every member is done. Only processes
+// of this user join (SO_PEERCRED; another user's is told why and turned
+// away). While it waits it tells every member it is alive (kAlive), and
+// when it times out it names the members the others wait for: those that
+// have not sent their needs, or that hold back the next kAllRead or
+// kAllCopied while another member is past it.
 // Thread-safe: runs on its own thread; touches only its own state.
 #include "coop/hub.h"
 
@@ -66,6 +71,14 @@ class Server {
   Clock::time_point Deadline() const { return DeadlineIn(options_.timeout); }
   // Sends an abort to every member except EXCEPT (best effort).
   void Abort(const Error& error, int except = -1);
+  // Tells every member still loading that the hub is alive, when it is time
+  // to; returns the end of the next wait slice (at most DEADLINE).
+  Clock::time_point Slice(Clock::time_point deadline);
+  // The members the others wait for (see above); every member not done
+  // when none is behind.
+  std::vector<unsigned> Awaited() const;
+  // FD, just accepted, runs as another user: told why, closed.
+  bool Refused(FileDescriptor& fd);
   bool AcceptAll();
   bool Agree();
   // The next message from a member not yet done (into FROM); false after
@@ -85,7 +98,57 @@ class Server {
   const std::atomic<bool>* stop_;
   std::vector<Member> members_;
   FileDescriptor memfd_;
+  std::uint32_t all_read_ = 0;    // kAllRead sent for the waves before
+  std::uint32_t all_copied_ = 0;  // kAllCopied ...
+  Clock::time_point next_beat_{};
+  unsigned refused_ = 0;          // other users' connections turned away
 };
+
+Clock::time_point Server::Slice(Clock::time_point deadline) {
+  const auto now = Clock::now();
+  if (now >= next_beat_) {
+    for (unsigned m = 0; m < members_.size(); ++m) {
+      // Best effort, never waiting: a member that stopped reading misses it.
+      if (!members_[m].done && members_[m].fd.valid()) {
+        (void)Send(members_[m].fd.get(), kAlive, {}, now, Who(m));
+      }
+    }
+    next_beat_ = now + BeatInterval(options_.timeout);
+  }
+  return std::min(deadline, next_beat_);
+}
+
+std::vector<unsigned> Server::Awaited() const {
+  std::vector<unsigned> out, loading;
+  bool read_ahead = false, copy_ahead = false;
+  for (unsigned m = 0; m < members_.size(); ++m) {
+    const Member& x = members_[m];
+    if (x.done) continue;
+    loading.push_back(m);
+    if (!x.has_needs) out.push_back(m);
+    read_ahead = read_ahead || x.reads > all_read_;
+    copy_ahead = copy_ahead || x.copies > all_copied_;
+  }
+  if (!out.empty()) return out;  // the plan waits for their needs
+  for (unsigned m : loading) {
+    const Member& x = members_[m];
+    if ((read_ahead && x.reads == all_read_) || (copy_ahead && x.copies == all_copied_)) {
+      out.push_back(m);
+    }
+  }
+  return out.empty() ? loading : out;
+}
+
+bool Server::Refused(FileDescriptor& fd) {
+  const std::string other = OtherUser(fd.get());
+  if (other.empty()) return false;
+  const Error why = MakeError(ErrorCode::kPeerMismatch, "", "",
+                              "this cooperative load belongs to another user (uid " +
+                                  std::to_string(::geteuid()) + "): its hub refused " + other);
+  Refuse(fd, kAbort, Encode(why), other);
+  ++refused_;
+  return true;
+}
 
 void Server::Abort(const Error& error, int except) {
   const std::string body = Encode(error);
@@ -106,7 +169,8 @@ bool Server::AcceptAll() {
   const auto deadline = Deadline();
   unsigned joined = 0;
   while (joined < members_.size()) {
-    auto fd = Accept(listener_, deadline, stop_);
+    auto fd = Accept(listener_, Slice(deadline), stop_);
+    if (fd && !fd->valid() && Clock::now() < deadline) continue;  // time to say "alive"
     std::string problem;
     if (!fd && fd.error().code == ErrorCode::kCancelled) {
       Abort(MakeError(ErrorCode::kPeerFailed, "", "", "the leader (local rank 0) failed"));
@@ -119,10 +183,14 @@ bool Server::AcceptAll() {
       for (unsigned m = 0; m < members_.size(); ++m) {
         if (!members_[m].joined) missing += (missing.empty() ? "" : ", ") + std::to_string(m);
       }
+      const std::string refused =
+          refused_ == 0 ? ""
+                        : " (" + std::to_string(refused_) + " connection(s) of other users refused)";
       Abort(MakeError(ErrorCode::kPeerFailed, "", "",
-                      problem + ": local rank(s) " + missing + " never joined the load"));
+                      problem + ": local rank(s) " + missing + " never joined the load" + refused));
       return false;
     }
+    if (Refused(*fd)) continue;
     auto msg = Receive(fd->get(), deadline, "a joining member", nullptr);
     Join join;
     if (!msg || msg->type != kJoin || !Decode(msg->body, join) ||
@@ -181,13 +249,17 @@ bool Server::Next(Message& msg, unsigned& from) {
     fds.push_back(members_[m].fd.get());
     who.push_back(m);
   }
-  const int i = WaitReadable(fds, Deadline(), nullptr);
+  const auto deadline = Deadline();
+  int i = -1;
+  do {
+    i = WaitReadable(fds, Slice(deadline), nullptr);
+  } while (i < 0 && Clock::now() < deadline);
   if (i < 0) {
     std::string silent;
-    for (unsigned m : who) silent += (silent.empty() ? "" : ", ") + Who(m);
+    for (unsigned m : Awaited()) silent += (silent.empty() ? "" : ", ") + Who(m);
     Abort(MakeError(ErrorCode::kPeerFailed, "", "",
-                    "timed out after " + SecondsText(options_.timeout) + " without word from " +
-                        silent));
+                    "timed out after " + SecondsText(options_.timeout) + " waiting for " + silent +
+                        ", which sent nothing (stopped or hung?)"));
     return false;
   }
   from = who[static_cast<unsigned>(i)];
@@ -321,7 +393,6 @@ bool Server::SendPlan() {
 }
 
 void Server::Relay() {
-  std::uint32_t all_read = 0, all_copied = 0;
   unsigned left = static_cast<unsigned>(members_.size());
   while (left > 0) {
     Message msg;
@@ -348,9 +419,9 @@ void Server::Relay() {
       min_copied = std::min(min_copied, x.copies);
     }
     if (left == 0) break;
-    for (; all_read < min_read; ++all_read) SendAll(kAllRead, Writer().U32(all_read).body());
-    for (; all_copied < min_copied; ++all_copied) {
-      SendAll(kAllCopied, Writer().U32(all_copied).body());
+    for (; all_read_ < min_read; ++all_read_) SendAll(kAllRead, Writer().U32(all_read_).body());
+    for (; all_copied_ < min_copied; ++all_copied_) {
+      SendAll(kAllCopied, Writer().U32(all_copied_).body());
     }
   }
 }

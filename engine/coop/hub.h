@@ -8,7 +8,9 @@
 // /dev/shm, gone with the last descriptor on every exit path) and hands it
 // out (SCM_RIGHTS), then relays wave progress. A member's failure or EOF
 // is relayed to all others as an abort naming it (rank, local rank, pid);
-// so is silence longer than the timeout.
+// so is silence longer than the timeout, naming exactly the members the
+// others wait for (the hub tells every member it is alive meanwhile). Only
+// processes of this user may join (SO_PEERCRED).
 // Thread-safe: Start, then Join once (the destructor joins too).
 #pragma once
 

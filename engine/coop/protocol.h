@@ -7,7 +7,10 @@
 //   hub -> member: kAgreed {ranks by local rank}, kPlan {schedule, replicas}
 //                  with the node's memfd (staging, then replicas),
 //                  kAllRead {wave}, kAllCopied {wave}; kAbort {error} at any
-//                  time (then the hub is gone).
+//                  time (then the hub is gone); kAlive {} while the hub
+//                  waits (a member times out only when the hub is silent:
+//                  a stalled member is named by the hub, which knows whom it
+//                  waits for; a stalled leader by the members).
 // With replicas, every member waits for kAllCopied of the last wave (staged)
 // or kAllRead of wave 0 (each reads its own) before it maps them.
 // Thread-safe: values and pure functions.
@@ -36,6 +39,7 @@ enum MessageType : std::uint32_t {
   kDone,
   kFail,
   kAbort,
+  kAlive,
 };
 
 // What a member says about its job: these must agree on every member.

@@ -215,6 +215,10 @@ Result<std::unique_ptr<Session>> Session::Start(Communicator& group, const Coope
   // cancelled now still joins, so that its failure reaches the others.
   auto link = Connect(hub_name, deadline, "the leader's hub", nullptr);
   if (!link) return std::move(link).error();
+  if (std::string other = OtherUser(link->get()); !other.empty()) {
+    return MakeError(ErrorCode::kPeerMismatch, "", "",
+                     "the leader's hub @" + hub_name + " is " + other + ": refusing to join it");
+  }
   session->link_ = std::move(*link);
   Join join{group.rank(), static_cast<long>(::getpid()), identity};
   if (Status s = session->SendToHub(kJoin, Encode(join)); !s) return std::move(s).error();
@@ -230,6 +234,10 @@ Error Session::FromHub(const Error& e) const {
   if (hub_ == nullptr && out.detail.find("disconnected") != std::string::npos) {
     // The hub lives in the leader's process: its EOF is the leader's death.
     out.detail = leader_ + " left the load (died or was killed?)";
+  } else if (out.detail.rfind("timed out", 0) == 0) {
+    // The hub says it is alive while it waits: silence is the leader's.
+    out.detail = "timed out after " + SecondsText(options_.peer_timeout) + " waiting for " +
+                 leader_ + ", whose hub sent nothing (stopped or hung?)";
   }
   out.detail = "rank " + std::to_string(rank_) + " (local rank " + std::to_string(local_rank_) +
                "): " + out.detail;
@@ -434,6 +442,9 @@ Result<LoadStats> Session::Run(const ReadRequest& request, const Executor& exec)
   }
   if (Status s = SendToHub(kNeeds, Encode(needs)); !s) return std::move(s).error();
   auto msg = Receive(link_.get(), DeadlineIn(options_.peer_timeout), "the leader's hub", stop_);
+  while (msg && msg->type == kAlive) {
+    msg = Receive(link_.get(), DeadlineIn(options_.peer_timeout), "the leader's hub", stop_);
+  }
   if (!msg) {
     failed_ = true;
     return FromHub(msg.error());

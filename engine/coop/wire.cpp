@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -236,6 +237,36 @@ Result<FileDescriptor> Accept(int listener, Clock::time_point deadline,
   }
 }
 
+Result<PeerCredentials> PeerOf(int fd) {
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+    return ErrnoError("", "read a peer's credentials (SO_PEERCRED)", errno);
+  }
+  return PeerCredentials{static_cast<long>(cred.pid), static_cast<unsigned>(cred.uid),
+                         cred.uid == ::geteuid()};
+}
+
+std::string OtherUser(int fd) {
+  auto peer = PeerOf(fd);
+  if (!peer) return "a process whose credentials cannot be read (" + peer.error().detail + ")";
+  if (peer->same_user) return "";
+  return "a process of another user (uid " + std::to_string(peer->uid) + ", pid " +
+         std::to_string(peer->pid) + ")";
+}
+
+void Refuse(FileDescriptor& fd, std::uint32_t type, std::string_view body, const std::string& who) {
+  (void)Send(fd.get(), type, body, DeadlineIn(std::chrono::milliseconds(200)), who);
+  ::shutdown(fd.get(), SHUT_WR);
+  const auto deadline = DeadlineIn(std::chrono::milliseconds(100));
+  char scratch[4096];
+  while (WaitFor(fd.get(), POLLIN, deadline, nullptr) == 1) {
+    const ssize_t n = ::recv(fd.get(), scratch, sizeof scratch, MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) break;  // its EOF, or gone
+  }
+  fd.Reset();
+}
+
 Status Send(int fd, std::uint32_t type, std::string_view body, Clock::time_point deadline,
             const std::string& who, int pass_fd) {
   Writer head;
@@ -287,6 +318,10 @@ Clock::time_point DeadlineIn(std::chrono::milliseconds timeout) {
   const auto now = Clock::now();
   if (timeout >= std::chrono::hours(24 * 365)) return Clock::time_point::max();
   return now + timeout;
+}
+
+std::chrono::milliseconds BeatInterval(std::chrono::milliseconds timeout) {
+  return std::clamp(timeout / 4, std::chrono::milliseconds(10), std::chrono::milliseconds(2000));
 }
 
 std::string SecondsText(std::chrono::milliseconds d) {

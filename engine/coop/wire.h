@@ -71,6 +71,26 @@ Result<FileDescriptor> Connect(const std::string& name, Clock::time_point deadli
 Result<FileDescriptor> Accept(int listener, Clock::time_point deadline,
                               const std::atomic<bool>* stop);
 
+// Who is at the other end of unix socket FD (SO_PEERCRED: the process that
+// connected, or for the connecting side the one that called listen(2)), and
+// whether it runs as this process's effective user.
+struct PeerCredentials {
+  long pid = 0;
+  unsigned uid = 0;
+  bool same_user = false;
+};
+Result<PeerCredentials> PeerOf(int fd);
+// "" when FD's peer runs as this process's effective user; else, for an
+// error text, "a process of another user (uid U, pid P)" (or why its
+// credentials could not be read).
+std::string OtherUser(int fd);
+
+// Turns away the process at the other end of FD: sends it one frame of TYPE
+// + BODY (best effort, within 200 ms), stops writing, discards what it sent
+// for at most 100 ms (so that closing does not reset the connection before
+// it reads the frame) and closes FD. Never parses what it sent.
+void Refuse(FileDescriptor& fd, std::uint32_t type, std::string_view body, const std::string& who);
+
 // Sends one frame (with PASS_FD unless -1). A peer that is gone or stops
 // reading until DEADLINE fails it with kPeerFailed naming WHO.
 Status Send(int fd, std::uint32_t type, std::string_view body, Clock::time_point deadline,
@@ -86,6 +106,10 @@ int WaitReadable(const std::vector<int>& fds, Clock::time_point deadline,
 
 // The deadline `timeout` from now (saturating).
 Clock::time_point DeadlineIn(std::chrono::milliseconds timeout);
+// How often a process that others wait on tells them it is alive while it
+// waits itself (a quarter of TIMEOUT, at most 2 s): they time out on their
+// own only when it goes silent.
+std::chrono::milliseconds BeatInterval(std::chrono::milliseconds timeout);
 // "12.5 s"
 std::string SecondsText(std::chrono::milliseconds d);
 

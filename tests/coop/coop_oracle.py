@@ -7,9 +7,19 @@ tensor (many waves). Each rank's --save output is compared with numpy's
 slices of the full tensors (the independent slicer of split_oracle.py), and
 /dev/shm must hold nothing new afterwards.
 
+stall, stall-leader: a rank stopped (SIGSTOP) once the load is under way is
+named with its pid by every other rank within the peer timeout; after SIGCONT
+it fails too, and no socket, process or staging memfd of the job is left.
+other-user: ranks 0, 2, 3 as root, rank 1 as uid 65534 (setpriv) from another
+directory holding other bytes under the same relative path, same sizes and
+mtimes: it fails saying the job is another user's, a hand-made client of that
+user claiming rank 1 on the job's socket is refused, and once the real rank 1
+comes every root rank is byte-exact (skipped, 77, unless root with setpriv).
+
 usage: coop_oracle.py SHARDLOAD_BINARY WORK_DIR CASE
 CASE: exact-W-MODE (W ranks, MODE buffered|direct|auto), kill, kill-leader, mismatch,
-truncate. Exit 0 on success, 1 on a mismatch, 77 when numpy is missing.
+truncate, stall, stall-leader, other-user. Exit 0 on success, 1 on a mismatch, 77 when
+numpy (or, for other-user, another user) is missing.
 """
 import json
 import os
@@ -31,22 +41,29 @@ STAGING = 256 << 10  # far below the largest tensor: many waves
 
 
 
-def launch(binary, ckpt, world, job, work, extra=(), per_rank=None, env_extra=None):
-    """Starts WORLD ranks; returns [(Popen, out_dir)]."""
-    procs = []
-    for r in range(world):
-        out = os.path.join(work, f"out-{r}")
-        shutil.rmtree(out, ignore_errors=True)
-        env = dict(os.environ, RANK=str(r), WORLD_SIZE=str(world), LOCAL_RANK=str(r),
-                   LOCAL_WORLD_SIZE=str(world), TORCHELASTIC_RUN_ID=job)
-        env.update(env_extra or {})
-        args = [binary, "load", ckpt, "--plan", "hf", "--staging", str(STAGING), "--json",
-                "--threads", "1", "--peer-timeout", "30", "--save", out, *extra]
-        if per_rank:
-            args = per_rank(r, args)
-        log = open(os.path.join(work, f"rank-{r}.log"), "w+")
-        procs.append((subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT), out,
-                      log))
+def start_rank(binary, ckpt, r, world, job, work, extra=(), env_extra=None, per_rank=None,
+               out=None, prefix=(), cwd=None, log_name=None, timeout=30):
+    """Starts rank R of WORLD (its command after PREFIX, in CWD); returns
+    (Popen, out_dir, log)."""
+    out = out or os.path.join(work, f"out-{r}")
+    shutil.rmtree(out, ignore_errors=True)
+    env = dict(os.environ, RANK=str(r), WORLD_SIZE=str(world), LOCAL_RANK=str(r),
+               LOCAL_WORLD_SIZE=str(world), TORCHELASTIC_RUN_ID=job)
+    env.update(env_extra or {})
+    args = [binary, "load", ckpt, "--plan", "hf", "--staging", str(STAGING), "--json",
+            "--threads", "1", "--peer-timeout", str(timeout), "--save", out, *extra]
+    if per_rank:
+        args = per_rank(r, args)
+    log = open(os.path.join(work, log_name or f"rank-{r}.log"), "w+")
+    return (subprocess.Popen([*prefix, *args], env=env, stdout=log, stderr=subprocess.STDOUT,
+                             cwd=cwd), out, log)
+
+
+def launch(binary, ckpt, world, job, work, extra=(), per_rank=None, env_extra=None, timeout=30):
+    """Starts WORLD ranks; returns [(Popen, out_dir, log)]."""
+    procs = [start_rank(binary, ckpt, r, world, job, work, extra, env_extra, per_rank,
+                        timeout=timeout)
+             for r in range(world)]
     _STARTED[id(procs)] = time.monotonic()
     return procs
 
@@ -193,8 +210,187 @@ def check_truncate(binary, work, ckpt):
     print(f"{last} truncated during the load: {codes}")
 
 
+def holds_staging(pid):
+    """Whether process PID holds the node's staging memfd."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if "memfd:shardload-staging" in os.readlink(f"/proc/{pid}/fd/{fd}"):
+                return True
+        except OSError:
+            pass
+    return False
+
+
+def leftovers(job, leader_pid):
+    """What of JOB is still on the node: its abstract sockets (the node's
+    channel, the leader's hub) and processes of the job (its run id in their
+    environment), with any staging memfd they hold."""
+    found = []
+    with open("/proc/net/unix") as f:
+        for line in f:
+            name = line.split()[-1] if len(line.split()) > 7 else ""
+            if name.endswith("-" + job) or name.startswith(f"@shardload-hub-{leader_pid}-"):
+                found.append(f"socket {name}")
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if f"TORCHELASTIC_RUN_ID={job}\0".encode() not in f.read():
+                    continue
+        except OSError:
+            continue
+        found.append(f"process {pid}" + (" holding the staging memfd" if holds_staging(pid) else ""))
+    return found
+
+
+def check_stall(binary, work, ckpt, victim):
+    """VICTIM (2, or 0: the leader, whose process holds the hub) is stopped
+    once it holds the staging (the load is under way)."""
+    timeout = 3
+    before = shm()
+    job = f"coop-stall-{os.getpid()}-{victim}"
+    procs = launch(binary, ckpt, 4, job, work, ["--buffered"], timeout=timeout)
+    pid = procs[victim][0].pid
+    try:
+        stalled(procs, victim, timeout)
+    finally:  # never leave a stopped process behind
+        if procs[victim][0].poll() is None:
+            procs[victim][0].kill()
+            os.kill(pid, signal.SIGCONT)
+            procs[victim][0].wait()
+    left = leftovers(job, procs[0][0].pid)
+    assert not left, f"left behind: {left}"
+    assert shm() == before, f"/dev/shm changed: {shm() ^ before}"
+
+
+def stalled(procs, victim, timeout):
+    """Stops VICTIM once the load is under way, checks how the others fail,
+    then lets it go on (to fail too)."""
+    pid = procs[victim][0].pid
+    end = time.monotonic() + 30
+    while not holds_staging(pid):
+        assert time.monotonic() < end and procs[victim][0].poll() is None, "no staging seen"
+        time.sleep(0.001)
+    os.kill(pid, signal.SIGSTOP)
+    stopped = time.monotonic()
+    others = [p for r, p in enumerate(procs) if r != victim]
+    _STARTED[id(others)] = start_of(procs)
+    results = finish(others)
+    elapsed = max(t for _, _, _, t in results) - (stopped - start_of(procs))
+    named = (f"rank 0 (local rank 0, pid {pid}, the leader)" if victim == 0
+             else f"rank {victim} (local rank {victim}, pid {pid})")
+    healthy = [r for r in range(4) if r != victim]
+    for r, (rc, text, report, _) in zip(healthy, results):
+        assert rc != 0 and report and report["error"]["code_name"] == "peer_failed", text
+        assert named in text and "stopped or hung" in text, text
+        for h in healthy:  # nobody healthy is blamed
+            assert f"rank {h} (local rank {h}, pid" not in text, text
+    assert elapsed < timeout + 5, f"the others took {elapsed:.1f} s to fail"
+    os.kill(pid, signal.SIGCONT)
+    rc, text, _, _ = finish([procs[victim]])[0]
+    assert rc != 0, f"the stopped rank succeeded after its job failed: {text}"
+    print(f"rank {victim} stopped: the others failed naming it (pid {pid}) within "
+          f"{elapsed:.2f} s of a {timeout} s timeout; nothing left behind")
+
+
+AS_NOBODY = ("setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups")
+
+# A hand-made client of another user: says hello as local member 1 of 4 on
+# the job's socket (the ConnectLocal frame) and prints what comes back.
+INTRUDER = """
+import os, socket, struct, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect("\\0" + sys.argv[1])
+s.sendall(struct.pack("<IIIIQ", 0x10, 16, 1, 4, os.getpid()))
+s.settimeout(10)
+data = b""
+while True:
+    try:
+        chunk = s.recv(4096)
+    except socket.timeout:
+        break
+    if not chunk:
+        break
+    data += chunk
+kind, n = struct.unpack("<II", data[:8]) if len(data) >= 8 else (None, 0)
+print("REFUSED" if kind == 0x12 else f"ANSWERED {kind}", data[8:8 + n].decode(errors="replace"))
+"""
+
+
+def listed(name):
+    with open("/proc/net/unix") as f:
+        return any(line.rstrip().endswith("@" + name) for line in f)
+
+
+def other_users_copy(ckpt, theirs):
+    """THEIRS: CKPT with every tensor byte changed, same sizes and mtimes,
+    owned by uid 65534."""
+    shutil.rmtree(theirs, ignore_errors=True)
+    shutil.copytree(ckpt, theirs)
+    for f in os.listdir(theirs):
+        path = os.path.join(theirs, f)
+        if f.endswith(".safetensors"):
+            with open(path, "r+b") as g:
+                start = 8 + int.from_bytes(g.read(8), "little")
+                g.seek(start)
+                data = bytes(b ^ 0x5A for b in g.read())
+                g.seek(start)
+                g.write(data)
+        st = os.stat(os.path.join(ckpt, f))
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    for root, dirs, files in os.walk(os.path.dirname(theirs)):
+        for x in [root, *(os.path.join(root, y) for y in dirs + files)]:
+            os.chown(x, 65534, 65534)
+
+
+def check_other_user(binary, work, ckpt, config, full):
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        print("skipped: needs root and setpriv to run a rank as another user")
+        return 77
+    before = shm()
+    mine, theirs = os.path.join(work, "mine"), os.path.join(work, "theirs")
+    shutil.rmtree(mine, ignore_errors=True)
+    os.makedirs(mine)
+    shutil.copytree(ckpt, os.path.join(mine, "ckpt"))
+    other_users_copy(ckpt, os.path.join(theirs, "ckpt"))
+    job = f"coop-other-{os.getpid()}"
+    procs = {r: start_rank(binary, "ckpt", r, 4, job, work, ["--buffered"], cwd=mine, timeout=60)
+             for r in (0, 2, 3)}
+    _STARTED[id(procs)] = time.monotonic()
+    stranger = start_rank(binary, "ckpt", 1, 4, job, work, ["--buffered"], cwd=theirs, timeout=3,
+                          out=os.path.join(theirs, "out"), prefix=AS_NOBODY,
+                          log_name="rank-1-other-user.log")
+    rc, text, report, _ = finish([stranger])[0]
+    assert rc != 0 and report and report["error"]["code_name"] == "peer_failed", text
+    assert f"a job '{job}' of another user (uid 0) runs on this node" in text, text
+    end = time.monotonic() + 30
+    while not listed(f"shardload-0-{job}"):
+        assert time.monotonic() < end, "the leader never listened"
+        time.sleep(0.01)
+    crafted = subprocess.run([*AS_NOBODY, sys.executable, "-c", INTRUDER, f"shardload-0-{job}"],
+                             capture_output=True, text=True, timeout=30)
+    assert crafted.stdout.startswith(f"REFUSED job '{job}' on this node belongs to another user "
+                                     "(uid 0)"), crafted
+    assert "(uid 65534, pid " in crafted.stdout, crafted
+    procs[1] = start_rank(binary, "ckpt", 1, 4, job, work, ["--buffered"], cwd=mine, timeout=60)
+    ordered = [procs[r] for r in range(4)]
+    _STARTED[id(ordered)] = _STARTED[id(procs)]
+    for r, (rc, text, report, _) in enumerate(finish(ordered)):
+        assert rc == 0, f"rank {r} failed: {text}"
+        got, _ = read_checkpoint(ordered[r][1])
+        for name, arr in full.items():
+            want = expected(name, arr, config, 4, r)
+            assert np.array_equal(got[name], want), f"{name}: rank {r} has other bytes"
+    assert shm() == before, f"/dev/shm changed: {shm() ^ before}"
+    print("another user's rank 1 was refused (twice); with the real rank 1 every rank is exact")
+    return 0
+
+
 def main():
-    binary, work, case = sys.argv[1], sys.argv[2], sys.argv[3]
+    binary, work, case = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2]), sys.argv[3]
     work = os.path.join(work, case)
     os.makedirs(work, exist_ok=True)
     ckpt = os.path.join(work, "ckpt")
@@ -211,6 +407,12 @@ def main():
         check_mismatch(binary, work, ckpt)
     elif case == "truncate":
         check_truncate(binary, work, ckpt)
+    elif case == "stall":
+        check_stall(binary, work, ckpt, 2)
+    elif case == "stall-leader":
+        check_stall(binary, work, ckpt, 0)
+    elif case == "other-user":
+        return check_other_user(binary, work, ckpt, config, full)
     else:
         raise AssertionError(f"unknown case {case}")
     return 0
