@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "index/resolver.h"
+#include "index/shard_file.h"
 
 namespace shardload {
 
@@ -47,18 +48,22 @@ Result<Checkpoint> Checkpoint::ByteRanges(std::uint32_t shard,
                                 lengths[i]});
   }
   info.num_tensors = static_cast<std::uint32_t>(ranges.size());
-  return Checkpoint(info.path, "", {info}, std::move(ranges), {}, {});
+  std::vector<std::shared_ptr<const internal::ShardFile>> files;
+  if (shard < files_.size()) files.push_back(files_[shard]);
+  return Checkpoint(info.path, "", {info}, std::move(ranges), {}, {}, std::move(files));
 }
 
 Checkpoint::Checkpoint(std::string path, std::string index_path, std::vector<ShardInfo> shards,
                        std::vector<TensorInfo> tensors, std::vector<Warning> warnings,
-                       Metadata index_metadata)
+                       Metadata index_metadata,
+                       std::vector<std::shared_ptr<const internal::ShardFile>> files)
     : path_(std::move(path)),
       index_path_(std::move(index_path)),
       shards_(std::move(shards)),
       tensors_(std::move(tensors)),
       warnings_(std::move(warnings)),
-      index_metadata_(std::move(index_metadata)) {
+      index_metadata_(std::move(index_metadata)),
+      files_(std::move(files)) {
   auto by_name = [](const TensorInfo& a, const TensorInfo& b) { return a.name < b.name; };
   if (!std::is_sorted(tensors_.begin(), tensors_.end(), by_name)) {
     std::sort(tensors_.begin(), tensors_.end(), by_name);

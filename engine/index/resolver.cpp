@@ -1,7 +1,8 @@
 // Resolve(): reads the index (if any) and each shard's header once, checks
 // the index against the shards both ways, and assembles the Checkpoint.
 // Cost: one stat, one open and the header reads per shard; hash lookups per
-// tensor; no per-tensor system call. Thread-safe: no shared state.
+// tensor; no per-tensor system call. Each shard's descriptor is kept by the
+// Checkpoint (index/shard_file.h). Thread-safe: no shared state.
 //
 // Order of checks (the first failure is returned):
 //   1. Locate PATH; parse the index and check every shard name (index_json).
@@ -22,6 +23,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <memory>
 #include <string_view>
 #include <unordered_map>
 #include <utility>
@@ -32,6 +34,7 @@
 #include "format/header.h"
 #include "index/checkpoint_access.h"
 #include "index/index_json.h"
+#include "index/shard_file.h"
 #include "util/errno_error.h"
 #include "util/fd.h"
 
@@ -42,6 +45,7 @@ namespace {
 struct LoadedShard {
   ShardInfo info;
   std::vector<format::HeaderTensor> tensors;
+  std::shared_ptr<const internal::ShardFile> file;
 };
 
 // Who refers to each shard, so that errors about it name the index and a
@@ -119,8 +123,22 @@ Status CheckShardFiles(const ShardContext& ctx) {
   return {};
 }
 
+// The descriptor the header was read through, kept (blocking from now on)
+// when within the budget (index/shard_file.h), with the file's identity.
+Result<std::shared_ptr<const internal::ShardFile>> KeepFile(const std::string& path,
+                                                            FileDescriptor fd,
+                                                            const struct stat& st) {
+  if (!internal::WithinKeepBudget(fd.get())) {
+    fd.Reset();
+  } else if (int flags = ::fcntl(fd.get(), F_GETFL);
+             flags < 0 || ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK) != 0) {
+    return ErrnoError(path, "fcntl", errno);
+  }
+  return std::make_shared<const internal::ShardFile>(path, std::move(fd), internal::IdentityOf(st));
+}
+
 // Opens the shard (following symlinks) and reads its header: the header's
-// error is returned as is.
+// error is returned as is. Keeps the descriptor (KeepFile).
 Result<LoadedShard> ReadShard(const ShardContext& ctx, std::uint32_t shard) {
   const ShardFile& file = ctx.files[shard];
   // O_NONBLOCK: a FIFO swapped in since the stat must not block the open.
@@ -140,6 +158,9 @@ Result<LoadedShard> ReadShard(const ShardContext& ctx, std::uint32_t shard) {
   out.info.data_offset = 8 + header->header_size;
   out.info.metadata = std::move(header->metadata);
   out.tensors = std::move(header->tensors);
+  auto kept = KeepFile(file.path, std::move(fd), st);
+  if (!kept) return std::move(kept).error();
+  out.file = std::move(*kept);
   return out;
 }
 
@@ -172,6 +193,7 @@ class IndexAssembler {
   std::vector<std::uint32_t> expected_;                           // per shard: entries mapped to it
   std::vector<std::uint8_t> found_;                               // per entry
   std::vector<ShardInfo> shards_;
+  std::vector<std::shared_ptr<const internal::ShardFile>> files_;
   std::vector<TensorInfo> tensors_;
   std::vector<Warning> warnings_;
   std::size_t unindexed_ = 0;
@@ -236,6 +258,7 @@ Status IndexAssembler::AddShard(std::uint32_t shard, LoadedShard loaded) {
   if (loaded_count != expected_[shard]) return NotInShardError(shard);
   loaded.info.num_tensors = loaded_count;
   shards_.push_back(std::move(loaded.info));
+  files_.push_back(std::move(loaded.file));
   return {};
 }
 
@@ -257,7 +280,7 @@ Checkpoint IndexAssembler::Finish(const std::string& path, const ParsedIndex& in
   }
   return internal::CheckpointAccess::Make(path, ctx_.index_path, std::move(shards_),
                                          std::move(tensors_), std::move(warnings_),
-                                         index.metadata);
+                                         index.metadata, std::move(files_));
 }
 
 Result<Checkpoint> ResolveIndex(const std::string& path, const std::string& index_path) {
@@ -302,6 +325,7 @@ Result<Checkpoint> ResolveFiles(const std::string& path, const std::vector<Shard
   ShardContext ctx{no_index, nullptr, files};
   if (Status s = CheckShardFiles(ctx); !s) return std::move(s).error();
   std::vector<ShardInfo> shards;
+  std::vector<std::shared_ptr<const internal::ShardFile>> kept;
   std::vector<TensorInfo> tensors;
   for (std::uint32_t i = 0; i < files.size(); ++i) {
     Result<LoadedShard> shard = ReadShard(ctx, i);
@@ -311,10 +335,11 @@ Result<Checkpoint> ResolveFiles(const std::string& path, const std::vector<Shard
       tensors.push_back(MakeTensor(std::move(t), i, shard->info.data_offset));
     }
     shards.push_back(std::move(shard->info));
+    kept.push_back(std::move(shard->file));
   }
   if (Status s = CheckNoDuplicates(tensors, shards); !s) return std::move(s).error();
   return internal::CheckpointAccess::Make(path, {}, std::move(shards), std::move(tensors), {},
-                                         {});
+                                         {}, std::move(kept));
 }
 
 }  // namespace

@@ -230,11 +230,11 @@ bool MostlyCached(int fd, const std::string& path, std::uint64_t size) {
 // Opens the buffered descriptor and, unless MODE is kBuffered (or kAuto and
 // the file mostly cached), the O_DIRECT one (kAuto: only where the file
 // system takes it). kAuto sets *mostly_cached to its residency probe's answer.
-Result<FileTable> OpenSource(const std::string& path, IoMode mode,
+Result<FileTable> OpenSource(const std::string& path, const HashOptions& options,
                              std::optional<bool>* mostly_cached) {
-  const std::string paths[] = {path};
-  const bool needed[] = {true};
-  auto files = FileTable::Open(paths, needed, mode == IoMode::kBuffered ? mode : IoMode::kAuto);
+  const IoMode mode = options.mode;
+  auto files = FileTable::OpenOne(path, options.shard,
+                                  mode == IoMode::kBuffered ? mode : IoMode::kAuto);
   if (!files || mode == IoMode::kBuffered) return files;
   if (mode == IoMode::kAuto) {
     struct stat st{};
@@ -282,7 +282,7 @@ Status HashByReads(const Source& src, const HashOptions& options, Sha256& sha, F
 Result<FileHash> HashFile(const std::string& path, const HashOptions& options) {
   try {
     std::optional<bool> mostly_cached;
-    auto files = OpenSource(path, options.mode, &mostly_cached);
+    auto files = OpenSource(path, options, &mostly_cached);
     if (!files) return std::move(files).error();
     Source src{path};
     src.buffered = files->fd(0, false);

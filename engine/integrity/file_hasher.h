@@ -11,9 +11,11 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 
+#include "index/shard_file.h"
 #include "shardload/error.h"
 #include "shardload/stats.h"
 #include "shardload/verify.h"
@@ -44,6 +46,9 @@ struct HashOptions {
   // Test seam: called with each mapped window's file offset once the window
   // is populated, just before it is hashed (tests truncate the file there).
   std::function<void(std::uint64_t)> before_window = {};
+  // A checkpoint's shard (its kept descriptor, index/shard_file.h): the file
+  // is read through it, never reopened by path; null: PATH is opened.
+  std::shared_ptr<const internal::ShardFile> shard = {};
 };
 
 struct FileHash {

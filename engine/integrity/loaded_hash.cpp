@@ -15,7 +15,9 @@
 #include <new>
 #include <system_error>
 
+#include "index/checkpoint_access.h"
 #include "integrity/file_hasher.h"
+#include "io/file_table.h"
 #include "integrity/manifest.h"
 #include "integrity/paths.h"
 #include "integrity/sha256.h"
@@ -255,13 +257,15 @@ std::optional<std::uint64_t> LoadVerifier::WaitFor(const Job& job, std::uint64_t
 
 Result<std::string> LoadVerifier::HashWhole(Job& job) {
   const ShardInfo& shard = checkpoint_.shards()[job.shard];
-  FileDescriptor fd(::open(shard.path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return ErrnoError(shard.path, "open", errno);
+  auto files = FileTable::OpenOne(
+      shard.path, internal::CheckpointAccess::SharedFile(checkpoint_, job.shard), IoMode::kBuffered);
+  if (!files) return std::move(files).error();
+  const int fd = files->fd(0, false);
   Sha256 sha;
   std::vector<std::byte> buffer;
   std::uint64_t pos = 0;
   for (const LoadedBytes& t : job.tensors) {
-    if (Status s = HashRange(fd.get(), shard.path, pos, t.tensor->offset, sha, buffer); !s) {
+    if (Status s = HashRange(fd, shard.path, pos, t.tensor->offset, sha, buffer); !s) {
       return std::move(s).error();
     }
     for (std::uint64_t x = t.tensor->offset; x < End(t);) {
@@ -277,7 +281,7 @@ Result<std::string> LoadVerifier::HashWhole(Job& job) {
     }
     pos = End(t);
   }
-  if (Status s = HashRange(fd.get(), shard.path, pos, shard.file_size, sha, buffer); !s) {
+  if (Status s = HashRange(fd, shard.path, pos, shard.file_size, sha, buffer); !s) {
     return std::move(s).error();
   }
   return sha.FinalHex();
@@ -288,6 +292,7 @@ Result<std::string> LoadVerifier::HashStored(const Job& job) const {
   HashOptions options;
   options.expected_size = shard.file_size;
   options.mode = IoMode::kAuto;
+  options.shard = internal::CheckpointAccess::SharedFile(checkpoint_, job.shard);
   auto hash = HashFile(shard.path, options);
   if (!hash) return std::move(hash).error();
   return std::move(hash->sha256);

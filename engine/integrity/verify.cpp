@@ -12,6 +12,7 @@
 #include <optional>
 #include <system_error>
 
+#include "index/checkpoint_access.h"
 #include "integrity/file_hasher.h"
 #include "integrity/manifest.h"
 #include "util/parallel.h"
@@ -24,6 +25,7 @@ namespace {
 struct Job {
   std::size_t verdict;                         // index into report.files
   std::optional<std::uint64_t> expected_size;  // shards only
+  std::shared_ptr<const internal::ShardFile> shard = {};  // shards: read through it
 };
 
 // Shards, plus manifest entries that are not shards (MISSING when absent).
@@ -31,14 +33,16 @@ std::vector<Job> ChooseFiles(const Checkpoint& checkpoint, const Manifest* manif
                              VerifyReport& report) {
   std::string base = CheckpointDir(checkpoint);
   std::vector<Job> jobs;
-  for (const ShardInfo& s : checkpoint.shards()) {
+  for (std::uint32_t i = 0; i < checkpoint.shards().size(); ++i) {
+    const ShardInfo& s = checkpoint.shards()[i];
     FileVerdict v{ShardKey(s), s.path, s.file_size, "", "", FileCheck::kListed};
     if (manifest != nullptr) {
       const std::string* expected = manifest->Find(v.name);
       v.expected = expected ? *expected : "";
       v.check = expected ? FileCheck::kOk : FileCheck::kExtra;
     }
-    jobs.push_back(Job{report.files.size(), s.file_size});
+    jobs.push_back(Job{report.files.size(), s.file_size,
+                       internal::CheckpointAccess::SharedFile(checkpoint, i)});
     report.files.push_back(std::move(v));
   }
   if (manifest == nullptr) return jobs;
@@ -70,6 +74,7 @@ Status HashAll(std::vector<Job>& jobs, const VerifyOptions& options, unsigned th
     FileVerdict& v = report.files[jobs[i].verdict];
     HashOptions ho{options.read_size, options.depth, jobs[i].expected_size, options.mode};
     ho.cached = options.cached;
+    ho.shard = jobs[i].shard;
     auto hash = HashFile(v.path, ho);
     if (!hash) {
       errors[i] = std::move(hash).error();

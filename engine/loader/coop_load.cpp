@@ -6,7 +6,9 @@
 
 #include <cstdio>
 
+#include "index/checkpoint_access.h"
 #include "index/index_json.h"
+#include "index/shard_file.h"
 #include "loader/tp_load.h"
 
 namespace shardload {
@@ -21,11 +23,32 @@ std::string Fnv(std::string_view s) {
   return buf;
 }
 
-std::string FileFacts(const std::string& path) {
+// Shard SHARD's identity (device, inode, size, modification time) as the
+// checkpoint recorded it from the descriptor its header was read through
+// (index/shard_file.h), so that members compare files, not path strings;
+// for a checkpoint assembled without files (tests), the file at its path.
+std::string ShardFacts(const Checkpoint& checkpoint, std::uint32_t shard) {
+  if (const internal::ShardFile* file = internal::CheckpointAccess::File(checkpoint, shard)) {
+    return file->identity().ToString();
+  }
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return "unreadable";
-  return std::to_string(st.st_size) + " bytes, modified " + std::to_string(st.st_mtim.tv_sec) +
-         "." + std::to_string(st.st_mtim.tv_nsec);
+  if (::stat(checkpoint.shards()[shard].path.c_str(), &st) != 0) return "unreadable";
+  return internal::IdentityOf(st).ToString();
+}
+
+// A hash of the tensor table (name, dtype, shape, shard, offset, size):
+// members whose indexes map the same files differently disagree here.
+std::string TensorsDigest(const Checkpoint& checkpoint) {
+  std::string text;
+  for (const TensorInfo& t : checkpoint.tensors()) {
+    text += t.name;
+    text += '\0';
+    text += std::to_string(static_cast<int>(t.dtype)) + ' ' + std::to_string(t.shard) + ' ' +
+            std::to_string(t.offset) + ' ' + std::to_string(t.size);
+    for (std::uint64_t d : t.shape) text += ' ' + std::to_string(d);
+    text += '\n';
+  }
+  return Fnv(text);
 }
 
 // A hash of the plan's text: members naming the same plan file must read
@@ -60,9 +83,11 @@ coop::Identity JobIdentity(const Checkpoint& checkpoint, const LoadOptions& opti
   auto add = [&](std::string what, std::string value) {
     id.fields.emplace_back(std::move(what), std::move(value));
   };
-  add("checkpoint", checkpoint.path());
   add("shards", std::to_string(checkpoint.shards().size()));
-  for (const ShardInfo& s : checkpoint.shards()) add("shard " + s.name, FileFacts(s.path));
+  for (std::uint32_t i = 0; i < checkpoint.shards().size(); ++i) {
+    add("shard " + checkpoint.shards()[i].name, ShardFacts(checkpoint, i));
+  }
+  add("tensors (hash)", TensorsDigest(checkpoint));
   add("plan", plan != nullptr ? (plan->kind == PlanSource::Kind::kNone ? "none" : plan->Describe())
                               : "the loaded checkpoint's");
   if (plan != nullptr) add("plan text (hash)", PlanDigest(checkpoint, *plan));

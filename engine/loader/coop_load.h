@@ -20,10 +20,11 @@
 namespace shardload {
 
 // The fields every member of a cooperative load must agree on: checkpoint
-// (path, and each shard's size and modification time), plan (its name and a
-// hash of its text), world, OPERATION ("load", "reload", "load_into") and
-// SELECTION (in words), read mode and staging. PLAN_TEXT_PATH: the file the
-// plan was read from ("" for a plan given as text or none).
+// (each shard's device, inode, size and modification time as recorded when
+// its header was read, and a hash of the tensor table: the files, not the
+// path strings naming them), plan (its name and a hash of its text), world,
+// OPERATION ("load", "reload", "load_into") and SELECTION (in words), read
+// mode and staging.
 coop::Identity JobIdentity(const Checkpoint& checkpoint, const LoadOptions& options,
                            unsigned rank, unsigned world, const PlanSource* plan,
                            const std::string& operation, const std::string& selection);

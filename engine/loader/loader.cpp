@@ -287,14 +287,11 @@ Device LoadedCheckpoint::device() const { return impl_ ? impl_->device : Device(
 
 Result<FileTable> Loader::Impl::OpenFiles(std::span<const TensorInfo* const> tensors) const {
   const std::vector<ShardInfo>& shards = checkpoint.shards();
-  std::vector<std::string> paths;
-  paths.reserve(shards.size());
-  for (const ShardInfo& s : shards) paths.push_back(s.path);
   auto needed = std::make_unique<bool[]>(shards.size());
   for (const TensorInfo* t : tensors) {
     if (t->size > 0) needed[t->shard] = true;
   }
-  return FileTable::Open(paths, std::span<const bool>(needed.get(), shards.size()),
+  return FileTable::Open(checkpoint, std::span<const bool>(needed.get(), shards.size()),
                          options.mode);
 }
 

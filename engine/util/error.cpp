@@ -38,6 +38,7 @@ std::string_view ErrorCodeName(ErrorCode code) {
     case ErrorCode::kDuplicateTensor: return "duplicate_tensor";
     case ErrorCode::kUnindexedTensor: return "unindexed_tensor";
     case ErrorCode::kTotalSizeMismatch: return "total_size_mismatch";
+    case ErrorCode::kShardChanged: return "shard_changed";
     case ErrorCode::kInvalidArgument: return "invalid_argument";
     case ErrorCode::kTensorNotFound: return "tensor_not_found";
     case ErrorCode::kIoError: return "io_error";

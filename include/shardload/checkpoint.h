@@ -1,7 +1,10 @@
 // The checkpoint description: every shard and every tensor of a safetensors
 // checkpoint (one file, a sharded index, a directory or a Hugging Face cache
 // snapshot), validated as strictly as the reference reader. Only headers are
-// read; no tensor data.
+// read; no tensor data. A Checkpoint is the files it was opened from: it
+// keeps each shard's descriptor, and loads read through it, so a shard
+// renamed over after Open is still read from the file described here, and
+// one changed in place is refused (shard_changed, docs/errors.md).
 // Thread-safe once built: a Checkpoint is immutable.
 #pragma once
 
@@ -22,6 +25,7 @@ namespace shardload {
 
 namespace internal {
 struct CheckpointAccess;
+class ShardFile;  // a shard's kept descriptor and identity (engine/index/shard_file.h)
 }  // namespace internal
 
 
@@ -84,7 +88,8 @@ class Checkpoint {
   friend struct internal::CheckpointAccess;
   Checkpoint(std::string path, std::string index_path,
              std::vector<ShardInfo> shards, std::vector<TensorInfo> tensors,
-             std::vector<Warning> warnings, Metadata index_metadata);
+             std::vector<Warning> warnings, Metadata index_metadata,
+             std::vector<std::shared_ptr<const internal::ShardFile>> files);
 
   std::string path_;
   std::string index_path_;
@@ -92,6 +97,11 @@ class Checkpoint {
   std::vector<TensorInfo> tensors_;
   std::vector<Warning> warnings_;
   Metadata index_metadata_;
+  // Per shard: the descriptor its header was read through, kept so that
+  // every load reads the files this checkpoint describes, whatever their
+  // paths name later (shared by copies). Empty for a checkpoint assembled by
+  // tests from parts.
+  std::vector<std::shared_ptr<const internal::ShardFile>> files_;
 };
 
 }  // namespace shardload

@@ -51,6 +51,7 @@ enum class ErrorCode : int {
   kDuplicateTensor,         // the same tensor name in two shards
   kUnindexedTensor,         // warning: tensor in a shard but not in weight_map
   kTotalSizeMismatch,       // warning: metadata.total_size != tensor bytes
+  kShardChanged,            // a shard changed or was replaced since it was opened
 
   // Requests and I/O.
   kInvalidArgument = 300,   // a caller's request makes no sense

@@ -6,6 +6,7 @@
 // selections and rank slices re-read, a mismatch fails naming the file).
 #include <doctest/doctest.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -66,16 +67,22 @@ class Fixture {
     return file;
   }
 
-  // Flips one bit of the byte in the middle of shard `name`.
-  void FlipMiddleByte(const std::string& name) const {
+  // Flips one bit of the byte in the middle of shard `name`; KEEP_MTIME:
+  // as bit rot would, leaving its modification time as it was (a load then
+  // does not see the shard as changed since the checkpoint was opened).
+  void FlipMiddleByte(const std::string& name, bool keep_mtime = false) const {
     const std::string& path = shards_.at(name);
     int fd = ::open(path.c_str(), O_RDWR);
     REQUIRE(fd >= 0);
+    struct stat before {};
+    REQUIRE(::fstat(fd, &before) == 0);
     off_t middle = ::lseek(fd, 0, SEEK_END) / 2;
     unsigned char b = 0;
     REQUIRE(::pread(fd, &b, 1, middle) == 1);
     b ^= 0x10;
     REQUIRE(::pwrite(fd, &b, 1, middle) == 1);
+    const struct timespec times[2] = {before.st_atim, before.st_mtim};
+    if (keep_mtime) REQUIRE(::futimens(fd, times) == 0);
     ::close(fd);
   }
 
@@ -456,7 +463,7 @@ TEST_CASE("load --verify: Reload checks again, from the reloaded bytes") {
   CHECK(loaded->stats().verified.find("files verified from the loaded bytes, 0 by") !=
         std::string::npos);
   std::string victim = f.shards().begin()->first;
-  f.FlipMiddleByte(victim);
+  f.FlipMiddleByte(victim, /*keep_mtime=*/true);
   Status s = loader->Reload(*loaded);
   REQUIRE_FALSE(s);
   CHECK(s.error().code == ErrorCode::kChecksumMismatch);
