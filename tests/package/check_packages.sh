@@ -89,6 +89,10 @@ pip_quiet=(--no-build-isolation --no-index --quiet --disable-pip-version-check)
 wheel=$(ls "$work"/dist/shardload-*.whl)
 case $(basename "$wheel") in shardload-"$version"-cp3*-linux_*.whl) ;; *) fail "wheel $wheel" ;; esac
 "$work/venv-wheel/bin/pip" install "${pip_quiet[@]}" "$wheel"
+# The wheel's binaries are copied from the build tree: none may look there.
+for f in "$work"/venv-wheel/lib/python3*/site-packages/shardload/{_bin/shardload,_shardload*.so}; do
+  if readelf -d "$f" | grep -E 'R(UN)?PATH' | grep -F "$work"; then fail "$f looks in the build tree"; fi
+done
 for venv in "$work/venv" "$work/venv-wheel"; do
   (cd "$work" && "$venv/bin/python" "$work/src/tests/package/installed_python.py" \
      "$work/ckpt" "$version" "$venv" --dist)
