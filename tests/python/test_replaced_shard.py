@@ -32,7 +32,7 @@ def _tensors(seed, swapped=False):
 def _checkpoint(tmp_path):
     """A two-shard indexed checkpoint; returns (dir, shard path, replacement)."""
     directory = tmp_path / "ckpt"
-    directory.mkdir()
+    directory.mkdir(parents=True)
     oracle.write_index(str(directory), {
         "model-00001-of-00002.safetensors": _tensors(1),
         "model-00002-of-00002.safetensors": {"d": ("U8", (5000,), bytes(5000))},
