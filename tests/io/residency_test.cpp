@@ -116,6 +116,15 @@ struct HalfWarm {
   }
 };
 
+// An auto-mode loader of `ckpt` on the pread backend.
+Loader PreadLoader(const Checkpoint& ckpt) {
+  LoadOptions options;
+  options.backend = Backend::kPread;
+  auto loader = Loader::Open(ckpt, options);
+  REQUIRE(loader);
+  return std::move(*loader);
+}
+
 // b's interior warm range: 2 MiB aligned in the file, strictly inside b.
 struct WarmPlan {
   std::uint64_t w0 = 0, w1 = 0;
@@ -338,11 +347,8 @@ TEST_CASE("a file system that refuses O_DIRECT: auto reads it buffered, --direct
   if (EvictionUnsupported(fx.path, fx.data_offset + fx.data.size())) return;
   ScopedRefuseDirect refuse;
   {
-    LoadOptions options;
-    options.backend = Backend::kPread;
-    auto loader = Loader::Open(*ckpt, options);
-    REQUIRE(loader);
-    auto loaded = loader->Load();
+    Loader loader = PreadLoader(*ckpt);
+    auto loaded = loader.Load();
     REQUIRE_MESSAGE(loaded, ErrorText(loaded));
     const LoadStats& stats = loaded->stats();
     CHECK(stats.bytes_direct == 0);
@@ -444,11 +450,8 @@ TEST_CASE("on an overlay mount the default probe and auto mode see cached pages"
   }
   auto ckpt = Checkpoint::Open(path);
   REQUIRE(ckpt);
-  LoadOptions options;
-  options.backend = Backend::kPread;
-  auto loader = Loader::Open(*ckpt, options);
-  REQUIRE(loader);
-  auto loaded = loader->Load();
+  Loader loader = PreadLoader(*ckpt);
+  auto loaded = loader.Load();
   REQUIRE_MESSAGE(loaded, ErrorText(loaded));
   CHECK(loaded->stats().mode == IoMode::kAuto);
   CHECK(loaded->stats().bytes_direct == 0);
@@ -460,7 +463,7 @@ TEST_CASE("on an overlay mount the default probe and auto mode see cached pages"
   auto cold = probe.Probe(fd.get(), path, 0, file_size);
   REQUIRE(cold);
   if (cold->cached == 0) {
-    auto again = loader->Load();
+    auto again = loader.Load();
     REQUIRE_MESSAGE(again, ErrorText(again));
     if (again->stats().mode_note.empty()) {
       CHECK(again->stats().bytes_direct > 0);
