@@ -192,9 +192,43 @@ std::string HumanBytes(std::uint64_t bytes) {
   return unit == 0 ? fmt::format("{} B", bytes) : fmt::format("{:.2f} {}", value, kUnits[unit]);
 }
 
+namespace {
+
+// Length of the valid UTF-8 sequence starting text[i] (RFC 3629: no overlong
+// forms, no surrogates, nothing above U+10FFFF), or 0.
+std::size_t Utf8SequenceAt(std::string_view text, std::size_t i) {
+  const auto at = [&](std::size_t k) { return static_cast<unsigned char>(text[i + k]); };
+  const unsigned b0 = at(0);
+  if (b0 < 0x80) return 1;
+  const std::size_t n = b0 >= 0xC2 && b0 <= 0xDF ? 2 : b0 >= 0xE0 && b0 <= 0xEF ? 3
+                        : b0 >= 0xF0 && b0 <= 0xF4 ? 4 : 0;
+  if (n == 0 || i + n > text.size()) return 0;
+  // The second byte's range depends on the first (table 3-7).
+  const unsigned lo = b0 == 0xE0 ? 0xA0 : b0 == 0xF0 ? 0x90 : 0x80;
+  const unsigned hi = b0 == 0xED ? 0x9F : b0 == 0xF4 ? 0x8F : 0xBF;
+  if (at(1) < lo || at(1) > hi) return 0;
+  for (std::size_t k = 2; k < n; ++k) {
+    if (at(k) < 0x80 || at(k) > 0xBF) return 0;
+  }
+  return n;
+}
+
+}  // namespace
+
+// Every byte sequence as JSON text (docs/cli.md, "JSON output"): valid UTF-8
+// as it is, `"` `\` and control characters escaped, and each byte that is not
+// part of valid UTF-8 as the lone surrogate \udcXX (PEP 383's surrogateescape:
+// lossless, and never the escape of a valid character).
 std::string JsonString(std::string_view text) {
   std::string out = "\"";
-  for (unsigned char c : text) {
+  for (std::size_t i = 0; i < text.size();) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    const std::size_t n = Utf8SequenceAt(text, i);
+    if (n == 0) {
+      out += fmt::format("\\udc{:02x}", c);
+      ++i;
+      continue;
+    }
     switch (c) {
       case '"': out += "\\\""; break;
       case '\\': out += "\\\\"; break;
@@ -205,9 +239,10 @@ std::string JsonString(std::string_view text) {
         if (c < 0x20) {
           out += fmt::format("\\u{:04x}", c);
         } else {
-          out += static_cast<char>(c);
+          out.append(text.substr(i, n));
         }
     }
+    i += n;
   }
   return out + "\"";
 }

@@ -83,7 +83,8 @@ int ReportError(const Error& error, bool json);
 // "1.23 GB"-style decimal sizes.
 std::string HumanBytes(std::uint64_t bytes);
 
-// Minimal JSON text building.
+// Minimal JSON text building: TEXT as a JSON string, any bytes (invalid
+// UTF-8 bytes as \udcXX, docs/cli.md "JSON output").
 std::string JsonString(std::string_view text);
 std::string ErrorJson(const Error& error);
 

@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <iterator>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -21,7 +22,7 @@ const CommandSpec kGenerateSpec = {
     "OUT [--size BYTES] [--max-shard-size BYTES] [--seed N] [--json]",
     "Write a Llama-like synthetic checkpoint (BF16, sharded, with config.json) to OUT.",
     {"OUT"},
-    {{"--size", "BYTES", "approximate total tensor bytes (default 1GB)"},
+    {{"--size", "BYTES", "total tensor bytes, at most (within one layer; default 1GB)"},
      {"--max-shard-size", "BYTES", "largest shard (default: size / 4, so 4 shards)"},
      {"--seed", "N", "seed of the tensor contents (default 0)"},
      {"--json", "", "print a JSON summary"}},
@@ -33,20 +34,33 @@ struct ModelShape {
   std::uint64_t hidden, intermediate, heads, kv_heads, head_dim, vocab, layers;
 };
 
-// Dimensions by size: a toy model below 64 MB, a small one below 1 GB,
-// TinyLlama's below 4 GB and Llama-3-8B's above; the layer count fills the
-// requested size.
+// Bytes of one decoder layer and of everything else (embeddings, norms).
+std::uint64_t LayerBytes(const ModelShape& m) {
+  const std::uint64_t kv = m.kv_heads * m.head_dim;
+  return 2 * (2 * m.hidden * m.hidden + 2 * kv * m.hidden + 3 * m.hidden * m.intermediate +
+              2 * m.hidden);
+}
+std::uint64_t FixedBytes(const ModelShape& m) { return 2 * (2 * m.vocab * m.hidden + m.hidden); }
+
+// Dimensions by size: Llama-3-8B's from 4 GB, TinyLlama's from 1 GB, a small
+// model from 64 MB, else a toy one; a class is taken only when its embeddings
+// and one layer fit the size. The layer count then fills it: the tensor
+// bytes are at most SIZE and within one layer of it (docs/cli.md), except
+// below the toy model with one layer (5.6 MB), which is written whole.
 ModelShape ShapeForSize(std::uint64_t size) {
-  ModelShape m = size < 64'000'000ULL          ? ModelShape{256, 688, 8, 2, 32, 4096, 0}
-                 : size < 1'000'000'000ULL     ? ModelShape{1024, 2816, 16, 4, 64, 16000, 0}
-                 : size < 4'000'000'000ULL     ? ModelShape{2048, 5632, 16, 4, 128, 32000, 0}
-                                               : ModelShape{4096, 14336, 32, 8, 128, 32000, 0};
-  std::uint64_t kv = m.kv_heads * m.head_dim;
-  std::uint64_t per_layer =
-      2 * (2 * m.hidden * m.hidden + 2 * kv * m.hidden + 3 * m.hidden * m.intermediate +
-           2 * m.hidden);
-  std::uint64_t fixed = 2 * (2 * m.vocab * m.hidden + m.hidden);
-  m.layers = size > fixed + per_layer ? (size - fixed) / per_layer : 1;
+  const ModelShape classes[] = {{4096, 14336, 32, 8, 128, 32000, 0},
+                                {2048, 5632, 16, 4, 128, 32000, 0},
+                                {1024, 2816, 16, 4, 64, 16000, 0},
+                                {256, 688, 8, 2, 32, 4096, 0}};
+  const std::uint64_t from[] = {4'000'000'000ULL, 1'000'000'000ULL, 64'000'000ULL, 0};
+  std::size_t pick = 0;
+  while (pick + 1 < std::size(classes) &&
+         (size < from[pick] || FixedBytes(classes[pick]) + LayerBytes(classes[pick]) > size)) {
+    ++pick;
+  }
+  ModelShape m = classes[pick];
+  const std::uint64_t fixed = FixedBytes(m), per_layer = LayerBytes(m);
+  m.layers = size >= fixed + per_layer ? (size - fixed) / per_layer : 1;
   return m;
 }
 

@@ -40,7 +40,7 @@ const CommandSpec kLoadSpec = {
     {{"--select", "GLOB", "load only matching tensors (`*` one name component, `**` any); repeatable", true},
      {"--threads", "N", "worker threads (default: one per CPU)"},
      {"--queue-depth", "N", "reads in flight per worker (default 32)"},
-     {"--chunk-size", "BYTES", "largest single read (default 4MiB)"},
+     {"--chunk-size", "BYTES", "largest single read (at least 4KiB; default 4MiB)"},
      DirectFlag(),
      BufferedFlag(),
      {"--backend", "NAME", "auto (default), io_uring or pread"},
@@ -132,8 +132,9 @@ int ReadFlags(const Args& args, LoadFlags& flags) {
   if (!uint_flag("--queue-depth", depth, false) || depth > 4096) {
     return UsageError(kLoadSpec, "--queue-depth needs a positive integer (at most 4096)");
   }
-  if (!uint_flag("--chunk-size", flags.options.chunk_size, true)) {
-    return UsageError(kLoadSpec, "--chunk-size needs a positive byte count");
+  if (!uint_flag("--chunk-size", flags.options.chunk_size, true) ||
+      flags.options.chunk_size < kMinChunkSize) {
+    return UsageError(kLoadSpec, "--chunk-size needs a byte count of at least 4KiB");
   }
   if (!uint_flag("--repeat", flags.repeat, false)) {
     return UsageError(kLoadSpec, "--repeat needs a positive integer");

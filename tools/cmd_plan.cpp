@@ -28,7 +28,7 @@ const CommandSpec kPlanSpec = {
      {"--select", "GLOB", "plan only matching tensors; repeatable", true},
      {"--direct", "", "plan O_DIRECT reads (aligned supersets of the ranges)"},
      {"--buffered", "", "plan buffered reads (default: as the page cache holds the files now)"},
-     {"--chunk-size", "BYTES", "largest single read (default 4MiB)"},
+     {"--chunk-size", "BYTES", "largest single read (at least 4KiB; default 4MiB)"},
      MaxOverReadFlag(),
      ReadStrategyFlag(),
      {"--tensors", "", "list each rank's tensors with their local shapes"},
@@ -129,7 +129,9 @@ int RunPlan(int argc, char** argv) {
   if (int rc = ReadReadFlags(kPlanSpec, *args, options); rc != kExitOk) return rc;
   if (auto text = args->Get("--chunk-size")) {
     auto v = ParseBytes(*text);
-    if (!v || *v == 0) return UsageError(kPlanSpec, "--chunk-size needs a positive byte count");
+    if (!v || *v < kMinChunkSize) {
+      return UsageError(kPlanSpec, "--chunk-size needs a byte count of at least 4KiB");
+    }
     options.chunk_size = *v;
   }
   Selection selection;

@@ -16,6 +16,7 @@
 
 #include "format/header_json.h"
 #include "util/checked.h"
+#include "util/clip_name.h"
 #include "util/errno_error.h"
 #include "util/fd.h"
 #include "util/utf8.h"
@@ -123,9 +124,9 @@ Status CheckContiguous(const HeaderTensor& tensor, const HeaderTensor* previous,
     why = "the first tensor in offset order must begin at 0";
   } else if (tensor.begin > start) {
     why = fmt::format("leaves a gap of {} bytes after tensor `{}`, which ends at {}",
-                      tensor.begin - start, previous->name, start);
+                      tensor.begin - start, ClipName(previous->name), start);
   } else {
-    why = fmt::format("overlaps tensor `{}`, which ends at {}", previous->name, start);
+    why = fmt::format("overlaps tensor `{}`, which ends at {}", ClipName(previous->name), start);
   }
   return MakeError(ErrorCode::kInvalidOffset, path, tensor.name,
                    fmt::format("invalid data_offsets [{}, {}]: {}", tensor.begin, tensor.end,

@@ -21,6 +21,7 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include "util/clip_name.h"
 #include "util/errno_error.h"
 #include "util/fd.h"
 #include "util/utf8.h"
@@ -104,7 +105,7 @@ Status CheckUniqueKeys(const Value& object, std::string_view where, const std::s
   for (const auto& m : object.GetObject()) {
     if (!seen.insert(View(m.name)).second) {
       return IndexError(index_path, {},
-                        fmt::format("key \"{}\" appears twice in {}", View(m.name), where));
+                        fmt::format("key \"{}\" appears twice in {}", ClipName(View(m.name)), where));
     }
   }
   return {};
@@ -141,13 +142,14 @@ Status ParseMetadata(const Value& v, const std::string& index_path, ParsedIndex&
     if (Depth(m.value) > kMaxMetadataDepth) {
       return IndexError(
           index_path, {},
-          fmt::format("metadata \"{}\" nests deeper than {} levels", key, kMaxMetadataDepth));
+          fmt::format("metadata \"{}\" nests deeper than {} levels", ClipName(key),
+                      kMaxMetadataDepth));
     }
     if (key == "total_size") {
       if (Status s = ParseTotalSize(m.value, index_path, out); !s) return s;
     }
     std::string text = m.value.IsString() ? std::string(View(m.value)) : CompactJson(m.value);
-    if (Status s = CheckUtf8(text, fmt::format("metadata \"{}\"", key), index_path); !s) {
+    if (Status s = CheckUtf8(text, fmt::format("metadata \"{}\"", ClipName(key)), index_path); !s) {
       return s;
     }
     out.metadata.emplace_back(std::string(key), std::move(text));
@@ -202,7 +204,7 @@ Status WeightMapBuilder::Add(const Value& name, const Value& shard) {
   if (!new_tensor) {
     return MakeError(ErrorCode::kDuplicateTensor, index_path_, std::string(tensor),
                      fmt::format("listed twice in weight_map (shards \"{}\" and \"{}\")",
-                                 shard_names_[tit->second], shard_name));
+                                 ClipName(shard_names_[tit->second]), ClipName(shard_name)));
   }
   out_.entries.push_back({std::string(tensor), sit->second});
   return {};
@@ -227,7 +229,7 @@ Status WeightMapBuilder::SortAndCheckShards() {
     return MakeError(ErrorCode::kBadShardName, index_path_, t.first,
                      fmt::format("weight_map shard name \"{}\" {} (the index maps "
                                  "{} tensor(s) to it)",
-                                 out_.shard_names[i], problem, t.count));
+                                 ClipName(out_.shard_names[i]), problem, t.count));
   }
   return {};
 }

@@ -10,7 +10,9 @@
 #include <filesystem>
 #include <new>
 #include <optional>
+#include <string>
 #include <system_error>
+#include <unordered_set>
 
 #include "index/checkpoint_access.h"
 #include "integrity/file_hasher.h"
@@ -46,10 +48,11 @@ std::vector<Job> ChooseFiles(const Checkpoint& checkpoint, const Manifest* manif
     report.files.push_back(std::move(v));
   }
   if (manifest == nullptr) return jobs;
+  // Shard names, looked up once per manifest entry: linear in the manifest.
+  std::unordered_set<std::string> shards;
+  for (const FileVerdict& v : report.files) shards.insert(v.name);
   for (const auto& [name, digest] : manifest->entries) {
-    bool is_shard = std::any_of(report.files.begin(), report.files.end(),
-                                [&](const FileVerdict& v) { return v.name == name; });
-    if (is_shard) continue;
+    if (shards.contains(name)) continue;
     FileVerdict v{name, "", 0, "", digest, FileCheck::kMissing};
     std::error_code ec;
     std::string path = base + "/" + name;

@@ -5,6 +5,7 @@
 #include "io/residency.h"
 
 #include <sys/mman.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -51,6 +52,11 @@ long CallCachestat(int fd, std::uint64_t offset, std::uint64_t length, Cachestat
   return ::syscall(kCachestatSyscall, fd, &range, out, 0);
 }
 
+// f_type of the file systems whose inodes leave their pages to another
+// (linux/magic.h).
+constexpr long kOverlayfsMagic = 0x794c7630;
+constexpr long kFuseMagic = 0x65735546;
+
 // 0: unknown, 1: cachestat, 2: mincore.
 std::atomic<int> g_best{0};
 
@@ -73,11 +79,32 @@ ResidencyMethod ResidencyProbe::Best() {
   return best == 1 ? ResidencyMethod::kCachestat : ResidencyMethod::kMincore;
 }
 
+bool CanCachestat(int fd) {
+  struct statfs fs{};
+  if (::fstatfs(fd, &fs) != 0) return true;
+  const long type = static_cast<long>(fs.f_type);
+  return type != kOverlayfsMagic && type != kFuseMagic;
+}
+
+ResidencyMethod ResidencyProbe::MethodFor(int fd) const {
+  if (!per_file_) return method_;
+  if (Best() == ResidencyMethod::kMincore || !CanCachestat(fd)) return ResidencyMethod::kMincore;
+  return ResidencyMethod::kCachestat;
+}
+
 Result<ResidencyProbe::Count> ResidencyProbe::Probe(int fd, const std::string& path,
                                                     std::uint64_t offset, std::uint64_t length) {
   if (length == 0) return Count{};
-  return method_ == ResidencyMethod::kCachestat ? Cachestat(fd, path, offset, length)
-                                                : Mincore(fd, path, offset, length);
+  method_ = MethodFor(fd);
+  if (method_ == ResidencyMethod::kCachestat) return Cachestat(fd, path, offset, length);
+  auto count = Mincore(fd, path, offset, length);
+  // A descriptor that cannot be mapped: cachestat's answer, where there is one.
+  if (!count && per_file_ && count.error().sys_errno == ENODEV &&
+      Best() == ResidencyMethod::kCachestat) {
+    method_ = ResidencyMethod::kCachestat;
+    return Cachestat(fd, path, offset, length);
+  }
+  return count;
 }
 
 Result<ResidencyProbe::Count> ResidencyProbe::Cachestat(int fd, const std::string& path,
@@ -378,7 +405,6 @@ Result<ModeReport> MarkResidency(std::vector<Segment>& segments, FileTable& file
   ModeReport report;
   report.mode = mode;
   ResidencyProbe probe;
-  report.method = probe.method();
   if (mode == IoMode::kAuto) {
     if (Status s = MarkAuto(segments, files, granule, probe); !s) return std::move(s).error();
   } else {
@@ -387,6 +413,7 @@ Result<ModeReport> MarkResidency(std::vector<Segment>& segments, FileTable& file
       s.cold = false;
     }
   }
+  report.method = probe.method();
   report.probes = probe.syscalls();
   if (Status s = OpenDirectFiles(segments, files, mode, report); !s) return std::move(s).error();
   return report;

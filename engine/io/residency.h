@@ -9,6 +9,15 @@
 // exact and free of side effects, unlike preadv2(RWF_NOWAIT) probes, which
 // start readahead on a miss. The mapping is never read from.
 //
+// Stacking file systems: cachestat counts the pages of the descriptor's own
+// inode, and an overlayfs (or FUSE passthrough) inode holds none: its reads
+// and mappings go to the backing file's page cache, so cachestat reports a
+// fully cached overlay file as cold, while a mapping (mincore) sees the real
+// pages. So a probe not forced to one method picks per descriptor (fstatfs):
+// mincore on overlayfs and FUSE, cachestat elsewhere (CanCachestat). A
+// descriptor that cannot be mapped (ENODEV: FUSE with direct I/O) is probed
+// with cachestat where the kernel has it.
+//
 // Cost: ranges are probed top-down (a file's whole used range, then halves
 // of its segments, then halves of one segment's bytes down to a granule), so
 // a uniformly warm or cold checkpoint costs one probe per shard, and a mixed
@@ -42,12 +51,20 @@ enum class ResidencyMethod { kCachestat, kMincore };
 
 const char* ResidencyMethodName(ResidencyMethod method);
 
+// Whether cachestat(2) on `fd` sees the pages its reads and mappings use:
+// false on overlayfs and FUSE (by fstatfs f_type), true elsewhere (and when
+// fstatfs fails).
+bool CanCachestat(int fd);
+
 class ResidencyProbe {
  public:
   // The best method this kernel offers (cachestat if it answers; decided
   // once per process).
   static ResidencyMethod Best();
-  explicit ResidencyProbe(ResidencyMethod method = Best()) : method_(method) {}
+  // Picks the method per descriptor: Best(), unless CanCachestat says no.
+  ResidencyProbe() : method_(Best()), per_file_(true) {}
+  // Forced to `method` for every descriptor (tests; method comparisons).
+  explicit ResidencyProbe(ResidencyMethod method) : method_(method), per_file_(false) {}
 
   struct Count {
     std::uint64_t cached = 0;  // pages of the range in the page cache
@@ -63,16 +80,20 @@ class ResidencyProbe {
   Result<Count> Sample(int fd, const std::string& path, std::uint64_t offset,
                        std::uint64_t length);
 
+  // The method of the last probe (before any: the forced one or Best()).
   ResidencyMethod method() const { return method_; }
   std::uint64_t syscalls() const { return syscalls_; }
 
  private:
+  ResidencyMethod MethodFor(int fd) const;
+
   Result<Count> Cachestat(int fd, const std::string& path, std::uint64_t offset,
                           std::uint64_t length);
   Result<Count> Mincore(int fd, const std::string& path, std::uint64_t offset,
                         std::uint64_t length);
 
   ResidencyMethod method_;
+  bool per_file_;
   std::uint64_t syscalls_ = 0;
 };
 
@@ -100,7 +121,7 @@ Result<std::vector<ResidentPiece>> MapResidency(ResidencyProbe& probe, int fd,
 // What MarkResidency decided.
 struct ModeReport {
   IoMode mode = IoMode::kAuto;  // as asked
-  ResidencyMethod method = ResidencyMethod::kCachestat;
+  ResidencyMethod method = ResidencyMethod::kCachestat;  // of the last probe
   std::uint64_t probes = 0;     // residency system calls made
   std::string note;             // e.g. why some files were read buffered
 };

@@ -987,7 +987,7 @@ Result<Loader> Loader::Open(const std::string& path, LoadOptions options) {
 Result<Loader> Loader::Open(Checkpoint checkpoint, LoadOptions options) {
   try {
     if (options.queue_depth == 0) return Invalid("", "queue_depth must be at least 1");
-    if (options.chunk_size == 0) return Invalid("", "chunk_size must be at least 1");
+    if (options.chunk_size < kMinChunkSize) return Invalid("", "chunk_size must be at least 4 KiB");
     if (options.dtype && !IsConversionTarget(*options.dtype)) {
       return Invalid("", "dtype must be BF16, F16 or F32, not " +
                              std::string(DTypeName(*options.dtype)));

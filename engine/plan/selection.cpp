@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "tp/pattern.h"
+#include "util/clip_name.h"
 
 namespace shardload {
 
@@ -40,7 +41,7 @@ Result<std::vector<const TensorInfo*>> SelectTensors(const Checkpoint& checkpoin
     Result<tp::Pattern> pattern = tp::Pattern::Compile(glob);
     if (!pattern) {
       return MakeError(ErrorCode::kInvalidArgument, checkpoint.path(), "",
-                       "bad glob `" + glob + "`: " + pattern.error().detail);
+                       "bad glob `" + ClipName(glob) + "`: " + pattern.error().detail);
     }
     bool any = false;
     for (std::size_t i = 0; i < all.size(); ++i) {
@@ -53,7 +54,7 @@ Result<std::vector<const TensorInfo*>> SelectTensors(const Checkpoint& checkpoin
     }
     if (!any) {
       return MakeError(ErrorCode::kTensorNotFound, checkpoint.path(), "",
-                       "glob `" + glob + "` matches no tensor");
+                       "glob `" + ClipName(glob) + "` matches no tensor");
     }
   }
   for (std::size_t i = 0; i < all.size(); ++i) {

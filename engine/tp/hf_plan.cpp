@@ -242,10 +242,12 @@ Status HfPlanBuilder::Add(std::string_view key, std::string_view style) {
   rule.dim = hf.dim;
   rule.uneven = hf.uneven.value_or(Uneven::kChunk);
   ApplyHeads(comps.back(), rule);
-  if (Status s = Push(comps, std::move(rule), key, style, ""); !s) return s;
+  // Labels and errors quote the key and style clipped (util/clip_name.h).
+  const std::string shown_key = ClipName(key), shown_style = ClipName(style);
+  if (Status s = Push(comps, std::move(rule), shown_key, shown_style, ""); !s) return s;
   if (comps.size() >= 2 && comps[comps.size() - 2] == "experts" &&
       (comps.back() == "gate_up_proj" || comps.back() == "down_proj")) {
-    return AddExpertRules(std::move(comps), hf, key, style);
+    return AddExpertRules(std::move(comps), hf, shown_key, shown_style);
   }
   return {};
 }
@@ -328,6 +330,10 @@ Result<Plan> TranslatePlan(const JsonValue& cfg, std::string_view plan_name,
     return ConfigError(path, fmt::format("\"{}\" must be an object, got {}", plan_name,
                                          JsonTypeName(entries)));
   }
+  if (entries.MemberCount() > kMaxPlanRules) {
+    return ConfigError(path, fmt::format("\"{}\" has {} entries; a plan may have at most {}",
+                                         plan_name, entries.MemberCount(), kMaxPlanRules));
+  }
   if (Status s = CheckUniqueKeys(entries, plan_name, ErrorCode::kTpPlanJson, path); !s) {
     return s.error();
   }
@@ -337,7 +343,7 @@ Result<Plan> TranslatePlan(const JsonValue& cfg, std::string_view plan_name,
   for (const auto& m : entries.GetObject()) {
     if (!m.value.IsString()) {
       return ConfigError(path, fmt::format("{} \"{}\" must be a string, got {}", plan_name,
-                                           JsonView(m.name), JsonTypeName(m.value)));
+                                           ClipName(JsonView(m.name)), JsonTypeName(m.value)));
     }
     if (Status s = builder.Add(JsonView(m.name), JsonView(m.value)); !s) return s.error();
   }

@@ -45,7 +45,7 @@ Status CheckUniqueKeys(const JsonValue& object, std::string_view where,
     if (!seen.insert(JsonView(m.name)).second) {
       return MakeError(code, path, {},
                        fmt::format("{}: key \"{}\" appears twice", where,
-                                   JsonView(m.name)));
+                                   ClipName(JsonView(m.name))));
     }
   }
   return {};

@@ -13,6 +13,7 @@
 #include <rapidjson/document.h>
 
 #include "shardload/error.h"
+#include "util/clip_name.h"  // error text quotes JSON keys and values clipped
 
 namespace shardload::tp {
 

@@ -10,6 +10,7 @@
 #include <fmt/ranges.h>
 
 #include "util/checked.h"
+#include "util/clip_name.h"
 
 namespace shardload::tp {
 namespace {
@@ -50,7 +51,7 @@ Result<QuantFormat> ReadMethod(const JsonValue& cfg, const std::string& path) {
                     fmt::format("quant_method \"{}\" is not supported by the "
                                 "tensor-parallel splitter (supported: fp8, "
                                 "fbgemm_fp8, gptq, awq, mxfp4); docs/tp-plan.md",
-                                method));
+                                ClipName(method)));
 }
 
 Status ReadBlockSize(const JsonValue& cfg, const std::string& path, Quant& q) {
@@ -240,7 +241,7 @@ Result<Quant> ParseQuantConfig(const JsonValue& cfg, const std::string& path, bo
       return QuantError(ErrorCode::kTpPlanJson, path,
                         fmt::format("unknown key \"{}\" (expected quant_method, "
                                     "weight_block_size, bits, group_size, desc_act, "
-                                    "version, checkpoint_format)", JsonView(m.name)));
+                                    "version, checkpoint_format)", ClipName(JsonView(m.name))));
     }
   }
   Result<QuantFormat> format = ReadMethod(cfg, path);

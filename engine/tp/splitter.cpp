@@ -307,9 +307,17 @@ Result<LocalSlice> SliceVocab(const Context& ctx, unsigned rank, unsigned world)
   const Rule& rule = *ctx.rule;
   Geometry g = MakeGeometry(ctx.tensor, 0);
   const std::uint64_t n = g.dim;
+  // A pad_to so large that a rank's padded rows have no 64-bit size is the
+  // plan's mistake (kTpBadRule, whatever the rank), not the header's.
   std::optional<std::uint64_t> padded = CheckedAdd(n, rule.pad_to - 1);
-  if (!padded) return ctx.Fail(ErrorCode::kValidationOverflow, "padded vocab overflows");
-  const std::uint64_t p = *padded / rule.pad_to * rule.pad_to;
+  const std::uint64_t p = padded ? *padded / rule.pad_to * rule.pad_to : 0;
+  std::optional<std::uint64_t> local_bits = CheckedMul(g.outer, p / world + (p % world != 0));
+  if (local_bits) local_bits = CheckedMul(*local_bits, g.row_bits);
+  if (!padded || !local_bits) {
+    return ctx.Fail(ErrorCode::kTpBadRule,
+                    fmt::format("vocab: pad_to {} pads {} rows past what a 64-bit size holds",
+                                rule.pad_to, n));
+  }
   if (rule.uneven == Uneven::kExact && p % world != 0) {
     return ctx.Fail(ErrorCode::kTpIndivisible,
                     fmt::format("vocab: {} rows padded to a multiple of {} give {}, "

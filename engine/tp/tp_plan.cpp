@@ -176,7 +176,7 @@ Status ParseOption(std::string_view key, const JsonValue& v, RuleBuilder& b) {
     return spec.parse(v, b);
   }
   return b.Fail(ErrorCode::kTpBadRule,
-                fmt::format("unknown option `{}` for split `{}`", key,
+                fmt::format("unknown option `{}` for split `{}`", ClipName(key),
                             StyleName(b.rule.style)));
 }
 
@@ -218,7 +218,7 @@ Status ParseRuleHead(const JsonValue& v, std::size_t index, RuleBuilder& b) {
   if (match == nullptr || !match->IsString()) {
     return b.Fail(ErrorCode::kTpBadRule, "needs a string `match`");
   }
-  b.label = fmt::format("rules[{}] \"{}\"", index, JsonView(*match));
+  b.label = fmt::format("rules[{}] \"{}\"", index, ClipName(JsonView(*match)));
   if (split == nullptr || !split->IsString()) {
     return b.Fail(ErrorCode::kTpBadRule, "needs a string `split`");
   }
@@ -226,7 +226,7 @@ Status ParseRuleHead(const JsonValue& v, std::size_t index, RuleBuilder& b) {
   if (!style) {
     return b.Fail(ErrorCode::kTpBadRule,
                   fmt::format("unknown split style `{}` (expected one of {})",
-                              JsonView(*split), Choices(kStyles)));
+                              ClipName(JsonView(*split)), Choices(kStyles)));
   }
   b.rule.style = *style;
   b.label += fmt::format(" ({})", StyleName(*style));
@@ -297,7 +297,8 @@ Status ParseTopLevel(const JsonValue& root, Plan& plan, const JsonValue** rules)
     } else {
       return PlanError(plan.path, fmt::format("unknown key \"{}\" (expected "
                                               "tp_plan_version, uneven, "
-                                              "unmatched, quantization_config, rules)", key));
+                                              "unmatched, quantization_config, rules)",
+                                              ClipName(key)));
     }
   }
   if (!have_version) return PlanError(plan.path, "\"tp_plan_version\": 1 is missing");
@@ -327,6 +328,10 @@ Result<Plan> ParsePlanJson(std::string_view text, const std::string& path) {
   }
   const JsonValue* rules = nullptr;
   if (Status s = ParseTopLevel(doc, plan, &rules); !s) return s.error();
+  if (rules->Size() > kMaxPlanRules) {
+    return PlanError(path, fmt::format("\"rules\" has {} rules; a plan may have at most {}",
+                                       rules->Size(), kMaxPlanRules));
+  }
   plan.rules.reserve(rules->Size());
   for (rapidjson::SizeType i = 0; i < rules->Size(); ++i) {
     Result<Rule> rule = ParseRule((*rules)[i], i, plan);

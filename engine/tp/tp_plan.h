@@ -26,6 +26,7 @@
 // repeat. See splitter.h for the arithmetic of each style.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -109,6 +110,11 @@ struct Plan {
   // Companions (scales, zero points) follow their weight's split; quant.h.
   Quant quant;                                     // Default: none
 };
+
+// The most rules a plan may hold (our "rules", or the entries of a Hugging
+// Face plan object): each compiles a pattern, so a plan file under its size
+// cap could otherwise take gigabytes (docs/tp-plan.md "Limits").
+inline constexpr std::size_t kMaxPlanRules = 4096;
 
 // Parses our JSON plan. PATH only names the file in errors.
 // Errors: kTpPlanJson (syntax, duplicate or unknown top-level keys, version),

@@ -2,6 +2,7 @@
 #include <string>
 
 #include "shardload/error.h"
+#include "util/clip_name.h"
 
 namespace shardload {
 
@@ -65,13 +66,14 @@ std::string_view ErrorCodeName(ErrorCode code) {
 
 Error MakeError(ErrorCode code, std::string path, std::string tensor,
                 std::string detail) {
+  if (tensor.size() > kMaxQuotedName) tensor = ClipName(tensor);
   return Error{code, std::move(path), std::move(tensor), std::move(detail), 0, std::nullopt};
 }
 
 std::string Error::ToString() const {
   std::string out;
   if (!path.empty()) out += path + ": ";
-  if (!tensor.empty()) out += "tensor `" + tensor + "`: ";
+  if (!tensor.empty()) out += "tensor `" + ClipName(tensor) + "`: ";
   out += detail;
   out += " (error: ";
   out += ErrorCodeName(code);

@@ -26,6 +26,10 @@
 
 namespace shardload {
 
+// The smallest LoadOptions::chunk_size: a read plan holds about 50 bytes per
+// chunk, so 4 KiB chunks cost at most ~1.2% of the bytes loaded.
+inline constexpr std::uint64_t kMinChunkSize = 4096;
+
 struct LoadOptions {
   // Workers: the reads are split into this many shares of about equal bytes,
   // each read in file order through its own io_uring ring (or pread loop); a
@@ -41,7 +45,7 @@ struct LoadOptions {
   unsigned queue_depth = 32;
   // Largest single read; larger ranges are split (capped at 1 GiB). Ranges
   // adjacent both in the file and in destination memory are merged first.
-  // Default: 4 MiB.
+  // At least kMinChunkSize (else kInvalidArgument). Default: 4 MiB.
   std::uint64_t chunk_size = 4ULL << 20;
   // How reads meet the page cache:
   //   kAuto      (default) what is resident in the page cache is read

@@ -160,6 +160,10 @@ def load_into(module_or_state_dict, path, *, rank=None, world=None, plan=None, s
 
     Names, shapes, dtypes, contiguity, device and overlap are all checked
     before any read; a mismatch raises RuntimeError naming every problem.
+    Tied tensors (model keys sharing one storage) whose checkpoint tensors
+    differ are refused the same way (torch's load_state_dict would keep the
+    last one copied): their checkpoint tensors are first read into scratch
+    memory and compared.
     Returns IncompatibleKeys(missing_keys, unexpected_keys) (sorted lists).
     Ctrl-C stops the read (KeyboardInterrupt); the tensors' bytes are then
     unspecified."""
@@ -183,6 +187,8 @@ def load_into(module_or_state_dict, path, *, rank=None, world=None, plan=None, s
     problems += _mismatches(chosen, available)
     device = _device(chosen, problems)
     destinations = _destinations(chosen, problems)
+    if not problems:
+        problems += _tied_differences(checkpoint, request, chosen)
     if problems:
         raise RuntimeError(f"shardload.torch.load_into({checkpoint.path!r}): "
                            f"{len(problems)} problem(s), nothing was read:\n\t"
@@ -278,6 +284,36 @@ def _destinations(chosen, problems):
         if size and start + size > next_start:
             problems.append(f'"{key}" and "{next_key}" overlap in memory')
     return sorted((name, address, nbytes) for (address, nbytes), (_, name) in ordered)
+
+
+def _tied_differences(checkpoint, request, chosen):
+    """Problems for tied tensors whose checkpoint tensors differ: each storage
+    range several chosen keys share, if they name several checkpoint
+    tensors, has those read into CPU scratch memory and compared byte for
+    byte (a plain read: not cooperative, no progress)."""
+    spans = collections.defaultdict(list)
+    for key, name, tensor in chosen:
+        spans[(tensor.data_ptr(), tensor.numel() * tensor.element_size())].append((key, name))
+    problems = []
+    for (_, nbytes), pairs in sorted(spans.items()):
+        first = {}  # checkpoint name -> the first key mapped to it
+        for key, name in pairs:
+            first.setdefault(name, key)
+        if len(first) < 2 or nbytes == 0:
+            continue
+        names = sorted(first)
+        scratch = [_torch_module.empty(nbytes, dtype=_torch_module.uint8) for _ in names]
+        _shardload.load_into(
+            checkpoint._handle, names=names, addresses=[t.data_ptr() for t in scratch],
+            sizes=[nbytes] * len(names), threads=request.threads, mode=request.mode,
+            rank=request.rank, world=request.world, progress=None, device="cpu",
+            **request.plan_kwargs())
+        for name, tensor in zip(names[1:], scratch[1:]):
+            if not _torch_module.equal(scratch[0], tensor):
+                problems.append(f'"{first[names[0]]}" and "{first[name]}" are tied (one '
+                                f'storage) but the checkpoint\'s "{names[0]}" and "{name}" '
+                                "differ")
+    return problems
 
 
 def _device(chosen, problems):

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "format/header.h"
+#include "util/clip_name.h"
 #include "support/test_util.h"
 
 namespace doctest {
@@ -939,6 +940,32 @@ TEST_CASE("ReadHeaderFile: a valid file with metadata") {
   CHECK(r->tensors[0].shape == std::vector<std::uint64_t>{2, 2});
   CHECK(r->tensors[1].begin == 8);
   CHECK(r->tensors[1].end == 12);
+}
+
+TEST_CASE("a 10 MB tensor name is clipped in the error that names it") {
+  const std::string huge(10 << 20, 'n');
+  // The huge tensor overlaps the one before it: both names are quoted.
+  const std::string json = "{" + T(huge, "U8", "[4]", 2, 6) + "," + T(huge + "2", "U8", "[4]", 0, 4) +
+                           "}";
+  auto header = ParseHeader(json, 8 + json.size() + 6, kPath);
+  REQUIRE_FALSE(header);
+  CHECK(header.error().code == ErrorCode::kInvalidOffset);
+  CHECK(header.error().tensor.size() < 300);
+  CHECK(header.error().tensor.find("... (10485760 bytes)") != std::string::npos);
+  CHECK(header.error().detail.size() < 600);
+  CHECK(header.error().ToString().size() < 1200);
+}
+
+TEST_CASE("ClipName: short names whole; long ones cut before a UTF-8 character, length said") {
+  CHECK(ClipName("layers.0.w") == "layers.0.w");
+  const std::string exact(kMaxQuotedName, 'a');
+  CHECK(ClipName(exact) == exact);
+  // 255 ASCII bytes then a 2-byte character across the limit: cut before it.
+  const std::string across = std::string(kMaxQuotedName - 1, 'a') + "\xc3\xa9" + "tail";
+  CHECK(ClipName(across) == std::string(kMaxQuotedName - 1, 'a') + "... (" +
+                                std::to_string(across.size()) + " bytes)");
+  const std::string ascii(kMaxQuotedName + 1, 'b');
+  CHECK(ClipName(ascii) == std::string(kMaxQuotedName, 'b') + "... (257 bytes)");
 }
 
 }  // namespace

@@ -1,7 +1,8 @@
 // Integrity: manifests (sha256sum text and JSON, and their errors), HashFile
 // and Verify against the `sha256sum` program (the oracle: coreutils, run as a
 // separate process), hashed from a mapping and from read() copies, a file
-// truncated under the mapping while it is hashed, a flipped byte in the
+// truncated under the mapping while it is hashed, a cached file on an overlay
+// mount hashed from its mapping (the residency answer of auto loads), a flipped byte in the
 // middle of a shard, missing and extra files, and LoadOptions::verify (whole loads hashed from memory,
 // selections and rank slices re-read, a mismatch fails naming the file).
 #include <doctest/doctest.h>
@@ -23,6 +24,7 @@
 #include "shardload/loader.h"
 #include "shardload/verify.h"
 #include "shardload/writer.h"
+#include "support/overlay_mount.h"
 #include "support/test_util.h"
 
 namespace shardload {
@@ -201,6 +203,27 @@ TEST_CASE("HashFile equals sha256sum for sizes around the read size, any depth, 
   CHECK(absent.error().code == ErrorCode::kIoError);
 }
 
+TEST_CASE("HashFile on an overlay mount: a cached file is hashed from its mapping") {
+  test::OverlayMount overlay;
+  if (!overlay.ok()) {
+    MESSAGE(overlay.reason() << ": skipped");
+    return;
+  }
+  std::mt19937_64 rng(test::Seed() + 7);
+  std::string bytes(3 << 20, '\0');
+  for (auto& c : bytes) c = static_cast<char>(rng());
+  const std::string path = overlay / "shard.bin";
+  test::WriteFile(path, bytes);
+  const std::string want = test::Sha256sum(path);  // and now wholly cached
+  HashOptions o;
+  o.mode = IoMode::kAuto;
+  auto hash = HashFile(path, o);
+  REQUIRE_MESSAGE(hash, test::ErrorText(hash));
+  CHECK(hash->sha256 == want);
+  CHECK(hash->mapped);
+  CHECK(hash->bytes_direct == 0);
+}
+
 TEST_CASE("HashFile from a mapping: a file truncated while it is hashed is kTruncated") {
   test::TempDir dir;
   std::mt19937_64 rng(test::Seed());
@@ -326,6 +349,35 @@ TEST_CASE("MISSING: listed but absent; EXTRA: a shard the manifest lacks") {
     CHECK(checks.at(skipped) == FileCheck::kExtra);
     CHECK(checks.size() == f.shards().size() + 2);
   }
+}
+
+TEST_CASE("a 100,000-line manifest: every shard OK, every other name MISSING, one present file OK") {
+  Fixture f;
+  test::WriteFile(f / "present.txt", "here\n");
+  std::string extra = test::Sha256sum(f / "present.txt") + "  present.txt\n";
+  constexpr int kLines = 100'000;
+  extra.reserve(extra.size() + kLines * 80);
+  for (int i = 0; i < kLines; ++i) extra += kA + "  absent/" + std::to_string(i) + ".bin\n";
+  VerifyOptions options;
+  options.manifest = f.WriteManifest(extra);
+  options.threads = 2;
+  auto report = Verify(f.path(), options);
+  REQUIRE_MESSAGE(report, test::ErrorText(report));
+  CHECK_FALSE(report->ok());
+  REQUIRE(report->files.size() == f.shards().size() + 1 + kLines);
+  std::size_t ok = 0, missing = 0;
+  for (const FileVerdict& v : report->files) {
+    if (v.check == FileCheck::kOk) {
+      ++ok;
+      CHECK_MESSAGE((f.shards().count(v.name) == 1 || v.name == "present.txt"), v.name);
+    } else {
+      ++missing;
+      CHECK(v.check == FileCheck::kMissing);
+      CHECK(v.name.rfind("absent/", 0) == 0);
+    }
+  }
+  CHECK(ok == f.shards().size() + 1);
+  CHECK(missing == kLines);
 }
 
 TEST_CASE("verify reports a bad manifest and a bad checkpoint as errors") {

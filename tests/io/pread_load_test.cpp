@@ -49,12 +49,20 @@ TEST_CASE("options: invalid values are refused; odd ones still load exactly") {
   LoadOptions zero_depth;
   zero_depth.queue_depth = 0;
   CHECK(Loader::Open(f.checkpoint, zero_depth).error().code == ErrorCode::kInvalidArgument);
-  LoadOptions zero_chunk;
-  zero_chunk.chunk_size = 0;
-  CHECK(Loader::Open(f.checkpoint, zero_chunk).error().code == ErrorCode::kInvalidArgument);
+  // Chunks below kMinChunkSize would cost the read plan many times the
+  // checkpoint's size in memory: refused, saying the limit.
+  for (std::uint64_t chunk : {std::uint64_t{0}, std::uint64_t{1}, kMinChunkSize - 1}) {
+    CAPTURE(chunk);
+    LoadOptions small_chunk;
+    small_chunk.chunk_size = chunk;
+    auto refused = Loader::Open(f.checkpoint, small_chunk);
+    REQUIRE_FALSE(refused);
+    CHECK(refused.error().code == ErrorCode::kInvalidArgument);
+    CHECK(refused.error().detail.find("at least 4 KiB") != std::string::npos);
+  }
 
   LoadOptions odd;
-  odd.chunk_size = 1;  // every read one byte (a direct read: one alignment unit)
+  odd.chunk_size = kMinChunkSize;  // the smallest: many reads per tensor
   odd.huge_pages = false;
   odd.prefault = false;
   odd.threads = 3;

@@ -286,7 +286,7 @@ const ReadStrategy kStrategies[] = {ReadStrategy::kAuto, ReadStrategy::kExact,
 // staged reads inside runs), plus auto with max_over_read 1.
 void LoadEveryStrategy(const Fixture& f, LoadOptions options) {
   for (ReadStrategy strategy : kStrategies) {
-    for (std::uint64_t chunk : {std::uint64_t{4} << 20, std::uint64_t{100}}) {
+    for (std::uint64_t chunk : {std::uint64_t{4} << 20, kMinChunkSize}) {
       INFO("strategy ", ReadStrategyName(strategy), " chunk ", chunk);
       options.read_strategy = strategy;
       options.chunk_size = chunk;
@@ -423,7 +423,7 @@ TEST_CASE("LoadInto caller buffers of the local sizes, padding zeroed, every str
   LoadOptions options;
   options.read_strategy = strategy;
   options.mode = direct ? IoMode::kDirect : IoMode::kBuffered;
-  options.chunk_size = 100;
+  options.chunk_size = kMinChunkSize;
   INFO("strategy ", ReadStrategyName(strategy), " direct ", direct);
   auto loader = Loader::Open(f.path(), options);
   REQUIRE(loader.has_value());

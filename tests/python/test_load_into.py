@@ -127,6 +127,23 @@ def test_tied_weights_are_read_once(tmp_path):
     assert np.array_equal(shared.numpy(), weight)
 
 
+def test_tied_weights_that_differ_in_the_checkpoint_are_refused(tmp_path):
+    weight = np.arange(12, dtype=np.float32).reshape(3, 4)
+    other = weight.copy()
+    other[1, 2] = -1.0
+    oracle.write_file(str(tmp_path / "m.safetensors"), {
+        "a.weight": ("F32", (3, 4), weight.tobytes()),
+        "b.weight": ("F32", (3, 4), other.tobytes())})
+    shared = torch.zeros(3, 4)
+    state = {"a.weight": shared, "b.weight": shared}
+    with pytest.raises(RuntimeError) as info:
+        st.load_into(state, str(tmp_path / "m.safetensors"))
+    message = str(info.value)
+    assert '"a.weight" and "b.weight" are tied' in message and "differ" in message
+    assert "nothing was read" in message
+    assert not shared.any()  # the model's storage was not written
+
+
 def test_every_torch_dtype_byte_exact(dtypes_checkpoint):
     entries = oracle.read_dir(dtypes_checkpoint)
     state = {}

@@ -7,7 +7,9 @@
 
 #include <array>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
+#include <optional>
 #include <string>
 
 #include "support/test_util.h"
@@ -384,7 +386,10 @@ TEST_CASE("plan --json predicts what load --rank reads, buffered and --direct") 
 TEST_CASE("--max-over-read and --read-strategy on plan and load") {
   TempDir tmp;
   auto plan = [&](const std::string& flags) {
-    Run p = Cli("plan " + Generated() + " --world 4 --rank 1 --plan hf --json " + flags, tmp);
+    // Buffered: an auto plan follows the page cache (O_DIRECT reads of cold
+    // files round out to their alignment), and these counts mean exact reads.
+    Run p = Cli("plan " + Generated() + " --world 4 --rank 1 --plan hf --json --buffered " + flags,
+                tmp);
     REQUIRE_MESSAGE(p.exit_code == 0, p.err);
     rapidjson::Document d = LastJsonLine(p.out);
     return std::pair{d["ranks"][0]["bytes"].GetUint64(), d["ranks"][0]["bytes_read"].GetUint64()};
@@ -623,6 +628,127 @@ TEST_CASE("load --verify and --dtype report through --json") {
   CHECK(std::string(doc["verified"].GetString()).find("3 by reading them again") !=
         std::string::npos);
   CHECK(Cli("load " + dir + " --dtype F8_E4M3", tmp).exit_code == 2);
+}
+
+// Field FIELD (a Python expression over the decoded object `d`) of the JSON
+// line in `json_file`, decoded by Python's json module and turned back into
+// bytes by os.fsencode (surrogateescape): the independent oracle of the
+// lossless escaping (docs/cli.md "JSON output"). nullopt without python3.
+std::optional<std::string> PythonField(const std::string& json_file, const std::string& field,
+                                       const TempDir& tmp) {
+  if (std::system("python3 -c '' 2>/dev/null") != 0) return std::nullopt;
+  const std::string script = tmp / "field.py";
+  WriteFile(script, "import json, os, sys\nd = json.loads(open(sys.argv[1], 'rb').read())\n"
+                    "sys.stdout.buffer.write(os.fsencode(" + field + "))\n");
+  FILE* pipe = ::popen(("python3 " + script + " " + json_file).c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  std::string out;
+  std::array<char, 4096> buf;
+  while (std::size_t n = std::fread(buf.data(), 1, buf.size(), pipe)) out.append(buf.data(), n);
+  REQUIRE(::pclose(pipe) == 0);
+  return out;
+}
+
+// The last line of `out` (written to tmp/line.json), checked to parse and to
+// be valid UTF-8 (iconv, an independent validator).
+std::string LastLineUtf8(const std::string& out, const TempDir& tmp) {
+  rapidjson::Document parsed = LastJsonLine(out);  // parses at all
+  std::string line = out.substr(0, out.size() - 1);
+  line = line.substr(line.rfind('\n') == std::string::npos ? 0 : line.rfind('\n') + 1);
+  WriteFile(tmp / "line.json", line);
+  CHECK(std::system(("iconv -f UTF-8 -t UTF-8 " + tmp / "line.json" + " >/dev/null 2>&1").c_str()) ==
+        0);
+  return line;
+}
+
+TEST_CASE("--json output stays JSON for file names that are not UTF-8: \\udcXX per byte") {
+  TempDir tmp;
+  // Invalid bytes: a lone 0xff, then a valid é, then a truncated 3-byte sequence.
+  const std::string raw_name = "bad\xff" "name\xc3\xa9\xe2\x82.safetensors";
+  const std::string escaped = "bad\\udcffname\xc3\xa9\\udce2\\udc82.safetensors";
+  const std::string dir = tmp / "ckpt";
+  const std::string path = dir + "/" + raw_name;
+  WriteFile(path, RawSafetensors(R"({"w":{"dtype":"U8","shape":[4],"data_offsets":[0,4]}})",
+                                 "abcd"));
+  const std::string quoted = "'" + path + "'";
+
+  Run inspect = Cli("inspect " + quoted + " --json", tmp);
+  REQUIRE_MESSAGE(inspect.exit_code == 0, inspect.err);
+  std::string line = LastLineUtf8(inspect.out, tmp);
+  CHECK(line.find("\"" + dir + "/" + escaped + "\"") != std::string::npos);
+  if (auto back = PythonField(tmp / "line.json", "d['path']", tmp)) CHECK(*back == path);
+
+  Run verify = Cli("verify " + quoted + " --json", tmp);
+  REQUIRE_MESSAGE(verify.exit_code == 0, verify.err);
+  line = LastLineUtf8(verify.out, tmp);
+  CHECK(line.find("\"" + escaped + "\"") != std::string::npos);
+  if (auto back = PythonField(tmp / "line.json", "d['files'][0]['name']", tmp)) {
+    CHECK(*back == raw_name);
+  }
+
+  // A tensor name with raw invalid bytes: the header is refused (headers are
+  // UTF-8 JSON); the error line names the file, escaped the same way.
+  WriteFile(path, RawSafetensors("{\"w\xfe\":{\"dtype\":\"U8\",\"shape\":[4],"
+                                 "\"data_offsets\":[0,4]}}", "abcd"));
+  Run load = Cli("load " + quoted + " --json", tmp);
+  CHECK(load.exit_code == 3);
+  line = LastLineUtf8(load.out, tmp);
+  CHECK(line.find("invalid_utf8") != std::string::npos);
+  CHECK(line.find(escaped) != std::string::npos);
+  if (auto back = PythonField(tmp / "line.json", "d['error']['path']", tmp)) CHECK(*back == path);
+}
+
+TEST_CASE("generate --size: the tensor bytes are at most the size and within one layer of it") {
+  TempDir tmp;
+  // 64 MB once wrote 88 MB (the small model's embeddings alone are 65.5 MB).
+  for (std::uint64_t size : {64'000'000ULL, 20'000'000ULL}) {
+    CAPTURE(size);
+    const std::string out = tmp / ("g" + std::to_string(size));
+    Run r = Cli("generate " + out + " --size " + std::to_string(size) + " --json", tmp);
+    REQUIRE_MESSAGE(r.exit_code == 0, r.err);
+    const std::uint64_t bytes = LastJsonLine(r.out)["bytes"].GetUint64();
+    CHECK(bytes <= size);
+    CHECK(bytes > size - 1'400'000);  // one toy layer: 1,384,960 bytes
+    std::uint64_t on_disk = 0;
+    for (const auto& e : std::filesystem::directory_iterator(out)) {
+      if (e.path().extension() == ".safetensors") on_disk += e.file_size();
+    }
+    CHECK(on_disk >= bytes);
+    CHECK(on_disk <= size + 100'000);  // plus the headers
+    std::filesystem::remove_all(out);
+  }
+}
+
+TEST_CASE("--chunk-size below 4KiB is a usage error saying the limit") {
+  TempDir tmp;
+  for (std::string cmd : {"load " + Generated(), "plan " + Generated() + " --world 2 --plan hf"}) {
+    CAPTURE(cmd);
+    Run small = Cli(cmd + " --chunk-size 1", tmp);
+    CHECK(small.exit_code == 2);
+    CHECK(small.err.find("at least 4KiB") != std::string::npos);
+    CHECK(Cli(cmd + " --chunk-size 4095", tmp).exit_code == 2);
+    Run least = Cli(cmd + " --chunk-size 4KiB", tmp);
+    CHECK_MESSAGE(least.exit_code == 0, least.err);
+  }
+}
+
+TEST_CASE("a plan error quoting a 10 MB key stays short on stderr and in --json") {
+  TempDir tmp;
+  const std::string huge(10 << 20, 'k');
+  WriteFile(tmp / "plan.json", R"({"tp_plan_version": 1, "rules": [], ")" + huge + "\": 1}");
+  Run r = Cli("plan " + Generated() + " --world 2 --plan " + tmp / "plan.json" + " --json", tmp);
+  CHECK(r.exit_code == 6);
+  CHECK(r.err.find("... (10485760 bytes)") != std::string::npos);
+  CHECK(r.err.size() < 2048);
+  CHECK(r.out.size() < 4096);
+  rapidjson::Document doc = LastJsonLine(r.out);
+  CHECK(std::string(doc["error"]["code_name"].GetString()) == "tp_plan_json");
+  // pad_to 2^63: the plan's error (exit 6, tp_bad_rule), not a header's (3).
+  WriteFile(tmp / "pad.json", R"({"tp_plan_version": 1, "rules": [{"match": "model.embed_tokens",
+      "split": "vocab", "pad_to": 9223372036854775808}]})");
+  Run pad = Cli("plan " + Generated() + " --world 2 --plan " + tmp / "pad.json" + " --json", tmp);
+  CHECK(pad.exit_code == 6);
+  CHECK(pad.err.find("tp_bad_rule") != std::string::npos);
 }
 
 }  // namespace

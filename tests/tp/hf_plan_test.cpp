@@ -314,5 +314,31 @@ TEST_CASE("hf: refused configs") {
   }
 }
 
+TEST_CASE("hf limits: at most kMaxPlanRules entries; a huge key is quoted clipped") {
+  auto config = [](const std::string& entries) {
+    return R"({"hidden_size": 8, "num_attention_heads": 2, "base_model_tp_plan": {)" + entries +
+           "}}";
+  };
+  std::string entries;
+  for (std::size_t i = 0; i <= kMaxPlanRules; ++i) {
+    entries += (i ? "," : "") + std::string("\"layers.*.m") + std::to_string(i) + "\": \"colwise\"";
+  }
+  Result<Plan> many = PlanFromHfConfig(config(entries), "config.json", HfPlanKind::kTensorParallel);
+  REQUIRE_FALSE(many.has_value());
+  CHECK(many.error().code == ErrorCode::kTpPlanJson);
+  CHECK(many.error().detail.find("4097 entries") != std::string::npos);
+  CHECK(many.error().detail.find("at most 4096") != std::string::npos);
+
+  const std::string huge(10 << 20, 'k');
+  Result<Plan> bad = PlanFromHfConfig(config("\"" + huge + "\": 7"), "config.json",
+                                      HfPlanKind::kTensorParallel);
+  REQUIRE_FALSE(bad.has_value());
+  CHECK(bad.error().detail.find("... (10485760 bytes)") != std::string::npos);
+  CHECK(bad.error().ToString().size() < 1024);
+  Plan labelled = MustHf(config("\"" + huge + "\": \"colwise\""));
+  REQUIRE(labelled.rules.size() == 1);
+  CHECK(labelled.rules[0].label.size() < 1024);
+}
+
 }  // namespace
 }  // namespace shardload::tp

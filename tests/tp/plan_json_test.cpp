@@ -257,5 +257,56 @@ TEST_CASE("matching: first rule wins, name or name without last component") {
   CHECK(m->rule == &plan.rules[0]);
 }
 
+// `count` skip rules r0, r1, ... as the text of a rules array.
+std::string ManyRules(std::size_t count) {
+  std::string rules;
+  for (std::size_t i = 0; i < count; ++i) {
+    rules += (i ? "," : "") + std::string(R"({"match": "r)") + std::to_string(i) +
+             R"(", "split": "skip"})";
+  }
+  return rules;
+}
+
+TEST_CASE("limits: at most kMaxPlanRules rules; the count said") {
+  CHECK(MustParse(PlanWith(ManyRules(kMaxPlanRules))).rules.size() == kMaxPlanRules);
+  CheckParseError(PlanWith(ManyRules(kMaxPlanRules + 1)), ErrorCode::kTpPlanJson,
+                  {"4097 rules", "at most 4096"});
+}
+
+TEST_CASE("limits: a 10 MB pattern or key is quoted clipped, its length said") {
+  const std::string huge(10 << 20, 'm');
+  const std::string said = "... (10485760 bytes)";
+  // An unknown style of a rule whose match is huge: the label quotes it clipped.
+  Result<Plan> style = ParsePlanJson(PlanWith(R"({"match": ")" + huge + R"(", "split": "no"})"),
+                                     "plan.json");
+  REQUIRE_FALSE(style.has_value());
+  CHECK(style.error().code == ErrorCode::kTpBadRule);
+  CHECK(style.error().detail.find("rules[0] \"" + huge.substr(0, kMaxQuotedName) + said) !=
+        std::string::npos);
+  CHECK(style.error().ToString().size() < 1024);
+  // A huge unknown top-level key, a huge style, a huge unknown option.
+  CheckParseError(PlanWith("", "\"" + huge + "\": 1, "), ErrorCode::kTpPlanJson, {said});
+  CheckParseError(PlanWith(R"({"match": "a", "split": ")" + huge + "\"}"),
+                  ErrorCode::kTpBadRule, {said});
+  CheckParseError(PlanWith(R"({"match": "a", "split": "col", ")" + huge + "\": 1}"),
+                  ErrorCode::kTpBadRule, {said});
+  for (const std::string& text : {PlanWith("", "\"" + huge + "\": 1, "),
+                                  PlanWith(R"({"match": "a", "split": ")" + huge + "\"}")}) {
+    Result<Plan> plan = ParsePlanJson(text, "plan.json");
+    REQUIRE_FALSE(plan.has_value());
+    CHECK(plan.error().ToString().size() < 1024);
+  }
+}
+
+TEST_CASE("limits: a pad_to past 64-bit sizes is the plan's error (tp_bad_rule), every rank") {
+  Plan plan = MustParse(PlanWith(
+      R"({"match": "v", "split": "vocab", "pad_to": 9223372036854775808},
+         {"match": "w", "split": "vocab", "pad_to": 18446744073709551615, "uneven": "chunk"})"));
+  CheckRefused(plan, MakeTensor("v", DType::kBF16, {10, 3}), 2, ErrorCode::kTpBadRule,
+               {"rules[0] \"v\" (vocab)", "pad_to 9223372036854775808"});
+  CheckRefused(plan, MakeTensor("w", DType::kU8, {1}), 1, ErrorCode::kTpBadRule,
+               {"rules[1] \"w\" (vocab)", "pad_to 18446744073709551615"});
+}
+
 }  // namespace
 }  // namespace shardload::tp
