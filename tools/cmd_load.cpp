@@ -349,7 +349,11 @@ int RunLoad(int argc, char** argv) {
   if (int rc = ReadFlags(*args, flags); rc != kExitOk) return rc;
   if (args->Has("--mpi")) return RunUnderMpi(*args, flags);
   if (int rc = ReadTpFlags(kLoadSpec, *args, true, flags.tp); rc != kExitOk) return rc;
-  if (int rc = ReadCoopFlags(kLoadSpec, *args, flags.loader.staging_bytes, flags.request.cooperate); rc != kExitOk) return rc;
+  if (int rc = ReadCoopFlags(kLoadSpec, *args, flags.loader.staging_bytes,
+                             flags.request.cooperate);
+      rc != kExitOk) {
+    return rc;
+  }
   return LoadAndReport(*args, flags);
 }
 

@@ -72,7 +72,8 @@ Result<LoadStats> ReadConvertedItems(const ConvertJob& job) {
   }
   ProgressMeter meter(converted_bytes, kProgressStep, job.progress);
   auto after_write = [&meter](std::uint64_t n) { meter.Add(n); };
-  const ConvertReadOptions io{job.threads, job.chunk_size, fds, paths, names, before_write, after_write};
+  const ConvertReadOptions io{job.threads, job.chunk_size, fds,        paths,
+                              names,       before_write,   after_write};
   auto read_alone = [&](std::span<const Segment>) { return ReadAlone(converts, io); };
   if (job.coop == nullptr) return read_alone({});
   auto read = ReadTogether(job, segments, before_write, read_alone);
