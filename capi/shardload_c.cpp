@@ -19,8 +19,20 @@
 #include "shardload/error.h"
 #include "shardload/loader.h"
 
+// A Loader and the request part of the options it was opened with (the read
+// mode); each call adds its selection and rank.
 struct shardload_checkpoint {
   shardload::Loader loader;
+  shardload::LoadRequest request;
+
+  // REQUEST with SELECTION and, when given, TP (else rank 0 of 1, no plan).
+  shardload::LoadRequest For(const shardload::Selection& selection,
+                             const shardload::TensorParallel* tp) const {
+    shardload::LoadRequest out = request;
+    out.selection = selection;
+    out.tp = tp != nullptr ? *tp : shardload::TensorParallel{};
+    return out;
+  }
 };
 
 struct shardload_loaded {
@@ -77,16 +89,23 @@ int Guard(shardload_error** err, Body&& body) {
   }
 }
 
-shardload::LoadOptions ToOptions(const shardload_options* o) {
-  shardload::LoadOptions out;
+// shardload_options holds the loader's options and one of a request's (the
+// read mode): split here.
+shardload::LoaderOptions ToLoaderOptions(const shardload_options* o) {
+  shardload::LoaderOptions out;
   if (o == nullptr) return out;
   out.threads = o->threads;
   out.queue_depth = o->queue_depth;
   out.chunk_size = o->chunk_size;
-  out.mode = static_cast<shardload::IoMode>(o->mode);
   out.backend = static_cast<shardload::Backend>(o->backend);
   out.huge_pages = o->huge_pages != 0;
   out.prefault = o->prefault != 0;
+  return out;
+}
+
+shardload::LoadRequest ToRequest(const shardload_options* o) {
+  shardload::LoadRequest out;
+  if (o != nullptr) out.mode = static_cast<shardload::IoMode>(o->mode);
   return out;
 }
 
@@ -122,9 +141,10 @@ shardload::Selection ToSelection(const shardload_selection* s) {
   return out;
 }
 
-// The one place that maps the C plan (kind, text) onto TensorParallel::plan.
-// On this branch the plan is a string: "" (none), "hf", a path ending in
-// config.json (a Hugging Face config) or the path of a plan JSON file.
+// The one place that maps the C plan (kind, text) onto TensorParallel::plan:
+// SHARDLOAD_PLAN_NONE, _HF (the checkpoint's config.json), _HF_CONFIG (the
+// path of a Hugging Face config.json), _FILE (the path of a plan JSON file)
+// or _JSON (the plan JSON itself).
 shardload::Result<shardload::TensorParallel> ToTensorParallel(const shardload_tp& tp) {
   shardload::TensorParallel out;
   out.rank = tp.rank;
@@ -197,12 +217,13 @@ const char* shardload_version(void) { return SHARDLOAD_VERSION; }
 
 void shardload_options_init(shardload_options* options) {
   if (options == nullptr) return;
-  const shardload::LoadOptions d;
+  const shardload::LoaderOptions d;
+  const shardload::LoadRequest r;
   options->struct_size = sizeof(shardload_options);
   options->threads = d.threads;
   options->queue_depth = d.queue_depth;
   options->chunk_size = d.chunk_size;
-  options->mode = static_cast<int>(d.mode);
+  options->mode = static_cast<int>(r.mode);
   options->backend = static_cast<int>(d.backend);
   options->huge_pages = d.huge_pages ? 1 : 0;
   options->prefault = d.prefault ? 1 : 0;
@@ -225,9 +246,9 @@ int shardload_open(const char* path, const shardload_options* options,
     if (path == nullptr || out == nullptr) return Invalid("shardload_open: path and out are required", err);
     *out = nullptr;
     if (std::optional<Error> bad = CheckOptions(options)) return Fail(std::move(*bad), err);
-    auto loader = shardload::Loader::Open(path, ToOptions(options));
+    auto loader = shardload::Loader::Open(path, ToLoaderOptions(options));
     if (!loader) return Fail(std::move(loader).error(), err);
-    *out = new shardload_checkpoint{std::move(*loader)};
+    *out = new shardload_checkpoint{std::move(*loader), ToRequest(options)};
     return SHARDLOAD_OK;
   });
 }
@@ -267,7 +288,7 @@ int shardload_plan_rank(shardload_checkpoint* checkpoint, const shardload_select
     *out = nullptr;
     auto parallel = ToTensorParallel(*tp);
     if (!parallel) return Fail(std::move(parallel).error(), err);
-    auto plan = checkpoint->loader.Plan(ToSelection(selection), *parallel);
+    auto plan = checkpoint->loader.Plan(checkpoint->For(ToSelection(selection), &*parallel));
     if (!plan) return Fail(std::move(plan).error(), err);
     *out = new shardload_rank_plan{std::move(*plan)};
     return SHARDLOAD_OK;
@@ -312,14 +333,14 @@ int shardload_load(shardload_checkpoint* checkpoint, const shardload_selection* 
   return Guard(err, [&] {
     if (checkpoint == nullptr || out == nullptr) return Invalid("shardload_load: checkpoint and out are required", err);
     *out = nullptr;
-    shardload::Result<shardload::LoadedCheckpoint> loaded = shardload::Error{};
-    if (tp == nullptr) {
-      loaded = checkpoint->loader.Load(ToSelection(selection));
-    } else {
-      auto parallel = ToTensorParallel(*tp);
-      if (!parallel) return Fail(std::move(parallel).error(), err);
-      loaded = checkpoint->loader.Load(ToSelection(selection), *parallel);
+    std::optional<shardload::TensorParallel> parallel;
+    if (tp != nullptr) {
+      auto converted = ToTensorParallel(*tp);
+      if (!converted) return Fail(std::move(converted).error(), err);
+      parallel = std::move(*converted);
     }
+    auto loaded = checkpoint->loader.Load(
+        checkpoint->For(ToSelection(selection), parallel ? &*parallel : nullptr));
     if (!loaded) return Fail(std::move(loaded).error(), err);
     *out = new shardload_loaded{std::move(*loaded)};
     return SHARDLOAD_OK;
@@ -379,14 +400,14 @@ int shardload_load_into(shardload_checkpoint* checkpoint,
       if (d.name == nullptr) return Invalid("shardload_load_into: a destination has no name", err);
       dests.push_back({d.name, d.data, d.size});
     }
-    shardload::Result<shardload::LoadStats> result = shardload::Error{};
-    if (tp == nullptr) {
-      result = checkpoint->loader.LoadInto(dests);
-    } else {
-      auto parallel = ToTensorParallel(*tp);
-      if (!parallel) return Fail(std::move(parallel).error(), err);
-      result = checkpoint->loader.LoadInto(dests, *parallel);
+    std::optional<shardload::TensorParallel> parallel;
+    if (tp != nullptr) {
+      auto converted = ToTensorParallel(*tp);
+      if (!converted) return Fail(std::move(converted).error(), err);
+      parallel = std::move(*converted);
     }
+    auto result =
+        checkpoint->loader.LoadInto(dests, checkpoint->For({}, parallel ? &*parallel : nullptr));
     if (!result) return Fail(std::move(result).error(), err);
     if (stats != nullptr) FillStats(*result, stats);
     return SHARDLOAD_OK;

@@ -9,6 +9,7 @@
 // the other ranks) and touches no Python object.
 #include <pybind11/pybind11.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <utility>
@@ -79,6 +80,9 @@ Result<Cooperation> MakeCooperation(const CoopArgs& args) {
   Cooperation coop;
   if (args.staging_bytes > 0) coop.staging_bytes = args.staging_bytes;
   if (args.peer_timeout.count() > 0) coop.peer_timeout = args.peer_timeout;
+  if (const char* pause = std::getenv("SHARDLOAD_COOP_TEST_PAUSE")) {  // docs/testing.md
+    coop.test_pause = CoopTestPause::Parse(pause);
+  }
   if (args.communicator) {
     coop.group = args.communicator;
   } else if (!args.job.empty()) {

@@ -8,8 +8,9 @@
 //                (safe_open's get_slice): a Checkpoint that describes each
 //                range as a U8 tensor, loaded with LoadInto, so the ranges
 //                are read in parallel and nothing else is read.
-// Both run interruptibly (run_load.h). Thread-safe: each call makes its own
-// Loader; the checkpoint is immutable.
+// Both run interruptibly (run_load.h). Thread-safe: load_into runs on the
+// CheckpointHandle's Loader (WithLoader), read_ranges on a Loader of its own
+// over the ranges; the checkpoint is immutable.
 #include <unistd.h>
 
 #include <algorithm>
@@ -37,23 +38,22 @@ constexpr std::uint64_t kBytesPerRangeWorker = 8ULL << 20;
 
 void* Address(std::uintptr_t address) { return reinterpret_cast<void*>(address); }
 
-// Runs LOAD (Loader& -> Result<LoadStats>) on a Loader over CHECKPOINT,
+// Runs LOAD ((Loader&, const LoadRequest&) -> Result<LoadStats>) with
+// REQUEST on a Loader from WITH_LOADER (which takes a function of Loader&),
 // interruptibly, with PROGRESS bridged; returns the stats as a dict.
 // Cooperates with the node's ranks as COOP says (MakeCooperation).
-template <typename F>
-py::dict RunLoadInto(const Checkpoint& checkpoint, LoadOptions options,
-                     const py::object& progress, const CoopArgs& coop, F&& load) {
+template <typename WithLoader, typename F>
+py::dict RunLoadInto(WithLoader&& with_loader, LoadRequest request, const py::object& progress,
+                     const CoopArgs& coop, F&& load) {
   auto token = std::make_shared<CancelToken>();
-  options.cancel = token;
+  request.cancel = token;
   std::optional<ProgressBridge> bridge;
-  if (!progress.is_none()) options.progress = bridge.emplace(progress, *token).Function();
+  if (!progress.is_none()) request.progress = bridge.emplace(progress, *token).Function();
   Result<LoadStats> stats = RunInterruptible(*token, [&]() -> Result<LoadStats> {
     Result<Cooperation> cooperation = MakeCooperation(coop);
     if (!cooperation) return std::move(cooperation).error();
-    options.cooperate = std::move(*cooperation);
-    Result<Loader> loader = Loader::Open(checkpoint, std::move(options));
-    if (!loader) return std::move(loader).error();
-    return load(*loader);
+    request.cooperate = std::move(*cooperation);
+    return with_loader([&](Loader& loader) { return load(loader, request); });
   });
   if (bridge) bridge->RethrowIfFailed();
   return StatsDict(ValueOrThrow(std::move(stats)));
@@ -74,18 +74,22 @@ py::dict LoadInto(const CheckpointHandle& handle, const std::vector<std::string>
   for (std::size_t i = 0; i < names.size(); ++i) {
     destinations.push_back({names[i], Address(addresses[i]), sizes[i]});
   }
-  LoadOptions options;
+  LoaderOptions options;
   options.threads = threads;
-  options.mode = ParseMode(mode);
   options.device = ValueOrThrow(ParseDevice(device));
   Result<PlanSource> plan = WithoutGil([&] {
     return MakePlanSource(plan_kind, std::move(plan_path), std::move(plan_text));
   });
-  const TensorParallel tp{rank, world, ValueOrThrow(std::move(plan))};
+  LoadRequest request;
+  request.mode = ParseMode(mode);
+  request.tp = TensorParallel{rank, world, ValueOrThrow(std::move(plan))};
   const CoopArgs coop = MakeCoopArgs(communicator, std::move(coop_job), local_rank, local_size,
                                      staging_bytes, peer_timeout_s);
-  return RunLoadInto(handle.checkpoint(), std::move(options), progress, coop,
-                     [&](Loader& loader) { return loader.LoadInto(destinations, tp); });
+  auto with_loader = [&](auto&& f) { return handle.WithLoader(options, f); };
+  return RunLoadInto(with_loader, std::move(request), progress, coop,
+                     [&](Loader& loader, const LoadRequest& r) {
+                       return loader.LoadInto(destinations, r);
+                     });
 }
 
 py::dict ReadRanges(const CheckpointHandle& handle, std::uint32_t shard,
@@ -103,13 +107,21 @@ py::dict ReadRanges(const CheckpointHandle& handle, std::uint32_t shard,
                             lengths[i]});
     total += lengths[i];
   }
-  LoadOptions options;  // small slices: fewer workers than CPUs
-  options.mode = ParseMode(mode);
+  LoaderOptions options;  // small slices: fewer workers than CPUs
   const long cpus = std::max(1L, ::sysconf(_SC_NPROCESSORS_ONLN));
   options.threads = static_cast<unsigned>(
       std::clamp<std::uint64_t>(total / kBytesPerRangeWorker, 1, static_cast<std::uint64_t>(cpus)));
-  return RunLoadInto(ranges, std::move(options), py::none(), CoopArgs{},
-                     [&](Loader& loader) { return loader.LoadInto(destinations); });
+  auto with_loader = [&](auto&& f) -> Result<LoadStats> {  // a Loader of the ranges
+    Result<Loader> loader = Loader::Open(ranges, options);
+    if (!loader) return std::move(loader).error();
+    return f(*loader);
+  };
+  LoadRequest request;
+  request.mode = ParseMode(mode);
+  return RunLoadInto(with_loader, request, py::none(), CoopArgs{},
+                     [&](Loader& loader, const LoadRequest& r) {
+                       return loader.LoadInto(destinations, r);
+                     });
 }
 
 // How numpy views a tensor of DTYPE (a safetensors name), SHAPE and NBYTES

@@ -1,8 +1,10 @@
-// _shardload.load and _shardload.plan: a Loader over a CheckpointHandle's
-// checkpoint, run with the GIL released; a load runs interruptibly
-// (run_load.h: Ctrl-C cancels it). A Python progress callback is called from
-// the loader's worker threads with the GIL re-acquired.
-// Thread-safe: each call makes its own Loader; the checkpoint is immutable.
+// _shardload.load and _shardload.plan: a LoadRequest run on the
+// CheckpointHandle's Loader (kept across calls with its LoaderOptions), with
+// the GIL released; a load runs interruptibly (run_load.h: Ctrl-C cancels
+// it). A Python progress callback is called from the loader's worker
+// threads with the GIL re-acquired.
+// Thread-safe: CheckpointHandle::WithLoader hands each call a Loader of its
+// own use; the checkpoint is immutable.
 #include <memory>
 #include <optional>
 #include <string>
@@ -56,48 +58,42 @@ struct Request {
   std::string mode = "auto";  // "auto", "buffered" or "direct"
   unsigned world = 1;
   PlanSource plan;
-  double max_over_read = 0;  // 0: LoadOptions' default
+  double max_over_read = 0;  // 0: LoadRequest's default
   std::string read_strategy = "auto";  // _args.READ_STRATEGIES
   std::string verify;        // manifest path, "" for none
   std::string dtype;         // "F32", "F16", "BF16", "" for none
 };
 
-LoadOptions Options(const Request& request) {
-  LoadOptions options;
-  options.threads = request.threads;
-  options.mode = ParseMode(request.mode);
-  if (request.max_over_read > 0) options.max_over_read = request.max_over_read;
-  options.read_strategy = ParseReadStrategy(request.read_strategy);
-  options.verify = request.verify;
-  if (!request.dtype.empty()) options.dtype = ParseDType(request.dtype);
-  return options;
-}
-
-Selection MakeSelection(const Request& request) {
-  Selection selection;
-  selection.globs = request.globs;
-  return selection;
+// The LoadRequest of REQUEST for RANK (no progress, cancel or cooperation).
+LoadRequest MakeLoadRequest(const Request& request, unsigned rank) {
+  LoadRequest out;
+  out.selection.globs = request.globs;
+  out.tp = TensorParallel{rank, request.world, request.plan};
+  out.mode = ParseMode(request.mode);
+  if (request.max_over_read > 0) out.max_over_read = request.max_over_read;
+  out.read_strategy = ParseReadStrategy(request.read_strategy);
+  out.verify = request.verify;
+  if (!request.dtype.empty()) out.dtype = ParseDType(request.dtype);
+  return out;
 }
 
 py::object Load(const CheckpointHandle& handle, const Request& request, unsigned rank,
                 const py::object& progress, const std::string& device, bool gds,
                 const CoopArgs& coop) {
-  LoadOptions options = Options(request);
+  LoaderOptions options;
+  options.threads = request.threads;
   options.gds = gds;
-  auto token = std::make_shared<CancelToken>();
-  options.cancel = token;
   options.device = ValueOrThrow(ParseDevice(device));
+  LoadRequest load = MakeLoadRequest(request, rank);
+  auto token = std::make_shared<CancelToken>();
+  load.cancel = token;
   std::optional<ProgressBridge> bridge;
-  if (!progress.is_none()) options.progress = bridge.emplace(progress, *token).Function();
-  const Selection selection = MakeSelection(request);
-  const TensorParallel tp{rank, request.world, request.plan};
+  if (!progress.is_none()) load.progress = bridge.emplace(progress, *token).Function();
   Result<LoadedCheckpoint> loaded = RunInterruptible(*token, [&]() -> Result<LoadedCheckpoint> {
     Result<Cooperation> cooperation = MakeCooperation(coop);
     if (!cooperation) return std::move(cooperation).error();
-    options.cooperate = std::move(*cooperation);
-    Result<Loader> loader = Loader::Open(handle.checkpoint(), std::move(options));
-    if (!loader) return std::move(loader).error();
-    return loader->Load(selection, tp);
+    load.cooperate = std::move(*cooperation);
+    return handle.WithLoader(options, [&](Loader& loader) { return loader.Load(load); });
   });
   if (bridge) bridge->RethrowIfFailed();
   return py::cast(LoadedMemory(ValueOrThrow(std::move(loaded))));
@@ -150,18 +146,19 @@ py::dict RankPlanDict(const RankPlan& plan) {
 // RANKS empty: every rank, from one resolution of the plan (PlanRanks).
 py::list Plan(const CheckpointHandle& handle, const Request& request,
               const std::vector<unsigned>& ranks) {
-  const Selection selection = MakeSelection(request);
+  LoaderOptions options;
+  options.threads = request.threads;
   Result<std::vector<RankPlan>> plans = WithoutGil([&]() -> Result<std::vector<RankPlan>> {
-    Result<Loader> loader = Loader::Open(handle.checkpoint(), Options(request));
-    if (!loader) return std::move(loader).error();
-    if (ranks.empty()) return loader->PlanRanks(selection, request.plan, request.world);
-    std::vector<RankPlan> out;
-    for (unsigned rank : ranks) {
-      Result<RankPlan> plan = loader->Plan(selection, {rank, request.world, request.plan});
-      if (!plan) return std::move(plan).error();
-      out.push_back(std::move(*plan));
-    }
-    return out;
+    return handle.WithLoader(options, [&](Loader& loader) -> Result<std::vector<RankPlan>> {
+      if (ranks.empty()) return loader.PlanRanks(MakeLoadRequest(request, 0));
+      std::vector<RankPlan> out;
+      for (unsigned rank : ranks) {
+        Result<RankPlan> plan = loader.Plan(MakeLoadRequest(request, rank));
+        if (!plan) return std::move(plan).error();
+        out.push_back(std::move(*plan));
+      }
+      return out;
+    });
   });
   py::list out;
   for (const RankPlan& plan : ValueOrThrow(std::move(plans))) out.append(RankPlanDict(plan));

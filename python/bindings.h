@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <utility>
 
@@ -20,14 +21,55 @@ namespace shardload::python {
 namespace py = pybind11;
 
 // A resolved checkpoint description as the Python package holds it
-// (shardload.Checkpoint wraps one). Immutable.
+// (shardload.Checkpoint wraps one), and the Loader its calls share: opened
+// on the first call, kept with its options (and its cached plans) for the
+// next, reopened only when a call asks for other LoaderOptions. A call made
+// while another one uses the kept Loader (another Python thread) gets a
+// Loader of its own. The checkpoint is immutable; thread-safe.
 class CheckpointHandle {
  public:
-  explicit CheckpointHandle(Checkpoint checkpoint) : checkpoint_(std::move(checkpoint)) {}
+  explicit CheckpointHandle(Checkpoint checkpoint)
+      : checkpoint_(std::move(checkpoint)), kept_(std::make_shared<Kept>()) {}
   const Checkpoint& checkpoint() const { return checkpoint_; }
 
+  // Runs F(Loader&) (returning a Result or Status) on a Loader of this
+  // checkpoint with OPTIONS (only threads, device and gds are set by the
+  // package). REQUIRES: the GIL is NOT held.
+  template <typename F>
+  auto WithLoader(const LoaderOptions& options, F&& f) const
+      -> decltype(f(std::declval<Loader&>())) {
+    using R = decltype(f(std::declval<Loader&>()));
+    std::unique_ptr<Loader> loader = Take(options);
+    if (!loader) {
+      Result<Loader> opened = Loader::Open(checkpoint_, options);
+      if (!opened) return R(std::move(opened).error());
+      loader = std::make_unique<Loader>(std::move(*opened));
+    }
+    R result = f(*loader);
+    Keep(std::move(loader));
+    return result;
+  }
+
  private:
+  struct Kept {
+    std::mutex mu;
+    std::unique_ptr<Loader> loader;  // guarded by mu; null while a call uses it
+  };
+  static bool Same(const LoaderOptions& a, const LoaderOptions& b) {
+    return a.threads == b.threads && a.device == b.device && a.gds == b.gds;
+  }
+  std::unique_ptr<Loader> Take(const LoaderOptions& options) const {
+    std::lock_guard<std::mutex> lock(kept_->mu);
+    if (kept_->loader && Same(kept_->loader->options(), options)) return std::move(kept_->loader);
+    return nullptr;
+  }
+  void Keep(std::unique_ptr<Loader> loader) const {
+    std::lock_guard<std::mutex> lock(kept_->mu);
+    kept_->loader = std::move(loader);  // the latest options win
+  }
+
   Checkpoint checkpoint_;
+  std::shared_ptr<Kept> kept_;
 };
 
 // Runs F with the GIL released and returns what it returns.
@@ -42,7 +84,7 @@ auto WithoutGil(F&& f) {
 // our plan or a config.json, told apart by its content), "json" or
 // "hf_config_json" (TEXT in memory, errors naming PATH). bind_load.cpp.
 Result<PlanSource> MakePlanSource(const std::string& kind, std::string path, std::string text);
-// "auto", "buffered" or "direct" (_args.MODES) as LoadOptions::mode.
+// "auto", "buffered" or "direct" (_args.MODES) as LoadRequest::mode.
 IoMode ParseMode(const std::string& mode);
 
 // What load() cooperates through (shardload/_cooperate.py decides): a

@@ -86,7 +86,7 @@ class ProgressBridge {
   ProgressBridge(py::object callback, CancelToken& cancel)
       : callback_(std::move(callback)), cancel_(cancel) {}
 
-  // For LoadOptions::progress. REQUIRES: this outlives the load.
+  // For LoadRequest::progress. REQUIRES: this outlives the load.
   std::function<void(std::uint64_t, std::uint64_t)> Function() {
     return [this](std::uint64_t done, std::uint64_t total) { Call(done, total); };
   }

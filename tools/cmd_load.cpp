@@ -106,7 +106,8 @@ class ProgressBar {
 };
 
 struct LoadFlags {
-  LoadOptions options;
+  LoaderOptions loader;
+  LoadRequest request;  // its selection and rank: below
   Selection selection;
   std::uint64_t repeat = 1;
   std::uint64_t max_shard_size = 5'000'000'000ULL;
@@ -125,15 +126,15 @@ int ReadFlags(const Args& args, LoadFlags& flags) {
     out = *v;
     return true;
   };
-  std::uint64_t threads = 0, depth = flags.options.queue_depth;
+  std::uint64_t threads = 0, depth = flags.loader.queue_depth;
   if (!uint_flag("--threads", threads, false) || threads > 1024) {
     return UsageError(kLoadSpec, "--threads needs a positive integer (at most 1024)");
   }
   if (!uint_flag("--queue-depth", depth, false) || depth > 4096) {
     return UsageError(kLoadSpec, "--queue-depth needs a positive integer (at most 4096)");
   }
-  if (!uint_flag("--chunk-size", flags.options.chunk_size, true) ||
-      flags.options.chunk_size < kMinChunkSize) {
+  if (!uint_flag("--chunk-size", flags.loader.chunk_size, true) ||
+      flags.loader.chunk_size < kMinChunkSize) {
     return UsageError(kLoadSpec, "--chunk-size needs a byte count of at least 4KiB");
   }
   if (!uint_flag("--repeat", flags.repeat, false)) {
@@ -144,36 +145,36 @@ int ReadFlags(const Args& args, LoadFlags& flags) {
   }
   std::string backend = args.Get("--backend").value_or("auto");
   if (backend == "io_uring") {
-    flags.options.backend = Backend::kIoUring;
+    flags.loader.backend = Backend::kIoUring;
   } else if (backend == "pread") {
-    flags.options.backend = Backend::kPread;
+    flags.loader.backend = Backend::kPread;
   } else if (backend != "auto") {
     return UsageError(kLoadSpec, "--backend must be auto, io_uring or pread");
   }
-  if (!uint_flag("--staging", flags.options.staging_bytes, true)) {
+  if (!uint_flag("--staging", flags.loader.staging_bytes, true)) {
     return UsageError(kLoadSpec, "--staging needs a positive byte count");
   }
   if (auto device = args.Get("--device")) {
     auto parsed = ParseDevice(*device);
     if (!parsed) return UsageError(kLoadSpec, "--device: " + parsed.error().detail);
-    flags.options.device = *parsed;
+    flags.loader.device = *parsed;
   }
-  if (flags.options.device.is_cuda() && args.Has("--save")) {
+  if (flags.loader.device.is_cuda() && args.Has("--save")) {
     return UsageError(kLoadSpec, "--save writes host memory: it needs --device cpu");
   }
-  flags.options.gds = args.Has("--gds");
-  flags.options.threads = static_cast<unsigned>(threads);
-  flags.options.queue_depth = static_cast<unsigned>(depth);
+  flags.loader.gds = args.Has("--gds");
+  flags.loader.threads = static_cast<unsigned>(threads);
+  flags.loader.queue_depth = static_cast<unsigned>(depth);
   auto mode = ReadModeFlags(args);
   if (!mode) return UsageError(kLoadSpec, "--direct and --buffered exclude each other");
-  flags.options.mode = *mode;
-  if (int rc = ReadReadFlags(kLoadSpec, args, flags.options); rc != kExitOk) return rc;
-  flags.options.verify = args.Get("--verify").value_or("");
+  flags.request.mode = *mode;
+  if (int rc = ReadReadFlags(kLoadSpec, args, flags.request); rc != kExitOk) return rc;
+  flags.request.verify = args.Get("--verify").value_or("");
   if (auto dtype = args.Get("--dtype")) {
     if (*dtype != "F32" && *dtype != "F16" && *dtype != "BF16") {
       return UsageError(kLoadSpec, "--dtype must be F32, F16 or BF16");
     }
-    flags.options.dtype = ParseDType(*dtype);
+    flags.request.dtype = ParseDType(*dtype);
   }
   flags.selection.globs = args.GetAll("--select");
   flags.json = args.Has("--json");
@@ -262,14 +263,16 @@ void PrintReport(const LoadFlags& flags, const LoadStats& first, double first_se
 int LoadAndReport(const Args& args, LoadFlags& flags) {
   ProgressBar bar;
   if (::isatty(STDERR_FILENO)) {
-    flags.options.progress = [&bar](std::uint64_t done, std::uint64_t total) { bar.Update(done, total); };
+    flags.request.progress = [&bar](std::uint64_t done, std::uint64_t total) { bar.Update(done, total); };
   }
   bar.Start();
   Clock::time_point start = Clock::now();
-  Result<Loader> loader = Loader::Open(args.Positional(0), flags.options);
+  Result<Loader> loader = Loader::Open(args.Positional(0), flags.loader);
   if (!loader) return ReportError(loader.error(), flags.json);
-  Result<LoadedCheckpoint> loaded = flags.tp.enabled ? loader->Load(flags.selection, flags.tp.tp)
-                                                     : loader->Load(flags.selection);
+  LoadRequest& request = flags.request;
+  request.selection = flags.selection;
+  if (flags.tp.enabled) request.tp = flags.tp.tp;
+  Result<LoadedCheckpoint> loaded = loader->Load(request);
   double first_seconds = Seconds(start);
   bar.Finish();
   if (!loaded) return ReportError(loaded.error(), flags.json);
@@ -277,7 +280,7 @@ int LoadAndReport(const Args& args, LoadFlags& flags) {
   std::vector<double> rates;
   for (std::uint64_t i = 1; i < flags.repeat; ++i) {
     bar.Start();
-    Status s = loader->Reload(*loaded);
+    Status s = loader->Reload(*loaded, request);
     bar.Finish();
     if (!s) return ReportError(s.error(), flags.json);
     const LoadStats& st = loaded->stats();
@@ -305,7 +308,7 @@ int ReadMpiFlags(Args& args, LoadFlags& flags, bool& alone) {
   }
   alone = args.Has("--no-cooperate");
   args.values_["--no-cooperate"] = {""};  // ReadCoopFlags then stops before the environment
-  return ReadCoopFlags(kLoadSpec, args, flags.options);
+  return ReadCoopFlags(kLoadSpec, args, flags.loader.staging_bytes, flags.request.cooperate);
 }
 
 // `load --mpi`: MPI_COMM_WORLD gives --rank and --world, the node's ranks
@@ -326,10 +329,10 @@ int RunUnderMpi(Args& args, LoadFlags& flags) {
                                job->node->rank(), job->node->size());
   int rc = ReadTpFlags(kLoadSpec, args, true, flags.tp);
   if (rc == kExitOk) {
-    if (!alone) flags.options.cooperate.group = std::move(job->node);
+    if (!alone) flags.request.cooperate.group = std::move(job->node);
     rc = LoadAndReport(args, flags);
   }
-  flags.options.cooperate.group.reset();  // every copy of the communicator gone
+  flags.request.cooperate.group.reset();  // every copy of the communicator gone
   job->node.reset();
   std::fflush(stdout);
   std::fflush(stderr);
@@ -347,7 +350,11 @@ int RunLoad(int argc, char** argv) {
   if (int rc = ReadFlags(*args, flags); rc != kExitOk) return rc;
   if (args->Has("--mpi")) return RunUnderMpi(*args, flags);
   if (int rc = ReadTpFlags(kLoadSpec, *args, true, flags.tp); rc != kExitOk) return rc;
-  if (int rc = ReadCoopFlags(kLoadSpec, *args, flags.options); rc != kExitOk) return rc;
+  if (int rc = ReadCoopFlags(kLoadSpec, *args, flags.loader.staging_bytes,
+                             flags.request.cooperate);
+      rc != kExitOk) {
+    return rc;
+  }
   return LoadAndReport(*args, flags);
 }
 

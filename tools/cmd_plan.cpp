@@ -104,10 +104,10 @@ void PrintRank(const RankPlan& p, bool list_tensors) {
 }
 
 // Rank --rank, or every rank from one resolution of the plan.
-Result<std::vector<RankPlan>> PlanRequested(Loader& loader, const Selection& selection,
+Result<std::vector<RankPlan>> PlanRequested(Loader& loader, const LoadRequest& request,
                                             const TpFlags& tp) {
-  if (!tp.rank_given) return loader.PlanRanks(selection, tp.tp.plan, tp.tp.world);
-  auto one = loader.Plan(selection, tp.tp);
+  if (!tp.rank_given) return loader.PlanRanks(request);
+  auto one = loader.Plan(request);
   if (!one) return std::move(one).error();
   return std::vector<RankPlan>{std::move(*one)};
 }
@@ -122,11 +122,12 @@ int RunPlan(int argc, char** argv) {
   if (int rc = ReadTpFlags(kPlanSpec, *args, false, tp); rc != kExitOk) return rc;
   if (!tp.enabled) return UsageError(kPlanSpec, "plan needs --plan P and --world W");
   const bool json = args->Has("--json");
-  LoadOptions options;
+  LoaderOptions options;
+  LoadRequest request;
   auto mode = ReadModeFlags(*args);
   if (!mode) return UsageError(kPlanSpec, "--direct and --buffered exclude each other");
-  options.mode = *mode;
-  if (int rc = ReadReadFlags(kPlanSpec, *args, options); rc != kExitOk) return rc;
+  request.mode = *mode;
+  if (int rc = ReadReadFlags(kPlanSpec, *args, request); rc != kExitOk) return rc;
   if (auto text = args->Get("--chunk-size")) {
     auto v = ParseBytes(*text);
     if (!v || *v < kMinChunkSize) {
@@ -134,11 +135,11 @@ int RunPlan(int argc, char** argv) {
     }
     options.chunk_size = *v;
   }
-  Selection selection;
-  selection.globs = args->GetAll("--select");
+  request.selection.globs = args->GetAll("--select");
+  request.tp = tp.tp;
   auto loader = Loader::Open(args->Positional(0), options);
   if (!loader) return ReportError(loader.error(), json);
-  Result<std::vector<RankPlan>> plans = PlanRequested(*loader, selection, tp);
+  Result<std::vector<RankPlan>> plans = PlanRequested(*loader, request, tp);
   if (!plans) return ReportError(plans.error(), json);
   std::string ranks;
   for (const RankPlan& plan : *plans) {
@@ -151,8 +152,8 @@ int RunPlan(int argc, char** argv) {
   if (json) {
     fmt::print("{{\"world\":{},\"plan\":{},\"direct\":{},\"mode\":{},\"ranks\":[{}]}}\n",
                tp.tp.world, JsonString(tp.tp.plan.Describe()),
-               options.mode == IoMode::kDirect ? "true" : "false",
-               JsonString(IoModeName(options.mode)), ranks);
+               request.mode == IoMode::kDirect ? "true" : "false",
+               JsonString(IoModeName(request.mode)), ranks);
   }
   return kExitOk;
 }

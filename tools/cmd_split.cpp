@@ -38,8 +38,8 @@ namespace {
 
 struct SplitFlags {
   TpFlags tp;
-  LoadOptions options;
-  Selection selection;
+  LoaderOptions loader;
+  LoadRequest request;  // its rank: each in turn
   std::string out;
   std::uint64_t max_shard_size = 5'000'000'000ULL;
   bool json = false;
@@ -55,7 +55,7 @@ int ReadSplitFlags(const Args& args, SplitFlags& flags) {
   if (auto text = args.Get("--threads")) {
     auto v = ParseUint(*text);
     if (!v || *v == 0 || *v > 1024) return UsageError(kSplitSpec, "--threads needs 1..1024");
-    flags.options.threads = static_cast<unsigned>(*v);
+    flags.loader.threads = static_cast<unsigned>(*v);
   }
   if (auto text = args.Get("--max-shard-size")) {
     auto v = ParseBytes(*text);
@@ -64,8 +64,9 @@ int ReadSplitFlags(const Args& args, SplitFlags& flags) {
   }
   auto mode = ReadModeFlags(args);
   if (!mode) return UsageError(kSplitSpec, "--direct and --buffered exclude each other");
-  flags.options.mode = *mode;
-  flags.selection.globs = args.GetAll("--select");
+  flags.request.mode = *mode;
+  flags.request.selection.globs = args.GetAll("--select");
+  flags.request.tp = flags.tp.tp;
   flags.json = args.Has("--json");
   return kExitOk;
 }
@@ -91,9 +92,10 @@ Metadata RankMetadata(const Checkpoint& checkpoint, unsigned rank, unsigned worl
 // summary of the rank.
 Result<std::string> SplitRank(Loader& loader, const SplitFlags& flags, unsigned rank) {
   auto start = std::chrono::steady_clock::now();
-  TensorParallel tp = flags.tp.tp;
-  tp.rank = rank;
-  auto loaded = loader.Load(flags.selection, tp);
+  LoadRequest request = flags.request;
+  request.tp.rank = rank;
+  const TensorParallel& tp = request.tp;
+  auto loaded = loader.Load(request);
   if (!loaded) return std::move(loaded).error();
   std::vector<TensorData> tensors;
   for (const LoadedTensor& t : loaded->tensors()) {
@@ -123,10 +125,10 @@ int RunSplit(int argc, char** argv) {
   if (!args) return exit_code;
   SplitFlags flags;
   if (int rc = ReadSplitFlags(*args, flags); rc != kExitOk) return rc;
-  auto loader = Loader::Open(args->Positional(0), flags.options);
+  auto loader = Loader::Open(args->Positional(0), flags.loader);
   if (!loader) return ReportError(loader.error(), flags.json);
   // Check the plan for every tensor before writing anything.
-  if (auto plan = loader->Plan(flags.selection, flags.tp.tp); !plan) {
+  if (auto plan = loader->Plan(flags.request); !plan) {
     return ReportError(plan.error(), flags.json);
   }
   std::string ranks;

@@ -28,15 +28,19 @@ FlagSpec PeerTimeoutFlag() {
   return {"--peer-timeout", "SECONDS", "how long a cooperating rank waits for the others (default 60)"};
 }
 
-int ReadCoopFlags(const CommandSpec& spec, const Args& args, LoadOptions& options) {
+int ReadCoopFlags(const CommandSpec& spec, const Args& args, std::uint64_t staging_bytes,
+                  Cooperation& cooperate) {
   if (auto t = args.Get("--peer-timeout")) {
     auto v = ParseUint(*t);
     if (!v || *v == 0 || *v > 86400) {
       return UsageError(spec, "--peer-timeout needs a positive number of seconds");
     }
-    options.cooperate.peer_timeout = std::chrono::seconds(*v);
+    cooperate.peer_timeout = std::chrono::seconds(*v);
   }
-  if (args.Has("--staging")) options.cooperate.staging_bytes = options.staging_bytes;
+  if (args.Has("--staging")) cooperate.staging_bytes = staging_bytes;
+  if (auto pause = Env("SHARDLOAD_COOP_TEST_PAUSE")) {
+    cooperate.test_pause = CoopTestPause::Parse(*pause);
+  }
   if (args.Has("--no-cooperate")) return kExitOk;
   auto local_rank = Env("LOCAL_RANK"), local_size = Env("LOCAL_WORLD_SIZE");
   auto job = args.Get("--job");
@@ -54,9 +58,9 @@ int ReadCoopFlags(const CommandSpec& spec, const Args& args, LoadOptions& option
   }
   if (*size == 1) return kExitOk;  // alone on this node
   auto group = ConnectLocal(*job, static_cast<unsigned>(*rank), static_cast<unsigned>(*size),
-                            options.cooperate.peer_timeout);
+                            cooperate.peer_timeout);
   if (!group) return ReportError(group.error(), args.Has("--json"));
-  options.cooperate.group = std::move(*group);
+  cooperate.group = std::move(*group);
   return kExitOk;
 }
 

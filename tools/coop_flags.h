@@ -19,11 +19,14 @@ FlagSpec JobFlag();
 FlagSpec NoCooperateFlag();
 FlagSpec PeerTimeoutFlag();
 
-// Sets OPTIONS.cooperate.group (ConnectLocal, which waits for the node's
-// other ranks) when the environment asks for cooperation; --staging (if
-// given) is the node's staging. Returns kExitOk, a usage error, or the exit
-// code of a failed rendezvous (reported, as JSON with --json).
-int ReadCoopFlags(const CommandSpec& spec, const Args& args, LoadOptions& options);
+// Sets COOPERATE.group (ConnectLocal, which waits for the node's other
+// ranks) when the environment asks for cooperation; with --staging,
+// STAGING_BYTES (its value) is the node's staging; the test seam
+// $SHARDLOAD_COOP_TEST_PAUSE (docs/testing.md) sets COOPERATE.test_pause.
+// Returns kExitOk, a usage error, or the exit code of a failed rendezvous
+// (reported, as JSON with --json).
+int ReadCoopFlags(const CommandSpec& spec, const Args& args, std::uint64_t staging_bytes,
+                  Cooperation& cooperate);
 
 // "cooperation: ..." lines for the text report ("" when alone).
 std::string CooperationText(const LoadStats& stats);

@@ -18,21 +18,21 @@ FlagSpec ReadStrategyFlag() {
           "how slices' rows are read: auto (default, cost model), exact, staged, mixed or mapped"};
 }
 
-int ReadReadFlags(const CommandSpec& spec, const Args& args, LoadOptions& options) {
+int ReadReadFlags(const CommandSpec& spec, const Args& args, LoadRequest& request) {
   if (auto text = args.Get("--max-over-read")) {
     char* end = nullptr;
     double r = std::strtod(text->c_str(), &end);
     if (text->empty() || end != text->c_str() + text->size() || !std::isfinite(r) || r < 1.0) {
       return UsageError(spec, "--max-over-read needs a number >= 1");
     }
-    options.max_over_read = r;
+    request.max_over_read = r;
   }
   if (auto text = args.Get("--read-strategy")) {
-    if (*text == "auto") options.read_strategy = ReadStrategy::kAuto;
-    else if (*text == "exact") options.read_strategy = ReadStrategy::kExact;
-    else if (*text == "staged") options.read_strategy = ReadStrategy::kStaged;
-    else if (*text == "mixed") options.read_strategy = ReadStrategy::kMixed;
-    else if (*text == "mapped") options.read_strategy = ReadStrategy::kMapped;
+    if (*text == "auto") request.read_strategy = ReadStrategy::kAuto;
+    else if (*text == "exact") request.read_strategy = ReadStrategy::kExact;
+    else if (*text == "staged") request.read_strategy = ReadStrategy::kStaged;
+    else if (*text == "mixed") request.read_strategy = ReadStrategy::kMixed;
+    else if (*text == "mapped") request.read_strategy = ReadStrategy::kMapped;
     else return UsageError(spec, "--read-strategy must be auto, exact, staged, mixed or mapped");
   }
   return kExitOk;

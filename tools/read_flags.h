@@ -1,19 +1,19 @@
 // The read-strategy flags shared by `load` and `plan`: --max-over-read R and
-// --read-strategy exact|staged|mixed|auto (LoadOptions::max_over_read,
-// LoadOptions::read_strategy).
+// --read-strategy exact|staged|mixed|auto (LoadRequest::max_over_read,
+// LoadRequest::read_strategy).
 // Thread-compatible.
 #pragma once
 
 #include "cli.h"
-#include "shardload/loader.h"
+#include "shardload/options.h"
 
 namespace shardload::cli {
 
 FlagSpec MaxOverReadFlag();
 FlagSpec ReadStrategyFlag();
 
-// Fills OPTIONS from ARGS. Returns kExitOk, or kExitUsage after printing the
+// Fills REQUEST from ARGS. Returns kExitOk, or kExitUsage after printing the
 // problem.
-int ReadReadFlags(const CommandSpec& spec, const Args& args, LoadOptions& options);
+int ReadReadFlags(const CommandSpec& spec, const Args& args, LoadRequest& request);
 
 }  // namespace shardload::cli

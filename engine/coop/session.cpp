@@ -8,11 +8,10 @@
 // member has written or copied out is dropped from its page tables
 // (MADV_DONTNEED; the memfd keeps the bytes), so its RSS grows by at most
 // its slot of a wave plus 64 MiB.
-// Replicas (protocol.h): a range every member needs whole is filled once
-// into the node's memfd by its filler (copied out of staging, or read), and
-// once everyone has filled theirs each member maps it over its destination
-// copy-on-write (MAP_PRIVATE | MAP_FIXED of the memfd's whole pages; the
-// partial first and last pages are copied).
+// Replicas (protocol.h, replicas.h): a range every member needs whole is
+// filled once into the node's memfd by its filler (copied out of staging, or
+// read), and once everyone has filled theirs each member maps it over its
+// destination copy-on-write.
 // Thread-compatible: see session.h.
 #include "coop/session.h"
 
@@ -22,12 +21,13 @@
 
 #include <algorithm>
 #include <array>
-#include <cstdlib>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <thread>
 #include <tuple>
 
+#include "coop/replicas.h"
 #include "util/errno_error.h"
 
 namespace shardload::coop {
@@ -314,121 +314,19 @@ void Session::Finish() {
 }
 
 void Session::PauseForTest(std::uint32_t wave) const {
-  // Test-only (docs/testing.md): SHARDLOAD_COOP_TEST_PAUSE=RANK:WAVE[:SECONDS]
-  // makes rank RANK stop before reading wave WAVE for SECONDS (default:
-  // until killed), after saying so on stderr.
-  const char* hook = std::getenv("SHARDLOAD_COOP_TEST_PAUSE");
-  if (hook == nullptr) return;
-  unsigned r = 0, w = 0, seconds = 0;
-  const int n = std::sscanf(hook, "%u:%u:%u", &r, &w, &seconds);
-  if (n < 2 || r != rank_ || w != wave) return;
-  std::fprintf(stderr, "shardload: test hook: rank %u paused before wave %u\n", r, w);
+  // The test seam Cooperation::test_pause (docs/testing.md).
+  const CoopTestPause& pause = options_.test_pause;
+  if (!pause.enabled || pause.rank != rank_ || pause.wave != wave) return;
+  std::fprintf(stderr, "shardload: test hook: rank %u paused before wave %u\n", pause.rank,
+               pause.wave);
   std::fflush(stderr);
-  const auto until = Clock::now() + std::chrono::seconds(seconds);
-  while (n < 3 || Clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  const auto until = Clock::now() + std::chrono::seconds(pause.seconds);
+  while (pause.forever || Clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
 }
 
-namespace {
-
-// A member's segments split by the plan's replicas: what it reads or copies
-// itself (OWN: its other segments; FILLS: the replicas it fills, aimed at
-// the memfd mapping SHARED) and the replica segments it maps at the end.
-struct ReplicaSplit {
-  std::vector<Segment> own;
-  std::vector<Segment> fills;
-  std::vector<Window> fill_windows;
-  std::vector<std::pair<Segment, Replica>> mapped;
-};
-
-ReplicaSplit SplitReplicas(std::span<const Segment> segments, const PlanMessage& plan,
-                           std::byte* shared, unsigned member, std::uint64_t unit) {
-  std::map<std::tuple<std::uint32_t, std::uint64_t, std::uint64_t>, const Replica*> by_range;
-  for (const Replica& r : plan.replicas) by_range[{r.file, r.offset, r.length}] = &r;
-  ReplicaSplit out;
-  for (const Segment& s : segments) {
-    auto it = s.count == 1 ? by_range.find({s.file, s.offset, s.length}) : by_range.end();
-    if (it == by_range.end()) {
-      out.own.push_back(s);
-      continue;
-    }
-    const Replica& r = *it->second;
-    out.mapped.emplace_back(s, r);
-    if (r.filler != member) continue;
-    Segment fill = s;
-    fill.dst = shared + r.at;
-    out.fills.push_back(fill);
-    const std::uint64_t lo = r.at - r.offset % unit;
-    const std::uint64_t hi = (r.at + r.length + unit - 1) / unit * unit;
-    out.fill_windows.push_back({shared + lo, shared + hi});
-  }
-  return out;
-}
-
-// LENGTH bytes at AT of the node's memfd (mapped at SHARED) that belong at
-// DST: replicas adjacent both there and in the memfd make one range.
-struct SharedRange {
-  std::byte* dst = nullptr;
-  std::uint64_t at = 0;
-  std::uint64_t length = 0;
-};
-
-std::vector<SharedRange> SharedRanges(std::span<const std::pair<Segment, Replica>> mapped) {
-  std::vector<SharedRange> ranges;
-  for (const auto& [seg, r] : mapped) ranges.push_back({seg.dst, r.at, r.length});
-  std::sort(ranges.begin(), ranges.end(),
-            [](const SharedRange& a, const SharedRange& b) { return a.dst < b.dst; });
-  std::vector<SharedRange> merged;
-  for (const SharedRange& r : ranges) {
-    SharedRange* last = merged.empty() ? nullptr : &merged.back();
-    if (last != nullptr && last->dst + last->length == r.dst && last->at + last->length == r.at) {
-      last->length += r.length;
-    } else {
-      merged.push_back(r);
-    }
-  }
-  return merged;
-}
-
-// At most this many ranges are mapped per load (each is a mapping, and the
-// kernel caps a process's at vm.max_map_count, 65530 by default); the rest
-// are copied.
-constexpr std::size_t kMaxSharedMappings = 4096;
-
-// Puts range R's bytes at R.dst: its whole pages mapped copy-on-write from
-// MEMFD, the rest copied from SHARED. Copied whole where R.dst and R.at do
-// not share their offset in a page, or when MAP is false. Returns the bytes
-// mapped.
-Result<std::uint64_t> MapShared(const SharedRange& r, int memfd, const std::byte* shared,
-                                bool map) {
-  constexpr std::uint64_t kPage = 4096;
-  const auto addr = reinterpret_cast<std::uintptr_t>(r.dst);
-  const std::uint64_t lo = (addr + kPage - 1) / kPage * kPage;
-  const std::uint64_t hi = (addr + r.length) / kPage * kPage;
-  if (!map || hi <= lo || (addr - r.at) % kPage != 0) {
-    std::memcpy(r.dst, shared + r.at, r.length);
-    return std::uint64_t{0};
-  }
-  std::memcpy(r.dst, shared + r.at, lo - addr);
-  void* at = ::mmap(reinterpret_cast<void*>(lo), hi - lo, PROT_READ | PROT_WRITE,
-                    MAP_PRIVATE | MAP_FIXED, memfd, static_cast<off_t>(r.at + (lo - addr)));
-  if (at == MAP_FAILED) {
-    const int err = errno;
-    // MAP_FIXED may have unmapped the range: put fresh memory back, copy.
-    at = ::mmap(reinterpret_cast<void*>(lo), hi - lo, PROT_READ | PROT_WRITE,
-                MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
-    if (at == MAP_FAILED) return ErrnoError("memfd shardload-staging", "map a shared tensor", err);
-    std::memcpy(reinterpret_cast<void*>(lo), shared + r.at + (lo - addr), hi - lo);
-    std::memcpy(reinterpret_cast<void*>(hi), shared + r.at + (hi - addr), addr + r.length - hi);
-    return std::uint64_t{0};
-  }
-  (void)::madvise(at, hi - lo, MADV_POPULATE_READ);  // in place now, not at first use
-  std::memcpy(reinterpret_cast<void*>(hi), shared + r.at + (hi - addr), addr + r.length - hi);
-  return hi - lo;
-}
-
-}  // namespace
-
-Result<LoadStats> Session::Run(const ReadRequest& request, const Executor& exec) {
+Result<PlanMessage> Session::ExchangeNeeds(const ReadRequest& request, FileDescriptor& memfd) {
   NeedsMessage needs;
   needs.alignment = std::max<std::uint64_t>(request.alignment, 1);
   needs.buffered = request.mode == IoMode::kBuffered;
@@ -457,62 +355,86 @@ Result<LoadStats> Session::Run(const ReadRequest& request, const Executor& exec)
   if (msg->type != kPlan || !Decode(msg->body, plan)) {
     return MakeError(ErrorCode::kInternal, "", "", "unexpected message from the leader's hub");
   }
-  stats_.how = plan.why;
-  stats_.node_bytes = plan.schedule.bytes;
-  FileDescriptor memfd = std::move(msg->fd);
+  memfd = std::move(msg->fd);
+  return plan;
+}
+
+Result<LoadStats> Session::Run(const ReadRequest& request, const Executor& exec) {
+  FileDescriptor memfd;
+  auto plan = ExchangeNeeds(request, memfd);
+  if (!plan) return std::move(plan).error();
+  stats_.how = plan->why;
+  stats_.node_bytes = plan->schedule.bytes;
   std::unique_ptr<Mapping> shared;
-  if (plan.memfd_size > 0) {
+  if (plan->memfd_size > 0) {
     if (!memfd.valid()) return MakeError(ErrorCode::kInternal, "", "", "no staging memfd received");
-    void* base = ::mmap(nullptr, plan.memfd_size, PROT_READ | PROT_WRITE, MAP_SHARED, memfd.get(), 0);
+    void* base =
+        ::mmap(nullptr, plan->memfd_size, PROT_READ | PROT_WRITE, MAP_SHARED, memfd.get(), 0);
     if (base == MAP_FAILED) return ErrnoError("memfd shardload-staging", "mmap", errno);
-    shared = std::make_unique<Mapping>(base, plan.memfd_size);
+    shared = std::make_unique<Mapping>(base, plan->memfd_size);
   }
   const std::uint64_t unit = std::max<std::uint64_t>(4096, request.alignment);
-  ReplicaSplit split = SplitReplicas(request.segments, plan, shared ? shared->data() : nullptr,
+  ReplicaSplit split = SplitReplicas(request.segments, *plan, shared ? shared->data() : nullptr,
                                      local_rank_, unit);
   Result<LoadStats> out = LoadStats{};
-  if (plan.each_reads_own) {
-    out = exec.read_own(split.own);
-    if (out) stats_.bytes_direct = out->bytes;
-    if (out && !split.fills.empty()) {
-      auto filled = exec.read(split.fills, split.fill_windows);
-      if (!filled) return filled;
-      for (const Window& w : split.fill_windows) {
-        DropInterior(w.begin, static_cast<std::uint64_t>(w.end - w.begin));
-      }
-      out->bytes_read += filled->bytes_read;
-      out->bytes_direct += filled->bytes_direct;
-      out->bytes_buffered += filled->bytes_buffered;
-      out->read_ops += filled->read_ops;
-    }
+  if (plan->each_reads_own) {
+    out = ReadOwn(split.own, split.fills, split.fill_windows, exec);
   } else {
     std::vector<Segment> mine = split.own;
     mine.insert(mine.end(), split.fills.begin(), split.fills.end());
-    out = RunStaged(request, mine, split.own.size(), exec, plan, shared->data());
+    out = RunStaged(request, mine, split.own.size(), exec, *plan, shared->data());
     if (out) {
       for (const Segment& f : split.fills) out->bytes -= f.length;  // not this member's
     }
   }
   if (!out) return out;
-  if (!plan.replicas.empty()) {
-    if (Status s = WaitForReplicas(plan); !s) return std::move(s).error();
-    // The staging is done with everywhere; the replicas outlive it.
-    if (plan.staging_size > 0) {
-      (void)::fallocate(memfd.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
-                        static_cast<off_t>(plan.staging_size));
-    }
-    const std::vector<SharedRange> ranges = SharedRanges(split.mapped);
-    for (std::size_t i = 0; i < ranges.size(); ++i) {
-      auto mapped = MapShared(ranges[i], memfd.get(), shared->data(), i < kMaxSharedMappings);
-      if (!mapped) return std::move(mapped).error();
-      stats_.bytes_shared += *mapped;
-      out->bytes += ranges[i].length;
-    }
+  if (!plan->replicas.empty()) {
+    if (Status s = WaitForReplicas(*plan); !s) return std::move(s).error();
+    auto mapped = MapReplicas(*plan, split.mapped, memfd.get(), shared->data());
+    if (!mapped) return std::move(mapped).error();
+    out->bytes += *mapped;
   }
   if (Status s = SendToHub(kDone, {}); !s) return std::move(s).error();
   done_ = true;
   out->cooperation = stats_;
   return out;
+}
+
+Result<LoadStats> Session::ReadOwn(std::span<const Segment> own, std::span<const Segment> fills,
+                                   std::span<const Window> fill_windows, const Executor& exec) {
+  Result<LoadStats> out = exec.read_own(own);
+  if (out) stats_.bytes_direct = out->bytes;
+  if (out && !fills.empty()) {
+    auto filled = exec.read(fills, fill_windows);
+    if (!filled) return filled;
+    for (const Window& w : fill_windows) {
+      DropInterior(w.begin, static_cast<std::uint64_t>(w.end - w.begin));
+    }
+    out->bytes_read += filled->bytes_read;
+    out->bytes_direct += filled->bytes_direct;
+    out->bytes_buffered += filled->bytes_buffered;
+    out->read_ops += filled->read_ops;
+  }
+  return out;
+}
+
+Result<std::uint64_t> Session::MapReplicas(const PlanMessage& plan,
+                                           std::span<const std::pair<Segment, Replica>> mapped,
+                                           int memfd, const std::byte* shared) {
+  // The staging is done with everywhere; the replicas outlive it.
+  if (plan.staging_size > 0) {
+    (void)::fallocate(memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
+                      static_cast<off_t>(plan.staging_size));
+  }
+  const std::vector<SharedRange> ranges = SharedRanges(mapped);
+  std::uint64_t bytes = 0;
+  for (std::size_t i = 0; i < ranges.size(); ++i) {
+    auto done = MapShared(ranges[i], memfd, shared, i < kMaxSharedMappings);
+    if (!done) return std::move(done).error();
+    stats_.bytes_shared += *done;
+    bytes += ranges[i].length;
+  }
+  return bytes;
 }
 
 Status Session::WaitForReplicas(const PlanMessage& plan) {
@@ -523,6 +445,35 @@ Status Session::WaitForReplicas(const PlanMessage& plan) {
   return plan.schedule.waves == 0 ? Status() : WaitFor(kAllCopied, plan.schedule.waves - 1);
 }
 
+// One staged run (RunStaged): the schedule, this member's segments, the
+// staging and where copies go, and what the reads added up to.
+struct Session::Staged {
+  const Schedule& schedule;
+  std::span<const Segment> segments;
+  std::size_t first_fill;
+  const Executor& exec;
+  const Mapping& staging;
+  CopySink& sink;
+  std::uint64_t alignment;
+  std::vector<std::vector<CopyTask>> tasks;
+  LoadStats total;          // the reader thread's
+  bool first_read = true;   // the reader thread's
+};
+
+namespace {
+
+// The part of the staging in use, which the sink sees (and a device pins).
+std::uint64_t StagingInUse(const Schedule& schedule, std::uint64_t alignment,
+                           std::uint64_t staging_size) {
+  std::uint64_t used = 0;
+  for (const Piece& p : schedule.pieces) {
+    used = std::max(used, p.staging + (p.length + alignment - 1) / alignment * alignment);
+  }
+  return std::min<std::uint64_t>((used + 4095) / 4096 * 4096, staging_size);
+}
+
+}  // namespace
+
 Result<LoadStats> Session::RunStaged(const ReadRequest& request, std::span<const Segment> segments,
                                      std::size_t first_fill, const Executor& exec,
                                      const PlanMessage& plan, std::byte* shared) {
@@ -530,129 +481,149 @@ Result<LoadStats> Session::RunStaged(const ReadRequest& request, std::span<const
   const Mapping staging(shared, plan.staging_size, /*owned=*/false);
   if (exec.sink == nullptr) return MakeError(ErrorCode::kInternal, "", "", "no copy sink");
   CopySink& sink = *exec.sink;
-  // The sink sees (and a device pins) only the part of the staging in use.
   const std::uint64_t a = std::max<std::uint64_t>(request.alignment, 1);
-  std::uint64_t used = 0;
-  for (const Piece& p : schedule.pieces) {
-    used = std::max(used, p.staging + (p.length + a - 1) / a * a);
-  }
-  used = std::min<std::uint64_t>((used + 4095) / 4096 * 4096, plan.staging_size);
+  const std::uint64_t used = StagingInUse(schedule, a, plan.staging_size);
   if (Status s = sink.Attach(staging.data(), used); !s) return std::move(s).error();
   // Detaches (waits for, unpins) before the caller unmaps the staging.
   struct Detach {
     CopySink& sink;
     ~Detach() { sink.Detach(); }
   } detach{sink};
-  const std::vector<std::vector<CopyTask>> tasks = CopyTasks(segments, schedule);
-  LoadStats total;
-  bool first_read = true;
+  Staged run{schedule, segments, first_fill, exec, staging, sink, a,
+             CopyTasks(segments, schedule), {}, true};
   stats_.waves = schedule.waves;
-
-  // Runs on the reader thread: touches only `total`, its own slots and
-  // stats_.read_for_node (the copy touches stats_.bytes_staged).
-  auto read_wave = [&](std::uint32_t k) -> Status {
-    std::vector<Segment> segs;
-    std::vector<Window> windows;
-    auto [lo, hi] = schedule.WaveRange(k);
-    for (std::size_t i = lo; i < hi; ++i) {
-      const Piece& p = schedule.pieces[i];
-      if (p.slot != local_rank_) continue;
-      Segment s;
-      s.file = p.file;
-      s.offset = p.offset;
-      s.length = p.length;
-      s.dst = staging.data() + p.staging;
-      segs.push_back(s);
-      windows.push_back({s.dst, s.dst + ((p.length + a - 1) / a) * a});
-    }
-    if (!segs.empty()) {
-      auto r = exec.read(segs, windows);
-      if (!r) return std::move(r).error();
-      if (first_read) {
-        total = *r;
-        total.bytes = 0;
-        first_read = false;
-      } else {
-        total.bytes_read += r->bytes_read;
-        total.bytes_direct += r->bytes_direct;
-        total.bytes_buffered += r->bytes_buffered;
-        total.read_ops += r->read_ops;
-        total.short_reads += r->short_reads;
-        total.retries += r->retries;
-      }
-      for (const Segment& s : segs) {
-        stats_.read_for_node += s.length;
-        if (sink.drops_pages()) {
-          staging.Drop(static_cast<std::uint64_t>(s.dst - staging.data()), s.length);
-        }
-      }
-    }
-    return Status();
-  };
-
-  auto copy_wave = [&](std::uint32_t k) -> Status {
-    const std::vector<CopyTask>& list = tasks[k];
-    const std::uint64_t before = stats_.bytes_staged;
-    for (std::size_t t = 0; t < list.size();) {
-      const std::size_t piece_index = list[t].piece;
-      std::size_t end = t;
-      while (end < list.size() && list[end].piece == piece_index) ++end;
-      const Piece& p = schedule.pieces[piece_index];
-      const std::byte* src = staging.data() + p.staging;
-      for (std::uint64_t lo = p.offset; lo < p.offset + p.length; lo += kCopyWindow) {
-        const std::uint64_t hi = std::min(p.offset + p.length, lo + kCopyWindow);
-        for (std::size_t i = t; i < end; ++i) {
-          Status s = ForEachBatch(segments[list[i].segment], lo, hi,
-                                  src + (lo - p.offset), [&](const CopyRuns& runs) {
-                                    stats_.bytes_staged += runs.rows * runs.length;
-                                    Status copied = sink.Copy(runs);
-                                    // Filled for the node, not for this member: its whole
-                                    // pages leave this member's page tables (a fill is one run).
-                                    if (copied && list[i].segment >= first_fill) {
-                                      DropInterior(runs.dst, runs.length);
-                                    }
-                                    return copied;
-                                  });
-          if (!s) return s;
-        }
-        if (sink.drops_pages()) staging.Drop(p.staging + (lo - p.offset), hi - lo);
-      }
-      t = end;
-    }
-    if (Status s = sink.Flush(); !s) return s;
-    if (exec.copied) exec.copied(stats_.bytes_staged - before);
-    return Status();
-  };
-
   // Iteration k reads wave k on a thread of its own while this thread
   // copies wave k - 1 out (once everyone has read it).
   for (std::uint32_t k = 0; k <= schedule.waves; ++k) {
-    Status read_status;
-    std::thread reader;
-    if (k < schedule.waves) {
-      if (k >= 2) {
-        if (Status s = WaitFor(kAllCopied, k - 2); !s) return std::move(s).error();
-      }
-      PauseForTest(k);
-      reader = std::thread([&, k] { read_status = read_wave(k); });
+    if (Status s = StepWave(run, k); !s) return std::move(s).error();
+  }
+  run.total.bytes = stats_.bytes_staged;
+  return run.total;
+}
+
+Status Session::StepWave(Staged& run, std::uint32_t k) {
+  const std::uint32_t waves = run.schedule.waves;
+  Status read_status;
+  std::thread reader;
+  if (k < waves) {
+    if (k >= 2) {
+      if (Status s = WaitFor(kAllCopied, k - 2); !s) return s;
     }
-    Status copy_status;
-    if (k >= 1) {
-      copy_status = WaitFor(kAllRead, k - 1);
-      if (copy_status) copy_status = copy_wave(k - 1);
-    }
-    if (reader.joinable()) reader.join();
-    if (!read_status) return std::move(read_status).error();
-    if (!copy_status) return std::move(copy_status).error();
-    if (k >= 1) {
-      if (Status s = SendToHub(kCopied, Writer().U32(k - 1).body()); !s) return std::move(s).error();
-    }
-    if (k < schedule.waves) {
-      if (Status s = SendToHub(kRead, Writer().U32(k).body()); !s) return std::move(s).error();
+    PauseForTest(k);
+    reader = std::thread([&, k] { read_status = ReadWave(run, k); });
+  }
+  Status copy_status;
+  if (k >= 1) {
+    copy_status = WaitFor(kAllRead, k - 1);
+    if (copy_status) copy_status = CopyWave(run, k - 1);
+  }
+  if (reader.joinable()) reader.join();
+  if (!read_status) return read_status;
+  if (!copy_status) return copy_status;
+  if (k >= 1) {
+    if (Status s = SendToHub(kCopied, Writer().U32(k - 1).body()); !s) return s;
+  }
+  if (k < waves) return SendToHub(kRead, Writer().U32(k).body());
+  return Status();
+}
+
+// Runs on the reader thread: touches only run.total, its own slots and
+// stats_.read_for_node (the copy touches stats_.bytes_staged).
+Status Session::ReadWave(Staged& run, std::uint32_t k) {
+  const std::uint64_t a = run.alignment;
+  std::vector<Segment> segs;
+  std::vector<Window> windows;
+  auto [lo, hi] = run.schedule.WaveRange(k);
+  for (std::size_t i = lo; i < hi; ++i) {
+    const Piece& p = run.schedule.pieces[i];
+    if (p.slot != local_rank_) continue;
+    Segment s;
+    s.file = p.file;
+    s.offset = p.offset;
+    s.length = p.length;
+    s.dst = run.staging.data() + p.staging;
+    segs.push_back(s);
+    windows.push_back({s.dst, s.dst + ((p.length + a - 1) / a) * a});
+  }
+  if (segs.empty()) return Status();
+  auto r = run.exec.read(segs, windows);
+  if (!r) return std::move(r).error();
+  if (run.first_read) {
+    run.total = *r;
+    run.total.bytes = 0;
+    run.first_read = false;
+  } else {
+    run.total.bytes_read += r->bytes_read;
+    run.total.bytes_direct += r->bytes_direct;
+    run.total.bytes_buffered += r->bytes_buffered;
+    run.total.read_ops += r->read_ops;
+    run.total.short_reads += r->short_reads;
+    run.total.retries += r->retries;
+  }
+  for (const Segment& s : segs) {
+    stats_.read_for_node += s.length;
+    if (run.sink.drops_pages()) {
+      run.staging.Drop(static_cast<std::uint64_t>(s.dst - run.staging.data()), s.length);
     }
   }
-  total.bytes = stats_.bytes_staged;
-  return total;
+  return Status();
+}
+
+Status Session::CopyWave(Staged& run, std::uint32_t k) {
+  const std::vector<CopyTask>& list = run.tasks[k];
+  const std::uint64_t before = stats_.bytes_staged;
+  for (std::size_t t = 0; t < list.size();) {
+    const std::size_t piece_index = list[t].piece;
+    std::size_t end = t;
+    while (end < list.size() && list[end].piece == piece_index) ++end;
+    if (Status s = CopyPiece(run, k, t, end); !s) return s;
+    t = end;
+  }
+  if (Status s = run.sink.Flush(); !s) return s;
+  if (run.exec.copied) run.exec.copied(stats_.bytes_staged - before);
+  return Status();
+}
+
+Status Session::CopyPiece(Staged& run, std::uint32_t k, std::size_t first, std::size_t end) {
+  const std::span<const CopyTask> tasks = std::span<const CopyTask>(run.tasks[k]).subspan(
+      first, end - first);
+  const Piece& p = run.schedule.pieces[tasks.front().piece];
+  const std::byte* src = run.staging.data() + p.staging;
+  for (std::uint64_t lo = p.offset; lo < p.offset + p.length; lo += kCopyWindow) {
+    const std::uint64_t hi = std::min(p.offset + p.length, lo + kCopyWindow);
+    for (const CopyTask& task : tasks) {
+      const bool fill = task.segment >= run.first_fill;
+      Status s = ForEachBatch(run.segments[task.segment], lo, hi, src + (lo - p.offset),
+                              [&](const CopyRuns& runs) {
+                                stats_.bytes_staged += runs.rows * runs.length;
+                                Status copied = run.sink.Copy(runs);
+                                // Filled for the node, not for this member: its whole
+                                // pages leave this member's page tables (a fill is one run).
+                                if (copied && fill) DropInterior(runs.dst, runs.length);
+                                return copied;
+                              });
+      if (!s) return s;
+    }
+    if (run.sink.drops_pages()) run.staging.Drop(p.staging + (lo - p.offset), hi - lo);
+  }
+  return Status();
 }
 
 }  // namespace shardload::coop
+
+namespace shardload {
+
+CoopTestPause CoopTestPause::Parse(const std::string& text) {
+  CoopTestPause pause;
+  unsigned rank = 0, wave = 0, seconds = 0;
+  const int n = std::sscanf(text.c_str(), "%u:%u:%u", &rank, &wave, &seconds);
+  if (n < 2) return pause;
+  pause.enabled = true;
+  pause.rank = rank;
+  pause.wave = wave;
+  pause.seconds = n >= 3 ? seconds : 0;
+  pause.forever = n < 3;
+  return pause;
+}
+
+}  // namespace shardload

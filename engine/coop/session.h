@@ -16,6 +16,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "coop/hub.h"
@@ -119,12 +120,32 @@ class Session {
   Status SendToHub(std::uint32_t type, const std::string& body);
   Error FromHub(const Error& e) const;
   Error Aborted(std::string_view body) const;  // the hub's kAbort, as this member's error
+  // Tells the hub what REQUEST needs; returns the leader's plan (and the
+  // node's memfd in MEMFD).
+  Result<PlanMessage> ExchangeNeeds(const ReadRequest& request, FileDescriptor& memfd);
+  // Each member reads its own (OWN), plus the replicas it fills (FILLS in
+  // FILL_WINDOWS of the memfd).
+  Result<LoadStats> ReadOwn(std::span<const Segment> own, std::span<const Segment> fills,
+                            std::span<const Window> fill_windows, const Executor& exec);
+  // Puts the replicas MAPPED at their destinations from the node's MEMFD
+  // (mapped at SHARED); returns the bytes they hold.
+  Result<std::uint64_t> MapReplicas(const PlanMessage& plan,
+                                    std::span<const std::pair<Segment, Replica>> mapped,
+                                    int memfd, const std::byte* shared);
   // SEGMENTS: this member's, from FIRST_FILL on the replicas it fills for
   // the node (dropped from its page tables once copied); SHARED: the node's
   // memfd, mapped.
   Result<LoadStats> RunStaged(const ReadRequest& request, std::span<const Segment> segments,
                               std::size_t first_fill, const Executor& exec,
                               const PlanMessage& plan, std::byte* shared);
+  struct Staged;  // one staged run (session.cpp)
+  // Iteration K of a staged run: reads wave K (on a thread of its own)
+  // while wave K - 1 is copied out.
+  Status StepWave(Staged& run, std::uint32_t k);
+  Status ReadWave(Staged& run, std::uint32_t k);
+  Status CopyWave(Staged& run, std::uint32_t k);
+  // Copies wave K's copy tasks [FIRST, END) (all of one piece) out.
+  Status CopyPiece(Staged& run, std::uint32_t k, std::size_t first, std::size_t end);
   // Waits until every member has filled its replicas (see protocol.h).
   Status WaitForReplicas(const PlanMessage& plan);
   void PauseForTest(std::uint32_t wave) const;

@@ -24,6 +24,7 @@
 #include "util/clip_name.h"
 #include "util/errno_error.h"
 #include "util/fd.h"
+#include "util/small_file.h"
 #include "util/utf8.h"
 
 namespace shardload::index {
@@ -296,34 +297,6 @@ Result<ParsedIndex> ParseIndexJson(std::string_view json, const std::string& ind
     return std::move(s).error();
   }
   return out;
-}
-
-Result<std::string> ReadSmallFile(const std::string& path, std::string_view what,
-                                  std::uint64_t max_size, ErrorCode too_large) {
-  FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
-  if (!fd.valid()) return ErrnoError(path, "open", errno);
-  struct stat st {};
-  if (::fstat(fd.get(), &st) != 0) return ErrnoError(path, "fstat", errno);
-  if (!S_ISREG(st.st_mode)) {
-    return MakeError(ErrorCode::kNotRegularFile, path, {},
-                     fmt::format("{} is not a regular file", what));
-  }
-  auto size = static_cast<std::uint64_t>(st.st_size);
-  if (size > max_size) {
-    return MakeError(too_large, path, {},
-                     fmt::format("{} is {} bytes; the limit is {}", what, size, max_size));
-  }
-  std::string text(size, '\0');
-  std::size_t done = 0;
-  while (done < text.size()) {
-    ssize_t n = ::pread(fd.get(), text.data() + done, text.size() - done, static_cast<off_t>(done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoError(path, "pread", errno);
-    if (n == 0) break;  // the file shrank; parse what is there
-    done += static_cast<std::size_t>(n);
-  }
-  text.resize(done);
-  return text;
 }
 
 Result<ParsedIndex> ReadIndexFile(const std::string& index_path) {

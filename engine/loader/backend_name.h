@@ -3,7 +3,7 @@
 #pragma once
 
 #include "io/io_backend.h"
-#include "shardload/loader.h"
+#include "shardload/stats.h"
 
 namespace shardload {
 

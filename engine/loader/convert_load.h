@@ -1,21 +1,26 @@
-// The arithmetic of a converted load (LoadOptions::dtype): each tensor's
-// converted dtype, size and place in memory, and its read segments turned
-// into ConvertSegments aimed at that memory; for a cooperative one, the
-// copy out of the node's staging that converts (ConvertingSink). An item is
-// a whole tensor (an identity slice) or one rank's slice of it
-// (loader/tp_load.h).
-// Thread-safe: pure functions; a ConvertingSink is driven by one thread.
+// The conversion room of the loader (LoadRequest::dtype): each tensor's
+// converted dtype, size and place in memory, its read segments turned into
+// ConvertSegments aimed at that memory, and the converted read itself:
+// alone through ReadConverted's bounded staging (convert/), or, for a
+// cooperative load, converted while copied out of the node's staging
+// (ConvertingSink, through coop_load.h). An item is a whole tensor (an
+// identity slice) or one rank's slice of it (loader/load_items.h).
+// Thread-safe: pure functions; ReadConvertedItems and a ConvertingSink are
+// driven by one thread (ReadConverted uses threads of its own).
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <vector>
 
-#include <functional>
-
+#include "buffers/fault_in_policy.h"
 #include "convert/converting_read.h"
 #include "coop/session.h"
-#include "loader/tp_load.h"
+#include "io/file_table.h"
+#include "loader/coop_load.h"
+#include "loader/read_runtime.h"
+#include "loader/load_items.h"
 #include "plan/read_op.h"
 
 namespace shardload {
@@ -27,20 +32,20 @@ struct ConvertedLayout {
   std::uint64_t total = 0;
 };
 
-ConvertedLayout LayOutConverted(std::span<const TpItem> items, DType target);
+ConvertedLayout LayOutConverted(std::span<const LoadItem> items, DType target);
 
 // `segments` place item `tag`'s bytes relative to `origin` (the item's first
 // unconverted byte); the result places them in converted memory at `base`.
 std::vector<ConvertSegment> TranslateSegments(std::span<const Segment> segments,
                                               const std::byte* origin,
-                                              std::span<const TpItem> items,
+                                              std::span<const LoadItem> items,
                                               const ConvertedLayout& layout, std::byte* base);
 
 // The first of SEGMENTS (tag: an index into ITEMS) that does not start and
 // end on element boundaries of its item's dtype in the file, or null: when
 // null, runs cut anywhere on the staging's alignment grid hold whole
 // elements.
-const Segment* FirstUnaligned(std::span<const Segment> segments, std::span<const TpItem> items);
+const Segment* FirstUnaligned(std::span<const Segment> segments, std::span<const LoadItem> items);
 
 // A cooperative converted load's copies out of staging: each batch of runs
 // (dst: item `tag`'s bytes from ORIGIN, as for TranslateSegments) converted
@@ -48,7 +53,7 @@ const Segment* FirstUnaligned(std::span<const Segment> segments, std::span<const
 // range first. REQUIRES: FirstUnaligned(segments) is null.
 class ConvertingSink final : public coop::CopySink {
  public:
-  ConvertingSink(std::span<const TpItem> items, const ConvertedLayout& layout, std::byte* base,
+  ConvertingSink(std::span<const LoadItem> items, const ConvertedLayout& layout, std::byte* base,
                  const std::byte* origin, std::function<void(std::byte*, std::size_t)> before_write)
       : items_(items), layout_(layout), base_(base), origin_(origin),
         before_write_(std::move(before_write)) {}
@@ -59,11 +64,31 @@ class ConvertingSink final : public coop::CopySink {
   bool drops_pages() const override { return true; }
 
  private:
-  std::span<const TpItem> items_;
+  std::span<const LoadItem> items_;
   const ConvertedLayout& layout_;
   std::byte* base_;
   const std::byte* origin_;
   std::function<void(std::byte*, std::size_t)> before_write_;
 };
+
+// A converted read: ITEMS into LAYOUT's memory at BASE.
+struct ConvertJob {
+  std::span<const LoadItem> items;
+  const ConvertedLayout* layout = nullptr;
+  std::byte* base = nullptr;
+  FileTable* files = nullptr;        // the items' shards, opened buffered
+  const Checkpoint* checkpoint = nullptr;
+  unsigned threads = 1;
+  std::uint64_t chunk_size = 4ULL << 20;
+  FaultInPolicy* fault_in = nullptr;  // the memory's, told before each write
+  ProgressFn progress;                // counts converted bytes written
+  const CoopContext* coop = nullptr;  // null: alone
+};
+
+// Reads and converts JOB's items. Alone: preads through a bounded staging
+// buffer per worker; cooperatively: through the node's staging, refused
+// (kUnsupported, naming the file, tensor and offset) for a tensor whose
+// bytes do not start on an element boundary of its file.
+Result<LoadStats> ReadConvertedItems(const ConvertJob& job);
 
 }  // namespace shardload

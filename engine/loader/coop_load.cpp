@@ -1,5 +1,6 @@
-// What a member of a cooperative load says about its job (coop_load.h).
-// Thread-safe: pure functions over their arguments and the file system.
+// The cooperation room (coop_load.h): a member's job identity and its
+// cooperative reads.
+// Thread-safe: as coop_load.h says.
 #include "loader/coop_load.h"
 
 #include <sys/stat.h>
@@ -7,9 +8,9 @@
 #include <cstdio>
 
 #include "index/checkpoint_access.h"
-#include "index/index_json.h"
 #include "index/shard_file.h"
-#include "loader/tp_load.h"
+#include "loader/load_items.h"
+#include "util/small_file.h"
 
 namespace shardload {
 
@@ -58,7 +59,7 @@ std::string PlanDigest(const Checkpoint& checkpoint, const PlanSource& plan) {
   if (plan.kind == Kind::kNone) return "none";
   if (plan.kind == Kind::kJson || plan.kind == Kind::kHfConfigJson) return Fnv(plan.text);
   const std::string path = plan.kind == Kind::kHf ? HfConfigPath(checkpoint) : plan.path;
-  auto text = index::ReadSmallFile(path, "plan", kMaxPlanFileSize, ErrorCode::kTpPlanJson);
+  auto text = ReadSmallFile(path, "plan", kMaxPlanFileSize, ErrorCode::kTpPlanJson);
   return text ? Fnv(*text) : "unreadable";
 }
 
@@ -74,7 +75,7 @@ std::string SelectionText(const Selection& selection) {
   return out;
 }
 
-coop::Identity JobIdentity(const Checkpoint& checkpoint, const LoadOptions& options,
+coop::Identity JobIdentity(const Checkpoint& checkpoint, const LoadRequest& request,
                            unsigned rank, unsigned world, const PlanSource* plan,
                            const std::string& operation, const std::string& selection) {
   coop::Identity id;
@@ -94,9 +95,9 @@ coop::Identity JobIdentity(const Checkpoint& checkpoint, const LoadOptions& opti
   add("world", std::to_string(world));
   add("operation", operation);
   add("selection", selection);
-  add("read mode", IoModeName(options.mode));
-  add("staging bytes", std::to_string(options.cooperate.staging_bytes));
-  add("local size", std::to_string(options.cooperate.group->size()));
+  add("read mode", IoModeName(request.mode));
+  add("staging bytes", std::to_string(request.cooperate.staging_bytes));
+  add("local size", std::to_string(request.cooperate.group->size()));
   return id;
 }
 
@@ -110,6 +111,60 @@ std::vector<std::string> ShardPaths(const Checkpoint& checkpoint) {
   std::vector<std::string> paths;
   for (const ShardInfo& s : checkpoint.shards()) paths.push_back(s.path);
   return paths;
+}
+
+Result<LoadStats> RunCooperative(const CoopContext& coop, std::span<const Segment> segments,
+                                 coop::CopySink& sink, const OwnReader& read_own, bool share) {
+  const Checkpoint& checkpoint = *coop.checkpoint;
+  std::vector<const TensorInfo*> all;
+  all.reserve(checkpoint.tensors().size());
+  for (const TensorInfo& t : checkpoint.tensors()) all.push_back(&t);
+  auto every = OpenShards(checkpoint, all, coop.settings.mode);
+  if (!every) return std::move(every).error();
+  coop::ReadRequest request{segments, every->alignment(), coop.settings.mode,
+                            ShardSizes(checkpoint)};
+  request.share = share;
+  std::uint64_t total = 0;
+  for (const Segment& s : segments) total += s.length * s.count;
+  ProgressMeter meter(total, kProgressStep, coop.progress);
+  coop::Executor exec;
+  exec.read = [&](std::span<const Segment> slot, std::span<const Window> staging) {
+    return coop.runtime->Read(ReadJob{&*every, staging, all, nullptr, nullptr, {}, coop.settings},
+                              slot);
+  };
+  exec.read_own = read_own;
+  exec.sink = &sink;
+  exec.copied = [&meter](std::uint64_t n) { meter.Add(n); };
+  return coop.session->Run(request, exec);
+}
+
+Result<LoadStats> ReadCooperative(const CoopContext& coop, const ReadJob& job,
+                                  const DeviceLoad& device, std::span<const DeviceTensor> local,
+                                  std::span<const Segment> segments) {
+  ReadJob own_job = job;
+  own_job.observer = nullptr;
+  auto read_own = [&](std::span<const Segment> own) {
+    return ReadSegments(*coop.runtime, own_job, device, local, own);
+  };
+  if (device.cuda) {  // copies out of staging go to this member's device
+    const LoaderOptions& options = coop.runtime->options();
+    auto sink = CoopDeviceSink::Start(device.cuda, options.device_streams, local);
+    if (!sink) return std::move(sink).error();
+    auto stats = RunCooperative(coop, segments, **sink, read_own, false);
+    if (stats && (*sink)->attached()) {
+      stats->device = DeviceName(options.device);
+      stats->transfer = (*sink)->Describe();
+    }
+    return stats;
+  }
+  FaultInPolicy* fault_in = job.fault_in;
+  auto sink = coop::HostSink(fault_in == nullptr ? std::function<void(std::byte*, std::size_t)>()
+                                                 : [fault_in](std::byte* dst, std::size_t n) {
+                                                     fault_in->BeforeRead(dst, n);
+                                                   });
+  // Library-owned host memory: what every member needs whole may be mapped
+  // from the node's one copy.
+  return RunCooperative(coop, segments, *sink, read_own, fault_in != nullptr);
 }
 
 Result<std::unique_ptr<CoopDeviceSink>> CoopDeviceSink::Start(

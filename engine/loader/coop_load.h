@@ -1,12 +1,20 @@
-// The loader's side of a cooperative load (LoadOptions::cooperate,
-// docs/cooperate.md): what this member says about its job for the others to
-// compare (JobIdentity), the shard facts the schedule needs, and the copy
-// out of the node's staging to a CUDA device (CoopDeviceSink).
+// The cooperation room of the loader (LoadRequest::cooperate,
+// docs/cooperate.md): the session around one call (Cooperating), what this
+// member says about its job for the others to compare (JobIdentity), and the
+// cooperative read itself: this member's slots of the node's staging read by
+// the read runtime, its own bytes copied out to host memory (coop::HostSink),
+// a CUDA device (CoopDeviceSink) or converted (convert_load.h), or read
+// alone when the leader finds them in the page cache.
 // Thread-safe: pure functions (JobIdentity reads the plan file and stats
-// the shards); a CoopDeviceSink is driven by one thread.
+// the shards); a session, a read and a CoopDeviceSink are driven by the
+// calling thread (the reads use the runtime's workers).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -14,8 +22,12 @@
 #include "coop/session.h"
 #include "device/staged_copy.h"
 #include "device/waves.h"
+#include "loader/cancel_watch.h"
+#include "loader/device_load.h"
+#include "loader/guard.h"
+#include "loader/read_runtime.h"
 #include "shardload/checkpoint.h"
-#include "shardload/loader.h"
+#include "shardload/options.h"
 
 namespace shardload {
 
@@ -25,7 +37,7 @@ namespace shardload {
 // path strings naming them), plan (its name and a hash of its text), world,
 // OPERATION ("load", "reload", "load_into") and SELECTION (in words), read
 // mode and staging.
-coop::Identity JobIdentity(const Checkpoint& checkpoint, const LoadOptions& options,
+coop::Identity JobIdentity(const Checkpoint& checkpoint, const LoadRequest& request,
                            unsigned rank, unsigned world, const PlanSource* plan,
                            const std::string& operation, const std::string& selection);
 
@@ -68,5 +80,66 @@ class CoopDeviceSink final : public coop::CopySink {
   bool attached_ = false;
   std::uint64_t waves_ = 0;
 };
+
+// What a cooperative read needs besides its segments: the node's session,
+// the runtime that reads this member's slots, the checkpoint (a member reads
+// its slots from any shard the node needs) and the call's read settings and
+// progress (counted as bytes are copied out).
+struct CoopContext {
+  coop::Session* session = nullptr;
+  ReadRuntime* runtime = nullptr;
+  const Checkpoint* checkpoint = nullptr;
+  ReadSettings settings;
+  ProgressFn progress;
+};
+
+// Reads some of a member's own segments alone (no staging).
+using OwnReader = std::function<Result<LoadStats>(std::span<const Segment>)>;
+
+// The cooperative read of SEGMENTS (coop/session.h): copies out of staging
+// go through SINK; READ_OWN reads some of SEGMENTS alone when the leader
+// finds them in the page cache; SHARE: coop::ReadRequest::share.
+Result<LoadStats> RunCooperative(const CoopContext& coop, std::span<const Segment> segments,
+                                 coop::CopySink& sink, const OwnReader& read_own, bool share);
+
+// The cooperative read of a plain load's SEGMENTS (JOB: as for
+// ReadSegments, its observer unused): this member's share of the node's
+// bytes into shared staging, its own bytes copied out to host memory or, with
+// DEVICE.cuda, to LOCAL on the device (or read as by ReadSegments when the
+// leader finds them in the page cache).
+Result<LoadStats> ReadCooperative(const CoopContext& coop, const ReadJob& job,
+                                  const DeviceLoad& device, std::span<const DeviceTensor> local,
+                                  std::span<const Segment> segments);
+
+// Runs BODY(session) as one cooperative load with REQUEST.cooperate's group,
+// else BODY(nullptr): meets the others first (they must agree on
+// IDENTITY()), and tells them if BODY fails (or never reached its reads).
+// BODY returns a Result or a Status; running out of memory inside it is
+// kResourceExhausted, told to the others too.
+template <typename Body>
+auto Cooperating(const LoadRequest& request, const Checkpoint& checkpoint,
+                 const std::function<coop::Identity()>& identity, Body&& body)
+    -> decltype(body(nullptr)) {
+  using R = decltype(body(nullptr));
+  if (!request.cooperate.group) return body(nullptr);
+  std::atomic<bool> stop{false};
+  CancelWatch watch(request.cancel.get(), &stop);
+  auto session = coop::Session::Start(*request.cooperate.group, request.cooperate, identity(),
+                                      ShardPaths(checkpoint), &stop);
+  if (!session) {
+    if (Status s = CheckCancel(request.cancel.get()); !s) return R(std::move(s).error());
+    return R(std::move(session).error());
+  }
+  R result = GuardMemory([&] { return body(session->get()); });
+  if (!result) {
+    (*session)->Fail(result.error());
+  } else if (!(*session)->done()) {  // it never read with the others
+    Error e = MakeError(ErrorCode::kInternal, "", "", "the load did not reach its reads");
+    (*session)->Fail(e);
+    result = R(std::move(e));
+  }
+  (*session)->Finish();
+  return result;
+}
 
 }  // namespace shardload

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <functional>
 #include <new>
 #include <optional>
 #include <system_error>
@@ -14,6 +15,7 @@
 
 #include "device/gds.h"
 #include "loader/cancel_watch.h"
+#include "loader/guard.h"
 #include "io/residency.h"
 
 namespace shardload {
@@ -25,12 +27,12 @@ std::string NotUsed(const std::string& why) {
   return "GDS not used (" + why + "): staged through pinned host memory";
 }
 
-// LoadOptions::progress over a whole device load: the waves' bytes (each
+// LoadRequest::progress over a whole device load: the waves' bytes (each
 // wave's meter counts from the waves before it) plus cuFile's.
 class DeviceProgress {
  public:
-  DeviceProgress(const LoadOptions& options, std::uint64_t total)
-      : callback_(options.progress), total_(total) {}
+  DeviceProgress(ProgressFn callback, std::uint64_t total)
+      : callback_(std::move(callback)), total_(total) {}
 
   // The meter of the next wave's reader (its exceptions unwind into the
   // wave's ProgressMeter, which swallows them).
@@ -80,19 +82,22 @@ std::string StagedText(const WaveReport& r) {
          std::to_string(r.streams) + " streams";
 }
 
-// SEGMENTS through the staging ring; a set STOP fails the next wave.
-Result<LoadStats> RunWaves(const DeviceLoad& load, const LoadOptions& options,
+// SEGMENTS through the staging ring, each wave read by RUNTIME; a set STOP
+// fails the next wave.
+Result<LoadStats> RunWaves(ReadRuntime& runtime, const ReadJob& job, const DeviceLoad& load,
                            std::span<const DeviceTensor> local,
-                           std::span<const Segment> segments, const HostReader& read,
-                           DeviceProgress& progress, const std::atomic<bool>* stop,
-                           WaveReport& report) {
+                           std::span<const Segment> segments, DeviceProgress& progress,
+                           const std::atomic<bool>* stop, WaveReport& report) {
+  const LoaderOptions& options = runtime.options();
   return RunDeviceWaves(
       load.cuda, local, segments, WaveOptions{options.staging_bytes, options.device_streams},
       [&](std::span<const Segment> wave) -> Result<LoadStats> {
         if (stop != nullptr && stop->load()) {
           return MakeError(ErrorCode::kCancelled, "", "", "stopped: a cuFile read failed");
         }
-        auto got = read(wave, progress.ForWave());
+        ReadJob wave_job{job.files, {}, job.tensors, nullptr, nullptr, progress.ForWave(),
+                         job.settings};
+        auto got = runtime.Read(wave_job, wave);
         if (got) progress.WaveRead(got->bytes);
         return got;
       },
@@ -124,75 +129,13 @@ std::string GdsText(const GdsReport& r, unsigned threads, const std::string& reg
          " bytes on " + std::to_string(threads) + " threads, " + registered;
 }
 
-// The load with a cuFile session: aligned O_DIRECT ranges by cuFileRead
-// (on a thread of their own), the rest through the waves (this thread).
-Result<LoadStats> LoadWithGds(const DeviceLoad& load, const LoadOptions& options,
-                              std::span<const DeviceTensor> local,
-                              std::span<const Segment> segments, const HostReader& read,
-                              DeviceProgress& progress) {
-  const CuFileSession& cufile = *load.gds->session;
-  FileTable& files = *load.files;
-  std::vector<Segment> marked(segments.begin(), segments.end());
-  auto mode = MarkResidency(marked, files, options.mode);
-  if (!mode) return std::move(mode).error();
-  std::vector<std::string> notes;
-  GdsHandles handles(cufile, files.size());
-  RegisterFiles(marked, files, handles, notes);
-  const GdsSplit split = SplitForGds(local, marked, handles.handles(),
-                                     std::max(files.alignment(), kGdsAlignment),
-                                     options.chunk_size);
-  GdsBuffer buffer(cufile);
-  std::string registered = "caller's buffers not registered";
-  if (!split.reads.empty() && !load.owned.empty()) {
-    Status s = buffer.Register(load.owned.data(), load.owned.size());
-    registered = s ? "destination registered"
-                   : "destination not registered (" + s.error().detail + ")";
-  }
-  std::vector<std::string> paths;
-  for (std::uint32_t f = 0; f < files.size(); ++f) paths.push_back(files.path(f));
-  const unsigned threads = static_cast<unsigned>(
-      std::clamp<std::size_t>(load.threads, 1, std::max<std::size_t>(split.reads.size(), 1)));
-
-  std::atomic<bool> stop{false};
-  CancelWatch watch(options.cancel.get(), &stop);
-  std::optional<Result<GdsReport>> gds;
-  auto run_gds = [&]() noexcept {
-    try {
-      GdsRunOptions run{threads, buffer.base(), &stop,
-                        [&progress](std::uint64_t n) { progress.GdsRead(n); }};
-      gds = RunGdsReads(cufile, *load.cuda, split.reads, GdsFiles{handles.handles(), paths},
-                        local, run);
-    } catch (const std::bad_alloc&) {
-      stop.store(true);
-      gds = MakeError(ErrorCode::kResourceExhausted, "", "", "out of memory");
-    }
-  };
-  std::thread gds_thread;
-  if (!split.staged.empty()) {
-    try {
-      gds_thread = std::thread(run_gds);
-    } catch (const std::system_error&) {
-      run_gds();  // no thread to spare: one after the other
-    }
-  } else {
-    run_gds();
-  }
-  WaveReport report;
-  auto staged = RunWaves(load, options, split.staged, split.staged_segments, read, progress,
-                         &stop, report);
-  if (!staged) stop.store(true);
-  if (gds_thread.joinable()) gds_thread.join();
-
-  if (options.cancel && options.cancel->cancelled()) {
-    return MakeError(ErrorCode::kCancelled, "", "", "cancelled by the caller");
-  }
-  if (!*gds) return std::move(*gds).error();
-  if (!staged) return staged;
-  progress.Finish();
-  LoadStats stats = std::move(*staged);
-  const GdsReport& r = **gds;
+// LoadStats of a load with cuFile: the staged part's (STAGED; REPORT says
+// how many waves it took) plus the cuFile reads' (R, on THREADS threads).
+LoadStats WithGdsReads(LoadStats stats, const GdsReport& r, const WaveReport& report,
+                       unsigned threads, IoMode mode, const std::string& registered,
+                       const std::vector<std::string>& notes) {
   if (report.waves == 0) {
-    stats.mode = options.mode;
+    stats.mode = mode;
     stats.threads = threads;
     stats.backend_reason = "every byte read by cuFile";
   }
@@ -207,36 +150,110 @@ Result<LoadStats> LoadWithGds(const DeviceLoad& load, const LoadOptions& options
   return stats;
 }
 
-}  // namespace
-
-GdsState OpenGds(const LoadOptions& options) {
-  GdsState state;
-  if (!options.gds) return state;
-  if (options.mode == IoMode::kBuffered) {
-    state.reason = NotUsed("--buffered: cuFile reads only what is read with O_DIRECT");
-    return state;
+// Runs READ on a thread of its own while the calling thread goes on (or
+// first, when there is no thread to spare or nothing else to do: !ALONGSIDE).
+// The thread, if any, is returned to be joined.
+std::thread StartBeside(const std::function<void()>& read, bool alongside) {
+  if (alongside) {
+    try {
+      return std::thread(read);
+    } catch (const std::system_error&) {
+      // no thread to spare: one after the other
+    }
   }
-  auto session = CuFileSession::Open();
-  if (!session) {
-    state.reason = NotUsed(session.error().detail);
-    return state;
-  }
-  state.session = std::move(*session);
-  return state;
+  read();
+  return {};
 }
 
-Result<LoadStats> LoadThroughDevice(const DeviceLoad& load, const LoadOptions& options,
-                                    std::span<const DeviceTensor> local,
-                                    std::span<const Segment> segments, const HostReader& read) {
+// The load with a cuFile session: aligned O_DIRECT ranges by cuFileRead
+// (on a thread of their own), the rest through the waves (this thread).
+Result<LoadStats> LoadWithGds(ReadRuntime& runtime, const ReadJob& job, const DeviceLoad& load,
+                              std::span<const DeviceTensor> local,
+                              std::span<const Segment> segments, DeviceProgress& progress) {
+  const CuFileSession& cufile = *load.gds->session;
+  FileTable& files = *job.files;
+  std::vector<Segment> marked(segments.begin(), segments.end());
+  auto mode = MarkResidency(marked, files, job.settings.mode);
+  if (!mode) return std::move(mode).error();
+  std::vector<std::string> notes;
+  GdsHandles handles(cufile, files.size());
+  RegisterFiles(marked, files, handles, notes);
+  const GdsSplit split = SplitForGds(local, marked, handles.handles(),
+                                     std::max(files.alignment(), kGdsAlignment),
+                                     runtime.options().chunk_size);
+  GdsBuffer buffer(cufile);
+  std::string registered = "caller's buffers not registered";
+  if (!split.reads.empty() && !load.owned.empty()) {
+    Status s = buffer.Register(load.owned.data(), load.owned.size());
+    registered = s ? "destination registered"
+                   : "destination not registered (" + s.error().detail + ")";
+  }
+  std::vector<std::string> paths;
+  for (std::uint32_t f = 0; f < files.size(); ++f) paths.push_back(files.path(f));
+  const unsigned threads = static_cast<unsigned>(std::clamp<std::size_t>(
+      runtime.threads(), 1, std::max<std::size_t>(split.reads.size(), 1)));
+
+  std::atomic<bool> stop{false};
+  CancelWatch watch(job.settings.cancel, &stop);
+  std::optional<Result<GdsReport>> gds;
+  auto run_gds = [&]() noexcept {
+    try {
+      GdsRunOptions run{threads, buffer.base(), &stop,
+                        [&progress](std::uint64_t n) { progress.GdsRead(n); }};
+      gds = RunGdsReads(cufile, *load.cuda, split.reads, GdsFiles{handles.handles(), paths},
+                        local, run);
+    } catch (const std::bad_alloc&) {
+      stop.store(true);
+      gds = OutOfMemory();
+    }
+  };
+  std::thread gds_thread = StartBeside(run_gds, !split.staged.empty());
+  WaveReport report;
+  auto staged = RunWaves(runtime, job, load, split.staged, split.staged_segments, progress,
+                         &stop, report);
+  if (!staged) stop.store(true);
+  if (gds_thread.joinable()) gds_thread.join();
+
+  if (Status s = CheckCancel(job.settings.cancel); !s) return std::move(s).error();
+  if (!*gds) return std::move(*gds).error();
+  if (!staged) return staged;
+  progress.Finish();
+  return WithGdsReads(std::move(*staged), **gds, report, threads, job.settings.mode, registered,
+                      notes);
+}
+
+}  // namespace
+
+const GdsState* GdsAccess::For(IoMode mode) {
+  if (!asked_) return nullptr;
+  if (mode == IoMode::kBuffered) {
+    buffered_.reason = NotUsed("--buffered: cuFile reads only what is read with O_DIRECT");
+    return &buffered_;
+  }
+  if (!opened_) {
+    opened_.emplace();
+    auto session = CuFileSession::Open();
+    if (session) {
+      opened_->session = std::move(*session);
+    } else {
+      opened_->reason = NotUsed(session.error().detail);
+    }
+  }
+  return &*opened_;
+}
+
+Result<LoadStats> LoadThroughDevice(ReadRuntime& runtime, const ReadJob& job,
+                                    const DeviceLoad& load, std::span<const DeviceTensor> local,
+                                    std::span<const Segment> segments) {
   std::uint64_t total = 0;
   for (const Segment& s : segments) total += s.length * s.count;
-  DeviceProgress progress(options, total);
+  DeviceProgress progress(job.progress, total);
   Result<LoadStats> stats = LoadStats{};
-  if (load.gds != nullptr && load.gds->session && load.files != nullptr) {
-    stats = LoadWithGds(load, options, local, segments, read, progress);
+  if (load.gds != nullptr && load.gds->session && job.files != nullptr) {
+    stats = LoadWithGds(runtime, job, load, local, segments, progress);
   } else {
     WaveReport report;
-    stats = RunWaves(load, options, local, segments, read, progress, nullptr, report);
+    stats = RunWaves(runtime, job, load, local, segments, progress, nullptr, report);
     if (stats) {
       stats->transfer = StagedText(report);
       if (load.gds != nullptr && !load.gds->reason.empty()) {
@@ -244,11 +261,18 @@ Result<LoadStats> LoadThroughDevice(const DeviceLoad& load, const LoadOptions& o
       }
     }
   }
-  if (stats) stats->device = DeviceName(options.device);
+  if (stats) stats->device = DeviceName(runtime.options().device);
   return stats;
 }
 
-std::vector<DeviceTensor> LocalTensors(std::span<const TpItem> items,
+Result<LoadStats> ReadSegments(ReadRuntime& runtime, const ReadJob& job, const DeviceLoad& load,
+                               std::span<const DeviceTensor> local,
+                               std::span<const Segment> segments) {
+  if (!load.cuda) return runtime.Read(job, segments);
+  return LoadThroughDevice(runtime, job, load, local, segments);
+}
+
+std::vector<DeviceTensor> LocalTensors(std::span<const LoadItem> items,
                                        std::span<std::byte* const> data) {
   std::vector<DeviceTensor> out;
   out.reserve(items.size());

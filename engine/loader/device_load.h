@@ -1,15 +1,18 @@
 // The loader's side of a load to a CUDA device (docs/device.md): the local
-// tensors handed to engine/device's waves, the reader that feeds them, the
-// GPUDirect Storage (cuFile) reads that bypass them, and the words LoadStats
-// reports. Loader::Impl::Execute calls LoadThroughDevice when
-// LoadOptions::device is CUDA; AllocateOwned makes the device memory.
+// tensors handed to engine/device's waves, each wave read by the read
+// runtime (read_runtime.h), the GPUDirect Storage (cuFile) reads that bypass
+// them, and the words LoadStats reports. ReadSegments is where every load
+// path (plain, cooperative's own reads) turns to a device when the Loader
+// has one; the loader allocates the device memory (LoadedCheckpoint).
 // Thread-safe: functions over their arguments (LoadThroughDevice runs on the
-// calling thread, plus the cuFile threads it joins; READ may use workers).
+// calling thread, plus the cuFile threads it joins and the runtime's
+// workers); a GdsAccess belongs to one Loader (thread-compatible).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <memory>
 #include <span>
 #include <string>
@@ -19,20 +22,14 @@
 #include "device/cufile.h"
 #include "device/waves.h"
 #include "io/file_table.h"
-#include "loader/tp_load.h"
+#include "loader/read_runtime.h"
+#include "loader/load_items.h"
 #include "plan/read_op.h"
-#include "shardload/loader.h"
 
 namespace shardload {
 
-using ProgressFn = std::function<void(std::uint64_t, std::uint64_t)>;
-
 // cuFile reads land in place only on 4 KiB boundaries (file and device).
 inline constexpr std::uint64_t kGdsAlignment = 4096;
-
-// Reads SEGMENTS (host addresses), reporting progress to the function given.
-using HostReader =
-    std::function<Result<LoadStats>(std::span<const Segment>, const ProgressFn&)>;
 
 // A Loader's GPUDirect Storage: the driver session when `gds` is asked for
 // and usable, else why not (empty when not asked for).
@@ -41,17 +38,25 @@ struct GdsState {
   std::string reason;  // "GDS not used (...): staged through pinned host memory"
 };
 
-// Opens cuFile for OPTIONS (gds, mode): a session, or the reason it is not
-// used (not asked for, --buffered, no libcufile, the driver does not open,
-// compatibility mode only). Never an error.
-GdsState OpenGds(const LoadOptions& options);
+// A Loader's GPUDirect Storage (LoaderOptions::gds), opened on the first
+// device load that may use it: For(mode) is null when not asked for, else
+// the session or the reason it is not used (a kBuffered read, no libcufile,
+// the driver does not open, compatibility mode only). Never an error.
+class GdsAccess {
+ public:
+  explicit GdsAccess(bool asked) : asked_(asked) {}
+  const GdsState* For(IoMode mode);
 
-// What a device load needs besides its tensors and segments.
+ private:
+  bool asked_;
+  std::optional<GdsState> opened_;
+  GdsState buffered_;
+};
+
+// What a device load needs besides the runtime, its job and segments.
 struct DeviceLoad {
-  std::shared_ptr<const CudaRuntime> cuda;
-  const GdsState* gds = nullptr;  // may be null: no GDS
-  FileTable* files = nullptr;     // the load's files (cuFile needs their O_DIRECT fds)
-  unsigned threads = 1;           // cuFile read threads
+  std::shared_ptr<const CudaRuntime> cuda;  // null: a host load
+  const GdsState* gds = nullptr;            // may be null: no GDS
   // Library-owned device memory (Load, Reload), registered with
   // cuFileBufRegister while cuFile reads into it; empty for LoadInto.
   std::span<std::byte> owned;
@@ -59,18 +64,25 @@ struct DeviceLoad {
 
 // Runs SEGMENTS (dst: device addresses inside LOCAL, tag = index): with a
 // GDS session, the aligned O_DIRECT parts by cuFileRead straight into device
-// memory while the rest goes through RunDeviceWaves (OPTIONS' staging and
-// streams); options.progress counts over the whole load. Sets
-// LoadStats::device and ::transfer (what went which way, or why GDS was not
-// used). Errors: the reader's, the waves' (device/waves.h), or kIoError for
-// a cuFile read naming the file, tensor and offset; kCancelled.
-Result<LoadStats> LoadThroughDevice(const DeviceLoad& load, const LoadOptions& options,
-                                    std::span<const DeviceTensor> local,
-                                    std::span<const Segment> segments, const HostReader& read);
+// memory while the rest goes through RunDeviceWaves (the runtime's options'
+// staging and streams; each wave one RUNTIME.Read); JOB.progress counts over
+// the whole load. Sets LoadStats::device and ::transfer (what went which
+// way, or why GDS was not used). Errors: the runtime's, the waves'
+// (device/waves.h), or kIoError for a cuFile read naming the file, tensor
+// and offset; kCancelled.
+Result<LoadStats> LoadThroughDevice(ReadRuntime& runtime, const ReadJob& job,
+                                    const DeviceLoad& load, std::span<const DeviceTensor> local,
+                                    std::span<const Segment> segments);
+
+// Reads SEGMENTS where they point: host memory by RUNTIME.Read, or, when
+// LOAD has a CUDA runtime, device memory by LoadThroughDevice.
+Result<LoadStats> ReadSegments(ReadRuntime& runtime, const ReadJob& job, const DeviceLoad& load,
+                               std::span<const DeviceTensor> local,
+                               std::span<const Segment> segments);
 
 // The local tensors of a load, by tag: the slices of ITEMS at DATA
 // (zero_fill: padding).
-std::vector<DeviceTensor> LocalTensors(std::span<const TpItem> items,
+std::vector<DeviceTensor> LocalTensors(std::span<const LoadItem> items,
                                        std::span<std::byte* const> data);
 
 // LoadStats::memory of a load into device memory.

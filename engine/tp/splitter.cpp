@@ -1,6 +1,6 @@
 // The tensor-parallel splitter (see splitter.h for the rules and diagrams):
 // rule lookup, per-style checks, and pieces of the split dimension turned
-// into byte segments.
+// into strided byte runs.
 // Thread-safe: pure functions.
 #include "tp/splitter.h"
 
@@ -57,7 +57,7 @@ LocalSlice Whole(const TensorInfo& tensor, std::string rule) {
   LocalSlice s;
   s.shape = tensor.shape;
   s.size = tensor.size;
-  if (tensor.size > 0) s.segments.push_back({0, 0, tensor.size, 1, 0, 0});
+  if (tensor.size > 0) s.runs.push_back({0, 0, tensor.size, 1, 0, 0});
   s.rule = std::move(rule);
   return s;
 }
@@ -214,7 +214,7 @@ std::vector<Range> MergePieces(const std::vector<Range>& pieces) {
 }
 
 // Whether every byte run of SEL starts and ends on a whole byte: the runs
-// MakeSegments emits, in the source and in the local tensor.
+// MakeRuns emits, in the source and in the local tensor.
 bool OnWholeBytes(const Geometry& g, const Selection& sel) {
   if (g.row_bits % 8 == 0 || g.outer == 0) return true;
   // (i * row_bits) mod 8, without overflow.
@@ -249,14 +249,14 @@ Status CheckWholeBytes(const Context& ctx, std::size_t d, const Geometry& g,
 }
 
 // REQUIRES: CheckWholeBytes passed; local_dim * row_bits * outer checked.
-std::vector<Segment> MakeSegments(const Geometry& g, const Selection& sel) {
-  std::vector<Segment> out;
+std::vector<Run> MakeRuns(const Geometry& g, const Selection& sel) {
+  std::vector<Run> out;
   if (g.outer == 0 || g.row_bits == 0) return out;  // no bytes at all
   auto bytes = [&](std::uint64_t i) { return i * g.row_bits / 8; };
   std::vector<Range> pieces = MergePieces(sel.pieces);
   std::uint64_t local = 0;
   for (const Range& p : pieces) {
-    Segment s{bytes(p.begin), bytes(local), bytes(p.size()), 1, 0, 0};
+    Run s{bytes(p.begin), bytes(local), bytes(p.size()), 1, 0, 0};
     bool whole_dim = p.size() == g.dim && sel.local_dim == g.dim;
     if (whole_dim) {
       s.length = g.outer * p.size() * g.row_bits / 8;  // the whole tensor
@@ -280,7 +280,7 @@ Result<LocalSlice> BuildSlice(const Context& ctx, std::size_t d, const Geometry&
   s.shape = ctx.tensor.shape;
   s.shape[d] = sel.local_dim;
   s.size = *bits / 8;
-  s.segments = MakeSegments(g, sel);
+  s.runs = MakeRuns(g, sel);
   s.split_dim = static_cast<int>(d);
   std::uint64_t covered = 0;
   for (const Range& p : sel.pieces) covered += p.size();

@@ -1,5 +1,5 @@
 // The tensor-parallel splitter: (plan, tensor, rank, world) -> the local
-// shape of the rank's slice and the byte segments to copy from the source
+// shape of the rank's slice and the strided byte runs (Run) to copy from the source
 // tensor into it. Pure computation, no I/O.
 // Thread-safe: pure functions over immutable inputs.
 //
@@ -45,7 +45,7 @@
 //
 // BYTES. A split of dim d of a row-major tensor viewed as [outer, n, inner]
 // (outer = prod(shape[:d]), inner = prod(shape[d+1:]), b bits per element):
-// piece [s, e) placed at local index L is ONE strided Segment of `outer`
+// piece [s, e) placed at local index L is ONE strided Run of `outer`
 // runs:
 //
 //   source row  |<-- s*inner*b -->|### (e-s)*inner*b ###|.........|
@@ -54,7 +54,7 @@
 //               |<------------- local_n*inner*b ------------->|      = dst_stride
 //
 // For d = 0 (outer = 1), or a single piece that is the whole dimension, the
-// segment is one contiguous run (count 1). Adjacent pieces are merged. Gaps
+// Run is one contiguous run (count 1). Adjacent pieces are merged. Gaps
 // are never read: merging nearby runs into bigger reads is the read
 // planner's choice, not the splitter's.
 //
@@ -102,7 +102,7 @@ namespace shardload::tp {
 // `count` runs of `length` bytes: run i copies source bytes
 // [src_offset + i*src_stride, +length) to local bytes
 // [dst_offset + i*dst_stride, +length). Strides are 0 when count == 1.
-struct Segment {
+struct Run {
   std::uint64_t src_offset = 0;  // from the first byte of the source tensor
   std::uint64_t dst_offset = 0;  // from the first byte of the local tensor
   std::uint64_t length = 0;      // > 0
@@ -110,7 +110,7 @@ struct Segment {
   std::uint64_t src_stride = 0;
   std::uint64_t dst_stride = 0;
 
-  bool operator==(const Segment&) const = default;
+  bool operator==(const Run&) const = default;
 };
 
 // What one rank gets of one tensor.
@@ -120,9 +120,9 @@ struct LocalSlice {
   std::uint64_t size = 0;              // local bytes (0 when !load)
   // Cover every non-padding byte of the local tensor exactly once; sorted by
   // the dst_offset of their first run.
-  std::vector<Segment> segments;
+  std::vector<Run> runs;
   int split_dim = -1;                  // the dimension split; -1: whole or none
-  bool zero_fill = false;              // bytes no segment covers must be zero
+  bool zero_fill = false;              // bytes no run covers must be zero
   std::string rule;                    // e.g. `rules[3] "..." (col)`
 
   // Quantized tensors split on split_dim (see COMPANIONS).

@@ -1,7 +1,7 @@
 // Cooperation between the processes of one node that load the same
 // checkpoint (the local ranks of a tensor-parallel job): the small interface
 // front ends implement (Communicator) and the options a cooperative load
-// takes (Cooperation, in LoadOptions::cooperate). docs/cooperate.md.
+// takes (Cooperation, in LoadRequest::cooperate). docs/cooperate.md.
 //
 // A Communicator is only the rendezvous: the engine uses it a few times per
 // load to agree on a job (who is local rank 0, what everyone loads) and to
@@ -47,7 +47,22 @@ Result<std::unique_ptr<Communicator>> ConnectLocal(
     const std::string& job, unsigned local_rank, unsigned local_size,
     std::chrono::milliseconds timeout = std::chrono::seconds(60));
 
-// LoadOptions::cooperate.
+// A test seam (docs/testing.md), never set in production: member `rank`
+// stops before reading wave `wave`, after saying so on stderr, for
+// `seconds`, or until it is killed (`forever`). Front ends set it from
+// $SHARDLOAD_COOP_TEST_PAUSE=RANK:WAVE[:SECONDS] (Parse); the engine reads
+// no environment for it.
+struct CoopTestPause {
+  bool enabled = false;
+  unsigned rank = 0;
+  unsigned wave = 0;
+  unsigned seconds = 0;
+  bool forever = false;
+  // "RANK:WAVE[:SECONDS]"; anything else: not enabled.
+  static CoopTestPause Parse(const std::string& text);
+};
+
+// LoadRequest::cooperate.
 struct Cooperation {
   // The node's members loading together; null: load alone.
   std::shared_ptr<Communicator> group;
@@ -58,6 +73,8 @@ struct Cooperation {
   // How long a member waits for the others at any step before failing with
   // kPeerFailed (a dead member is noticed at once; this catches a stuck one).
   std::chrono::milliseconds peer_timeout = std::chrono::seconds(60);
+  // Tests only (CoopTestPause). Default: off.
+  CoopTestPause test_pause;
 };
 
 }  // namespace shardload

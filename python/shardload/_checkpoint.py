@@ -16,7 +16,9 @@ def open(path):  # shadows the builtin inside the package, by design
 
 class Checkpoint(Mapping):
     """A resolved checkpoint: a read-only mapping name -> TensorInfo, in name
-    order. Immutable; safe to share between threads."""
+    order. Immutable; safe to share between threads. Its load, load_into and
+    plan calls share one loader, kept (with its threads, device and gds) by
+    the handle across calls."""
 
     def __init__(self, handle):
         self._handle = handle

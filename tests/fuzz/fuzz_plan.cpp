@@ -73,7 +73,7 @@ const TensorInfo* FindTensorNamed(std::string_view name) {
 }
 
 // Run i of a segment covers [offset + i*stride, +length).
-bool Inside(std::uint64_t offset, std::uint64_t stride, const Segment& s, std::uint64_t size) {
+bool Inside(std::uint64_t offset, std::uint64_t stride, const Run& s, std::uint64_t size) {
   if (s.count == 0 || s.length == 0) return false;
   unsigned __int128 last = static_cast<unsigned __int128>(s.count - 1) * stride;
   return offset + last + s.length <= size;
@@ -84,7 +84,7 @@ bool Inside(std::uint64_t offset, std::uint64_t stride, const Segment& s, std::u
 void CheckSlice(const LocalSlice& slice, const TensorInfo& tensor) {
   if (!slice.load) return;
   unsigned __int128 covered = 0;
-  for (const Segment& s : slice.segments) {
+  for (const Run& s : slice.runs) {
     Require(Inside(s.src_offset, s.src_stride, s, tensor.size), "segment inside the source");
     Require(Inside(s.dst_offset, s.dst_stride, s, slice.size), "segment inside the slice");
     covered += static_cast<unsigned __int128>(s.count) * s.length;

@@ -137,7 +137,7 @@ TEST_CASE("an empty selection result and empty tensors load to empty views") {
   TempDir dir;
   Checkpoint ckpt = WriteShards(dir.path(),
                                 {{{"e.a", DType::kF32, {0}}, {"e.b", DType::kBF16, {4, 0}}}}, rng);
-  auto loader = Loader::Open(ckpt, {});
+  auto loader = Loader::Open(ckpt);
   REQUIRE(loader);
   auto loaded = loader->Load();
   REQUIRE(loaded);
@@ -182,7 +182,7 @@ bool BlockIoUringSetup() {
 TEST_CASE("seccomp_child") {
   if (std::getenv(kChildEnv) == nullptr) return;
   const Fixture& f = SharedFixture();
-  auto loader = Loader::Open(f.checkpoint, {});
+  auto loader = Loader::Open(f.checkpoint);
   REQUIRE(loader);
   auto loaded = loader->Load();
   REQUIRE(loaded);

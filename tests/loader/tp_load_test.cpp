@@ -315,7 +315,7 @@ TEST_CASE("every rank matches the oracle: io_uring (when usable), buffered and O
     options.mode = direct ? IoMode::kDirect : IoMode::kBuffered;
     auto probe = Loader::Open(f.path(), options);
     REQUIRE(probe.has_value());
-    if (direct && !probe->Load({}).has_value()) {
+    if (direct && !probe->Load().has_value()) {
       MESSAGE("O_DIRECT unsupported here; skipped");
       continue;
     }
@@ -427,7 +427,7 @@ TEST_CASE("LoadInto caller buffers of the local sizes, padding zeroed, every str
   INFO("strategy ", ReadStrategyName(strategy), " direct ", direct);
   auto loader = Loader::Open(f.path(), options);
   REQUIRE(loader.has_value());
-  if (direct && !loader->Load({}).has_value()) continue;  // O_DIRECT unsupported
+  if (direct && !loader->Load().has_value()) continue;  // O_DIRECT unsupported
   for (unsigned w : {2u, 4u, 8u}) {
     for (unsigned r = 0; r < w; ++r) {
       TensorParallel tp{r, w, f.PlanPath("B")};
@@ -645,7 +645,7 @@ TEST_CASE("a plain load is the world-1 identity: same tensors, bytes and reads")
   Fixture f;
   auto loader = Loader::Open(f.path(), {});
   REQUIRE(loader.has_value());
-  auto plain = loader->Load({});
+  auto plain = loader->Load();
   auto identity = loader->Load({}, TensorParallel{0, 1, PlanSource::None()});
   auto planned = loader->Plan({}, TensorParallel{});
   REQUIRE(plain.has_value());

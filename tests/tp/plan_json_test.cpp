@@ -250,7 +250,7 @@ TEST_CASE("matching: first rule wins, name or name without last component") {
   CHECK(test::MustSlice(plan, head, 0, 2).shape == std::vector<std::uint64_t>{2});
   LocalSlice unmatched = test::MustSlice(plan, none, 1, 2);
   CHECK(unmatched.rule == "unmatched (replicate)");
-  CHECK(unmatched.segments == std::vector<Segment>{{0, 0, 64, 1, 0, 0}});
+  CHECK(unmatched.runs == std::vector<Run>{{0, 0, 64, 1, 0, 0}});
 
   Result<RuleMatch> m = FindRule(plan, "model.layers.0.mlp.down_proj.weight");
   REQUIRE(m.has_value());

@@ -302,7 +302,7 @@ TEST_CASE("property: skip loads nothing and experts are owned exactly once") {
         if (!s->load) continue;
         ++owners;
         CHECK(s->shape == Shape{2, 3});
-        CHECK(s->segments == std::vector<Segment>{{0, 0, 12, 1, 0, 0}});
+        CHECK(s->runs == std::vector<Run>{{0, 0, 12, 1, 0, 0}});
         if (rr) CHECK(e % w == r);
       }
       if (e < experts && !exact_refused) CHECK(owners == 1);

@@ -112,9 +112,9 @@ TEST_CASE("FP8 blocks straddling ranks go to both (column split, uneven)") {
   CHECK(s.quant_pieces[0].own.begin == 1);
   CHECK(s.quant_pieces[0].own.end == 3);
   // The segment reads scale rows 1 and 2: bytes [64, 192).
-  REQUIRE(s.segments.size() == 1);
-  CHECK(s.segments[0].src_offset == 1 * 16 * 4);
-  CHECK(s.segments[0].length == 2 * 16 * 4);
+  REQUIRE(s.runs.size() == 1);
+  CHECK(s.runs[0].src_offset == 1 * 16 * 4);
+  CHECK(s.runs[0].length == 2 * 16 * 4);
   // N = 700: ceil(700/128) = 6 blocks, the last one partial. Rank 3 of 4
   // gets rows [525, 700): it shares block 4 with rank 2; ending at N in the
   // partial block 5 is not a straddle (W = 1 shares nothing).
@@ -142,7 +142,7 @@ TEST_CASE("FP8 per-tensor and per-channel scales") {
   ts.Add(MakeTensor("down.weight_scale", DType::kF32, {1}));
   LocalSlice ch = MustSliceQ(plan, ts, "up.weight_scale", 3, 4);  // chunk: rows [9, 10)
   CHECK(ch.shape == std::vector<std::uint64_t>{1, 1});
-  CHECK(ch.segments[0].src_offset == 9 * 4);
+  CHECK(ch.runs[0].src_offset == 9 * 4);
   LocalSlice in = MustSliceQ(plan, ts, "up.input_scale", 3, 4);
   CHECK(in.shape.empty());
   CHECK(in.follows == "up.weight");
@@ -186,7 +186,7 @@ TEST_CASE("GPTQ row and column splits (tp-conventions.md case 10)") {
   CHECK(MustSliceQ(row, ts, "o.qzeros", 2, 4).shape == std::vector<std::uint64_t>{8, 512});
   LocalSlice gi = MustSliceQ(row, ts, "o.g_idx", 2, 4);
   CHECK(gi.shape == std::vector<std::uint64_t>{1024});
-  CHECK(gi.segments[0].src_offset == 2048 * 4);
+  CHECK(gi.runs[0].src_offset == 2048 * 4);
 
   Plan col = GptqPlan("col", false);
   LocalSlice cq = MustSliceQ(col, ts, "o.qweight", 2, 4);

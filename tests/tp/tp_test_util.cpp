@@ -37,7 +37,7 @@ std::vector<std::uint8_t> Apply(const LocalSlice& slice,
                                 std::vector<int>* cover) {
   std::vector<std::uint8_t> local(slice.size, slice.zero_fill ? 0x00 : 0xA5);
   if (cover != nullptr) cover->assign(slice.size, 0);
-  for (const Segment& s : slice.segments) {
+  for (const Run& s : slice.runs) {
     REQUIRE(s.length > 0);
     REQUIRE(s.count >= 1);
     for (std::uint64_t i = 0; i < s.count; ++i) {
@@ -61,7 +61,7 @@ std::vector<std::pair<std::uint64_t, std::uint64_t>> IndexRanges(
   const auto d = static_cast<std::size_t>(slice.split_dim);
   for (std::size_t i = d + 1; i < tensor.shape.size(); ++i) row_bits *= tensor.shape[i];
   std::vector<std::pair<std::uint64_t, std::uint64_t>> out;
-  for (const Segment& s : slice.segments) {
+  for (const Run& s : slice.runs) {
     std::uint64_t begin = s.src_offset * 8 / row_bits;
     out.emplace_back(begin, begin + s.length * 8 / row_bits);
   }
@@ -70,7 +70,7 @@ std::vector<std::pair<std::uint64_t, std::uint64_t>> IndexRanges(
 
 std::vector<std::pair<std::uint64_t, std::uint64_t>> ByteRanges(const LocalSlice& slice) {
   std::vector<std::pair<std::uint64_t, std::uint64_t>> out;
-  for (const Segment& s : slice.segments) {
+  for (const Run& s : slice.runs) {
     for (std::uint64_t i = 0; i < s.count; ++i) {
       std::uint64_t from = s.src_offset + i * s.src_stride;
       out.emplace_back(from, from + s.length);

@@ -35,7 +35,7 @@ TEST_CASE("case 1: even col split, biases") {
   CHECK(s.shape == Shape{1024, 4096});
   CHECK(s.size == 8388608);
   // Rows [2048, 3072): bytes [16777216, 25165824), one piece.
-  CHECK(s.segments == std::vector<Segment>{{16777216, 0, 25165824 - 16777216, 1, 0, 0}});
+  CHECK(s.runs == std::vector<Run>{{16777216, 0, 25165824 - 16777216, 1, 0, 0}});
 
   TensorInfo qb = MakeTensor("model.layers.0.self_attn.q_proj.bias", DType::kBF16, {3584});
   TensorInfo kb = MakeTensor("model.layers.0.self_attn.k_proj.bias", DType::kBF16, {512});
@@ -44,7 +44,7 @@ TEST_CASE("case 1: even col split, biases") {
   CHECK(RowsOf(plan, kb, 1, 4) == Ranges{{128, 256}});
   LocalSlice o = MustSlice(plan, ob, 1, 4);
   CHECK(o.split_dim == -1);
-  CHECK(o.segments == std::vector<Segment>{{0, 0, 7168, 1, 0, 0}});
+  CHECK(o.runs == std::vector<Run>{{0, 0, 7168, 1, 0, 0}});
 }
 
 TEST_CASE("case 2: uneven [10, 8] over 4 ranks, chunk and balanced") {
@@ -58,7 +58,7 @@ TEST_CASE("case 2: uneven [10, 8] over 4 ranks, chunk and balanced") {
     CHECK(RowsOf(balanced, t, r, 4) == want_balanced[r]);
   }
   // Byte view of chunk rank 3: row 9 = bytes [144, 160).
-  CHECK(MustSlice(chunk, t, 3, 4).segments == std::vector<Segment>{{144, 0, 16, 1, 0, 0}});
+  CHECK(MustSlice(chunk, t, 3, 4).runs == std::vector<Run>{{144, 0, 16, 1, 0, 0}});
   // exact refuses; legacy floor (rows 8-9 lost) is deliberately not offered.
   Plan exact = OneRule(R"({"match": "x", "split": "col"})", "exact");
   CHECK(SliceFor(exact, t, 0, 4).error().code == ErrorCode::kTpIndivisible);
@@ -71,7 +71,7 @@ TEST_CASE("case 3: empty shards") {
   CHECK(s.load);
   CHECK(s.shape == Shape{0, 8});
   CHECK(s.size == 0);
-  CHECK(s.segments.empty());
+  CHECK(s.runs.empty());
   Plan balanced = OneRule(R"({"match": "x", "split": "col"})", "balanced");
   CHECK(RowsOf(balanced, t, 3, 4) == Ranges{{4, 5}});
 
@@ -88,9 +88,9 @@ TEST_CASE("case 4: dim-1 (row) split is one strided segment") {
   TensorInfo t = MakeTensor("model.layers.0.mlp.down_proj.weight", DType::kBF16, {4096, 14336});
   LocalSlice s = MustSlice(plan, t, 3, 8);  // cols [5376, 7168)
   CHECK(s.shape == Shape{4096, 1792});
-  REQUIRE(s.segments.size() == 1);
-  const Segment& seg = s.segments[0];
-  CHECK(seg == Segment{10752, 0, 3584, 4096, 28672, 3584});
+  REQUIRE(s.runs.size() == 1);
+  const Run& seg = s.runs[0];
+  CHECK(seg == Run{10752, 0, 3584, 4096, 28672, 3584});
   CHECK(seg.src_offset + (seg.count - 1) * seg.src_stride == 117422592);
 }
 
@@ -117,7 +117,7 @@ TEST_CASE("case 5: GQA with kv replication, separate and fused qkv") {
   CHECK(s.shape == Shape{768, 8192});  // q[0,512) | k[512,640) | v[640,768)
   CHECK(IndexRanges(s, qkv) == Ranges{{2560, 3072}, {8448, 8576}, {9472, 9600}});
   const std::uint64_t row = 8192 * 2;
-  CHECK(s.segments == std::vector<Segment>{{2560 * row, 0, 512 * row, 1, 0, 0},
+  CHECK(s.runs == std::vector<Run>{{2560 * row, 0, 512 * row, 1, 0, 0},
                                            {8448 * row, 512 * row, 128 * row, 1, 0, 0},
                                            {9472 * row, 640 * row, 128 * row, 1, 0, 0}});
 }
@@ -144,17 +144,17 @@ TEST_CASE("case 7: packed gate_up, 2-D, 3-D experts and Llama4 transposed") {
   CHECK(f.split_dim == 1);
   CHECK(f.shape == Shape{8, 7168, 4096});
   CHECK(IndexRanges(f, fused) == Ranges{{3584, 7168}, {17920, 21504}});
-  CHECK(f.segments[0].count == 8);
-  CHECK(f.segments[0].src_stride == 28672ull * 4096 * 2);
-  CHECK(f.segments[0].dst_stride == 7168ull * 4096 * 2);
+  CHECK(f.runs[0].count == 8);
+  CHECK(f.runs[0].src_stride == 28672ull * 4096 * 2);
+  CHECK(f.runs[0].dst_stride == 7168ull * 4096 * 2);
 
   TensorInfo llama4 = MakeTensor("mlp.experts.gate_up_t", DType::kBF16, {8, 4096, 28672});
   LocalSlice l = MustSlice(plan, llama4, 1, 4);
   CHECK(l.split_dim == 2);
   CHECK(l.shape == Shape{8, 4096, 7168});
   CHECK(IndexRanges(l, llama4) == Ranges{{3584, 7168}, {17920, 21504}});
-  CHECK(l.segments[1].count == 8 * 4096);
-  CHECK(l.segments[1].dst_offset == 3584 * 2);
+  CHECK(l.runs[1].count == 8 * 4096);
+  CHECK(l.runs[1].dst_offset == 3584 * 2);
 }
 
 TEST_CASE("case 8: vocab padding (vLLM) and chunk") {
@@ -166,10 +166,10 @@ TEST_CASE("case 8: vocab padding (vLLM) and chunk") {
   LocalSlice s = MustSlice(plan, e, 3, 4);  // padded 32064, 8016 rows each
   CHECK(s.shape == Shape{8016, 4096});
   CHECK(s.zero_fill);  // local rows 7953..8015 are zero
-  CHECK(s.segments == std::vector<Segment>{{24048 * row, 0, 7953 * row, 1, 0, 0}});
+  CHECK(s.runs == std::vector<Run>{{24048 * row, 0, 7953 * row, 1, 0, 0}});
   LocalSlice s0 = MustSlice(plan, e, 0, 4);
   CHECK_FALSE(s0.zero_fill);
-  CHECK(s0.segments == std::vector<Segment>{{0, 0, 8016 * row, 1, 0, 0}});
+  CHECK(s0.runs == std::vector<Run>{{0, 0, 8016 * row, 1, 0, 0}});
 
   TensorInfo head = MakeTensor("lm_head.weight", DType::kBF16, {32001, 4096});
   CHECK(RowsOf(plan, head, 3, 4) == Ranges{{24003, 32001}});
@@ -267,15 +267,15 @@ TEST_CASE("sub-byte dtypes: whole-byte splits work, others are refused") {
                          {"match": "z", "split": "replicate"})");
   TensorInfo x = MakeTensor("x", DType::kF4, {8, 3});  // rows of 12 bits
   CHECK(RowsOf(plan, x, 1, 4) == Ranges{{2, 4}});      // 24 bits per 2 rows
-  CHECK(MustSlice(plan, x, 1, 4).segments == std::vector<Segment>{{3, 0, 3, 1, 0, 0}});
+  CHECK(MustSlice(plan, x, 1, 4).runs == std::vector<Run>{{3, 0, 3, 1, 0, 0}});
   CHECK(SliceFor(plan, x, 0, 8).error().code == ErrorCode::kTpMisaligned);
   TensorInfo y = MakeTensor("y", DType::kF6E2M3, {2, 8});  // 8 cols = 48 bits
-  CHECK(MustSlice(plan, y, 1, 2).segments == std::vector<Segment>{{3, 0, 3, 2, 6, 3}});
+  CHECK(MustSlice(plan, y, 1, 2).runs == std::vector<Run>{{3, 0, 3, 2, 6, 3}});
   CHECK(SliceFor(plan, y, 0, 4).error().code == ErrorCode::kTpMisaligned);  // 2 cols = 12 bits
   TensorInfo z = MakeTensor("z", DType::kF4, {3, 2});
-  CHECK(MustSlice(plan, z, 2, 3).segments == std::vector<Segment>{{0, 0, 3, 1, 0, 0}});
+  CHECK(MustSlice(plan, z, 2, 3).runs == std::vector<Run>{{0, 0, 3, 1, 0, 0}});
   TensorInfo w1 = MakeTensor("y", DType::kF4, {2, 1});  // whole-dim run for W = 1
-  CHECK(MustSlice(plan, w1, 0, 1).segments == std::vector<Segment>{{0, 0, 1, 1, 0, 0}});
+  CHECK(MustSlice(plan, w1, 0, 1).runs == std::vector<Run>{{0, 0, 1, 1, 0, 0}});
 }
 
 }  // namespace

@@ -1,13 +1,14 @@
-// The pieces every load is made of (see tp_load.h): plan sources, slicing,
+// The pieces every load is made of (see load_items.h): plan sources, slicing,
 // layout, strided segments and padding.
 // Thread-safe: no shared state.
-#include "loader/tp_load.h"
+#include "loader/load_items.h"
 
 #include <algorithm>
 #include <cstring>
 #include <utility>
 
-#include "index/index_json.h"
+#include "util/small_file.h"
+#include "shardload/loader.h"
 #include "tp/json_util.h"
 
 namespace shardload {
@@ -22,11 +23,6 @@ std::string DirName(const std::string& path) {
   return slash == 0 ? "/" : path.substr(0, slash);
 }
 
-Result<std::string> ReadPlanText(const std::string& path) {
-  return index::ReadSmallFile(path, "the tensor-parallel plan", kMaxPlanFileSize,
-                              ErrorCode::kTpPlanJson);
-}
-
 Error BadRequest(std::string detail) {
   return MakeError(ErrorCode::kInvalidArgument, "", "", std::move(detail));
 }
@@ -35,24 +31,24 @@ Error BadRequest(std::string detail) {
 // file order.
 std::uint64_t FirstSourceByte(const tp::LocalSlice& slice) {
   std::uint64_t first = ~std::uint64_t{0};
-  for (const tp::Segment& s : slice.segments) first = std::min(first, s.src_offset);
+  for (const tp::Run& s : slice.runs) first = std::min(first, s.src_offset);
   return first == ~std::uint64_t{0} ? 0 : first;
 }
 
 // The slice is the whole source tensor, in file order.
-bool IsWhole(const TpItem& item) {
+bool IsWhole(const LoadItem& item) {
   const tp::LocalSlice& s = item.slice;
   if (s.size != item.source->size || s.zero_fill) return false;
   if (s.size == 0) return true;
-  return s.segments.size() == 1 && s.segments[0].count == 1 && s.segments[0].src_offset == 0 &&
-         s.segments[0].dst_offset == 0 && s.segments[0].length == s.size;
+  return s.runs.size() == 1 && s.runs[0].count == 1 && s.runs[0].src_offset == 0 &&
+         s.runs[0].dst_offset == 0 && s.runs[0].length == s.size;
 }
 
 tp::LocalSlice Whole(const TensorInfo& tensor) {
   tp::LocalSlice s;
   s.shape = tensor.shape;
   s.size = tensor.size;
-  if (tensor.size > 0) s.segments.push_back({0, 0, tensor.size, 1, 0, 0});
+  if (tensor.size > 0) s.runs.push_back({0, 0, tensor.size, 1, 0, 0});
   return s;
 }
 
@@ -73,31 +69,26 @@ Result<tp::Plan> ParsePlan(const Checkpoint& checkpoint, const PlanSource& sourc
   return hf ? tp::PlanFromHfConfig(text, path) : tp::ParsePlanJson(text, path);
 }
 
+// True when ITEM is its whole tensor, byte for byte as in the file (a plain
+// load, or a replicated tensor): its loaded bytes can be hashed in place.
+bool AsInFile(const LoadItem& item) {
+  const tp::LocalSlice& slice = item.slice;
+  if (slice.size != item.source->size || slice.zero_fill) return false;
+  if (slice.size == 0) return true;
+  if (slice.runs.size() != 1) return false;
+  const tp::Run& s = slice.runs.front();
+  return s.src_offset == 0 && s.dst_offset == 0 && s.count * s.length == slice.size &&
+         (s.count == 1 || (s.src_stride == s.length && s.dst_stride == s.length));
+}
+
 }  // namespace
 
-// --- PlanSource (public) -------------------------------------------------------
-
-Result<PlanSource> PlanSource::FromFileContent(const std::string& path) {
-  auto text = ReadPlanText(path);
-  if (!text) return std::move(text).error();
-  // Our format has "tp_plan_version" at the top; text that does not parse
-  // goes to our parser too, whose error then names PATH.
-  rapidjson::Document doc;
-  bool config = tp::ParseJson(*text, path, doc).ok() && doc.IsObject() &&
-                tp::FindMember(doc, "tp_plan_version") == nullptr;
-  if (config) return HfConfigJson(std::move(*text), path);
-  return Json(std::move(*text), path);
-}
-
-std::string PlanSource::Describe() const {
-  switch (kind) {
-    case Kind::kNone: return "";
-    case Kind::kHf: return "hf";
-    default: return path;
-  }
-}
-
 // --- plans and slices ------------------------------------------------------------
+
+Result<std::string> ReadPlanText(const std::string& path) {
+  return ReadSmallFile(path, "the tensor-parallel plan", kMaxPlanFileSize,
+                              ErrorCode::kTpPlanJson);
+}
 
 std::string HfConfigPath(const Checkpoint& checkpoint) {
   if (!checkpoint.index_path().empty()) return DirName(checkpoint.index_path()) + "/config.json";
@@ -111,6 +102,26 @@ Result<std::shared_ptr<const tp::Plan>> LoadPlan(const Checkpoint& checkpoint,
   auto plan = ParsePlan(checkpoint, source);
   if (!plan) return std::move(plan).error();
   return std::shared_ptr<const tp::Plan>(std::make_shared<tp::Plan>(std::move(*plan)));
+}
+
+Result<LoadContext> PlanCache::Context(const Checkpoint& checkpoint, const TensorParallel& tp) {
+  if (Status s = CheckRank(tp.plan, tp.rank, tp.world); !s) return std::move(s).error();
+  std::shared_ptr<const tp::Plan> found;
+  bool cached = false;
+  for (const auto& [key, plan] : plans_) {
+    if (key == tp.plan) {
+      found = plan;
+      cached = true;
+      break;
+    }
+  }
+  if (!cached) {
+    auto plan = LoadPlan(checkpoint, tp.plan);
+    if (!plan) return std::move(plan).error();
+    found = *plan;
+    plans_.emplace_back(tp.plan, found);
+  }
+  return LoadContext{std::move(found), tp.rank, tp.world};
 }
 
 Status CheckRank(const PlanSource& source, unsigned rank, unsigned world) {
@@ -129,13 +140,13 @@ tp::FindTensor FindIn(const Checkpoint& checkpoint) {
   return [&checkpoint](std::string_view name) { return checkpoint.Find(name); };
 }
 
-Result<tp::LocalSlice> SliceOne(const TpContext& context, const TensorInfo& tensor,
+Result<tp::LocalSlice> SliceOne(const LoadContext& context, const TensorInfo& tensor,
                                 const tp::FindTensor& find) {
   if (context.plan == nullptr) return Whole(tensor);
   return tp::SliceFor(*context.plan, tensor, context.rank, context.world, find);
 }
 
-Result<std::vector<tp::TensorMatch>> MatchSelected(const TpContext& context,
+Result<std::vector<tp::TensorMatch>> MatchSelected(const LoadContext& context,
                                                    std::span<const TensorInfo* const> selected) {
   std::vector<tp::TensorMatch> matches;
   if (context.plan == nullptr) return matches;
@@ -148,11 +159,11 @@ Result<std::vector<tp::TensorMatch>> MatchSelected(const TpContext& context,
   return matches;
 }
 
-Result<std::vector<TpItem>> SliceSelected(const TpContext& context,
+Result<std::vector<LoadItem>> SliceSelected(const LoadContext& context,
                                           const Checkpoint& checkpoint,
                                           std::span<const TensorInfo* const> selected,
                                           std::span<const tp::TensorMatch> matches) {
-  std::vector<TpItem> items;
+  std::vector<LoadItem> items;
   items.reserve(selected.size());
   const tp::FindTensor find = FindIn(checkpoint);
   const bool matched = context.plan != nullptr && matches.size() == selected.size();
@@ -163,14 +174,14 @@ Result<std::vector<TpItem>> SliceSelected(const TpContext& context,
                          : SliceOne(context, *t, find);
     if (!slice) return std::move(slice).error();
     if (!slice->load) continue;
-    items.push_back(TpItem{t, std::move(*slice)});
+    items.push_back(LoadItem{t, std::move(*slice)});
   }
   return items;
 }
 
 // --- layout, segments, padding ----------------------------------------------------
 
-LoadLayout LayOut(std::span<const TpItem> items, std::uint64_t alignment) {
+LoadLayout LayOut(std::span<const LoadItem> items, std::uint64_t alignment) {
   std::vector<ArenaItem> whole;
   std::vector<std::size_t> whole_index;
   for (std::size_t i = 0; i < items.size(); ++i) {
@@ -186,7 +197,7 @@ LoadLayout LayOut(std::span<const TpItem> items, std::uint64_t alignment) {
   for (std::size_t k = 0; k < whole.size(); ++k) layout.position[whole_index[k]] = mirrored.position[k];
   std::uint64_t cursor = mirrored.size;
   for (std::size_t i = 0; i < items.size(); ++i) {
-    const TpItem& item = items[i];
+    const LoadItem& item = items[i];
     if (IsWhole(item)) continue;
     std::uint64_t begin = AlignUp(cursor, alignment);
     std::uint64_t phase = (item.source->offset + FirstSourceByte(item.slice)) % alignment;
@@ -200,10 +211,10 @@ LoadLayout LayOut(std::span<const TpItem> items, std::uint64_t alignment) {
   return layout;
 }
 
-void AppendTpSegments(const TpItem& item, std::byte* dst, std::uint32_t tag,
+void AppendItemSegments(const LoadItem& item, std::byte* dst, std::uint32_t tag,
                       std::vector<Segment>& out) {
   const TensorInfo& t = *item.source;
-  for (const tp::Segment& s : item.slice.segments) {
+  for (const tp::Run& s : item.slice.runs) {
     Segment seg;
     seg.file = t.shard;
     seg.offset = t.offset + s.src_offset;
@@ -217,13 +228,53 @@ void AppendTpSegments(const TpItem& item, std::byte* dst, std::uint32_t tag,
   }
 }
 
+std::vector<Segment> MakeSegments(std::span<const LoadItem> items,
+                                  std::span<std::byte* const> data) {
+  std::vector<Segment> segments;
+  segments.reserve(items.size());
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    AppendItemSegments(items[i], data[i], static_cast<std::uint32_t>(i), segments);
+  }
+  return segments;
+}
+
+std::vector<std::byte*> Place(std::span<const LoadItem> items, const LoadLayout& layout,
+                              std::byte* base, std::vector<Window>& windows) {
+  std::vector<std::byte*> data(items.size());
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    data[i] = items[i].slice.size > 0 ? base + layout.position[i] : base;
+  }
+  windows.reserve(windows.size() + layout.regions.size());
+  for (const ArenaLayout::Region& r : layout.regions) {
+    windows.push_back(Window{base + r.begin, base + r.end});
+  }
+  return data;
+}
+
+std::vector<const TensorInfo*> Sources(std::span<const LoadItem> items) {
+  std::vector<const TensorInfo*> sources;
+  sources.reserve(items.size());
+  for (const LoadItem& item : items) sources.push_back(item.source);
+  return sources;
+}
+
+Result<FileTable> OpenShards(const Checkpoint& checkpoint,
+                             std::span<const TensorInfo* const> tensors, IoMode mode) {
+  const std::vector<ShardInfo>& shards = checkpoint.shards();
+  auto needed = std::make_unique<bool[]>(shards.size());
+  for (const TensorInfo* t : tensors) {
+    if (t->size > 0) needed[t->shard] = true;
+  }
+  return FileTable::Open(checkpoint, std::span<const bool>(needed.get(), shards.size()), mode);
+}
+
 // A segment whose runs tile its extent (dst_stride == length, or one run)
 // covers [dst_offset, + extent) in one interval; only other strided
 // segments are walked run by run.
 void ZeroPadding(const tp::LocalSlice& slice, std::byte* dst) {
   if (!slice.zero_fill || slice.size == 0) return;
   std::vector<std::pair<std::uint64_t, std::uint64_t>> covered;
-  for (const tp::Segment& s : slice.segments) {
+  for (const tp::Run& s : slice.runs) {
     if (s.count == 1 || s.dst_stride == s.length) {
       covered.emplace_back(s.dst_offset, s.count * s.length);
       continue;
@@ -241,7 +292,7 @@ void ZeroPadding(const tp::LocalSlice& slice, std::byte* dst) {
   if (cursor < slice.size) std::memset(dst + cursor, 0, slice.size - cursor);
 }
 
-PlannedTensor DescribeTp(const TpItem& item) {
+PlannedTensor DescribeItem(const LoadItem& item) {
   PlannedTensor t;
   t.name = item.source->name;
   t.dtype = item.source->dtype;
@@ -256,6 +307,40 @@ PlannedTensor DescribeTp(const TpItem& item) {
   }
   t.straddles = item.slice.straddles;
   return t;
+}
+
+std::vector<LoadedBytes> HashSources(std::span<const LoadItem> items,
+                                     std::span<std::byte* const> data) {
+  std::vector<LoadedBytes> loaded;
+  loaded.reserve(items.size());
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    const bool whole = !data.empty() && AsInFile(items[i]);
+    loaded.push_back({items[i].source, whole ? data[i] : nullptr});
+  }
+  return loaded;
+}
+
+RankPlan DescribePlan(const LoadContext& context, std::span<const LoadItem> items,
+                      const ReadPlan& plan) {
+  RankPlan out;
+  out.rank = context.rank;
+  out.world = context.world;
+  out.bytes = plan.bytes_delivered;
+  out.bytes_read = plan.bytes_requested;
+  out.read_ops = plan.reads;
+  out.tensors.reserve(items.size());
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    // A tensor whose bytes ride in another tensor's coalesced read has no
+    // reads of its own (its TagReads, or none at all, count zero).
+    const TagReads reads = i < plan.tags.size() ? plan.tags[i] : TagReads{};
+    PlannedTensor t = DescribeItem(items[i]);
+    t.strategy = ReadStrategyName(reads.strategy);
+    t.bytes_read = reads.bytes_read;
+    t.read_ops = reads.read_ops;
+    out.local_bytes += t.bytes;
+    out.tensors.push_back(std::move(t));
+  }
+  return out;
 }
 
 }  // namespace shardload
