@@ -336,6 +336,9 @@ Result<Loader> Loader::OpenWithDefaults(Checkpoint checkpoint, const LoaderOptio
     auto impl = std::make_unique<Impl>(std::move(checkpoint), std::move(*runtime),
                                        std::move(defaults));
     impl->cuda = std::move(cuda);
+    // cuFile's driver opens with the Loader (as before the options split),
+    // unless the default request reads everything buffered.
+    (void)impl->gds.For(impl->defaults.mode);
     return Loader(std::move(impl));
   });
 }
