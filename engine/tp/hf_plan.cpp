@@ -52,6 +52,13 @@
 //                                        num_local_experts / n_routed_experts)
 // The key's own rule still applies to fused tensors in the checkpoint.
 //
+// EXPERT PARALLELISM. A key with an `experts.*` (or `experts.N`) component
+// matches per-expert tensors and captures `{expert}` there, so that a job
+// with expert parallelism (layout.h) knows them as expert tensors.
+//
+// PIPELINE. config.json's base_model_pp_plan (beside the plan) names the
+// embedding, layer and norm modules (pipeline.h).
+//
 // QUANTIZATION. `quantization_config` (top level, else beside the plan in
 // text_config) gives Plan::quant (quant.h): companions such as
 // `o_proj.weight_scale_inv` follow their weight's rule and split.
@@ -79,19 +86,6 @@ struct HfDims {
 
 Error ConfigError(const std::string& path, std::string detail) {
   return MakeError(ErrorCode::kTpPlanJson, path, {}, std::move(detail));
-}
-
-// A positive integer member, or nullopt when absent or null.
-Result<std::optional<std::uint64_t>> ReadCount(const JsonValue& cfg,
-                                               std::string_view key,
-                                               const std::string& path) {
-  const JsonValue* v = FindMember(cfg, key);
-  if (v == nullptr || v->IsNull()) return std::optional<std::uint64_t>();
-  if (!v->IsUint64() || v->GetUint64() == 0) {
-    return ConfigError(path, fmt::format("\"{}\" must be a positive integer, got {}",
-                                         key, JsonTypeName(*v)));
-  }
-  return std::optional<std::uint64_t>(v->GetUint64());
 }
 
 Result<HfDims> ReadDims(const JsonValue& cfg, const std::string& path) {
@@ -235,6 +229,9 @@ void HfPlanBuilder::ApplyHeads(const std::string& module, Rule& rule) const {
 
 Status HfPlanBuilder::Add(std::string_view key, std::string_view style) {
   std::vector<std::string> comps = SplitKey(key);
+  for (std::size_t i = 1; i < comps.size(); ++i) {  // per-expert keys capture the expert
+    if (comps[i] == "*" && comps[i - 1] == "experts") comps[i] = "{expert}";
+  }
   HfStyle hf = TranslateStyle(style);
   Rule rule;
   rule.style = hf.style;
@@ -383,6 +380,11 @@ Result<Plan> PlanFromHfConfig(std::string_view config_json, const std::string& p
   Result<Quant> quant = ReadHfQuant(doc, **cfg, path);
   if (!quant) return std::move(quant).error();
   plan->quant = *quant;
+  const JsonValue* pp_plan = FindMember(**cfg, "base_model_pp_plan");
+  if (pp_plan == nullptr || pp_plan->IsNull()) return plan;
+  Result<std::optional<PipelineSpec>> pipeline = PipelineFromPpPlan(*pp_plan, path);
+  if (!pipeline) return std::move(pipeline).error();
+  plan->pipeline = std::move(*pipeline);
   return plan;
 }
 

@@ -75,4 +75,16 @@ const JsonValue* FindMember(const JsonValue& object, std::string_view name) {
   return nullptr;
 }
 
+Result<std::optional<std::uint64_t>> ReadCount(const JsonValue& object, std::string_view key,
+                                               const std::string& path) {
+  const JsonValue* v = FindMember(object, key);
+  if (v == nullptr || v->IsNull()) return std::optional<std::uint64_t>();
+  if (!v->IsUint64() || v->GetUint64() == 0) {
+    return MakeError(ErrorCode::kTpPlanJson, path, {},
+                     fmt::format("\"{}\" must be a positive integer, got {}", key,
+                                 JsonTypeName(*v)));
+  }
+  return std::optional<std::uint64_t>(v->GetUint64());
+}
+
 }  // namespace shardload::tp

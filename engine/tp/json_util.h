@@ -35,4 +35,9 @@ std::string_view JsonTypeName(const JsonValue& v);   // "a string", "null", ...
 // The member named NAME, or nullptr. REQUIRES: object.IsObject().
 const JsonValue* FindMember(const JsonValue& object, std::string_view name);
 
+// A positive integer member KEY of OBJECT, or nullopt when absent or null.
+// Errors: kTpPlanJson naming PATH and KEY. REQUIRES: object.IsObject().
+Result<std::optional<std::uint64_t>> ReadCount(const JsonValue& object, std::string_view key,
+                                               const std::string& path);
+
 }  // namespace shardload::tp

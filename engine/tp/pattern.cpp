@@ -2,6 +2,7 @@
 // Thread-safe: no shared mutable state (a compiled RE2 is safe to share).
 #include "tp/pattern.h"
 
+#include <fmt/format.h>
 #include <re2/re2.h>
 
 #include <optional>
@@ -19,7 +20,6 @@ struct Pattern::CompiledRegex {
 namespace {
 
 constexpr std::string_view kRegexPrefix = "re:";
-constexpr std::string_view kExpertToken = "{expert}";
 
 Error PatternError(std::string detail) {
   return MakeError(ErrorCode::kTpBadPattern, {}, {}, std::move(detail));
@@ -91,29 +91,29 @@ std::optional<std::uint64_t> ParseDigits(std::string_view text) {
   return value;
 }
 
-Result<Pattern> Pattern::Compile(std::string_view text) {
+Result<Pattern> Pattern::Compile(std::string_view text, std::string_view capture) {
   Result<Pattern> out = text.starts_with(kRegexPrefix)
-                            ? CompileRegex(text.substr(kRegexPrefix.size()))
-                            : CompileGlob(text);
+                            ? CompileRegex(text.substr(kRegexPrefix.size()), capture)
+                            : CompileGlob(text, capture);
   if (out) out->text_ = std::string(text);
   return out;
 }
 
-Result<Pattern> Pattern::CompileGlob(std::string_view text) {
+Result<Pattern> Pattern::CompileGlob(std::string_view text, std::string_view capture) {
   if (text.empty()) return PatternError("empty pattern");
   Pattern p;
   for (std::string_view c : SplitComponents(text)) {
     if (c.empty()) {
       return PatternError("empty component (leading, trailing or doubled `.`)");
     }
-    if (c == kExpertToken) {
-      if (p.has_expert_) return PatternError("`{expert}` appears twice");
+    if (c == capture) {
+      if (p.has_expert_) return PatternError(fmt::format("`{}` appears twice", capture));
       p.has_expert_ = true;
       p.tokens_.push_back({Kind::kExpert, {}});
     } else if (c.find_first_of("{}") != std::string_view::npos) {
-      return PatternError(
-          "`{` and `}` are allowed only in the whole component `{expert}` "
-          "(use `re:` for alternatives)");
+      return PatternError(fmt::format(
+          "`{{` and `}}` are allowed only in the whole component `{}` "
+          "(use `re:` for alternatives)", capture));
     } else if (c == "**") {
       if (p.tokens_.empty() || p.tokens_.back().kind != Kind::kAny) {
         p.tokens_.push_back({Kind::kAny, {}});
@@ -130,7 +130,7 @@ Result<Pattern> Pattern::CompileGlob(std::string_view text) {
   return p;
 }
 
-Result<Pattern> Pattern::CompileRegex(std::string_view text) {
+Result<Pattern> Pattern::CompileRegex(std::string_view text, std::string_view capture) {
   if (text.empty()) return PatternError("empty regex after `re:`");
   if (text.size() > kMaxRegexLength) return PatternError("regex longer than 512 characters");
   if (text.find(kExpertGroupName) != std::string_view::npos) {
@@ -138,13 +138,13 @@ Result<Pattern> Pattern::CompileRegex(std::string_view text) {
   }
   Pattern p;
   std::string re(text);
-  std::size_t pos = re.find(kExpertToken);
+  std::size_t pos = re.find(capture);
   if (pos != std::string::npos) {
-    if (re.find(kExpertToken, pos + 1) != std::string::npos) {
-      return PatternError("`{expert}` appears twice");
+    if (re.find(capture, pos + 1) != std::string::npos) {
+      return PatternError(fmt::format("`{}` appears twice", capture));
     }
     p.has_expert_ = true;
-    re.replace(pos, kExpertToken.size(),
+    re.replace(pos, capture.size(),
                "(?P<" + std::string(kExpertGroupName) + ">[0-9]+)");
   }
   auto compiled = std::make_shared<const CompiledRegex>(re, RegexOptions());
@@ -152,7 +152,9 @@ Result<Pattern> Pattern::CompileRegex(std::string_view text) {
   if (p.has_expert_) {
     const auto& named = compiled->regex.NamedCapturingGroups();
     auto group = named.find(std::string(kExpertGroupName));
-    if (group == named.end()) return PatternError("`{expert}` is not a capturing position");
+    if (group == named.end()) {
+      return PatternError(fmt::format("`{}` is not a capturing position", capture));
+    }
     p.expert_group_ = static_cast<std::size_t>(group->second);
   }
   p.regex_ = std::move(compiled);

@@ -11,6 +11,8 @@
 //   `*`              exactly one component (any text)
 //   `**`             any number of components, zero included
 //   `{expert}`       one all-digit component, captured as the expert index
+//                    (a pipeline's layer pattern captures `{layer}` instead;
+//                    Compile's CAPTURE names the token)
 //   `a*b`            one component; `*` inside a component is any run of
 //                    characters other than `.`
 //   anything else    that component literally
@@ -33,11 +35,13 @@ namespace shardload::tp {
 
 class Pattern {
  public:
-  // Parses TEXT. Errors are kTpBadPattern with only `detail` set; the plan
-  // parser adds the path and the rule.
-  static Result<Pattern> Compile(std::string_view text);
+  // Parses TEXT, whose capture token is CAPTURE (`{expert}` in plan rules,
+  // `{layer}` in a pipeline's layer pattern). Errors are kTpBadPattern with
+  // only `detail` set; the plan parser adds the path and the rule.
+  static Result<Pattern> Compile(std::string_view text,
+                                 std::string_view capture = "{expert}");
 
-  // True when the whole of NAME matches. When the pattern has `{expert}`,
+  // True when the whole of NAME matches. When the pattern has its capture,
   // *expert receives the captured index (a component that is all digits but
   // does not fit in 64 bits does not match). Never fails today (RE2 matches
   // any name in linear time); a Result so that callers need no change if a
@@ -55,8 +59,8 @@ class Pattern {
     std::string text;  // kLiteral and kWild
   };
 
-  static Result<Pattern> CompileGlob(std::string_view text);
-  static Result<Pattern> CompileRegex(std::string_view text);
+  static Result<Pattern> CompileGlob(std::string_view text, std::string_view capture);
+  static Result<Pattern> CompileRegex(std::string_view text, std::string_view capture);
   bool MatchGlob(std::string_view name,
                  std::optional<std::uint64_t>* expert) const;
   Result<bool> MatchRegex(std::string_view name,

@@ -275,6 +275,22 @@ Status ParseEnumKey(const JsonValue& v, std::string_view key, Plan& plan) {
   return {};
 }
 
+// "pipeline" (pipeline.h) or "num_layers".
+Status ParsePipelineKey(const JsonValue& v, std::string_view key, Plan& plan) {
+  if (key == "pipeline") {
+    Result<PipelineSpec> spec = ParsePipelineJson(v, plan.path);
+    if (!spec) return std::move(spec).error();
+    plan.pipeline = std::move(*spec);
+    return {};
+  }
+  if (!v.IsUint64() || v.GetUint64() == 0) {
+    return PlanError(plan.path, fmt::format("\"num_layers\" must be a positive integer, got {}",
+                                            JsonTypeName(v)));
+  }
+  plan.num_layers = v.GetUint64();
+  return {};
+}
+
 // The top-level keys; returns the "rules" array through RULES.
 Status ParseTopLevel(const JsonValue& root, Plan& plan, const JsonValue** rules) {
   bool have_version = false;
@@ -291,14 +307,16 @@ Status ParseTopLevel(const JsonValue& root, Plan& plan, const JsonValue** rules)
       Result<Quant> quant = ParseQuantConfig(m.value, plan.path, /*strict=*/true);
       if (!quant) return std::move(quant).error();
       plan.quant = *quant;
+    } else if (key == "pipeline" || key == "num_layers") {
+      if (Status s = ParsePipelineKey(m.value, key, plan); !s) return s;
     } else if (key == "rules") {
       if (!m.value.IsArray()) return PlanError(plan.path, "\"rules\" must be an array");
       *rules = &m.value;
     } else {
       return PlanError(plan.path, fmt::format("unknown key \"{}\" (expected "
                                               "tp_plan_version, uneven, "
-                                              "unmatched, quantization_config, rules)",
-                                              ClipName(key)));
+                                              "unmatched, quantization_config, num_layers, "
+                                              "pipeline, rules)", ClipName(key)));
     }
   }
   if (!have_version) return PlanError(plan.path, "\"tp_plan_version\": 1 is missing");

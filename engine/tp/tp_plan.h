@@ -9,6 +9,8 @@
 // Our format:
 //   {"tp_plan_version": 1, "uneven": "chunk", "unmatched": "replicate",
 //    "quantization_config": {"quant_method": ..., ...},   (optional; quant.h)
+//    "num_layers": L, "pipeline": {"layer": ..., "first": [...], "last": [...]},
+//                                                          (optional; pipeline.h)
 //    "rules": [{"match": PATTERN, "split": STYLE, ...options}, ...]}
 //
 //   style      options (all optional unless marked)
@@ -35,6 +37,7 @@
 
 #include "shardload/error.h"
 #include "tp/pattern.h"
+#include "tp/pipeline.h"
 #include "tp/quant.h"
 
 namespace shardload::tp {
@@ -109,6 +112,12 @@ struct Plan {
   std::vector<Rule> rules;                         // first match wins
   // Companions (scales, zero points) follow their weight's split; quant.h.
   Quant quant;                                     // Default: none
+  // Pipeline stages (pipeline.h): our "pipeline" object, or a Hugging Face
+  // config's base_model_pp_plan. Default: nullopt, DefaultPipeline().
+  std::optional<PipelineSpec> pipeline;
+  // Our "num_layers" (the model's layer count L). Default: nullopt,
+  // config.json's num_hidden_layers.
+  std::optional<std::uint64_t> num_layers;
 };
 
 // The most rules a plan may hold (our "rules", or the entries of a Hugging
