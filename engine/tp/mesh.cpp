@@ -106,15 +106,6 @@ Status PlaceExpert(const MeshInput& in, const Mesh& mesh, std::size_t i, MeshTen
   return {};
 }
 
-LocalSlice WholeSlice(const TensorInfo& tensor, std::string rule) {
-  LocalSlice s;
-  s.shape = tensor.shape;
-  s.size = tensor.size;
-  if (tensor.size > 0) s.runs.push_back({0, 0, tensor.size, 1, 0, 0});
-  s.rule = std::move(rule);
-  return s;
-}
-
 // The label of an expert tensor loaded whole on its owner.
 std::string ExpertLabel(const TensorMatch& match, const MeshTensor& t, const Mesh& mesh) {
   return fmt::format("{}; --ep: expert {} on ep rank {} of {}", match.match.rule->label,

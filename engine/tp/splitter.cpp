@@ -53,15 +53,6 @@ struct Block {
   bool replicate_when_fewer = false;
 };
 
-LocalSlice Whole(const TensorInfo& tensor, std::string rule) {
-  LocalSlice s;
-  s.shape = tensor.shape;
-  s.size = tensor.size;
-  if (tensor.size > 0) s.runs.push_back({0, 0, tensor.size, 1, 0, 0});
-  s.rule = std::move(rule);
-  return s;
-}
-
 LocalSlice NotLoaded(std::string rule) {
   LocalSlice s;
   s.load = false;
@@ -292,7 +283,7 @@ Result<LocalSlice> BuildSlice(const Context& ctx, std::size_t d, const Geometry&
 Result<LocalSlice> SliceColRow(const Context& ctx, unsigned rank, unsigned world) {
   Result<std::optional<std::size_t>> dim = SplitDim(ctx);
   if (!dim) return std::move(dim).error();
-  if (!*dim) return Whole(ctx.tensor, ctx.rule->label);
+  if (!*dim) return WholeSlice(ctx.tensor, ctx.rule->label);
   std::size_t d = **dim;
   Geometry g = MakeGeometry(ctx.tensor, d);
   Result<std::vector<Block>> blocks = ResolveBlocks(ctx, d, g.dim, world);
@@ -303,7 +294,7 @@ Result<LocalSlice> SliceColRow(const Context& ctx, unsigned rank, unsigned world
 }
 
 Result<LocalSlice> SliceVocab(const Context& ctx, unsigned rank, unsigned world) {
-  if (ctx.tensor.shape.empty()) return Whole(ctx.tensor, ctx.rule->label);
+  if (ctx.tensor.shape.empty()) return WholeSlice(ctx.tensor, ctx.rule->label);
   const Rule& rule = *ctx.rule;
   Geometry g = MakeGeometry(ctx.tensor, 0);
   const std::uint64_t n = g.dim;
@@ -351,7 +342,7 @@ Result<LocalSlice> SliceExperts(const Context& ctx, std::optional<std::uint64_t>
                                 "ranks", rule.num_experts, world));
   }
   if (OwnsExpert(rule.placement, rule.uneven, *expert, rule.num_experts, rank, world)) {
-    return Whole(ctx.tensor, rule.label);
+    return WholeSlice(ctx.tensor, rule.label);
   }
   return NotLoaded(rule.label);
 }
@@ -506,7 +497,7 @@ Error OnWeight(Error e, const QuantRole& role) {
 Result<LocalSlice> SliceQuantColRow(const Context& ctx, const QuantRole& role,
                                     unsigned rank, unsigned world, const FindTensor& find) {
   auto whole = [&] {
-    LocalSlice out = Whole(ctx.tensor, ctx.rule->label);
+    LocalSlice out = WholeSlice(ctx.tensor, ctx.rule->label);
     if (!role.is_weight) out.follows = role.weight;
     return out;
   };
@@ -553,7 +544,7 @@ Result<LocalSlice> SliceQuantColRow(const Context& ctx, const QuantRole& role,
 Result<LocalSlice> SliceMatched(const Context& ctx, const RuleMatch& m,
                                 unsigned rank, unsigned world) {
   switch (ctx.rule->style) {
-    case Style::kReplicate: return Whole(ctx.tensor, ctx.rule->label);
+    case Style::kReplicate: return WholeSlice(ctx.tensor, ctx.rule->label);
     case Style::kSkip: return NotLoaded(ctx.rule->label);
     case Style::kCol:
     case Style::kRow: return SliceColRow(ctx, rank, world);
@@ -596,6 +587,15 @@ Result<bool> TryRule(const Plan& plan, const Rule& rule, std::string_view candid
 }
 
 }  // namespace
+
+LocalSlice WholeSlice(const TensorInfo& tensor, std::string rule) {
+  LocalSlice s;
+  s.shape = tensor.shape;
+  s.size = tensor.size;
+  if (tensor.size > 0) s.runs.push_back({0, 0, tensor.size, 1, 0, 0});
+  s.rule = std::move(rule);
+  return s;
+}
 
 Result<RuleMatch> FindRule(const Plan& plan, std::string_view name) {
   std::vector<std::string_view> candidates = {name};
@@ -654,7 +654,7 @@ Result<LocalSlice> SliceFor(const Plan& plan, const TensorInfo& tensor, const Te
     return ctx.Fail(ErrorCode::kTpUnmatched,
                     "matches no rule and the plan says \"unmatched\": \"error\"");
   }
-  return Whole(tensor, "unmatched (replicate)");
+  return WholeSlice(tensor, "unmatched (replicate)");
 }
 
 Result<LocalSlice> SliceFor(const Plan& plan, const TensorInfo& tensor,

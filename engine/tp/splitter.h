@@ -159,6 +159,9 @@ struct TensorMatch {
 };
 Result<TensorMatch> MatchTensor(const Plan& plan, const TensorInfo& tensor);
 
+// TENSOR loaded whole (one run of all its bytes), labelled RULE.
+LocalSlice WholeSlice(const TensorInfo& tensor, std::string rule);
+
 // Rank RANK of WORLD's slice of TENSOR. TENSOR's size must match its dtype
 // and shape (kTensorInvalidInfo otherwise). Errors never depend on RANK:
 // a plan refused for one rank is refused for all of them, so every rank
